@@ -1,0 +1,3 @@
+from tdpo.cli import main
+
+raise SystemExit(main())

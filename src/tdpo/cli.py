@@ -1,0 +1,53 @@
+"""The ``tdpo`` command line.
+
+Each subcommand lives in its own module under :mod:`tdpo.commands` with a
+``main(argv) -> int`` function and is imported only when it runs, so that
+``tdpo --help`` answers at once without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from tdpo import __version__
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    parser = argparse.ArgumentParser(
+        prog="tdpo",
+        description="Token-level Direct Preference Optimization (TDPO) and the DPO family "
+        "for Hugging Face causal language models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(lines) + "\n\nRun 'tdpo COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"tdpo {__version__}")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="what to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tdpo`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    if not argv:
+        parser.print_help()
+        return 2
+    ns = parser.parse_args(argv)
+    module_name, _ = COMMANDS[ns.command]
+    module = importlib.import_module(module_name)
+    try:
+        return int(module.main(ns.args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
