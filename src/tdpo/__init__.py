@@ -1,3 +1,33 @@
-"""tdpo: Token-level Direct Preference Optimization for Hugging Face causal language models."""
+"""tdpo: Token-level Direct Preference Optimization for Hugging Face causal language models.
+
+The functional API (imported lazily, so that ``tdpo --help`` does not load torch)::
+
+    from tdpo import loss_from_logits, loss_from_hidden
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "LOSSES": "tdpo.objective",
+    "compute_loss": "tdpo.objective",
+    "loss_from_hidden": "tdpo.objective",
+    "loss_from_logits": "tdpo.objective",
+    "OutputHead": "tdpo.token_stats",
+    "SequenceStats": "tdpo.token_stats",
+    "TokenStats": "tdpo.token_stats",
+    "sequence_stats": "tdpo.token_stats",
+    "token_stats_from_hidden": "tdpo.token_stats",
+    "token_stats_from_logits": "tdpo.token_stats",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tdpo' has no attribute {name!r}")

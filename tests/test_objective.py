@@ -1,0 +1,176 @@
+"""Losses and metrics by name, end to end from logits and from hidden states, against float64."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import tdpo
+from tdpo.objective import LOSSES, compute_loss, loss_from_hidden, loss_from_logits
+from tdpo.token_stats import sequence_stats, token_stats_from_logits
+
+B, T, H, V = 3, 8, 6, 17
+
+
+def batch(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.full((2 * B, T), -100, dtype=torch.long)
+    for r in range(2 * B):
+        start, end = 2 + r % 2, T - r % 3
+        labels[r, start:end] = torch.randint(0, V, (end - start,), generator=g)
+    hp, hr = torch.randn(2 * B, T, H, generator=g), torch.randn(2 * B, T, H, generator=g)
+    wp, wr = torch.randn(V, H, generator=g), torch.randn(V, H, generator=g)
+    return hp, wp, hr, wr, labels
+
+
+def float64_sequence_terms(hp, wp, hr, wr, labels):
+    """Delta and D per row, in float64, by direct vectorised formulas."""
+    logp = torch.log_softmax(hp.double() @ wp.double().T, -1)[:, :-1]
+    logq = torch.log_softmax(hr.double() @ wr.double().T, -1)[:, :-1]
+    y = labels[:, 1:]
+    m = (y != -100).double()
+    yy = y.clamp(min=0)[..., None]
+    lp = (logp.gather(-1, yy).squeeze(-1) * m).sum(-1)
+    lq = (logq.gather(-1, yy).squeeze(-1) * m).sum(-1)
+    kl = ((logq.exp() * (logq - logp)).sum(-1) * m).sum(-1)
+    ent = ((-(logp.exp() * logp).sum(-1)) * m).sum(-1) / m.sum(-1)
+    return lp, lq, kl, ent
+
+
+def expected_loss(name, lp, lq, kl, beta, alpha, eps):
+    d = lp - lq
+    dw, dl, kw, kll = d[:B], d[B:], kl[:B], kl[B:]
+    ls = torch.nn.functional.logsigmoid
+    if name == "sft":
+        return (-lp).mean()
+    if name == "dpo":
+        return -ls(beta * (dw - dl)).mean()
+    if name == "cdpo":
+        return (-(1 - eps) * ls(beta * (dw - dl)) - eps * ls(-beta * (dw - dl))).mean()
+    if name == "ipo":
+        return ((dw - dl - 1 / (2 * beta)) ** 2).mean()
+    if name == "dpo_reference_free":
+        return -ls(beta * (lp[:B] - lp[B:])).mean()
+    if name == "tdpo1":
+        return -ls(beta * ((dw - dl) - (kll - kw))).mean()
+    if name == "tdpo2":
+        return -ls(beta * ((dw - dl) - alpha * (kll - kw))).mean()
+    if name == "fdpo_fkl":
+        return -ls(beta * (torch.exp(-dl) - torch.exp(-dw))).mean()
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("path", ["logits", "hidden"])
+def test_every_loss_matches_float64(name, path):
+    hp, wp, hr, wr, labels = batch(0)
+    hp = hp * 0.3  # keep exp(-Delta) of f-DPO moderate
+    beta, alpha, eps = 0.2, 0.3, 0.1
+    if path == "logits":
+        loss, metrics = loss_from_logits(hp @ wp.T, hr @ wr.T, labels, loss=name, beta=beta, alpha=alpha,
+                                         label_smoothing=eps)
+    else:
+        loss, metrics = loss_from_hidden(hp, wp, hr, wr, labels, loss=name, beta=beta, alpha=alpha,
+                                         label_smoothing=eps, chunk_size=5)
+    lp, lq, kl, _ = float64_sequence_terms(hp, wp, hr, wr, labels)
+    want = expected_loss(name, lp, lq, kl, beta, alpha, eps)
+    torch.testing.assert_close(loss.double(), want, rtol=1e-4, atol=1e-5)
+    assert metrics["loss"].item() == pytest.approx(loss.item())
+
+
+@pytest.mark.parametrize("name", ["dpo", "tdpo1", "tdpo2", "ipo", "fdpo_fkl"])
+def test_loss_gradients_agree_between_paths_and_float64(name):
+    hp, wp, hr, wr, labels = batch(1)
+    hp = hp * 0.3
+    beta, alpha = 0.2, 0.4
+    hp64, wp64 = hp.double().requires_grad_(), wp.double().requires_grad_()
+    lp, lq, kl, _ = float64_sequence_terms(hp64, wp64, hr, wr, labels)
+    if name == "tdpo2":  # the stop-gradient, written independently
+        kl = torch.cat([kl[:B].detach(), kl[B:]])
+    expected_loss(name, lp, lq, kl, beta, alpha, 0.0).backward()
+
+    for path in ("logits", "hidden"):
+        h, w = hp.clone().requires_grad_(), wp.clone().requires_grad_()
+        if path == "logits":
+            loss, _ = loss_from_logits(h @ w.T, hr @ wr.T, labels, loss=name, beta=beta, alpha=alpha)
+        else:
+            loss, _ = loss_from_hidden(h, w, hr, wr, labels, loss=name, beta=beta, alpha=alpha, chunk_size=3)
+        loss.backward()
+        torch.testing.assert_close(h.grad.double(), hp64.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(w.grad.double(), wp64.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_identical_policy_and_reference_give_log2_and_zero_kl():
+    hp, wp, _, _, labels = batch(2)
+    for name in ("dpo", "tdpo1", "tdpo2", "fdpo_fkl"):
+        loss, m = loss_from_hidden(hp, wp, hp, wp, labels, loss=name)
+        assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
+        assert m["rewards/margins"].item() == pytest.approx(0, abs=1e-6)
+    _, m = loss_from_logits(hp @ wp.T, hp @ wp.T, labels, loss="tdpo2")
+    assert m["kl/chosen"].item() == pytest.approx(0, abs=1e-6)
+    assert m["kl/rejected"].item() == pytest.approx(0, abs=1e-6)
+
+
+def test_metrics_match_independent_values():
+    hp, wp, hr, wr, labels = batch(3)
+    beta = 0.25
+    _, m = loss_from_hidden(hp, wp, hr, wr, labels, loss="tdpo2", beta=beta, chunk_size=4)
+    lp, lq, kl, ent = float64_sequence_terms(hp, wp, hr, wr, labels)
+    d = lp - lq
+    rw, rl = beta * d[:B], beta * d[B:]
+    tw, tl = beta * (d[:B] + kl[:B]), beta * (d[B:] + kl[B:])
+    want = {
+        "rewards/chosen": rw.mean(), "rewards/rejected": rl.mean(), "rewards/margins": (rw - rl).mean(),
+        "rewards/accuracies": (rw > rl).double().mean(),
+        "tdpo_rewards/chosen": tw.mean(), "tdpo_rewards/margins": (tw - tl).mean(),
+        "tdpo_rewards/accuracies": (tw > tl).double().mean(),
+        "kl/chosen": kl[:B].mean(), "kl/rejected": kl[B:].mean(), "kl/margin": (kl[B:] - kl[:B]).mean(),
+        "kl/margin_abs": (kl[B:] - kl[:B]).abs().mean(),
+        "logps/chosen": lp[:B].mean(), "logps/rejected": lp[B:].mean(),
+        "entropy/chosen": ent[:B].mean(), "entropy/rejected": ent[B:].mean(),
+    }
+    for key, value in want.items():
+        assert m[key].item() == pytest.approx(value.item(), rel=1e-4, abs=1e-5), key
+        assert not m[key].requires_grad
+
+
+def test_cached_reference_logps_replace_the_reference_for_dpo_and_are_refused_for_tdpo():
+    hp, wp, hr, wr, labels = batch(4)
+    live, _ = loss_from_logits(hp @ wp.T, hr @ wr.T, labels, loss="dpo")
+    ref_logps = sequence_stats(token_stats_from_logits(hr @ wr.T, None, labels)).policy_logps
+    policy_only = sequence_stats(token_stats_from_logits(hp @ wp.T, None, labels))
+    cached, _ = compute_loss("dpo", policy_only, reference_logps=ref_logps)
+    assert cached.item() == pytest.approx(live.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="full distribution"):
+        compute_loss("tdpo2", policy_only, reference_logps=ref_logps)
+
+
+def test_bad_arguments_raise_clear_errors():
+    hp, wp, hr, wr, labels = batch(5)
+    with pytest.raises(ValueError, match="unknown loss 'tdpo3'; choose one of: sft, dpo"):
+        loss_from_logits(hp @ wp.T, hr @ wr.T, labels, loss="tdpo3")
+    with pytest.raises(ValueError, match="beta must be"):
+        loss_from_logits(hp @ wp.T, hr @ wr.T, labels, loss="dpo", beta=-1)
+    with pytest.raises(ValueError, match="alpha must be"):
+        loss_from_logits(hp @ wp.T, hr @ wr.T, labels, loss="tdpo2", alpha=float("nan"))
+    with pytest.raises(ValueError, match="needs reference log-probs"):
+        loss_from_logits(hp @ wp.T, None, labels, loss="dpo")
+    with pytest.raises(ValueError, match="even number of rows"):
+        loss_from_logits(hp[:5] @ wp.T, hr[:5] @ wr.T, labels[:5], loss="dpo")
+
+
+def test_sft_loss_and_reference_free_dpo_need_no_reference():
+    hp, wp, _, _, labels = batch(6)
+    loss, m = loss_from_logits(hp @ wp.T, None, labels, loss="sft")
+    lp = float64_sequence_terms(hp, wp, hp, wp, labels)[0]
+    assert loss.item() == pytest.approx(-lp.mean().item(), rel=1e-5)
+    tokens = (labels[:, 1:] != -100).sum().item()
+    assert m["nll_per_token"].item() == pytest.approx(-lp.sum().item() / tokens, rel=1e-5)
+    loss, _ = loss_from_hidden(hp, wp, None, None, labels, loss="dpo_reference_free")
+    assert torch.isfinite(loss)
+
+
+def test_package_exports_the_functional_api():
+    assert tdpo.loss_from_logits is loss_from_logits and tdpo.loss_from_hidden is loss_from_hidden
