@@ -1,0 +1,181 @@
+"""Win/tie/loss tables with confidence intervals, and the per-question CSV.
+
+For each category and overall, :func:`winrate_table` counts the outcomes of model ``a`` against model ``b``
+(see :mod:`tdpo.evaluation.judges`). Rates are over the *valid* judgments, ``wins + ties + losses``;
+``invalid`` (unparseable judge replies) and ``error`` (failed requests) are counted and reported but left
+out of the rates, never guessed.
+
+* ``win_rate = wins / valid``, ``tie_rate = ties / valid``, ``loss_rate = losses / valid``;
+* ``score = (wins + ties / 2) / valid``, the win rate with ties counted as half a win.
+
+Each rate comes with a two-sided **Wilson score interval** (default 95%): the set of proportions ``p``
+that a two-sided score test of ``k`` successes in ``n`` trials does not reject,
+
+    ``(p_hat + z^2 / 2n  +-  z * sqrt(p_hat (1 - p_hat) / n + z^2 / 4n^2)) / (1 + z^2 / n)``
+
+with ``z`` the standard normal quantile. Unlike the normal-approximation interval it stays inside
+[0, 1] and behaves at 0 and ``n`` successes and for small ``n``. For ``score``, whose ties count half,
+the interval is Wilson's on the half-counted successes ``wins + ties / 2``, an approximation (ties make
+the outcome three-valued). With ``valid = 0`` every rate and bound is NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from statistics import NormalDist
+
+from tdpo.evaluation.judges import OUTCOMES, PairJudgment
+
+OVERALL = "overall"
+
+
+def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Wilson score interval for a binomial proportion.
+
+    Args:
+        successes: number of successes ``k`` (0 <= k <= trials; may be fractional, see the module docs).
+        trials: number of trials ``n`` (>= 0).
+        confidence: coverage in (0, 1).
+
+    Returns:
+        ``(low, high)``; ``(nan, nan)`` when ``trials == 0``.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    if trials < 0 or successes < 0 or successes > trials:
+        raise ValueError(f"need 0 <= successes <= trials; got {successes} of {trials}")
+    if trials == 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denom = 1 + z * z / trials
+    center = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+@dataclass
+class WinRateRow:
+    """The outcomes of one category (or ``overall``), seen from model ``a``."""
+
+    category: str
+    """Category name, or ``overall``."""
+    questions: int
+    """Questions judged, whatever their outcome."""
+    wins: int
+    """Questions where ``a`` won."""
+    ties: int
+    """Ties."""
+    losses: int
+    """Questions where ``b`` won."""
+    invalid: int
+    """Questions with an unparseable judge reply (left out of the rates)."""
+    errors: int
+    """Questions whose judge request failed (left out of the rates)."""
+    win_rate: float
+    """``wins / (wins + ties + losses)``."""
+    win_low: float
+    """Lower Wilson bound of the win rate."""
+    win_high: float
+    """Upper Wilson bound of the win rate."""
+    tie_rate: float
+    """``ties / valid``."""
+    tie_low: float
+    """Lower Wilson bound of the tie rate."""
+    tie_high: float
+    """Upper Wilson bound of the tie rate."""
+    loss_rate: float
+    """``losses / valid``."""
+    loss_low: float
+    """Lower Wilson bound of the loss rate."""
+    loss_high: float
+    """Upper Wilson bound of the loss rate."""
+    score: float
+    """``(wins + ties / 2) / valid``."""
+    score_low: float
+    """Lower Wilson bound of the score (approximate)."""
+    score_high: float
+    """Upper Wilson bound of the score (approximate)."""
+
+    @property
+    def valid(self) -> int:
+        """``wins + ties + losses``."""
+        return self.wins + self.ties + self.losses
+
+
+def _row(category: str, judgments: Sequence[PairJudgment], confidence: float) -> WinRateRow:
+    counts = {name: 0 for name in OUTCOMES}
+    for judgment in judgments:
+        if judgment.outcome not in counts:
+            raise ValueError(f"question {judgment.question_id!r}: unknown outcome {judgment.outcome!r}")
+        counts[judgment.outcome] += 1
+    wins, ties, losses = counts["win"], counts["tie"], counts["loss"]
+    valid = wins + ties + losses
+
+    def rate(k: float) -> tuple[float, float, float]:
+        low, high = wilson_interval(k, valid, confidence)
+        return (k / valid if valid else math.nan), low, high
+
+    return WinRateRow(category, len(judgments), wins, ties, losses, counts["invalid"], counts["error"],
+                      *rate(wins), *rate(ties), *rate(losses), *rate(wins + ties / 2))
+
+
+def winrate_table(judgments: Sequence[PairJudgment], confidence: float = 0.95) -> list[WinRateRow]:
+    """One row per category (sorted by name) and a last ``overall`` row."""
+    categories = sorted({j.category for j in judgments})
+    rows = [_row(c, [j for j in judgments if j.category == c], confidence) for c in categories]
+    rows.append(_row(OVERALL, list(judgments), confidence))
+    return rows
+
+
+def format_table(rows: Sequence[WinRateRow], name_a: str = "a", name_b: str = "b", confidence: float = 0.95) -> str:
+    """A plain-text table of the rows (percentages with their intervals)."""
+
+    def pct(value: float, low: float, high: float) -> str:
+        if math.isnan(value):
+            return "n/a"
+        return f"{100 * value:5.1f} [{100 * low:4.1f}, {100 * high:5.1f}]"
+
+    level = f"{100 * confidence:g}%"
+    header = ["category", "n", "win", "tie", "loss", "invalid", "error",
+              f"win% ({level} CI)", f"tie% ({level} CI)", f"loss% ({level} CI)", "score%"]
+    lines = [[r.category, str(r.questions), str(r.wins), str(r.ties), str(r.losses), str(r.invalid),
+              str(r.errors), pct(r.win_rate, r.win_low, r.win_high), pct(r.tie_rate, r.tie_low, r.tie_high),
+              pct(r.loss_rate, r.loss_low, r.loss_high), pct(r.score, r.score_low, r.score_high)] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = [f"{name_a} (a) vs {name_b} (b): outcomes for a; rates over win+tie+loss"]
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def write_per_question_csv(path: str | Path, judgments: Sequence[PairJudgment]) -> None:
+    """One CSV row per question: id, category, outcome, both orders' verdicts, reward scores, error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = ["question_id", "category", "outcome", "verdict_a_first", "verdict_b_first", "score_a", "score_b",
+              "error"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for judgment in judgments:
+            record = judgment.as_dict()
+            writer.writerow({k: ("" if record[k] is None else record[k]) for k in fields})
+
+
+def write_summary_json(path: str | Path, rows: Sequence[WinRateRow], meta: dict) -> None:
+    """The table as JSON, ``{"meta": ..., "rows": [...]}`` (NaN written as null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def clean(value):
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    data = {"meta": meta, "rows": [{k: clean(v) for k, v in asdict(r).items()} for r in rows]}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

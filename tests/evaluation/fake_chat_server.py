@@ -1,0 +1,125 @@
+"""A small fake OpenAI-compatible chat-completions server on 127.0.0.1, for the judge tests.
+
+It serves ``POST /v1/chat/completions`` from a background thread. By default it plays a judge that prefers
+the assistant whose conversation contains the word ``GOOD`` (a tie if both or neither do). A script of
+misbehaviours can be queued, consumed one per request in arrival order: HTTP errors (with an optional
+``Retry-After``), slow replies, garbled bodies and fixed reply texts. Everything stays on loopback; each
+request sleeps at most a few seconds, so the server always stops.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_SECTION = re.compile(r"\[Conversation with assistant (A|B)\]\n(.*?)\n\[End of conversation with assistant \1\]",
+                      re.DOTALL)
+
+
+def prefer_good(user_message: str) -> str:
+    """The default judge: prefers the conversation that contains ``GOOD``."""
+    sections = dict(_SECTION.findall(user_message))
+    good = [name for name in ("A", "B") if "GOOD" in sections.get(name, "")]
+    if len(good) == 1:
+        return f"Assistant {good[0]} answers the question better.\nVerdict: {good[0]}"
+    return "Both assistants are about as helpful.\nVerdict: tie"
+
+
+class FakeChatServer:
+    """The server; use as a context manager. ``url`` is the base URL to give the judge (``.../v1``)."""
+
+    def __init__(self, judge=prefer_good, delay: float = 0.0) -> None:
+        self.judge = judge
+        self.delay = delay
+        self.script: deque[tuple] = deque()
+        self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def queue(self, *actions: tuple) -> None:
+        """Queue actions for the next requests: ``("status", code, headers)``, ``("slow", seconds)``,
+        ``("garbled",)`` or ``("reply", text)``."""
+        self.script.extend(actions)
+
+    def __enter__(self) -> FakeChatServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def _handler_class(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                try:
+                    self.send_response(code)
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (time-out test)
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(length))
+                with server._lock:
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    action = server.script.popleft() if server.script else ("ok",)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    if self.path != "/v1/chat/completions":
+                        self._send(404, b'{"error": "not found"}')
+                        return
+                    if server.delay:
+                        time.sleep(server.delay)
+                    kind = action[0]
+                    if kind == "status":
+                        headers = action[2] if len(action) > 2 else {}
+                        self._send(action[1], b'{"error": {"message": "scripted failure"}}', headers)
+                        return
+                    if kind == "garbled":
+                        self._send(200, b"<html>this is not json", {"Content-Type": "text/html"})
+                        return
+                    if kind == "slow":
+                        time.sleep(action[1])
+                    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+                    text = action[1] if kind == "reply" else server.judge(user)
+                    reply = {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "model": body.get("model"),
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                     "finish_reason": "stop"}],
+                    }
+                    self._send(200, json.dumps(reply).encode(), {"Content-Type": "application/json"})
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+        return Handler

@@ -1,0 +1,283 @@
+"""The chat-completions judge against a real HTTP server on loopback (tests/evaluation/fake_chat_server.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+from fake_chat_server import FakeChatServer
+
+from tdpo.evaluation.cache import JudgmentCache
+from tdpo.evaluation.judges import (
+    ChatCompletionsJudge,
+    ChatJudgeConfig,
+    combine_orders,
+    parse_verdict,
+)
+from tdpo.evaluation.questions import Question
+
+KEY_ENV = "TDPO_TEST_JUDGE_KEY"
+SECRET = "sk-test-do-not-leak-7f3a"
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+
+
+@pytest.fixture
+def server():
+    with FakeChatServer() as srv:
+        yield srv
+
+
+def make_judge(server, cache=None, sleep=None, **overrides):
+    settings = dict(base_url=server.url, model="fake-judge", api_key_env=KEY_ENV, timeout=5.0, max_retries=3,
+                    backoff_initial=0.01, backoff_max=2.0, max_workers=1)
+    settings.update(overrides)
+    kwargs = {} if sleep is None else {"sleep": sleep}
+    return ChatCompletionsJudge(ChatJudgeConfig(**settings), cache=cache, **kwargs)
+
+
+def qa(n_questions=3):
+    """Questions where a wins q1, b wins q2 and q3 is even (both GOOD)."""
+    questions = [Question(str(i), "writing" if i < 2 else "math", (f"Question {i}?",)) for i in range(n_questions)]
+    a = {"0": ("GOOD answer from a",), "1": ("weak answer from a",), "2": ("GOOD from a",)}
+    b = {"0": ("weak answer from b",), "1": ("GOOD answer from b",), "2": ("GOOD from b",)}
+    for i in range(3, n_questions):
+        a[str(i)], b[str(i)] = (f"GOOD a{i}",), (f"plain b{i}",)
+    return questions, a, b
+
+
+def user_text(request):
+    return next(m["content"] for m in request["messages"] if m["role"] == "user")
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("B is better.\nVerdict: A", "A"),
+        ("Comparison...\n**Verdict: B**", "B"),
+        ("neither\nverdict - TIE.", "tie"),
+        ("Response A is clearer.\n\nA", "A"),
+        ("Verdict: A\nOn reflection,\nVerdict: B", None),
+        ("Verdict: C", None),
+        ("I cannot decide which one.", None),
+        ("", None),
+        ("Both are great, A and B alike", None),
+    ],
+)
+def test_parse_verdict(reply, expected):
+    assert parse_verdict(reply) == expected
+
+
+def test_combine_orders_rule():
+    to_pref_first = {"A": "a", "B": "b", "tie": "tie"}
+    to_pref_second = {"A": "b", "B": "a", "tie": "tie"}
+    for v1 in ("A", "B", "tie", None):
+        for v2 in ("A", "B", "tie", None):
+            if v1 is None or v2 is None:
+                expected = "invalid"
+            else:
+                p1, p2 = to_pref_first[v1], to_pref_second[v2]
+                expected = {"a": "win", "b": "loss"}[p1] if p1 == p2 and p1 != "tie" else "tie"
+            assert combine_orders(v1, v2) == expected
+
+
+def test_happy_path_both_orders_and_key_handling(server, tmp_path, caplog):
+    questions, a, b = qa()
+    cache_path = tmp_path / "cache.jsonl"
+    judge = make_judge(server, cache=JudgmentCache(cache_path))
+    with caplog.at_level(logging.DEBUG):
+        judgments = judge.judge(questions, a, b, progress=False)
+    assert [j.outcome for j in judgments] == ["win", "loss", "tie"]
+    assert [(j.verdict_a_first, j.verdict_b_first) for j in judgments] == [("A", "B"), ("B", "A"), ("tie", "tie")]
+    assert len(server.requests) == 6 and judge.requests_sent == 6
+    # each question was asked once with a's answer shown first and once with b's shown first
+    for q in questions:
+        texts = [user_text(r) for r in server.requests if f"Question {q.question_id}?" in user_text(r)]
+        assert len(texts) == 2
+        positions = sorted(
+            (t.index(a[q.question_id][0]) < t.index(b[q.question_id][0])) for t in texts
+        )
+        assert positions == [False, True]
+    for request in server.requests:
+        assert request["model"] == "fake-judge"
+        assert request["temperature"] == 0.0
+    assert all(h.get("Authorization") == f"Bearer {SECRET}" for h in server.headers)
+    # the key never reaches the cache or the logs
+    assert SECRET not in cache_path.read_text()
+    assert SECRET not in caplog.text
+    assert len(cache_path.read_text().splitlines()) == 6
+
+
+def test_position_biased_judge_gives_ties(tmp_path):
+    with FakeChatServer(judge=lambda _: "The first one.\nVerdict: A") as srv:
+        questions, a, b = qa()
+        judgments = make_judge(srv).judge(questions, a, b, progress=False)
+    assert [j.outcome for j in judgments] == ["tie", "tie", "tie"]
+
+
+def test_one_order_says_tie(server):
+    questions, a, b = qa(1)
+    server.queue(("ok",), ("reply", "They are equally good.\nVerdict: tie"))
+    (judgment,) = make_judge(server).judge(questions, a, b, progress=False)
+    assert (judgment.verdict_a_first, judgment.verdict_b_first) == ("A", "tie")
+    assert judgment.outcome == "tie"
+
+
+def test_429_is_retried_honouring_retry_after(server, caplog):
+    questions, a, b = qa(1)
+    server.queue(("status", 429, {"Retry-After": "1.5"}), ("status", 429, {}))
+    waits: list[float] = []
+    judge = make_judge(server, sleep=waits.append, backoff_initial=0.25)
+    with caplog.at_level(logging.WARNING):
+        (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win"
+    assert judge.requests_sent == 4
+    assert waits[0] == pytest.approx(1.5)  # from Retry-After
+    assert 0.5 <= waits[1] <= 0.5 * 1.1 + 1e-9  # exponential back-off (second try), with jitter
+    assert "429" in caplog.text and SECRET not in caplog.text
+
+
+def test_retry_after_is_really_waited(server):
+    questions, a, b = qa(1)
+    server.queue(("status", 429, {"Retry-After": "1"}))
+    judge = make_judge(server)
+    start = time.monotonic()
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert time.monotonic() - start >= 0.95
+    assert judgment.outcome == "win"
+
+
+def test_500_backs_off_exponentially(server):
+    questions, a, b = qa(1)
+    server.queue(("status", 500), ("status", 503), ("status", 502))
+    waits: list[float] = []
+    judge = make_judge(server, sleep=waits.append, backoff_initial=0.1, backoff_max=0.3)
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win"
+    assert len(waits) == 3
+    for attempt, wait in enumerate(waits):
+        base = min(0.3, 0.1 * 2 ** attempt)
+        assert base <= wait <= min(0.3, base * 1.1) + 1e-9
+
+
+def test_retries_exhausted_is_an_error_and_not_cached(server, tmp_path):
+    questions, a, b = qa(1)
+    server.queue(*[("status", 500)] * 3)
+    cache = JudgmentCache(tmp_path / "cache.jsonl")
+    judge = make_judge(server, cache=cache, sleep=lambda s: None, max_retries=2)
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    # max_workers=1: the first order took all three failures, the second order went through
+    assert judgment.outcome == "error"
+    assert "gave up after 3 tries" in judgment.error
+    assert judge.requests_sent == 4
+    assert len(cache) == 1
+    # a rerun asks only for the failed order
+    rerun = make_judge(server, cache=JudgmentCache(tmp_path / "cache.jsonl"))
+    (judgment,) = rerun.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win"
+    assert rerun.requests_sent == 1 and rerun.cache_hits == 1
+
+
+def test_non_retryable_status_fails_at_once(server):
+    questions, a, b = qa(1)
+    server.queue(("status", 401), ("status", 400))
+    judge = make_judge(server, sleep=lambda s: None)
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "error"
+    assert "HTTP 401" in judgment.error and "HTTP 400" in judgment.error
+    assert judge.requests_sent == 2
+    assert SECRET not in judgment.error
+
+
+def test_timeout_is_retried(server):
+    questions, a, b = qa(1)
+    server.queue(("slow", 1.5))
+    judge = make_judge(server, timeout=0.3)
+    start = time.monotonic()
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win"
+    assert judge.requests_sent == 3
+    assert time.monotonic() - start < 1.4  # did not wait for the slow reply
+
+
+def test_garbled_body_is_retried(server):
+    questions, a, b = qa(1)
+    server.queue(("garbled",), ("garbled",))
+    judge = make_judge(server, sleep=lambda s: None)
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win"
+    assert judge.requests_sent == 4
+
+
+def test_unparseable_reply_is_invalid_cached_and_retryable(server, tmp_path):
+    questions, a, b = qa(2)
+    server.queue(("reply", "Hmm, hard to say."), ("ok",), ("ok",), ("ok",))
+    cache_path = tmp_path / "cache.jsonl"
+    judgments = make_judge(server, cache=JudgmentCache(cache_path)).judge(questions, a, b, progress=False)
+    assert [j.outcome for j in judgments] == ["invalid", "loss"]
+    assert judgments[0].verdict_a_first is None and judgments[0].verdict_b_first == "B"
+    assert "unparseable" in judgments[0].error
+    records = [json.loads(line) for line in cache_path.read_text().splitlines()]
+    assert sum(r["verdict"] is None for r in records) == 1
+    # resuming pays nothing, and the invalid reply stays invalid
+    again = make_judge(server, cache=JudgmentCache(cache_path))
+    assert [j.outcome for j in again.judge(questions, a, b, progress=False)] == ["invalid", "loss"]
+    assert again.requests_sent == 0 and again.cache_hits == 4
+    # asked to, the judge asks again for the invalid one only
+    retry = make_judge(server, cache=JudgmentCache(cache_path))
+    assert [j.outcome for j in retry.judge(questions, a, b, retry_invalid=True, progress=False)] == ["win", "loss"]
+    assert retry.requests_sent == 1
+
+
+def test_resume_from_cache(server, tmp_path):
+    questions, a, b = qa(5)
+    cache_path = tmp_path / "cache.jsonl"
+    first = make_judge(server, cache=JudgmentCache(cache_path))
+    partial = first.judge(questions[:2], a, b, progress=False)
+    assert first.requests_sent == 4
+    resumed = make_judge(server, cache=JudgmentCache(cache_path))
+    full = resumed.judge(questions, a, b, progress=False)
+    assert resumed.requests_sent == 6 and resumed.cache_hits == 4
+    assert [j.outcome for j in full[:2]] == [j.outcome for j in partial]
+    assert [j.outcome for j in full] == ["win", "loss", "tie", "win", "win"]
+    # another judge model is another judgment: nothing is reused
+    other = make_judge(server, cache=JudgmentCache(cache_path), model="other-judge")
+    other.judge(questions[:1], a, b, progress=False)
+    assert other.requests_sent == 2 and other.cache_hits == 0
+
+
+def test_concurrency_is_bounded():
+    questions, a, b = qa(8)
+    with FakeChatServer(delay=0.1) as srv:
+        judge = make_judge(srv, max_workers=3)
+        start = time.monotonic()
+        judgments = judge.judge(questions, a, b, progress=False)
+        elapsed = time.monotonic() - start
+        assert len(srv.requests) == 16
+        assert 2 <= srv.max_in_flight <= 3
+    assert elapsed < 16 * 0.1  # ran in parallel
+    assert [j.outcome for j in judgments][:3] == ["win", "loss", "tie"]
+
+
+def test_missing_key_is_a_clear_error(monkeypatch, server):
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ValueError, match=KEY_ENV):
+        make_judge(server)
+    judge = make_judge(server, api_key_env="")  # a local server that needs no key
+    questions, a, b = qa(1)
+    assert judge.judge(questions, a, b, progress=False)[0].outcome == "win"
+    assert all("Authorization" not in h for h in server.headers)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="base_url"):
+        ChatJudgeConfig(base_url="localhost:8000")
+    with pytest.raises(ValueError, match="max_workers"):
+        ChatJudgeConfig(max_workers=0)
+    with pytest.raises(ValueError, match="conversation_b"):
+        ChatJudgeConfig(prompt="only {conversation_a}")
