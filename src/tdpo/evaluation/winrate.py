@@ -56,7 +56,9 @@ def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> 
     denom = 1 + z * z / trials
     center = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    low = 0.0 if successes == 0 else max(0.0, center - half)  # exact ends (rounding leaves ~1e-17)
+    high = 1.0 if successes == trials else min(1.0, center + half)
+    return low, high
 
 
 @dataclass

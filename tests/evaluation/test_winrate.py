@@ -1,0 +1,105 @@
+"""Win/tie/loss tables and the Wilson interval, against independent computations."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+from tdpo.evaluation.judges import PairJudgment
+from tdpo.evaluation.winrate import (
+    format_table,
+    wilson_interval,
+    winrate_table,
+    write_per_question_csv,
+    write_summary_json,
+)
+
+
+def score_test_interval(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """The proportions a two-sided score test does not reject, found by root finding."""
+    z = norm.ppf(0.5 + confidence / 2)
+    p_hat = k / n
+
+    def f(p):
+        return (p_hat - p) ** 2 - z * z * p * (1 - p) / n
+
+    # f vanishes at p_hat = 0 or 1 itself: step off it to bracket the other root
+    low = 0.0 if k == 0 else brentq(f, 0.0, min(p_hat, 1 - 1e-12))
+    high = 1.0 if k == n else brentq(f, max(p_hat, 1e-12), 1.0)
+    return low, high
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 5), (1, 1), (3, 10), (7, 10), (50, 80), (80, 80), (1, 200)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+def test_wilson_matches_score_test_inversion(k, n, confidence):
+    low, high = wilson_interval(k, n, confidence)
+    ref_low, ref_high = score_test_interval(k, n, confidence)
+    assert low == pytest.approx(ref_low, abs=1e-9)
+    assert high == pytest.approx(ref_high, abs=1e-9)
+    assert low <= k / n <= high
+
+
+def test_wilson_edge_cases():
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+    with pytest.raises(ValueError):
+        wilson_interval(1, 2, confidence=1.0)
+
+
+def random_judgments(seed: int = 0, n: int = 60):
+    rng = random.Random(seed)
+    return [
+        PairJudgment(str(i), rng.choice(["coding", "math", "writing"]),
+                     rng.choices(["win", "tie", "loss", "invalid", "error"], weights=[5, 3, 4, 1, 1])[0])
+        for i in range(n)
+    ]
+
+
+def test_table_counts_and_rates():
+    judgments = random_judgments()
+    rows = winrate_table(judgments)
+    assert [r.category for r in rows] == ["coding", "math", "writing", "overall"]
+    for row in rows:
+        subset = [j for j in judgments if row.category in ("overall", j.category)]
+        counts = Counter(j.outcome for j in subset)
+        assert (row.questions, row.wins, row.ties, row.losses, row.invalid, row.errors) == (
+            len(subset), counts["win"], counts["tie"], counts["loss"], counts["invalid"], counts["error"])
+        valid = counts["win"] + counts["tie"] + counts["loss"]
+        assert row.win_rate == pytest.approx(counts["win"] / valid)
+        assert row.tie_rate == pytest.approx(counts["tie"] / valid)
+        assert row.loss_rate == pytest.approx(counts["loss"] / valid)
+        assert row.score == pytest.approx((counts["win"] + 0.5 * counts["tie"]) / valid)
+        assert (row.win_low, row.win_high) == pytest.approx(score_test_interval(counts["win"], valid, 0.95))
+        assert (row.loss_low, row.loss_high) == pytest.approx(score_test_interval(counts["loss"], valid, 0.95))
+
+
+def test_all_invalid_category_has_nan_rates(tmp_path):
+    judgments = [PairJudgment("1", "x", "invalid"), PairJudgment("2", "y", "win")]
+    rows = winrate_table(judgments)
+    assert math.isnan(rows[0].win_rate) and rows[0].invalid == 1
+    assert rows[1].win_rate == 1.0
+    text = format_table(rows, "dpo", "sft")
+    assert "n/a" in text and "dpo (a) vs sft (b)" in text
+    write_summary_json(tmp_path / "s.json", rows, {"judge": "x"})
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data["rows"][0]["win_rate"] is None and data["meta"] == {"judge": "x"}
+
+
+def test_per_question_csv(tmp_path):
+    judgments = [PairJudgment("1", "x", "win", "A", "B"), PairJudgment("2", "x", "error", error="HTTP 401"),
+                 PairJudgment("3", "y", "loss", score_a=-1.5, score_b=2.0)]
+    write_per_question_csv(tmp_path / "q.csv", judgments)
+    with (tmp_path / "q.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["outcome"] for r in rows] == ["win", "error", "loss"]
+    assert rows[0]["verdict_a_first"] == "A" and rows[0]["verdict_b_first"] == "B"
+    assert rows[1]["error"] == "HTTP 401" and rows[1]["score_a"] == ""
+    assert float(rows[2]["score_b"]) == 2.0
