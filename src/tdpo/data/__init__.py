@@ -1,0 +1,35 @@
+"""Preference and SFT data: sources, record shapes, exact tokenization, batching and splits.
+
+Typical use::
+
+    from tdpo.data import DataConfig, PreferenceCollator, load_preference_data, pad_token_id
+
+    train, evaluation, report = load_preference_data(DataConfig(source="hh"), tokenizer)
+    collate = PreferenceCollator(pad_token_id(tokenizer))
+    batch = collate([train[i] for i in range(8)])  # input_ids/attention_mask/labels [16, T], index [8]
+"""
+
+from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, length_grouped_sampler
+from tdpo.data.config import DataConfig
+from tdpo.data.loader import load_preference_data, load_sft_data
+from tdpo.data.records import INVALID_KINDS, InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
+from tdpo.data.report import DataReport
+from tdpo.data.tokenize import eos_token_id, pad_token_id
+
+__all__ = [
+    "IGNORE_INDEX",
+    "INVALID_KINDS",
+    "DataConfig",
+    "DataReport",
+    "InvalidRecord",
+    "InvalidRecordCounter",
+    "PreferenceCollator",
+    "PreferenceRecord",
+    "SFTCollator",
+    "SFTRecord",
+    "eos_token_id",
+    "length_grouped_sampler",
+    "load_preference_data",
+    "load_sft_data",
+    "pad_token_id",
+]

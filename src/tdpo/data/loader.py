@@ -1,0 +1,285 @@
+"""The entry points: from a :class:`DataConfig` and a tokenizer to tokenized train/eval datasets.
+
+``load_preference_data(cfg, tokenizer)`` and ``load_sft_data(cfg, tokenizer)`` read the source
+(:mod:`tdpo.data.sources`), parse every row into records (:mod:`tdpo.data.shapes`), hold out a test
+part when the source has no test split (:mod:`tdpo.data.splits`), render chat messages and tokenize
+with ``datasets.Dataset.map`` (:mod:`tdpo.data.tokenize`), and cache the result on disk. Invalid
+records stop the load or are skipped and counted (``cfg.skip_invalid``); the counts are logged and
+returned in a :class:`~tdpo.data.report.DataReport`.
+
+The returned datasets hold one row per record with the columns ``prompt_input_ids``,
+``chosen_input_ids`` and ``rejected_input_ids`` (or ``completion_input_ids``), ``index`` (the row
+number, 0..N-1), ``length``, ``prompt_truncated``, ``response_truncated``, the rendered texts
+``prompt``, ``chosen``, ``rejected`` (or ``completion``) and ``location`` (file and line of the record).
+Feed them to :class:`~tdpo.data.collate.PreferenceCollator` / :class:`~tdpo.data.collate.SFTCollator`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from tdpo.data.config import DataConfig
+from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
+from tdpo.data.report import DataReport
+from tdpo.data.shapes import SFT_SHAPES, ParseContext, detect_shape, parse_preference_row, parse_sft_row
+from tdpo.data.sources import HUB_PRESETS, is_local, read_hub, read_local, resolve_source, source_identity
+from tdpo.data.splits import split_groups
+from tdpo.data.tokenize import RecordTokenizer, render
+
+logger = logging.getLogger("tdpo.data")
+
+CACHE_VERSION = 1
+_RESPONSES = {"preference": ("chosen", "rejected"), "sft": ("completion",)}
+
+
+def default_cache_dir() -> Path:
+    """``$TDPO_CACHE/data``, or ``~/.cache/tdpo/data``."""
+    root = os.environ.get("TDPO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tdpo")
+    return Path(root) / "data"
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of everything in the tokenizer that changes token ids or rendering."""
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:
+        h.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    extra = {
+        "class": type(tokenizer).__name__,
+        "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
+        "chat_template": getattr(tokenizer, "chat_template", None),
+    }
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _plan(cfg: DataConfig, task: str) -> tuple[str, str | None, bool]:
+    """(resolved source, eval source or split or None, whether to hold out test_size)."""
+    source = resolve_source(cfg.source)
+    preset = None if is_local(source) else HUB_PRESETS.get(source)
+    test = cfg.test_split
+    if test == "none":
+        return source, None, False
+    if test is None and preset is not None:
+        test = preset.test_split
+    return source, test, test is None and cfg.test_size > 0
+
+
+def _cache_key(cfg: DataConfig, tokenizer: Any, task: str, source: str, test: str | None) -> str:
+    fields = cfg.to_dict()
+    for name in ("cache", "cache_dir", "num_proc"):
+        fields.pop(name)
+    ids = {"train": source_identity(source, cfg.split)}
+    if test is not None:
+        ids["eval"] = source_identity(test, None) if is_local(test) else source_identity(source, test)
+    blob = json.dumps({"v": CACHE_VERSION, "task": task, "cfg": fields, "ids": ids}, sort_keys=True, default=str)
+    return hashlib.sha256((blob + tokenizer_fingerprint(tokenizer)).encode()).hexdigest()[:24]
+
+
+def _rows(cfg: DataConfig, source: str, split: str, counter: InvalidRecordCounter) -> Iterator[tuple[str, dict]]:
+    if is_local(source):
+        rows = read_local(source, counter, cfg.data_format)
+    else:
+        rows = read_hub(source, split, counter, subset=cfg.subset, data_dir=cfg.data_dir, revision=cfg.revision)
+    return islice(rows, cfg.max_records) if cfg.max_records else rows
+
+
+def _parse(
+    rows: Iterator[tuple[str, dict]], shape: str, task: str, ctx: ParseContext, counter: InvalidRecordCounter, desc: str
+) -> tuple[list[PreferenceRecord] | list[SFTRecord], str, int]:
+    parse = parse_sft_row if task == "sft" else parse_preference_row
+    records: list = []
+    n = 0
+    for location, row in tqdm(rows, desc=desc, unit=" rows", mininterval=1.0):
+        if shape == "auto":
+            shape = detect_shape(row.keys(), row, ctx.cfg.columns, sft=task == "sft")
+            logger.info("data shape detected from the columns %s: %s", sorted(row), shape)
+        if task == "preference" and shape in SFT_SHAPES:
+            raise ValueError(f"{location}: shape {shape!r} holds SFT data (no chosen/rejected pair); use it for SFT")
+        try:
+            records.extend(parse(row, shape, ctx, location=location, group=n))
+        except InvalidRecord as err:
+            counter.handle(err)
+        n += 1
+    return records, shape, n
+
+
+def _to_columns(records: list, task: str, tokenizer: Any) -> dict[str, list]:
+    names = _RESPONSES[task]
+    cols: dict[str, list] = {"prompt": [], **{c: [] for c in names}, "location": [], "group": []}
+    for rec in tqdm(records, desc="Rendering", unit=" records", mininterval=1.0, disable=len(records) < 10000):
+        try:
+            prompt, responses = render(tokenizer, rec.prompt, [getattr(rec, c) for c in names])
+        except ValueError as err:
+            raise ValueError(f"{rec.location}: {err}") from None
+        cols["prompt"].append(prompt)
+        for c, text in zip(names, responses):
+            cols[c].append(text)
+        cols["location"].append(rec.location)
+        cols["group"].append(rec.group)
+    return cols
+
+
+def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig, counter: InvalidRecordCounter,
+              fingerprint: str):
+    import datasets
+
+    dataset = datasets.Dataset.from_dict(cols)
+    fn = RecordTokenizer(
+        tokenizer,
+        _RESPONSES[task],
+        max_length=cfg.max_length,
+        max_prompt_length=cfg.max_prompt_length,
+        prompt_truncation=cfg.prompt_truncation,
+    )
+    dataset = dataset.map(
+        fn, batched=True, batch_size=1000, num_proc=cfg.num_proc, desc="Tokenizing", new_fingerprint=fingerprint
+    )
+    keep = []
+    for i, (reason, location) in enumerate(zip(dataset["invalid"], dataset["location"])):
+        if reason:
+            counter.handle(InvalidRecord("prompt_too_long", reason, location=location, field="prompt"))
+        else:
+            keep.append(i)
+    if len(keep) < len(dataset):
+        dataset = dataset.select(keep)
+    dataset = dataset.remove_columns(["invalid", "group"])
+    return dataset.add_column("index", list(range(len(dataset))))
+
+
+def _load(cfg: DataConfig, tokenizer: Any, task: str):
+    source, test, hold_out = _plan(cfg, task)
+    key = _cache_key(cfg, tokenizer, task, source, test)
+    cache_path = Path(cfg.cache_dir) / key if cfg.cache_dir else default_cache_dir() / key
+    if cfg.cache and (cache_path / "report.json").is_file():
+        return _read_cache(cache_path)
+
+    counter = InvalidRecordCounter(skip=cfg.skip_invalid)
+    ctx = ParseContext(cfg)
+    preset = None if is_local(source) else HUB_PRESETS.get(source)
+    shape = cfg.shape if cfg.shape != "auto" or preset is None else preset.shape
+    train_name = source if is_local(source) else f"{source}[{cfg.split}]"
+    records, shape, n_train = _parse(_rows(cfg, source, cfg.split, counter), shape, task, ctx, counter,
+                                     f"Reading {train_name}")
+    rows_read = {"train": n_train}
+    eval_records: list = []
+    eval_from = "none"
+    if test is not None:
+        eval_name = test if is_local(test) else f"{source}[{test}]"
+        eval_rows = _rows(cfg, test, test, counter) if is_local(test) else _rows(cfg, source, test, counter)
+        eval_records, _, rows_read["eval"] = _parse(eval_rows, shape, task, ctx, counter, f"Reading {eval_name}")
+        eval_from = eval_name
+    elif hold_out:
+        train_pos, test_pos = split_groups([r.group for r in records], cfg.test_size, cfg.seed)
+        eval_records = [records[i] for i in test_pos]
+        records = [records[i] for i in train_pos]
+        size = f"{cfg.test_size:.0%}" if cfg.test_size < 1 else f"{int(cfg.test_size)}"
+        eval_from = f"held out {size} of {train_name} rows (seed {cfg.seed})"
+    if not records:
+        raise ValueError(
+            f"no usable records in {train_name} ({n_train} rows read, {counter.total} invalid skipped, "
+            f"{sum(ctx.filtered.values())} filtered)"
+        )
+
+    train = _tokenize(_to_columns(records, task, tokenizer), task, tokenizer, cfg, counter, key + "-train")
+    evaluation = None
+    if eval_records:
+        evaluation = _tokenize(_to_columns(eval_records, task, tokenizer), task, tokenizer, cfg, counter, key + "-eval")
+    sides = [d for d in (train, evaluation) if d is not None]
+    report = DataReport(
+        source=source,
+        shape=shape,
+        task=task,
+        train_from=train_name,
+        eval_from=eval_from,
+        rows_read=rows_read,
+        num_train=len(train),
+        num_eval=len(evaluation) if evaluation is not None else 0,
+        invalid=dict(sorted(counter.counts.items())),
+        invalid_examples=dict(sorted(counter.first.items())),
+        filtered=dict(sorted(ctx.filtered.items())),
+        prompt_truncated=sum(sum(d["prompt_truncated"]) for d in sides),
+        response_truncated=sum(sum(d["response_truncated"]) for d in sides),
+    )
+    counter.log()
+    for reason, n in report.filtered.items():
+        logger.info("left out %d pairs (%s)", n, reason)
+    logger.info(
+        "data: %d train / %d eval records from %s (%s); %d prompts and %d responses truncated",
+        report.num_train, report.num_eval, train_name, shape, report.prompt_truncated, report.response_truncated,
+    )
+    if cfg.cache:
+        _write_cache(cache_path, train, evaluation, report)
+    return train, evaluation, report
+
+
+def _write_cache(path: Path, train, evaluation, report: DataReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    try:
+        train.save_to_disk(str(tmp / "train"))
+        if evaluation is not None:
+            evaluation.save_to_disk(str(tmp / "eval"))
+        (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except OSError as err:
+        logger.warning("could not write the data cache %s: %s", path, err)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_cache(path: Path):
+    import datasets
+
+    report = DataReport.from_dict(json.loads((path / "report.json").read_text()))
+    report.from_cache = True
+    train = datasets.load_from_disk(str(path / "train"))
+    evaluation = datasets.load_from_disk(str(path / "eval")) if (path / "eval").is_dir() else None
+    logger.info("data: read %d train / %d eval records from the cache %s", len(train),
+                len(evaluation) if evaluation is not None else 0, path)
+    return train, evaluation, report
+
+
+def load_preference_data(cfg: DataConfig, tokenizer: Any):
+    """Load, check, split and tokenize preference pairs.
+
+    Args:
+        cfg: the data configuration.
+        tokenizer: a Hugging Face tokenizer (its EOS id is required; a pad token is not).
+
+    Returns:
+        ``(train, eval, report)``: two ``datasets.Dataset`` of tokenized pairs (``eval`` is None when
+        there is no evaluation data) and the :class:`DataReport`. Collate rows with
+        :class:`~tdpo.data.collate.PreferenceCollator` into ``input_ids``/``attention_mask``/``labels``
+        [2B, T] and ``index`` [B].
+
+    Raises:
+        InvalidRecord: on the first invalid record, unless ``cfg.skip_invalid``.
+        ValueError: for an unknown shape, a tokenizer without EOS or chat template when needed, or no
+            usable record at all.
+    """
+    return _load(cfg, tokenizer, "preference")
+
+
+def load_sft_data(cfg: DataConfig, tokenizer: Any):
+    """Load, check, split and tokenize SFT examples (``text``, ``prompt``/``completion``, ``messages``,
+    or the prompt and chosen response of preference data).
+
+    Returns ``(train, eval, report)`` as :func:`load_preference_data`, with a ``completion_input_ids``
+    column; collate with :class:`~tdpo.data.collate.SFTCollator` (``labels`` [B, T]).
+    """
+    return _load(cfg, tokenizer, "sft")

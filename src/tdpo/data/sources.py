@@ -1,0 +1,286 @@
+"""Reading raw rows from the Hugging Face Hub or from local JSONL, JSON, Parquet and CSV files.
+
+Local files are read by this module rather than by ``datasets`` so that every bad line can be named:
+a JSONL line that is not valid UTF-8 or not a JSON object, a CSV row with too many cells, a string
+holding undecodable bytes. Each such problem goes to an :class:`InvalidRecordCounter`, which stops
+the load or skips and counts the row. Locations are ``"path:LINE"`` (1-based lines) for JSONL and
+CSV, ``"path item I"`` for JSON arrays and ``"path row I"`` / ``"name[split] row I"`` (0-based) for
+Parquet files and hub datasets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tdpo.data.records import InvalidRecord, InvalidRecordCounter
+from tdpo.data.shapes import has_undecodable
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HubPreset:
+    """What is known about a built-in hub source.
+
+    Attributes:
+        name: the hub dataset name.
+        shape: its record shape (see :mod:`tdpo.data.shapes`).
+        subset: the configuration to load when the user names none.
+        test_split: its evaluation split, or None when it has none (a held-out part is drawn instead).
+    """
+
+    name: str
+    shape: str
+    subset: str | None = None
+    test_split: str | None = None
+
+
+HUB_PRESETS: dict[str, HubPreset] = {
+    p.name: p
+    for p in (
+        HubPreset("Anthropic/hh-rlhf", "hh", test_split="test"),
+        HubPreset("stanfordnlp/SHP", "shp", test_split="test"),
+        HubPreset("HuggingFaceH4/stack-exchange-preferences", "stack_exchange"),
+        HubPreset("openai/summarize_from_feedback", "tldr", subset="comparisons", test_split="validation"),
+        HubPreset("stanfordnlp/imdb", "text", subset="plain_text", test_split="test"),
+    )
+}
+
+ALIASES: dict[str, str] = {
+    "hh": "Anthropic/hh-rlhf",
+    "shp": "stanfordnlp/SHP",
+    "stack_exchange": "HuggingFaceH4/stack-exchange-preferences",
+    "se": "HuggingFaceH4/stack-exchange-preferences",
+    "tldr": "openai/summarize_from_feedback",
+    "imdb": "stanfordnlp/imdb",
+}
+
+_SUFFIX_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
+
+
+def is_local(source: str) -> bool:
+    """True when ``source`` names a local file (it exists, or ends with a data-file suffix)."""
+    return Path(source).suffix.lower() in _SUFFIX_FORMATS or os.path.isfile(source)
+
+
+def resolve_source(source: str) -> str:
+    """Expand aliases (``hh`` -> ``Anthropic/hh-rlhf``); local paths are returned unchanged."""
+    return ALIASES.get(source, source)
+
+
+def local_format(path: str | Path, data_format: str | None = None) -> str:
+    """The format of a local file: ``data_format`` if given, else from its suffix."""
+    if data_format is not None:
+        return data_format
+    fmt = _SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"{path}: cannot tell the file format from the suffix; use .jsonl, .json, .parquet, .csv or .tsv, "
+            "or set data.data_format"
+        )
+    return fmt
+
+
+def _undecodable_field(value: Any, name: str = "") -> str | None:
+    """Dotted path of the first string inside ``value`` holding undecodable bytes, else None."""
+    if isinstance(value, str):
+        return name if has_undecodable(value) else None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _undecodable_field(v, f"{name}.{k}" if name else str(k))
+            if found is not None:
+                return found
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _undecodable_field(v, f"{name}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _checked(row: Any, location: str, counter: InvalidRecordCounter) -> Row | None:
+    if not isinstance(row, Mapping):
+        counter.handle(
+            InvalidRecord("malformed_json", f"expected a JSON object, got {type(row).__name__}", location=location)
+        )
+        return None
+    bad = _undecodable_field(row)
+    if bad is not None:
+        counter.handle(
+            InvalidRecord("undecodable", "contains bytes that are not valid UTF-8", location=location, field=bad)
+        )
+        return None
+    return dict(row)
+
+
+def read_jsonl(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each line of a JSON Lines file; blank lines are not records."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            location = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                counter.handle(
+                    InvalidRecord("undecodable", f"line is not valid UTF-8 (byte {err.start})", location=location)
+                )
+                continue
+            if lineno == 1:
+                line = line.lstrip("\ufeff")
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                counter.handle(InvalidRecord("malformed_json", f"{err.msg} (column {err.colno})", location=location))
+                continue
+            row = _checked(obj, location, counter)
+            if row is not None:
+                yield location, row
+
+
+def read_json(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each record of a JSON file.
+
+    Accepted layouts: an array of objects; an object holding one such array (``{"data": [...]}``); an
+    object of equal-length columns. A file that is really JSON Lines is read as such. Undecodable
+    bytes make the record holding them invalid; a file that is not JSON at all is one error.
+    """
+    text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.msg == "Extra data":
+            yield from read_jsonl(path, counter)
+            return
+        raise InvalidRecord(
+            "malformed_json", f"{err.msg} (line {err.lineno}, column {err.colno}); the whole file is unreadable",
+            location=f"{path}:{err.lineno}",
+        ) from None
+    if isinstance(data, Mapping):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(data) == 1 and lists and all(isinstance(x, Mapping) for x in lists[0]):
+            data = lists[0]
+        elif lists and len(lists) == len(data) and len({len(v) for v in lists}) == 1:
+            keys = list(data)
+            data = [dict(zip(keys, values)) for values in zip(*data.values())]
+        else:
+            raise ValueError(f"{path}: expected an array of records, or an object of equal-length columns")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected an array of records, got a JSON {type(data).__name__}")
+    for i, obj in enumerate(data):
+        location = f"{path} item {i}"
+        row = _checked(obj, location, counter)
+        if row is not None:
+            yield location, row
+
+
+def read_csv(path: str | Path, counter: InvalidRecordCounter, delimiter: str = ",") -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each record of a CSV (or TSV) file with a header line.
+
+    Locations give the record's last physical line (quoted cells may span lines).
+    """
+    text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape").lstrip("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        for record in reader:
+            location = f"{path}:{reader.line_num}"
+            if None in record:
+                counter.handle(
+                    InvalidRecord(
+                        "malformed_row",
+                        f"{len(record[None])} more cell(s) than the header's {len(reader.fieldnames or [])} columns",
+                        location=location,
+                    )
+                )
+                continue
+            row = _checked(record, location, counter)
+            if row is not None:
+                yield location, row
+    except csv.Error as err:
+        raise InvalidRecord("malformed_row", f"unreadable CSV: {err}", location=f"{path}:{reader.line_num}") from None
+
+
+def read_parquet(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each row of a Parquet file, reading it in batches."""
+    import pyarrow.parquet as pq
+
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for obj in batch.to_pylist():
+            row = _checked(obj, f"{path} row {index}", counter)
+            if row is not None:
+                yield f"{path} row {index}", row
+            index += 1
+
+
+def read_local(path: str | Path, counter: InvalidRecordCounter, data_format: str | None = None) -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each record of a local data file, by format."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"data file not found: {path}")
+    fmt = local_format(path, data_format)
+    if fmt == "jsonl":
+        return read_jsonl(path, counter)
+    if fmt == "json":
+        return read_json(path, counter)
+    if fmt == "parquet":
+        return read_parquet(path, counter)
+    return read_csv(path, counter, delimiter="\t" if fmt == "tsv" else ",")
+
+
+def load_hub_split(
+    name: str, split: str, *, subset: str | None = None, data_dir: str | None = None, revision: str | None = None
+):
+    """Load one split of a hub dataset with ``datasets.load_dataset`` (downloaded once, then cached)."""
+    import datasets
+
+    preset = HUB_PRESETS.get(name)
+    if subset is None and preset is not None:
+        subset = preset.subset
+    try:
+        return datasets.load_dataset(name, subset, split=split, data_dir=data_dir, revision=revision)
+    except Exception as err:  # network, unknown name or split: say what was asked for
+        raise RuntimeError(
+            f"could not load hub dataset {name!r} (subset={subset!r}, split={split!r}, data_dir={data_dir!r}): {err}"
+        ) from err
+
+
+def read_hub(
+    name: str,
+    split: str,
+    counter: InvalidRecordCounter,
+    *,
+    subset: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
+) -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each row of one hub split."""
+    dataset = load_hub_split(name, split, subset=subset, data_dir=data_dir, revision=revision)
+    for index, obj in enumerate(dataset):
+        row = _checked(obj, f"{name}[{split}] row {index}", counter)
+        if row is not None:
+            yield f"{name}[{split}] row {index}", row
+
+
+def source_identity(source: str, split: str | None) -> dict[str, Any]:
+    """What identifies the content of a source for the cache: path, size and mtime of a local file;
+    name and split of a hub dataset (pin ``revision`` for a strict key)."""
+    if is_local(source):
+        st = os.stat(source)
+        return {"path": os.path.abspath(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"hub": source, "split": split}
