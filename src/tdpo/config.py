@@ -26,28 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-try:  # the data engineer's schema (tdpo.data); the fallback below is replaced when it lands
-    from tdpo.data import DataConfig
-except ImportError:  # pragma: no cover - transitional
-
-    @dataclass
-    class DataConfig:  # type: ignore[no-redef]
-        """Training and evaluation data (transitional: replaced by ``tdpo.data.DataConfig``)."""
-
-        train: str = "examples/preferences.jsonl"
-        """Training file (JSONL with prompt, chosen, rejected) or hub dataset."""
-
-        eval: str | None = None
-        """Held-out file; null holds out ``eval_fraction`` of the training set."""
-
-        eval_fraction: float = 0.1
-        """Fraction of the training set held out when ``eval`` is null."""
-
-        max_length: int = 512
-        """Maximum prompt + response tokens."""
-
-        max_prompt_length: int = 256
-        """Maximum prompt tokens (truncated from the left)."""
+from tdpo.data.config import DataConfig
 
 LossName = Literal["sft", "dpo", "cdpo", "ipo", "dpo_reference_free", "tdpo1", "tdpo2", "fdpo_fkl"]
 
@@ -83,6 +62,10 @@ class ModelConfig:
 
     trust_remote_code: bool = False
     """Allow model code from the hub repository to run. Off unless you trust the repository."""
+
+    dropout: bool = False
+    """Keep the model's dropout active in training. Off by default (as in the DPO code and TRL):
+    dropout makes the policy's log-probs noisy against the reference's."""
 
     attn_implementation: str | None = None
     """Attention kernel passed to transformers (``eager``, ``sdpa``, ``flash_attention_2``); null
@@ -359,6 +342,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise bad
         return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise bad
+        return {_coerce(k, key_type, f"{key}(key)"): _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -408,7 +396,15 @@ def _from_dict(cls: type, data: dict, prefix: str = "") -> Any:
             near = ", ".join(names)
             raise ConfigError(f"unknown key {dotted!r}; {cls.__name__} has: {near}")
         kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:  # a section's own __post_init__ checks
+        message = str(err)
+        if prefix and not message.startswith(prefix):
+            message = f"{prefix}: {message}"
+        raise ConfigError(message) from None
 
 
 def _to_dict(obj: Any) -> Any:

@@ -1,0 +1,121 @@
+"""Shared helpers of the training-engine tests: a tiny random Llama with a small word-level
+tokenizer saved to a folder, a handful of random preference pairs, and a collator written here
+(independently of :mod:`tdpo.data`) that produces the preference-batch contract."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from tdpo.config import TrainConfig, load_config
+
+VOCAB = 48
+IGNORE = -100
+
+
+def make_tokenizer(folder: Path):
+    """A word-level tokenizer over ``w0 .. w{VOCAB-4}`` plus pad/bos/eos/unk."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(specials + [f"w{i}" for i in range(VOCAB - len(specials))])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
+    tok.save_pretrained(folder)
+    return tok
+
+
+def make_model_dir(folder: Path, *, seed: int = 0, tie: bool = False) -> Path:
+    """Save a tiny random LlamaForCausalLM and its tokenizer into ``folder``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128,
+                         tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    make_tokenizer(folder)
+    return folder
+
+
+def make_pairs(n: int, *, seed: int = 0, prompt_len=(2, 5), response_len=(1, 4)) -> list[dict]:
+    """``n`` random pairs of token ids (chosen differs from rejected), with their dataset index."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(n):
+        prompt = [rng.randrange(4, VOCAB) for _ in range(rng.randint(*prompt_len))]
+        chosen = [rng.randrange(4, VOCAB) for _ in range(rng.randint(*response_len))]
+        rejected = list(chosen)
+        while rejected == chosen:
+            rejected = [rng.randrange(4, VOCAB) for _ in range(rng.randint(*response_len))]
+        pairs.append({"index": i, "prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return pairs
+
+
+def _rows(prompt: list[int], response: list[int]) -> tuple[list[int], list[int]]:
+    ids = [1] + prompt + response + [2]
+    labels = [IGNORE] * (1 + len(prompt)) + response + [2]
+    return ids, labels
+
+
+def _pad(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+    attention = torch.zeros(len(rows), width, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, (ids, lab) in enumerate(rows):
+        input_ids[r, :len(ids)] = torch.tensor(ids)
+        attention[r, :len(ids)] = 1
+        labels[r, :len(lab)] = torch.tensor(lab)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def collate_pairs(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Preference batch: ``[2B, T]`` rows, chosen first, right-padded, prompt/pad labels -100."""
+    rows = [_rows(e["prompt"], e["chosen"]) for e in examples] + [_rows(e["prompt"], e["rejected"]) for e in examples]
+    batch = _pad(rows)
+    batch["index"] = torch.tensor([e["index"] for e in examples], dtype=torch.long)
+    return batch
+
+
+def collate_sft(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """SFT batch of the chosen responses: ``[B, T]``."""
+    batch = _pad([_rows(e["prompt"], e["chosen"]) for e in examples])
+    batch["index"] = torch.tensor([e["index"] for e in examples], dtype=torch.long)
+    return batch
+
+
+def tiny_config(model_dir: Path, out_dir: Path, *overrides: str) -> TrainConfig:
+    """A fast config on the tiny model: AdamW, no warm-up, no TensorBoard, no progress bar."""
+    base = [
+        f"model.name_or_path={model_dir}",
+        f"output_dir={out_dir}",
+        "optim.name=adamw", "optim.lr=0.01", "optim.batch_size=4", "optim.micro_batch_size=2",
+        "schedule.warmup_steps=0", "schedule.max_steps=4",
+        "eval.every_examples=null", "logging.tensorboard=false", "logging.progress_bar=false",
+        "loss.chunk_size=5",
+    ]
+    return load_config(None, base + list(overrides))
+
+
+def training_data(n: int = 8, *, seed: int = 0, sft: bool = False, eval_on_train: bool = True):
+    from tdpo.trainer import TrainingData
+
+    pairs = make_pairs(n, seed=seed)
+    return TrainingData(train=pairs, eval=pairs if eval_on_train else None,
+                        collate=collate_sft if sft else collate_pairs)
+
+
+def final_parameters(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The saved final policy's parameters (loaded with plain transformers)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
