@@ -11,7 +11,7 @@ Typical use::
 
 from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, length_grouped_sampler
 from tdpo.data.config import DataConfig
-from tdpo.data.loader import load_preference_data, load_sft_data
+from tdpo.data.loader import LoadedData, load_preference_data, load_sft_data
 from tdpo.data.records import INVALID_KINDS, InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
 from tdpo.data.tokenize import eos_token_id, pad_token_id
@@ -23,6 +23,7 @@ __all__ = [
     "DataReport",
     "InvalidRecord",
     "InvalidRecordCounter",
+    "LoadedData",
     "PreferenceCollator",
     "PreferenceRecord",
     "SFTCollator",

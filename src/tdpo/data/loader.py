@@ -22,25 +22,48 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from tdpo.data.collate import PreferenceCollator, SFTCollator
 from tdpo.data.config import DataConfig
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
 from tdpo.data.shapes import SFT_SHAPES, ParseContext, detect_shape, parse_preference_row, parse_sft_row
 from tdpo.data.sources import HUB_PRESETS, is_local, read_hub, read_local, resolve_source, source_identity
 from tdpo.data.splits import split_groups
-from tdpo.data.tokenize import RecordTokenizer, render
+from tdpo.data.tokenize import RecordTokenizer, pad_token_id, render
 
 logger = logging.getLogger("tdpo.data")
 
 CACHE_VERSION = 1
 _RESPONSES = {"preference": ("chosen", "rejected"), "sft": ("completion",)}
+
+
+@dataclass
+class LoadedData:
+    """The result of a load. Unpacks as ``train, eval, report = load_preference_data(...)``.
+
+    Attributes:
+        train: tokenized training records (a ``datasets.Dataset``, columns listed in this module).
+        eval: tokenized evaluation records, or None.
+        report: counts of rows, records, invalid and filtered records, truncations.
+        collate: the collator for these records (:class:`PreferenceCollator` or :class:`SFTCollator`
+            with the tokenizer's pad id, EOS when it has none).
+    """
+
+    train: Any
+    eval: Any
+    report: DataReport
+    collate: Callable[[list[Any]], dict[str, Any]]
+
+    def __iter__(self):
+        return iter((self.train, self.eval, self.report))
 
 
 def default_cache_dir() -> Path:
@@ -160,7 +183,13 @@ def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig,
     return dataset.add_column("index", list(range(len(dataset))))
 
 
-def _load(cfg: DataConfig, tokenizer: Any, task: str):
+def _load(cfg: DataConfig, tokenizer: Any, task: str) -> LoadedData:
+    train, evaluation, report = _load_sets(cfg, tokenizer, task)
+    collator = SFTCollator if task == "sft" else PreferenceCollator
+    return LoadedData(train, evaluation, report, collator(pad_token_id(tokenizer)))
+
+
+def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
     source, test, hold_out = _plan(cfg, task)
     key = _cache_key(cfg, tokenizer, task, source, test)
     cache_path = Path(cfg.cache_dir) / key if cfg.cache_dir else default_cache_dir() / key
@@ -254,7 +283,7 @@ def _read_cache(path: Path):
     return train, evaluation, report
 
 
-def load_preference_data(cfg: DataConfig, tokenizer: Any):
+def load_preference_data(cfg: DataConfig, tokenizer: Any) -> LoadedData:
     """Load, check, split and tokenize preference pairs.
 
     Args:
@@ -262,10 +291,10 @@ def load_preference_data(cfg: DataConfig, tokenizer: Any):
         tokenizer: a Hugging Face tokenizer (its EOS id is required; a pad token is not).
 
     Returns:
-        ``(train, eval, report)``: two ``datasets.Dataset`` of tokenized pairs (``eval`` is None when
-        there is no evaluation data) and the :class:`DataReport`. Collate rows with
-        :class:`~tdpo.data.collate.PreferenceCollator` into ``input_ids``/``attention_mask``/``labels``
-        [2B, T] and ``index`` [B].
+        A :class:`LoadedData` that unpacks as ``(train, eval, report)``: two ``datasets.Dataset`` of
+        tokenized pairs (``eval`` is None when there is no evaluation data) and the
+        :class:`DataReport`; its ``collate`` (a :class:`~tdpo.data.collate.PreferenceCollator`) turns
+        a list of rows into ``input_ids``/``attention_mask``/``labels`` [2B, T] and ``index`` [B].
 
     Raises:
         InvalidRecord: on the first invalid record, unless ``cfg.skip_invalid``.
@@ -275,11 +304,11 @@ def load_preference_data(cfg: DataConfig, tokenizer: Any):
     return _load(cfg, tokenizer, "preference")
 
 
-def load_sft_data(cfg: DataConfig, tokenizer: Any):
+def load_sft_data(cfg: DataConfig, tokenizer: Any) -> LoadedData:
     """Load, check, split and tokenize SFT examples (``text``, ``prompt``/``completion``, ``messages``,
     or the prompt and chosen response of preference data).
 
-    Returns ``(train, eval, report)`` as :func:`load_preference_data`, with a ``completion_input_ids``
-    column; collate with :class:`~tdpo.data.collate.SFTCollator` (``labels`` [B, T]).
+    Returns a :class:`LoadedData` as :func:`load_preference_data`, with a ``completion_input_ids``
+    column; its ``collate`` is an :class:`~tdpo.data.collate.SFTCollator` (``labels`` [B, T]).
     """
     return _load(cfg, tokenizer, "sft")
