@@ -279,6 +279,7 @@ class TokenStatsModel(nn.Module):
         *,
         as_reference: bool = False,
         disable_adapters: bool = False,
+        reference_stats: bool = False,
     ) -> TokenStats | ReferenceOutputs:
         """Run the model on a batch.
 
@@ -289,11 +290,23 @@ class TokenStatsModel(nn.Module):
             as_reference: return :class:`ReferenceOutputs` for this batch (call under
                 ``torch.no_grad()``); the model runs in eval mode.
             disable_adapters: with ``as_reference``, run the PEFT model with adapters disabled.
+            reference_stats: with ``as_reference``, return this model's own
+                :class:`~tdpo.token_stats.TokenStats` (its log-probs in ``policy_logps``), computed
+                inside the forward; used to cache reference log-probs.
 
         Returns:
             :class:`~tdpo.token_stats.TokenStats` over the batch's response tokens, or
-            :class:`ReferenceOutputs` when ``as_reference``.
+            :class:`ReferenceOutputs` when ``as_reference`` (without ``reference_stats``).
         """
+        if as_reference and reference_stats:
+            if labels is None:
+                raise ValueError("labels are needed to compute token statistics")
+            with self._as_reference(disable_adapters):
+                if self.token_stats == "full":
+                    logits = full_logits(self.model, input_ids, attention_mask)
+                    return token_stats_from_logits(logits, None, labels)
+                hidden = body_hidden_states(self.model, input_ids, attention_mask)
+                return token_stats_from_hidden(hidden, self.head(), None, None, labels, chunk_size=self.chunk_size)
         if as_reference:
             with self._as_reference(disable_adapters):
                 if self.token_stats == "full":
