@@ -1,0 +1,200 @@
+"""Sampling answers from a Hugging Face causal LM.
+
+* :func:`generate_continuations` samples (or greedily decodes) continuations of token-id prompts in
+  left-padded batches, with sampling settings given explicitly, so that a model's own
+  ``generation_config`` defaults (top-k 50, repetition penalties, ...) never change what is measured.
+* :func:`answer_questions` answers :class:`~tdpo.evaluation.questions.Question` s turn by turn: each
+  later turn sees the earlier turns and the model's own earlier answers.
+
+Prompts are rendered with the tokenizer's chat template (``prompt_format="chat"``, generation prompt
+added, no further special tokens) or in the Anthropic HH layout ``"\\n\\nHuman: ...\\n\\nAssistant:"``
+(``"hh"``, tokenized with the tokenizer's usual special tokens, e.g. BOS); ``"auto"`` takes the chat
+template when the tokenizer has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from tdpo.evaluation.questions import Question
+
+PROMPT_FORMATS = ("auto", "chat", "hh")
+
+
+@dataclass
+class SamplingConfig:
+    """How answers are decoded."""
+
+    max_new_tokens: int = 256
+    """Most tokens generated per answer (an answer cut there has no EOS)."""
+    do_sample: bool = True
+    """Sample (True) or decode greedily (False)."""
+    temperature: float = 1.0
+    """Softmax temperature when sampling (1.0: the policy's own distribution)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold (1.0: off)."""
+    top_k: int = 0
+    """Top-k sampling (0: off)."""
+    batch_size: int = 8
+    """Prompts generated together (left-padded)."""
+    seed: int = 0
+    """Seed of the sampling; the global random state is left as it was."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1; got {self.max_new_tokens}")
+        if self.do_sample and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 when sampling; got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1]; got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0; got {self.top_k}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+
+
+def _generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id: int):
+    from transformers import GenerationConfig
+
+    settings: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=eos_token_id,
+                                    pad_token_id=pad_token_id, do_sample=sampling.do_sample,
+                                    num_beams=1, repetition_penalty=1.0)
+    if sampling.do_sample:
+        settings.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+    else:
+        settings.update(temperature=None, top_p=None, top_k=None)
+    return GenerationConfig(**settings)
+
+
+@torch.no_grad()
+def generate_continuations(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    eos_token_id: int,
+    pad_token_id: int,
+    sampling: SamplingConfig,
+    progress: bool = False,
+) -> list[list[int]]:
+    """Continuations of token-id prompts.
+
+    Args:
+        model: a transformers causal LM (put in eval mode; restored afterwards).
+        prompts: ``P`` prompts, each a non-empty list of token ids.
+        eos_token_id: generation stops after this token.
+        pad_token_id: id used for left padding (masked out).
+        sampling: decoding settings.
+        progress: show a progress bar.
+
+    Returns:
+        ``P`` lists of generated ids, each ending at (and including) the first EOS, or of
+        ``max_new_tokens`` ids without EOS when cut.
+    """
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    config = _generation_config(sampling, eos_token_id, pad_token_id)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs: list[list[int]] = []
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(sampling.seed)
+            batches = range(0, len(prompts), sampling.batch_size)
+            for start in tqdm(batches, desc="generating", disable=not progress):
+                chunk = [list(p) for p in prompts[start:start + sampling.batch_size]]
+                width = max(len(p) for p in chunk)
+                input_ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
+                attention = torch.zeros((len(chunk), width), dtype=torch.long)
+                for row, ids in enumerate(chunk):
+                    input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+                    attention[row, width - len(ids):] = 1
+                generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                           generation_config=config)
+                for row in generated[:, width:].tolist():
+                    if eos_token_id in row:
+                        row = row[:row.index(eos_token_id) + 1]
+                    outputs.append(row)
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def render_prompt(tokenizer: Any, turns: Sequence[str], answers: Sequence[str], prompt_format: str = "auto"
+                  ) -> list[int]:
+    """Token ids of a prompt asking for the answer to ``turns[-1]``.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        turns: the user turns so far (``k`` of them).
+        answers: the model's answers to the first ``k - 1`` turns.
+        prompt_format: ``auto``, ``chat`` or ``hh`` (see the module docs).
+    """
+    if len(answers) != len(turns) - 1:
+        raise ValueError(f"{len(turns)} user turn(s) need {len(turns) - 1} earlier answer(s); got {len(answers)}")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}; got {prompt_format!r}")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if prompt_format == "chat" and not has_template:
+        raise ValueError(f"prompt_format 'chat' needs a chat template, and tokenizer "
+                         f"{getattr(tokenizer, 'name_or_path', '')!r} has none; use 'hh'")
+    if prompt_format == "chat" or (prompt_format == "auto" and has_template):
+        messages: list[dict[str, str]] = []
+        for i, turn in enumerate(turns):
+            messages.append({"role": "user", "content": turn})
+            if i < len(answers):
+                messages.append({"role": "assistant", "content": answers[i]})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    text = ""
+    for i, turn in enumerate(turns):
+        text += f"\n\nHuman: {turn}\n\nAssistant:"
+        if i < len(answers):
+            text += f" {answers[i]}"
+    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def answer_questions(
+    model: Any,
+    tokenizer: Any,
+    questions: Sequence[Question],
+    sampling: SamplingConfig,
+    *,
+    prompt_format: str = "auto",
+    max_prompt_length: int | None = None,
+    progress: bool = True,
+) -> dict[str, tuple[str, ...]]:
+    """Answer every turn of every question; returns ``{question_id: answer turns}``.
+
+    Args:
+        model: a transformers causal LM.
+        tokenizer: its tokenizer (needs an EOS token; EOS pads when there is no pad token).
+        questions: the questions.
+        sampling: decoding settings.
+        prompt_format: ``auto``, ``chat`` or ``hh``.
+        max_prompt_length: keep only the last this many prompt tokens (None: no limit).
+        progress: show a progress bar per turn.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token: generation could not stop")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    answers: dict[str, list[str]] = {q.question_id: [] for q in questions}
+    for turn in range(max(len(q.turns) for q in questions)):
+        todo = [q for q in questions if len(q.turns) > turn]
+        prompts = [render_prompt(tokenizer, q.turns[:turn + 1], answers[q.question_id], prompt_format)
+                   for q in todo]
+        if max_prompt_length is not None:
+            prompts = [p[-max_prompt_length:] for p in prompts]
+        if progress:
+            print(f"turn {turn + 1}: {len(todo)} question(s)")
+        outputs = generate_continuations(model, prompts, eos_token_id=eos, pad_token_id=pad,
+                                         sampling=replace(sampling, seed=sampling.seed + turn), progress=progress)
+        for question, ids in zip(todo, outputs, strict=True):
+            answers[question.question_id].append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+    return {qid: tuple(turns) for qid, turns in answers.items()}

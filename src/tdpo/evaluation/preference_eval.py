@@ -1,0 +1,220 @@
+"""Evaluation of a policy against its reference on a preference test set.
+
+For every pair the policy and the reference are run on ``prompt + chosen`` and ``prompt + rejected``
+(one concatenated batch, as in training), giving per response, summed over its tokens (EOS included):
+the policy and reference log-probs, the sequential KL ``D = sum_t KL(pi_ref || pi_theta)`` and the policy's
+mean per-token entropy. Over the whole set this gives (see :func:`tdpo.metrics.preference_metrics`, whose
+definitions are shared with training):
+
+``rewards/accuracies``
+    **DPO-style** reward accuracy: the fraction of pairs with ``beta * Delta_w > beta * Delta_l``, where
+    ``Delta = log pi_theta(y|x) - log pi_ref(y|x)`` (ties count as wrong);
+``tdpo_rewards/accuracies``
+    **TDPO-style** accuracy, kept apart: the same with ``beta * (Delta + D)``, as the TDPO authors' code
+    logs it;
+``rewards/margins``, ``rewards/chosen``, ``rewards/rejected``
+    means of ``beta * (Delta_w - Delta_l)`` and of ``beta * Delta``;
+``kl/chosen``, ``kl/rejected``, ``kl/margin``
+    means of the sequential KL of chosen and rejected responses and of ``D_l - D_w``;
+``logps/chosen``, ``logps/rejected`` (and ``logps_ref/...``)
+    mean summed log-probs;
+``entropy/chosen``, ``entropy/rejected``
+    mean per-token policy entropy on the data's responses (not the diversity measure, which is over the
+    policy's own samples: :mod:`tdpo.evaluation.diversity`).
+
+The core, :func:`pair_statistics`, takes already-tokenized preference batches (``input_ids``,
+``attention_mask``, ``labels`` ``[2B, T]``, chosen rows first, as :class:`tdpo.data.collate.PreferenceCollator`
+makes them), so it runs on any data source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tdpo.metrics import preference_metrics
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class PairStatistics:
+    """Per-pair statistics over a preference set of ``P`` pairs (float64, on the CPU)."""
+
+    chosen_logps: Tensor
+    """``[P]`` summed policy log-probs of the chosen responses."""
+    rejected_logps: Tensor
+    """``[P]`` the same for the rejected responses."""
+    chosen_reference_logps: Tensor | None
+    """``[P]`` summed reference log-probs of the chosen responses (None without a reference)."""
+    rejected_reference_logps: Tensor | None
+    """``[P]`` the same for the rejected responses."""
+    chosen_kl: Tensor | None
+    """``[P]`` sequential KL ``D(x, y_w)`` (None without a reference)."""
+    rejected_kl: Tensor | None
+    """``[P]`` sequential KL ``D(x, y_l)``."""
+    chosen_entropy: Tensor
+    """``[P]`` mean per-token policy entropy on the chosen responses."""
+    rejected_entropy: Tensor
+    """``[P]`` the same on the rejected responses."""
+    chosen_tokens: Tensor
+    """``[P]`` response tokens of each chosen response."""
+    rejected_tokens: Tensor
+    """``[P]`` response tokens of each rejected response."""
+    index: Tensor
+    """``[P]`` long, the dataset row of each pair (``arange`` when the batches carry no ``index``)."""
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of pairs ``P``."""
+        return int(self.chosen_logps.shape[0])
+
+
+def _to_float64(tensors: list[Tensor]) -> Tensor:
+    return torch.cat([t.detach().to("cpu", torch.float64) for t in tensors]) if tensors else torch.zeros(0)
+
+
+@torch.no_grad()
+def pair_statistics(
+    policy: Any,
+    reference: Any | None,
+    batches: Iterable[dict[str, Tensor]],
+    *,
+    token_stats: str = "chunked",
+    chunk_size: int = 1024,
+    reference_disable_adapters: bool = False,
+    progress: bool = False,
+    total: int | None = None,
+) -> PairStatistics:
+    """Per-pair statistics of ``policy`` against ``reference`` over preference batches.
+
+    Args:
+        policy: a transformers causal LM (optionally PEFT-wrapped); run in eval mode.
+        reference: the reference causal LM, or None (no reference statistics: no rewards or KL).
+        batches: preference batches with ``input_ids``, ``attention_mask``, ``labels`` ``[2B, T]`` (rows
+            ``0..B-1`` chosen, ``B..2B-1`` rejected; prompt and padding labels -100) and optionally
+            ``index`` ``[B]``.
+        token_stats: ``chunked`` (hidden states + head in chunks) or ``full`` (full logits).
+        chunk_size: response tokens projected onto the vocabulary at a time (chunked path).
+        reference_disable_adapters: the reference is ``policy`` itself with its LoRA adapters disabled
+            (then pass ``reference=policy``).
+        progress: show a progress bar.
+        total: number of batches, for the progress bar.
+
+    Returns:
+        :class:`PairStatistics` over all pairs, in batch order.
+    """
+    from tdpo.models import TokenStatsModel
+    from tdpo.token_stats import sequence_stats
+
+    policy_wrapper = TokenStatsModel(policy, token_stats=token_stats, chunk_size=chunk_size)
+    reference_wrapper = None
+    if reference is not None:
+        reference_wrapper = (policy_wrapper if reference_disable_adapters
+                             else TokenStatsModel(reference, token_stats=token_stats, chunk_size=chunk_size))
+    device = next(policy.parameters()).device
+    ref_device = next(reference.parameters()).device if reference is not None else device
+    fields: dict[str, list[Tensor]] = {name: [] for name in PairStatistics.__dataclass_fields__}
+    seen = 0
+    modes = [(policy, policy.training)] + ([(reference, reference.training)] if reference is not None else [])
+    for model, _ in modes:
+        model.eval()
+    try:
+        for number, batch in enumerate(tqdm(batches, desc="evaluating", total=total, disable=not progress)):
+            labels = batch["labels"]
+            rows = labels.shape[0]
+            if labels.dim() != 2 or rows % 2 or batch["input_ids"].shape != labels.shape:
+                raise ValueError(f"batch {number}: a preference batch has input_ids and labels of the same shape "
+                                 f"[2B, T]; got input_ids {tuple(batch['input_ids'].shape)}, labels "
+                                 f"{tuple(labels.shape)}")
+            b = rows // 2
+            ref_out = None
+            if reference_wrapper is not None:
+                ref_out = reference_wrapper(batch["input_ids"].to(ref_device), batch["attention_mask"].to(ref_device),
+                                            as_reference=True, disable_adapters=reference_disable_adapters)
+                if ref_device != device:
+                    ref_out = type(ref_out)(*(None if t is None else _move(t, device) for t in
+                                              (ref_out.hidden, ref_out.head, ref_out.logits)))
+            tokens = policy_wrapper(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                    labels.to(device), reference=ref_out)
+            stats = sequence_stats(tokens, average=False)
+            fields["chosen_logps"].append(stats.policy_logps[:b])
+            fields["rejected_logps"].append(stats.policy_logps[b:])
+            if stats.reference_logps is not None:
+                fields["chosen_reference_logps"].append(stats.reference_logps[:b])
+                fields["rejected_reference_logps"].append(stats.reference_logps[b:])
+                fields["chosen_kl"].append(stats.kl[:b])
+                fields["rejected_kl"].append(stats.kl[b:])
+            fields["chosen_entropy"].append(stats.entropy[:b])
+            fields["rejected_entropy"].append(stats.entropy[b:])
+            fields["chosen_tokens"].append(stats.num_tokens[:b])
+            fields["rejected_tokens"].append(stats.num_tokens[b:])
+            index = batch.get("index")
+            fields["index"].append(index.cpu() if index is not None else torch.arange(seen, seen + b))
+            seen += b
+    finally:
+        for model, mode in modes:
+            model.train(mode)
+    if seen == 0:
+        raise ValueError("the preference set is empty: nothing to evaluate")
+    values: dict[str, Tensor | None] = {}
+    for name, parts in fields.items():
+        if name == "index":
+            values[name] = torch.cat(parts).long()
+        else:
+            values[name] = _to_float64(parts) if parts else None
+    return PairStatistics(**values)
+
+
+def _move(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    # an OutputHead
+    return type(value)(value.weight.to(device), value.logit_scale)
+
+
+def summarize_pairs(pairs: PairStatistics, beta: float) -> dict[str, float]:
+    """Set-level metrics of :class:`PairStatistics` (see the module docs), as plain floats.
+
+    Args:
+        pairs: per-pair statistics.
+        beta: the beta of the implicit rewards (> 0).
+
+    Returns:
+        ``{metric: value}`` with the keys of :func:`tdpo.metrics.preference_metrics` plus ``num_pairs`` and
+        ``tokens/chosen``, ``tokens/rejected`` (mean response lengths).
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0; got {beta}")
+    metrics = preference_metrics(
+        pairs.chosen_logps, pairs.rejected_logps,
+        pairs.chosen_reference_logps, pairs.rejected_reference_logps,
+        pairs.chosen_kl, pairs.rejected_kl,
+        pairs.chosen_entropy, pairs.rejected_entropy,
+        beta,
+    )
+    out = {name: float(value) for name, value in metrics.items()}
+    out["num_pairs"] = float(pairs.num_pairs)
+    out["tokens/chosen"] = float(pairs.chosen_tokens.mean())
+    out["tokens/rejected"] = float(pairs.rejected_tokens.mean())
+    return out
+
+
+def prompts_of_batches(batches: Iterable[dict[str, Tensor]]) -> list[list[int]]:
+    """The prompt ids of each pair of preference batches (from the chosen rows: the tokens before the first
+    response label), in batch order."""
+    prompts: list[list[int]] = []
+    for batch in batches:
+        labels, input_ids = batch["labels"], batch["input_ids"]
+        b = labels.shape[0] // 2
+        for row in range(b):
+            response = (labels[row] != IGNORE_INDEX).nonzero()
+            if response.numel() == 0:
+                raise ValueError("a chosen row has no response token")
+            prompts.append(input_ids[row, : int(response[0])].tolist())
+    return prompts
