@@ -1,0 +1,175 @@
+"""Scored preference pairs of sampled completions, written as a JSONL file ``tdpo train`` reads.
+
+For every prefix, ``K`` completions are sampled from the SFT model and scored by the reward model;
+every one of the ``K (K - 1) / 2`` pairs (6 for K = 4) becomes a preference record whose chosen
+response has the higher reward. A pair whose two completions are the same text, or score exactly
+the same, carries no preference and is left out (and counted).
+
+Each JSONL line holds ``prompt``, ``chosen``, ``rejected`` (strings joined as prompt + response)
+and ``chosen_score``, ``rejected_score``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tdpo.imdb.sampling import Completion, sample_completions
+from tdpo.imdb.sentiment import RewardModel
+
+
+@dataclass(frozen=True)
+class PairStats:
+    """What :func:`build_pairs` produced.
+
+    Attributes:
+        prompts: prompts seen.
+        pairs: pairs written.
+        skipped_identical: pairs left out because both completions were the same text.
+        skipped_ties: pairs left out because both completions had exactly the same reward.
+        mean_reward: mean reward of all completions.
+        mean_margin: mean reward difference chosen - rejected over the pairs written.
+    """
+
+    prompts: int
+    pairs: int
+    skipped_identical: int
+    skipped_ties: int
+    mean_reward: float
+    mean_margin: float
+
+
+def score_completions(reward: RewardModel, completions: Sequence[Sequence[Completion]]) -> list[list[float]]:
+    """Reward of ``prompt + text`` for every completion, in the nested ``[P][K]`` layout of the input."""
+    flat = [c.prompt + c.text for row in completions for c in row]
+    scores = reward.score(flat).tolist() if flat else []
+    out, start = [], 0
+    for row in completions:
+        out.append(scores[start : start + len(row)])
+        start += len(row)
+    return out
+
+
+def build_pairs(
+    completions: Sequence[Sequence[Completion]], scores: Sequence[Sequence[float]]
+) -> tuple[list[dict], PairStats]:
+    """All pairs within each prompt's completions, chosen = higher reward.
+
+    Args:
+        completions: ``[P][K]`` completions.
+        scores: ``[P][K]`` their rewards.
+
+    Returns:
+        The records (dicts with ``prompt, chosen, rejected, chosen_score, rejected_score``) in prompt
+        order, and :class:`PairStats`.
+    """
+    if len(completions) != len(scores):
+        raise ValueError(f"{len(completions)} prompts of completions but {len(scores)} rows of scores")
+    records: list[dict] = []
+    identical = ties = 0
+    all_scores: list[float] = []
+    for row, row_scores in zip(completions, scores, strict=True):
+        if len(row) != len(row_scores):
+            raise ValueError(f"{len(row)} completions but {len(row_scores)} scores for prompt {row[0].prompt!r}")
+        all_scores.extend(row_scores)
+        for a in range(len(row)):
+            for b in range(a + 1, len(row)):
+                if row[a].text == row[b].text:
+                    identical += 1
+                    continue
+                if row_scores[a] == row_scores[b]:
+                    ties += 1
+                    continue
+                hi, lo = (a, b) if row_scores[a] > row_scores[b] else (b, a)
+                records.append(
+                    {
+                        "prompt": row[hi].prompt,
+                        "chosen": row[hi].text,
+                        "rejected": row[lo].text,
+                        "chosen_score": float(row_scores[hi]),
+                        "rejected_score": float(row_scores[lo]),
+                    }
+                )
+    margins = [r["chosen_score"] - r["rejected_score"] for r in records]
+    stats = PairStats(
+        prompts=len(completions),
+        pairs=len(records),
+        skipped_identical=identical,
+        skipped_ties=ties,
+        mean_reward=sum(all_scores) / len(all_scores) if all_scores else float("nan"),
+        mean_margin=sum(margins) / len(margins) if margins else float("nan"),
+    )
+    return records, stats
+
+
+def write_jsonl(records: Sequence[dict], path: str | Path) -> Path:
+    """Write one JSON object per line (UTF-8), creating the folder; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_pairs(path: str | Path) -> list[dict]:
+    """Read a preference file written by :func:`make_preference_file`; errors name the file and line."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON: {err}") from None
+            for key in ("prompt", "chosen", "rejected"):
+                if not isinstance(record.get(key), str):
+                    raise ValueError(f"{path}:{number}: field {key!r} must be a string")
+            records.append(record)
+    return records
+
+
+def make_preference_file(
+    model,
+    tokenizer,
+    reward: RewardModel,
+    prompts: Sequence[str],
+    path: str | Path,
+    *,
+    num_samples: int = 4,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+) -> PairStats:
+    """Sample ``num_samples`` completions per prompt, score them and write all pairs to ``path``.
+
+    Returns:
+        :class:`PairStats` of the file written.
+    """
+    if num_samples < 2:
+        raise ValueError(f"need at least 2 completions per prompt to make pairs, got {num_samples}")
+    completions = sample_completions(
+        model,
+        tokenizer,
+        prompts,
+        num_samples=num_samples,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        desc="sampling pairs",
+    )
+    with torch.no_grad():
+        scores = score_completions(reward, completions)
+    records, stats = build_pairs(completions, scores)
+    if not records:
+        raise RuntimeError("no preference pairs: every pair of completions was identical or tied")
+    write_jsonl(records, path)
+    return stats

@@ -1,0 +1,126 @@
+"""Batched, seeded sampling of completions from a causal LM.
+
+Prompts are left-padded for ``generate`` and sampled with plain ancestral sampling (temperature
+1, no top-k or top-p truncation, as in the papers). A completion stops at the first EOS, which it
+keeps (the EOS is a response token, like in training), or after ``max_new_tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from tdpo.imdb.prefixes import split_decode
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion.
+
+    Attributes:
+        prompt: the prompt text.
+        text: the completion text (special tokens removed), to be appended to ``prompt``.
+        prompt_ids: the prompt's token ids, as fed to the model.
+        completion_ids: the sampled token ids, ending with EOS if the model stopped by itself.
+    """
+
+    prompt: str
+    text: str
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a prompt as the policy sees it (with the tokenizer's usual special tokens)."""
+    ids = tokenizer(prompt).input_ids
+    if not ids:
+        raise ValueError(f"prompt {prompt!r} encodes to no tokens")
+    return list(ids)
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer.pad_token_id is not None:
+        return int(tokenizer.pad_token_id)
+    if tokenizer.eos_token_id is not None:
+        return int(tokenizer.eos_token_id)
+    raise ValueError("the tokenizer has neither a pad nor an EOS token")
+
+
+@torch.no_grad()
+def sample_completions(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    num_samples: int = 1,
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    temperature: float = 1.0,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "sampling",
+) -> list[list[Completion]]:
+    """Sample ``num_samples`` completions of every prompt.
+
+    Args:
+        model: a causal LM (put in eval mode here).
+        tokenizer: its tokenizer; needs an EOS token.
+        prompts: ``P`` prompt texts.
+        num_samples: completions per prompt.
+        max_new_tokens: longest completion in tokens.
+        batch_size: sequences generated at once (each prompt repeated ``num_samples`` times).
+        temperature: sampling temperature.
+        seed: each batch is sampled with ``torch.manual_seed(seed + batch number)``, so results do
+            not depend on what ran before.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``P`` lists of ``num_samples`` :class:`Completion` objects, in prompt order.
+    """
+    from transformers import GenerationConfig
+
+    if tokenizer.eos_token_id is None:
+        raise ValueError("sampling needs a tokenizer with an EOS token")
+    if num_samples < 1 or max_new_tokens < 1 or batch_size < 1:
+        raise ValueError("num_samples, max_new_tokens and batch_size must be >= 1")
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = _pad_id(tokenizer)
+    eos_id = int(tokenizer.eos_token_id)
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    jobs = [(i, j) for i in range(len(prompts)) for j in range(num_samples)]
+    results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
+    gen_config = GenerationConfig(
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+    )
+    batches = [jobs[s : s + batch_size] for s in range(0, len(jobs), batch_size)]
+    for number, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit="batch")):
+        width = max(len(encoded[i]) for i, _ in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (i, _) in enumerate(batch):
+            ids = encoded[i]
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        torch.manual_seed(seed + number)
+        out = model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=gen_config
+        )
+        new = out[:, width:].cpu().tolist()
+        for row, (i, j) in enumerate(batch):
+            ids = new[row]
+            if eos_id in ids:
+                ids = ids[: ids.index(eos_id) + 1]
+            body = ids[:-1] if ids and ids[-1] == eos_id else ids
+            _, text = split_decode(tokenizer, encoded[i], body)
+            results[i][j] = Completion(prompts[i], text, tuple(encoded[i]), tuple(ids))
+    return [[c for c in row if c is not None] for row in results]

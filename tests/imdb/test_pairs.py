@@ -1,0 +1,71 @@
+"""Tests of tdpo.imdb.pairs."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from tdpo.imdb.pairs import build_pairs, make_preference_file, read_pairs
+from tdpo.imdb.sampling import Completion
+
+
+class LetterReward:
+    """A stand-in reward: the fraction of the letter 'e' in the text."""
+
+    name = "letter-e"
+
+    def score(self, texts):
+        return torch.tensor([t.count("e") / max(1, len(t)) for t in texts], dtype=torch.float32)
+
+
+def _c(prompt, text):
+    return Completion(prompt, text, (1,), (2,))
+
+
+def test_all_pairs_chosen_is_higher():
+    row = [_c("P", t) for t in ("a", "b", "c", "d")]
+    scores = [0.1, 0.9, 0.5, 0.3]
+    records, stats = build_pairs([row], [scores])
+    assert stats.pairs == 6 and len(records) == 6
+    expected = set()
+    for (ta, sa), (tb, sb) in itertools.combinations(zip("abcd", scores, strict=True), 2):
+        expected.add((ta, tb) if sa > sb else (tb, ta))
+    assert {(r["chosen"], r["rejected"]) for r in records} == expected
+    assert all(r["chosen_score"] > r["rejected_score"] and r["prompt"] == "P" for r in records)
+    margins = [abs(a - b) for a, b in itertools.combinations(scores, 2)]
+    assert stats.mean_margin == pytest.approx(sum(margins) / 6)
+    assert stats.mean_reward == pytest.approx(sum(scores) / 4)
+
+
+def test_identical_and_tied_pairs_are_left_out():
+    row = [_c("P", "same"), _c("P", "same"), _c("P", "other"), _c("P", "tie")]
+    records, stats = build_pairs([row], [[0.2, 0.2, 0.7, 0.7]])
+    assert stats.skipped_identical == 1 and stats.skipped_ties == 1
+    assert stats.pairs == 4
+    assert all(r["chosen"] != r["rejected"] for r in records)
+
+
+def test_preference_file_from_sampled_completions(tiny_lm, tokenizer, tmp_path):
+    prompts = ["A wonderful", "Dull, stupid", "The best movie I have"]
+    path = tmp_path / "pairs.jsonl"
+    stats = make_preference_file(
+        tiny_lm, tokenizer, LetterReward(), prompts, path, num_samples=4, max_new_tokens=6, progress=False
+    )
+    records = read_pairs(path)
+    assert len(records) == stats.pairs and 0 < stats.pairs <= 18
+    assert stats.pairs + stats.skipped_identical + stats.skipped_ties == 18
+    reward = LetterReward()
+    for r in records:
+        assert r["prompt"] in prompts
+        chosen, rejected = reward.score([r["prompt"] + r["chosen"], r["prompt"] + r["rejected"]]).tolist()
+        assert r["chosen_score"] == pytest.approx(chosen) and r["rejected_score"] == pytest.approx(rejected)
+        assert chosen > rejected
+
+
+def test_read_pairs_names_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n{"prompt": "a", "chosen": 3, "rejected": "c"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'chosen'"):
+        read_pairs(path)

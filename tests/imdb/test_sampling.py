@@ -1,0 +1,78 @@
+"""Tests of tdpo.imdb.sampling."""
+
+from __future__ import annotations
+
+import torch
+
+from tdpo.imdb.sampling import encode_prompt, sample_completions
+
+PROMPTS = ["A wonderful", "Dull, stupid and painfully", "I"]
+
+
+def _sharpen(model, factor=200.0):
+    """Scale the output head so that near-zero temperature sampling is unambiguous greedy decoding."""
+    with torch.no_grad():
+        model.lm_head.weight.mul_(factor)
+    return model
+
+
+def _greedy(model, ids, steps, eos_id):
+    """Independent greedy decoding of one unpadded prompt without a cache."""
+    ids = list(ids)
+    out = []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(torch.tensor([ids + out])).logits[0, -1]
+            token = int(logits.argmax())
+            out.append(token)
+            if token == eos_id:
+                break
+    return out
+
+
+def test_left_padded_batches_match_unpadded_greedy_decoding(tiny_lm, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**{**tiny_lm.config.to_dict(), "tie_word_embeddings": False})
+    torch.manual_seed(7)
+    model = _sharpen(LlamaForCausalLM(config).eval())
+    got = sample_completions(
+        model, tokenizer, PROMPTS, num_samples=2, max_new_tokens=6, batch_size=4, temperature=1e-4, progress=False
+    )
+    assert [len(row) for row in got] == [2, 2, 2]
+    for prompt, row in zip(PROMPTS, got, strict=True):
+        expected = _greedy(model, encode_prompt(tokenizer, prompt), 6, tokenizer.eos_token_id)
+        for c in row:
+            assert c.prompt == prompt
+            assert list(c.completion_ids) == expected
+            body = expected[:-1] if expected[-1] == tokenizer.eos_token_id else expected
+            assert c.prompt + c.text == tokenizer.decode(list(c.prompt_ids) + body, skip_special_tokens=True)
+
+
+def test_sampling_is_seeded_and_stops_at_eos(tiny_lm, tokenizer):
+    kwargs = dict(num_samples=3, max_new_tokens=8, batch_size=4, progress=False)
+    a = sample_completions(tiny_lm, tokenizer, PROMPTS, seed=5, **kwargs)
+    b = sample_completions(tiny_lm, tokenizer, PROMPTS, seed=5, **kwargs)
+    c = sample_completions(tiny_lm, tokenizer, PROMPTS, seed=6, **kwargs)
+    assert a == b
+    assert a != c
+    eos = tokenizer.eos_token_id
+    for row in a:
+        for comp in row:
+            ids = list(comp.completion_ids)
+            assert 1 <= len(ids) <= 8
+            assert eos not in ids[:-1]
+            assert ids[-1] == eos or len(ids) == 8
+
+
+def test_eos_is_kept_and_cut(tiny_lm, tokenizer):
+    eos_only = torch.full((len(tokenizer),), -1e4)
+    eos_only[tokenizer.eos_token_id] = 0.0
+    handle = tiny_lm.lm_head.register_forward_hook(lambda module, args, output: output + eos_only)
+    try:
+        got = sample_completions(tiny_lm, tokenizer, ["Great"], num_samples=2, max_new_tokens=5, progress=False)
+    finally:
+        handle.remove()
+    for comp in got[0]:
+        assert comp.completion_ids == (tokenizer.eos_token_id,)
+        assert comp.text == ""
