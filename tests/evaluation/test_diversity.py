@@ -39,7 +39,7 @@ def test_policy_diversity_matches_float64(policy, tokenizer, token_stats):
 
 
 def test_sharper_policy_is_less_diverse(tokenizer):
-    from conftest import tiny_causal_lm
+    from tiny_models import tiny_causal_lm
 
     prompts = [tokenizer(t)["input_ids"] for t in ["a", "b", "c"]]
     sampling = SamplingConfig(max_new_tokens=8, seed=0)

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_models import tiny_config
 from transformers import LlamaForSequenceClassification
 
 from tdpo.evaluation.judges import RewardModelJudge, conversation_text

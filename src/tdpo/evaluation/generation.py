@@ -63,7 +63,7 @@ def _generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id
 
     settings: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=eos_token_id,
                                     pad_token_id=pad_token_id, do_sample=sampling.do_sample,
-                                    num_beams=1, repetition_penalty=1.0)
+                                    num_beams=1, repetition_penalty=1.0, use_cache=True)
     if sampling.do_sample:
         settings.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
     else:
