@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 import torch
 
 from tdpo.config import TrainConfig, load_config
@@ -119,3 +120,12 @@ def final_parameters(run_dir: Path) -> dict[str, torch.Tensor]:
 
     model = AutoModelForCausalLM.from_pretrained(run_dir / "final")
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def single_thread():
+    """Run torch on one thread: tiny models on a shared 2-core machine are many times faster so."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

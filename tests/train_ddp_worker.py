@@ -1,0 +1,23 @@
+"""Run by tests/test_trainer.py under ``accelerate launch --cpu --num_processes 2``: trains the
+tiny model on the test pairs with the config given as dotted overrides on the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from train_fixtures import tiny_config, training_data  # noqa: E402
+
+from tdpo.trainer import train  # noqa: E402
+
+
+def main(argv: list[str]) -> None:
+    model_dir, out_dir, pairs, *overrides = argv
+    cfg = tiny_config(Path(model_dir), Path(out_dir), *overrides)
+    train(cfg, data=training_data(int(pairs)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
