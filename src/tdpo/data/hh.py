@@ -70,7 +70,7 @@ def split_hh_pair(chosen: str, rejected: str, *, location: str = "") -> tuple[st
     """
     prompt, chosen_response = split_hh_transcript(chosen, field="chosen", location=location)
     rejected_prompt, rejected_response = split_hh_transcript(rejected, field="rejected", location=location)
-    if _SPACE.sub(" ", prompt).strip() != _SPACE.sub(" ", rejected_prompt).strip():
+    if prompt != rejected_prompt and _SPACE.sub(" ", prompt).strip() != _SPACE.sub(" ", rejected_prompt).strip():
         raise InvalidRecord(
             "prompt_mismatch",
             "the rejected transcript's dialogue before its last Assistant turn differs from the chosen one's",

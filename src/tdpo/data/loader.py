@@ -171,16 +171,20 @@ def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig,
     dataset = dataset.map(
         fn, batched=True, batch_size=1000, num_proc=cfg.num_proc, desc="Tokenizing", new_fingerprint=fingerprint
     )
-    keep = []
-    for i, (reason, location) in enumerate(zip(dataset["invalid"], dataset["location"])):
-        if reason:
-            counter.handle(InvalidRecord("prompt_too_long", reason, location=location, field="prompt"))
-        else:
-            keep.append(i)
+    table = dataset.data  # columns read in bulk through Arrow (no indices mapping after map)
+    invalid = table.column("invalid").to_pylist()
+    keep = [i for i, reason in enumerate(invalid) if not reason]
+    if len(keep) < len(dataset):
+        locations = table.column("location").to_pylist()
+        for i, reason in enumerate(invalid):
+            if reason:
+                counter.handle(InvalidRecord("prompt_too_long", reason, location=locations[i], field="prompt"))
+    prompt_cut, response_cut = (table.column(c).to_pylist() for c in ("prompt_truncated", "response_truncated"))
+    truncated = (sum(prompt_cut[i] for i in keep), sum(response_cut[i] for i in keep))
     if len(keep) < len(dataset):
         dataset = dataset.select(keep)
     dataset = dataset.remove_columns(["invalid", "group"])
-    return dataset.add_column("index", list(range(len(dataset))))
+    return dataset.add_column("index", list(range(len(dataset)))), truncated
 
 
 def _load(cfg: DataConfig, tokenizer: Any, task: str) -> LoadedData:
@@ -223,11 +227,13 @@ def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
             f"{sum(ctx.filtered.values())} filtered)"
         )
 
-    train = _tokenize(_to_columns(records, task, tokenizer), task, tokenizer, cfg, counter, key + "-train")
+    train, cuts = _tokenize(_to_columns(records, task, tokenizer), task, tokenizer, cfg, counter, key + "-train")
     evaluation = None
     if eval_records:
-        evaluation = _tokenize(_to_columns(eval_records, task, tokenizer), task, tokenizer, cfg, counter, key + "-eval")
-    sides = [d for d in (train, evaluation) if d is not None]
+        evaluation, eval_cuts = _tokenize(
+            _to_columns(eval_records, task, tokenizer), task, tokenizer, cfg, counter, key + "-eval"
+        )
+        cuts = (cuts[0] + eval_cuts[0], cuts[1] + eval_cuts[1])
     report = DataReport(
         source=source,
         shape=shape,
@@ -240,8 +246,8 @@ def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
         invalid=dict(sorted(counter.counts.items())),
         invalid_examples=dict(sorted(counter.first.items())),
         filtered=dict(sorted(ctx.filtered.items())),
-        prompt_truncated=sum(sum(d["prompt_truncated"]) for d in sides),
-        response_truncated=sum(sum(d["response_truncated"]) for d in sides),
+        prompt_truncated=cuts[0],
+        response_truncated=cuts[1],
     )
     counter.log()
     for reason, n in report.filtered.items():
