@@ -1,0 +1,125 @@
+"""``tdpo judge`` end to end: a fake chat-completions server on loopback, and a tiny reward model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
+from fake_chat_server import FakeChatServer  # noqa: E402
+from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_config  # noqa: E402
+
+from tdpo.commands.judge import main  # noqa: E402
+
+KEY_ENV = "TDPO_TEST_JUDGE_KEY"
+SECRET = "sk-command-test-secret-91"
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    questions = write_jsonl(tmp_path / "question.jsonl", [
+        {"question_id": 1, "category": "writing", "turns": ["Write a line.", "Shorter."]},
+        {"question_id": 2, "category": "writing", "turns": ["Another line."]},
+        {"question_id": 3, "category": "math", "turns": ["1+1?"]},
+        {"question_id": 4, "category": "math", "turns": ["2+2?"]},
+    ])
+    a = write_jsonl(tmp_path / "a.jsonl", [
+        {"question_id": 1, "model_id": "A", "choices": [{"index": 0, "turns": ["GOOD line", "GOOD"]}]},
+        {"question_id": 2, "turns": ["meh"]}, {"question_id": 3, "answer": "GOOD 2"}, {"question_id": 4, "answer": "4"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [
+        {"question_id": 1, "turns": ["plain", "plain"]}, {"question_id": 2, "turns": ["GOOD other"]},
+        {"question_id": 3, "answer": "3"}, {"question_id": 4, "answer": "four"}])
+    return questions, a, b
+
+
+def test_chat_judge_command_and_resume(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    questions, a, b = files
+    out = tmp_path / "out"
+    judge_cfg = tmp_path / "judge.yaml"
+    with FakeChatServer() as server:
+        judge_cfg.write_text(f"base_url: {server.url}\nmodel: fake-gpt\napi_key_env: {KEY_ENV}\nmax_workers: 2\n")
+        argv = ["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--name-a", "tdpo2",
+                "--name-b", "dpo", "--judge-config", str(judge_cfg), "--output-dir", str(out), "--no-progress"]
+        assert main(argv) == 0
+        assert len(server.requests) == 8
+        printed = capsys.readouterr().out
+        assert "tdpo2 (a) vs dpo (b)" in printed and "overall" in printed
+        summary = json.loads((out / "winrates.json").read_text())
+        rows = {r["category"]: r for r in summary["rows"]}
+        assert (rows["writing"]["wins"], rows["writing"]["losses"]) == (1, 1)
+        assert (rows["math"]["wins"], rows["math"]["ties"]) == (1, 1)
+        assert rows["overall"]["win_rate"] == pytest.approx(2 / 4)
+        assert summary["meta"]["requests_sent"] == 8 and summary["meta"]["judge_model"] == "fake-gpt"
+        with (out / "per_question.csv").open() as handle:
+            per_q = {r["question_id"]: r["outcome"] for r in csv.DictReader(handle)}
+        assert per_q == {"1": "win", "2": "loss", "3": "win", "4": "tie"}
+        # a rerun pays nothing
+        assert main(argv) == 0
+        assert len(server.requests) == 8
+        assert json.loads((out / "winrates.json").read_text())["meta"]["cache_hits"] == 8
+    for path in out.iterdir():
+        assert SECRET not in path.read_text()
+
+
+def test_failed_requests_exit_1_and_rerun_retries(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    questions, a, b = files
+    out = tmp_path / "out"
+    with FakeChatServer() as server:
+        server.queue(("status", 503), ("status", 503))
+        argv = ["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--base-url", server.url,
+                "--api-key-env", KEY_ENV, "--max-retries", "0", "--max-workers", "1", "--output-dir", str(out),
+                "--no-progress"]
+        assert main(argv) == 1
+        assert "rerun the same command" in capsys.readouterr().err
+        assert main(argv) == 0
+        assert len(server.requests) == 8 + 2
+
+
+def test_missing_key_fails_before_generation(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    questions, a, _ = files
+    code = main(["--questions", str(questions), "--answers-a", str(a), "--model-b", str(tmp_path / "no-model"),
+                 "--api-key-env", KEY_ENV, "--output-dir", str(tmp_path / "out")])
+    assert code == 1
+    assert KEY_ENV in capsys.readouterr().err
+
+
+def test_reward_judge_with_generated_answers(tmp_path, capsys):
+    from transformers import LlamaForSequenceClassification
+
+    tokenizer = byte_tokenizer()
+    for name, seed in (("m1", 0), ("m2", 1)):
+        tiny_causal_lm(seed, len(tokenizer), scale=20.0).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    torch.manual_seed(5)
+    LlamaForSequenceClassification(tiny_config(len(tokenizer), num_labels=1)).save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Say hi\nCount to three\nName a colour\n")
+    out = tmp_path / "out"
+    code = main(["--questions", str(prompts), "--model-a", str(tmp_path / "m1"), "--model-b", str(tmp_path / "m2"),
+                 "--judge", "reward", "--reward-model", str(tmp_path / "rm"), "--greedy", "--max-new-tokens", "5",
+                 "--batch-size", "2", "--output-dir", str(out), "--no-progress"])
+    assert code == 0
+    answers = sorted(p.name for p in out.glob("answers_*.jsonl"))
+    assert answers == ["answers_a_m1.jsonl", "answers_b_m2.jsonl"]
+    with (out / "per_question.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["question_id"] for r in rows] == ["1", "2", "3"]
+    for r in rows:
+        sa, sb = float(r["score_a"]), float(r["score_b"])
+        assert r["outcome"] == ("win" if sa > sb else "loss" if sb > sa else "tie")
+    summary = json.loads((out / "winrates.json").read_text())
+    assert summary["rows"][-1]["questions"] == 3 and summary["meta"]["judge"] == "reward"
