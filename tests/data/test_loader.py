@@ -217,7 +217,7 @@ def test_counts_of_several_kinds_add_up(tmp_path, smollm2_tokenizer):
     path.write_text("\n".join(lines) + "\n")
     rep = load_preference_data(cfg(str(path), skip_invalid=True), smollm2_tokenizer).report
     assert rep.invalid == {"malformed_json": 2, "wrong_type": 1, "identical_responses": 1}
-    assert rep.num_train + rep.num_invalid == 9
+    assert rep.num_train + rep.num_invalid == 9 == rep.rows_read["train"]
 
 
 # ---------------------------------------------------------------- splits, sources, cache

@@ -125,7 +125,8 @@ def _parse(
 ) -> tuple[list[PreferenceRecord] | list[SFTRecord], str, int]:
     parse = parse_sft_row if task == "sft" else parse_preference_row
     records: list = []
-    n = 0
+    n = parse_invalid = 0
+    unreadable_before = counter.total
     for location, row in tqdm(rows, desc=desc, unit=" rows", mininterval=1.0):
         if shape == "auto":
             shape = detect_shape(row.keys(), row, ctx.cfg.columns, sft=task == "sft")
@@ -136,8 +137,10 @@ def _parse(
             records.extend(parse(row, shape, ctx, location=location, group=n))
         except InvalidRecord as err:
             counter.handle(err)
+            parse_invalid += 1
         n += 1
-    return records, shape, n
+    unreadable = counter.total - unreadable_before - parse_invalid  # rows the reader could not yield
+    return records, shape, n + unreadable
 
 
 def _to_columns(records: list, task: str, tokenizer: Any) -> dict[str, list]:

