@@ -77,3 +77,9 @@ def test_length_grouped_sampler_groups_similar_lengths():
     assert spread < random_spread / 4
     again = list(length_grouped_sampler(dataset, batch_size=4, generator=torch.Generator().manual_seed(0)))
     assert again == order
+    # a datasets.Dataset (after a selection) gives the same order as the plain lengths
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"length": [0] + lengths}).select(range(1, 401))
+    from_ds = list(length_grouped_sampler(ds, batch_size=4, generator=torch.Generator().manual_seed(0)))
+    assert from_ds == order

@@ -78,6 +78,7 @@ def _stats(values: list[int]) -> str:
 
 def format_report(report: Any, dataset: Any) -> list[str]:
     """Human-readable lines for a :class:`~tdpo.data.report.DataReport` and the shown dataset."""
+    from tdpo.data.collate import column_values
     from tdpo.data.records import INVALID_KINDS
 
     lines = [
@@ -98,11 +99,12 @@ def format_report(report: Any, dataset: Any) -> list[str]:
     lines.append(f"truncated:  {report.prompt_truncated} prompts, {report.response_truncated} records' responses")
     if dataset is not None and len(dataset):
         cols = dataset.column_names
-        prompt_len = [len(x) for x in dataset["prompt_input_ids"]]
+        prompt_len = [len(x) for x in column_values(dataset, "prompt_input_ids")]
         lines.append(f"tokens:     prompt {_stats(prompt_len)}")
         for c in ("chosen", "rejected", "completion"):
             if f"{c}_input_ids" in cols:
-                lines.append(f"            {c} {_stats([len(x) for x in dataset[f'{c}_input_ids']])}")
+                lengths = [len(x) for x in column_values(dataset, f"{c}_input_ids")]
+                lines.append(f"            {c} {_stats(lengths)}")
     return lines
 
 

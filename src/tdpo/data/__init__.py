@@ -9,7 +9,13 @@ Typical use::
     batch = collate([train[i] for i in range(8)])  # input_ids/attention_mask/labels [16, T], index [8]
 """
 
-from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, length_grouped_sampler
+from tdpo.data.collate import (
+    IGNORE_INDEX,
+    PreferenceCollator,
+    SFTCollator,
+    column_values,
+    length_grouped_sampler,
+)
 from tdpo.data.config import DataConfig
 from tdpo.data.loader import LoadedData, load_preference_data, load_sft_data
 from tdpo.data.records import INVALID_KINDS, InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
@@ -28,6 +34,7 @@ __all__ = [
     "PreferenceRecord",
     "SFTCollator",
     "SFTRecord",
+    "column_values",
     "eos_token_id",
     "length_grouped_sampler",
     "load_preference_data",

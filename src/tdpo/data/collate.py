@@ -80,6 +80,14 @@ class SFTCollator:
         return batch
 
 
+def column_values(dataset: Any, name: str) -> list[Any]:
+    """All values of column ``name`` as a list, read in bulk through Arrow for a ``datasets.Dataset``
+    (iterating ``dataset[name]`` formats row by row, which is slow on large sets)."""
+    if hasattr(dataset, "with_format"):
+        return dataset.with_format("arrow")[name].to_pylist()
+    return list(dataset[name])
+
+
 def length_grouped_sampler(dataset: Any, batch_size: int, generator: torch.Generator | None = None):
     """A sampler that shuffles but puts records of similar length in the same batches (less padding).
 
@@ -90,5 +98,5 @@ def length_grouped_sampler(dataset: Any, batch_size: int, generator: torch.Gener
     """
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    lengths = [int(n) for n in dataset["length"]]
+    lengths = [int(n) for n in column_values(dataset, "length")]
     return LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)

@@ -111,6 +111,10 @@ class DataConfig:
     """How single-question sources (SHP, Stack Exchange) are turned into a prompt; responses get a
     leading space, as in HH."""
 
+    group_by_length: bool = False
+    """Put records of similar token length in the same batches (less padding) with
+    :func:`tdpo.data.length_grouped_sampler`; the order stays shuffled from the run's seed."""
+
     num_proc: int | None = None
     """Processes for tokenization (``datasets.map``); None: one."""
 

@@ -103,7 +103,7 @@ def _plan(cfg: DataConfig, task: str) -> tuple[str, str | None, bool]:
 
 def _cache_key(cfg: DataConfig, tokenizer: Any, task: str, source: str, test: str | None) -> str:
     fields = cfg.to_dict()
-    for name in ("cache", "cache_dir", "num_proc"):
+    for name in ("cache", "cache_dir", "num_proc", "group_by_length"):
         fields.pop(name)
     ids = {"train": source_identity(source, cfg.split)}
     if test is not None:
