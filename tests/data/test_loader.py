@@ -339,3 +339,13 @@ def test_tokenizer_with_bos_and_without_pad(tmp_path, bos_tokenizer):
         assert (batch["input_ids"][~mask] == tok.eos_token_id).all()  # EOS pads
     batch = plain.collate([plain.train[0]])
     assert unmasked(batch, 1) == tok(" you are fine today", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
+def test_shape_detected_even_when_the_first_row_is_bad(tmp_path, smollm2_tokenizer):
+    rows = [{"prompt": "Q0", "chosen": " a"}] + [dict(GOOD, prompt=f"Q{i}") for i in range(1, 4)]
+    path = jsonl(tmp_path / "d.jsonl", rows)
+    with pytest.raises(InvalidRecord) as info:
+        load_preference_data(cfg(path), smollm2_tokenizer)
+    assert (info.value.kind, info.value.location, info.value.field) == ("missing_field", f"{path}:1", "rejected")
+    loaded = load_preference_data(cfg(path, skip_invalid=True), smollm2_tokenizer)
+    assert loaded.report.shape == "prompt_chosen_rejected" and loaded.report.num_train == 3

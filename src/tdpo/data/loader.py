@@ -24,13 +24,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from tdpo.data.collate import PreferenceCollator, SFTCollator
+from tdpo.data.collate import PreferenceCollator, SFTCollator, column_values
 from tdpo.data.config import DataConfig
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
@@ -42,6 +42,7 @@ from tdpo.data.tokenize import RecordTokenizer, pad_token_id, render
 logger = logging.getLogger("tdpo.data")
 
 CACHE_VERSION = 1
+_DETECT_ROWS = 100  # rows looked at to detect the shape
 _RESPONSES = {"preference": ("chosen", "rejected"), "sft": ("completion",)}
 
 
@@ -127,12 +128,14 @@ def _parse(
     records: list = []
     n = parse_invalid = 0
     unreadable_before = counter.total
+    rows = iter(rows)
+    if shape == "auto":
+        head = list(islice(rows, _DETECT_ROWS))
+        shape = _detect(head, ctx, task)
+        rows = chain(head, rows)
+    if task == "preference" and shape in SFT_SHAPES:
+        raise ValueError(f"{desc.removeprefix('Reading ')}: shape {shape!r} holds SFT data (no chosen/rejected pair)")
     for location, row in tqdm(rows, desc=desc, unit=" rows", mininterval=1.0):
-        if shape == "auto":
-            shape = detect_shape(row.keys(), row, ctx.cfg.columns, sft=task == "sft")
-            logger.info("data shape detected from the columns %s: %s", sorted(row), shape)
-        if task == "preference" and shape in SFT_SHAPES:
-            raise ValueError(f"{location}: shape {shape!r} holds SFT data (no chosen/rejected pair); use it for SFT")
         try:
             records.extend(parse(row, shape, ctx, location=location, group=n))
         except InvalidRecord as err:
@@ -141,6 +144,21 @@ def _parse(
         n += 1
     unreadable = counter.total - unreadable_before - parse_invalid  # rows the reader could not yield
     return records, shape, n + unreadable
+
+
+def _detect(head: list[tuple[str, dict]], ctx: ParseContext, task: str) -> str:
+    """Detect the shape from the first rows: the union of their keys, and their first non-null values
+    (so that one row missing a field does not hide the shape)."""
+    sample: dict[str, Any] = {}
+    for _, row in head:
+        for key, value in row.items():
+            if sample.get(key) is None:
+                sample[key] = value
+    if not head:
+        return "text" if task == "sft" else "prompt_chosen_rejected"  # nothing to parse anyway
+    shape = detect_shape(sample.keys(), sample, ctx.cfg.columns, sft=task == "sft")
+    logger.info("data shape detected from the columns %s: %s", sorted(sample), shape)
+    return shape
 
 
 def _to_columns(records: list, task: str, tokenizer: Any) -> dict[str, list]:
@@ -174,15 +192,14 @@ def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig,
     dataset = dataset.map(
         fn, batched=True, batch_size=1000, num_proc=cfg.num_proc, desc="Tokenizing", new_fingerprint=fingerprint
     )
-    table = dataset.data  # columns read in bulk through Arrow (no indices mapping after map)
-    invalid = table.column("invalid").to_pylist()
+    invalid = column_values(dataset, "invalid")
     keep = [i for i, reason in enumerate(invalid) if not reason]
     if len(keep) < len(dataset):
-        locations = table.column("location").to_pylist()
+        locations = column_values(dataset, "location")
         for i, reason in enumerate(invalid):
             if reason:
                 counter.handle(InvalidRecord("prompt_too_long", reason, location=locations[i], field="prompt"))
-    prompt_cut, response_cut = (table.column(c).to_pylist() for c in ("prompt_truncated", "response_truncated"))
+    prompt_cut, response_cut = (column_values(dataset, c) for c in ("prompt_truncated", "response_truncated"))
     truncated = (sum(prompt_cut[i] for i in keep), sum(response_cut[i] for i in keep))
     if len(keep) < len(dataset):
         dataset = dataset.select(keep)
