@@ -165,3 +165,19 @@ def test_hub_failure_says_what_was_asked(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", failing)
     with pytest.raises(RuntimeError, match=r"'stanfordnlp/SHP'.*split='train'.*no network"):
         list(read_hub("stanfordnlp/SHP", "train", InvalidRecordCounter()))
+
+
+def test_script_dataset_falls_back_to_its_parquet_conversion(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def load_dataset(name, subset=None, *, split, data_dir=None, revision=None):
+        calls.append(revision)
+        if revision is None:
+            raise RuntimeError("Dataset scripts are no longer supported, but found summarize_from_feedback.py")
+        return datasets.Dataset.from_list(ROWS)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    rows = list(read_hub("openai/summarize_from_feedback", "train", InvalidRecordCounter()))
+    assert calls == [None, "refs/convert/parquet"] and len(rows) == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from tdpo.data.records import InvalidRecord, InvalidRecordCounter
 from tdpo.data.shapes import has_undecodable
 
 Row = dict[str, Any]
+logger = logging.getLogger("tdpo.data")
+
+PARQUET_REVISION = "refs/convert/parquet"
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,15 @@ def load_hub_split(
     if subset is None and preset is not None:
         subset = preset.subset
     try:
-        return datasets.load_dataset(name, subset, split=split, data_dir=data_dir, revision=revision)
+        try:
+            return datasets.load_dataset(name, subset, split=split, data_dir=data_dir, revision=revision)
+        except RuntimeError as err:
+            # datasets >= 4 no longer runs loading scripts; the hub keeps a Parquet conversion of such
+            # datasets (e.g. openai/summarize_from_feedback) on the branch refs/convert/parquet.
+            if revision is not None or "scripts are no longer supported" not in str(err):
+                raise
+            logger.warning("%s has a loading script; reading its Parquet conversion (%s)", name, PARQUET_REVISION)
+            return datasets.load_dataset(name, subset, split=split, data_dir=data_dir, revision=PARQUET_REVISION)
     except Exception as err:  # network, unknown name or split: say what was asked for
         raise RuntimeError(
             f"could not load hub dataset {name!r} (subset={subset!r}, split={split!r}, data_dir={data_dir!r}): {err}"
