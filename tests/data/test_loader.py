@@ -349,3 +349,11 @@ def test_shape_detected_even_when_the_first_row_is_bad(tmp_path, smollm2_tokeniz
     assert (info.value.kind, info.value.location, info.value.field) == ("missing_field", f"{path}:1", "rejected")
     loaded = load_preference_data(cfg(path, skip_invalid=True), smollm2_tokenizer)
     assert loaded.report.shape == "prompt_chosen_rejected" and loaded.report.num_train == 3
+
+
+def test_multi_process_tokenization_matches_single_process(tmp_path, smollm2_tokenizer):
+    rows = [dict(GOOD, prompt=f"Question {i} " * (1 + i % 5)) for i in range(40)]
+    path = jsonl(tmp_path / "d.jsonl", rows)
+    one = load_preference_data(cfg(path), smollm2_tokenizer).train
+    two = load_preference_data(cfg(path, num_proc=2), smollm2_tokenizer).train
+    assert two.to_list() == one.to_list()
