@@ -4,6 +4,7 @@ from tdpo.data.tokenize import (
     PromptTooLong,
     RecordTokenizer,
     eos_token_id,
+    needs_sentinel,
     pad_token_id,
     render,
     render_conversation,
@@ -134,3 +135,16 @@ def test_batch_flags_and_lengths(smollm2_tokenizer):
     assert out["completion_input_ids"][0] == c0[:12] and eos not in out["completion_input_ids"][0]
     assert out["length"] == [20, len(tok("short")["input_ids"]) + len(tok(" ok")["input_ids"]) + 1]
     assert out["prompt_truncated"] == [True, False] and out["response_truncated"] == [True, False]
+
+
+def test_dummy_prefix_tokenizer_gets_no_spurious_space(metaspace_tokenizer, smollm2_tokenizer, bos_tokenizer):
+    tok = metaspace_tokenizer
+    assert needs_sentinel(tok) and not needs_sentinel(smollm2_tokenizer) and not needs_sentinel(bos_tokenizer)
+    alone = tok("there", add_special_tokens=False)["input_ids"]
+    for prompt, response in (("Hi\n", "there"), ("Hi", " there"), ("Hi:", "\n\nthere")):
+        out = _encode(tok, prompt, [response])
+        joint = tok(prompt + response, add_special_tokens=False)["input_ids"]
+        assert out["prompt_input_ids"][0] + out["chosen_input_ids"][0] == joint + [tok.eos_token_id]
+    # the first case is the one plain separate tokenization gets wrong
+    assert tok.convert_ids_to_tokens(alone)[0].startswith("\u2581")
+    assert _encode(tok, "Hi\n", ["there"])["chosen_input_ids"][0][:-1] != alone

@@ -11,6 +11,11 @@ is exact because the two are tokenized separately and concatenated):
   tokens (BOS, if it adds one) are put in front of the prompt once, unless the prompt already starts
   with them (chat templates that write ``<s>``): never a doubled BOS. The tokenizer's own end tokens
   are never added.
+* **Responses mid-text.** A response is tokenized as text that follows other text. Byte-level BPE
+  tokenizers (GPT-2, Llama 3, SmolLM2) tokenize the same either way. SentencePiece-style tokenizers that
+  add a "dummy" space at the start of a text (Llama 2, Mistral) would put a spurious space token in
+  front of a response tokenized alone; for them the response is tokenized after a newline and the
+  newline's tokens are dropped (:func:`needs_sentinel`).
 * **EOS.** Each response ends with the EOS token: it is appended unless the response already ends
   with it. EOS is part of the response and is learned.
 * **Truncation** (when prompt + longest response > ``max_length``): first the prompt is cut to
@@ -39,6 +44,19 @@ def special_prefix(tokenizer: Any) -> list[int]:
         if full[start : start + len(plain)] == plain:
             return list(full[:start])
     return []
+
+
+SENTINEL = "\n"
+
+
+def needs_sentinel(tokenizer: Any) -> bool:
+    """True when the tokenizer encodes the start of a text differently from the same text after other
+    text (a SentencePiece dummy prefix: ``"a"`` -> ``"▁a"``), so responses must be encoded after a
+    sentinel newline whose tokens are then dropped."""
+    alone = tokenizer("a", add_special_tokens=False)["input_ids"]
+    head = tokenizer(SENTINEL, add_special_tokens=False)["input_ids"]
+    after = tokenizer(SENTINEL + "a", add_special_tokens=False)["input_ids"]
+    return after[: len(head)] == head and after[len(head) :] != alone
 
 
 def eos_token_id(tokenizer: Any) -> int:
@@ -173,11 +191,22 @@ class RecordTokenizer:
         self.keep = prompt_truncation
         self.eos = eos_token_id(tokenizer)
         self.prefix = special_prefix(tokenizer)
+        self.sentinel = tokenizer(SENTINEL, add_special_tokens=False)["input_ids"] if needs_sentinel(tokenizer) else None
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         non_empty = [t for t in texts if t]
         encoded = iter(self.tokenizer(non_empty, add_special_tokens=False)["input_ids"]) if non_empty else iter(())
         return [list(next(encoded)) if t else [] for t in texts]
+
+    def _response_ids(self, texts: list[str]) -> list[list[int]]:
+        if self.sentinel is None:
+            return self._ids(texts)
+        n = len(self.sentinel)
+        out = []
+        for text, ids in zip(texts, self._ids([SENTINEL + t for t in texts])):
+            # the sentinel's tokens can merge with a response starting with whitespace: encode it alone then
+            out.append(ids[n:] if ids[:n] == self.sentinel else self._ids([text])[0])
+        return out
 
     def encode_prompt(self, ids: list[int]) -> list[int]:
         """Put the tokenizer's start tokens in front of prompt ids, unless they are already there."""
@@ -191,7 +220,7 @@ class RecordTokenizer:
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         prompts = [self.encode_prompt(ids) for ids in self._ids(batch["prompt"])]
-        responses = {c: [self.encode_response(ids) for ids in self._ids(batch[c])] for c in self.response_columns}
+        responses = {c: [self.encode_response(ids) for ids in self._response_ids(batch[c])] for c in self.response_columns}
         out: dict[str, list[Any]] = {"prompt_input_ids": [], "length": [], "prompt_truncated": [],
                                      "response_truncated": [], "invalid": []}
         for c in self.response_columns:
