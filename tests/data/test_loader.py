@@ -357,3 +357,34 @@ def test_multi_process_tokenization_matches_single_process(tmp_path, smollm2_tok
     one = load_preference_data(cfg(path), smollm2_tokenizer).train
     two = load_preference_data(cfg(path, num_proc=2), smollm2_tokenizer).train
     assert two.to_list() == one.to_list()
+
+
+SHP_ROWS = [{"post_id": str(i), "history": f"Why {i}?", "human_ref_A": "Because.", "human_ref_B": "No idea.",
+             "labels": 1, "score_A": 12, "score_B": 3} for i in range(3)]
+TLDR_ROWS = [{"info": {"id": str(i), "post": f"Post {i}", "title": "T", "subreddit": "s", "article": None},
+              "summaries": [{"text": " one", "policy": "a"}, {"text": " two", "policy": "b"}], "choice": 0}
+             for i in range(3)]
+SE_ROWS = [{"qid": i, "question": f"How {i}?",
+            "answers": [{"text": "Do it.", "pm_score": 3}, {"text": "Don't.", "pm_score": 1}]} for i in range(3)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+@pytest.mark.parametrize(
+    "rows, shape, prompt, chosen, rejected",
+    [
+        (SHP_ROWS, "shp", "\n\nHuman: Why 0?\n\nAssistant:", " Because.", " No idea."),
+        (TLDR_ROWS, "tldr", "SUBREDDIT: r/s\nTITLE: T\nPOST: Post 0\nTL;DR:", " one", " two"),
+        (SE_ROWS, "stack_exchange", "\n\nHuman: How 0?\n\nAssistant:", " Do it.", " Don't."),
+    ],
+)
+def test_hub_shapes_from_local_files(tmp_path, smollm2_tokenizer, fmt, rows, shape, prompt, chosen, rejected):
+    path = tmp_path / f"d.{fmt}"
+    if fmt == "jsonl":
+        jsonl(path, rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)  # nested structs and lists
+    loaded = load_preference_data(cfg(str(path)), smollm2_tokenizer)
+    assert loaded.report.shape == shape and loaded.report.num_train == 3
+    first = loaded.train[0]
+    assert (first["prompt"], first["chosen"], first["rejected"]) == (prompt, chosen, rejected)
+    check_labels(smollm2_tokenizer, loaded, [prompt.replace("0", str(i)) for i in range(3)], [chosen] * 3, [rejected] * 3)
