@@ -281,3 +281,14 @@ def test_config_errors():
         ChatJudgeConfig(max_workers=0)
     with pytest.raises(ValueError, match="conversation_b"):
         ChatJudgeConfig(prompt="only {conversation_a}")
+
+
+def test_missing_answers_are_a_clear_error(server):
+    questions, a, b = qa(2)
+    del b["1"]
+    with pytest.raises(ValueError, match="model b has no answer to question '1'"):
+        make_judge(server).judge(questions, a, b, progress=False)
+    a["0"] = ("x", "y")
+    with pytest.raises(ValueError, match="question '0' has 1 turn"):
+        make_judge(server).judge(questions, a, b, progress=False)
+    assert server.requests == []

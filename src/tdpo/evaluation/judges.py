@@ -164,6 +164,17 @@ class PairJudgment:
         return asdict(self)
 
 
+def check_answers(questions: Sequence[Question], answers: dict[str, Sequence[str]], side: str) -> None:
+    """Raise ``ValueError`` unless every question has an answer of model ``side`` with one entry per turn."""
+    for question in questions:
+        got = answers.get(question.question_id)
+        if got is None:
+            raise ValueError(f"model {side} has no answer to question {question.question_id!r}")
+        if len(got) != len(question.turns):
+            raise ValueError(f"question {question.question_id!r} has {len(question.turns)} turn(s) but model {side}'s "
+                             f"answer has {len(got)}")
+
+
 # --------------------------------------------------------------------------------------------------
 # Chat-completions judge
 
@@ -380,6 +391,8 @@ class ChatCompletionsJudge:
             retry_invalid: ask again where the cache holds an unparseable reply.
             progress: show a progress bar.
         """
+        check_answers(questions, answers_a, "a")
+        check_answers(questions, answers_b, "b")
         tasks = []
         for question in questions:
             a, b = answers_a[question.question_id], answers_b[question.question_id]
@@ -395,14 +408,20 @@ class ChatCompletionsJudge:
                 return index, (None, str(err))
             return index, (verdict, None)
 
-        with ThreadPoolExecutor(max_workers=self.config.max_workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.config.max_workers)
+        bar = tqdm(total=len(tasks), desc="judging", unit="req", disable=not progress)
+        try:
             futures = [pool.submit(run, i) for i in range(len(tasks))]
-            bar = tqdm(total=len(tasks), desc="judging", unit="req", disable=not progress)
             for future in futures:
                 index, result = future.result()
                 results[index] = result
                 bar.update(1)
+        except BaseException:  # Ctrl-C: drop the queued requests (finished ones are cached already)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
             bar.close()
+        pool.shutdown()
 
         judgments = []
         for i, question in enumerate(questions):
@@ -496,6 +515,8 @@ class RewardModelJudge:
     def judge(self, questions: Sequence[Question], answers_a: dict[str, Sequence[str]],
               answers_b: dict[str, Sequence[str]], progress: bool = True) -> list[PairJudgment]:
         """One :class:`PairJudgment` per question, by comparing the two conversations' scores."""
+        check_answers(questions, answers_a, "a")
+        check_answers(questions, answers_b, "b")
         texts_a = [conversation_text(self.tokenizer, q, answers_a[q.question_id]) for q in questions]
         texts_b = [conversation_text(self.tokenizer, q, answers_b[q.question_id]) for q in questions]
         scores = self.score(texts_a + texts_b, progress=progress)
