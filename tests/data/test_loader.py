@@ -388,3 +388,20 @@ def test_hub_shapes_from_local_files(tmp_path, smollm2_tokenizer, fmt, rows, sha
     first = loaded.train[0]
     assert (first["prompt"], first["chosen"], first["rejected"]) == (prompt, chosen, rejected)
     check_labels(smollm2_tokenizer, loaded, [prompt.replace("0", str(i)) for i in range(3)], [chosen] * 3, [rejected] * 3)
+
+
+def test_dataset_fingerprint_follows_the_content(tmp_path, smollm2_tokenizer):
+    """The reference log-prob cache keys on ``dataset._fingerprint``: equal loads must share it."""
+    path = jsonl(tmp_path / "d.jsonl", PLAIN)
+    options = dict(cache_dir=str(tmp_path / "cache"), test_size=2)
+    a = load_preference_data(cfg(path), smollm2_tokenizer)
+    b = load_preference_data(cfg(path), smollm2_tokenizer)
+    assert a.train._fingerprint == b.train._fingerprint
+    c = load_preference_data(cfg(path, cache=True, **options), smollm2_tokenizer)
+    d = load_preference_data(cfg(path, cache=True, **options), smollm2_tokenizer)
+    assert d.report.from_cache
+    assert c.train._fingerprint == d.train._fingerprint != a.train._fingerprint
+    assert c.eval._fingerprint == d.eval._fingerprint != c.train._fingerprint
+    jsonl(tmp_path / "d.jsonl", PLAIN[:5])
+    e = load_preference_data(cfg(path), smollm2_tokenizer)
+    assert e.train._fingerprint != a.train._fingerprint

@@ -190,7 +190,7 @@ def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig,
         prompt_truncation=cfg.prompt_truncation,
     )
     dataset = dataset.map(
-        fn, batched=True, batch_size=1000, num_proc=cfg.num_proc, desc="Tokenizing", new_fingerprint=fingerprint
+        fn, batched=True, batch_size=1000, num_proc=cfg.num_proc, desc="Tokenizing", new_fingerprint=fingerprint + "-map"
     )
     invalid = column_values(dataset, "invalid")
     keep = [i for i, reason in enumerate(invalid) if not reason]
@@ -207,8 +207,17 @@ def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig,
     return dataset.add_column("index", list(range(len(dataset)))), truncated
 
 
+def _stamp(dataset: Any, fingerprint: str) -> Any:
+    """Give ``dataset`` a fingerprint determined by the load's cache key (source, options, tokenizer),
+    the same whether it was just built or read back from the cache (the reference log-prob cache keys
+    on it). ``select_columns`` of all columns copies no data."""
+    return dataset.select_columns(dataset.column_names, new_fingerprint=fingerprint)
+
+
 def _load(cfg: DataConfig, tokenizer: Any, task: str) -> LoadedData:
-    train, evaluation, report = _load_sets(cfg, tokenizer, task)
+    key, train, evaluation, report = _load_sets(cfg, tokenizer, task)
+    train = _stamp(train, f"{key}-train")
+    evaluation = _stamp(evaluation, f"{key}-eval") if evaluation is not None else None
     collator = SFTCollator if task == "sft" else PreferenceCollator
     return LoadedData(train, evaluation, report, collator(pad_token_id(tokenizer)))
 
@@ -218,7 +227,7 @@ def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
     key = _cache_key(cfg, tokenizer, task, source, test)
     cache_path = Path(cfg.cache_dir) / key if cfg.cache_dir else default_cache_dir() / key
     if cfg.cache and (cache_path / "report.json").is_file():
-        return _read_cache(cache_path)
+        return (key, *_read_cache(cache_path))
 
     counter = InvalidRecordCounter(skip=cfg.skip_invalid)
     ctx = ParseContext(cfg)
@@ -278,7 +287,7 @@ def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
     )
     if cfg.cache:
         _write_cache(cache_path, train, evaluation, report)
-    return train, evaluation, report
+    return key, train, evaluation, report
 
 
 def _write_cache(path: Path, train, evaluation, report: DataReport) -> None:
