@@ -244,6 +244,8 @@ def test_separate_test_file_and_none(tmp_path, smollm2_tokenizer):
     assert loaded.report.eval_from == test
     loaded = load_preference_data(cfg(train, test_split="none", test_size=0.5), smollm2_tokenizer)
     assert loaded.eval is None and len(loaded.train) == 6
+    with pytest.raises(ValueError, match="a local source has no named splits"):
+        load_preference_data(cfg(train, test_split="test"), smollm2_tokenizer)
 
 
 def fake_hub(monkeypatch, tables):

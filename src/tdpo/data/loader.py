@@ -99,6 +99,11 @@ def _plan(cfg: DataConfig, task: str) -> tuple[str, str | None, bool]:
         return source, None, False
     if test is None and preset is not None:
         test = preset.test_split
+    if test is not None and is_local(source) and not is_local(test):
+        raise ValueError(
+            f"data.test_split={test!r}: a local source has no named splits; give the evaluation file's path, "
+            "or leave test_split unset to hold out data.test_size of the rows"
+        )
     return source, test, test is None and cfg.test_size > 0
 
 
