@@ -1,0 +1,112 @@
+"""``tdpo imdb``: the paper's IMDb controlled-sentiment experiment, step by step or chained.
+
+    tdpo imdb sft       --out DIR   # fine-tune the base model on review text
+    tdpo imdb pairs     --out DIR   # sample, score and pair completions of review prefixes
+    tdpo imdb train     --out DIR   # train every method (DPO, TDPO1, TDPO2 ...) from the SFT model
+    tdpo imdb evaluate  --out DIR   # held-out reward, sequential KL and entropy; plots and report
+    tdpo imdb run       --out DIR   # all of the above
+    tdpo imdb frontier  --out DIR   # all of the above with the frontier preset (beta and alpha sweeps)
+
+Every size is an option (``--train-steps 40``, ``--methods dpo:beta=0.1 tdpo2:alpha=0.5``); a
+``--preset`` (default, demo, frontier) gives the starting values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import typing
+
+STEPS = ("sft", "pairs", "train", "evaluate", "report", "run", "frontier")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per :class:`~tdpo.imdb.experiment.ImdbConfig` field, documented by the field."""
+    from tdpo.config import field_docs
+    from tdpo.imdb.experiment import ImdbConfig
+
+    docs = field_docs(ImdbConfig)
+    hints = typing.get_type_hints(ImdbConfig)
+    group = parser.add_argument_group("experiment settings (defaults from --preset)")
+    for f in dataclasses.fields(ImdbConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "out_dir":
+            flag = "--out"
+        tp = hints[f.name]
+        kwargs: dict = {"dest": f.name, "default": None, "help": docs.get(f.name, "").replace("%", "%%")}
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is list:
+            kwargs.update(nargs="+", metavar="METHOD")
+        elif tp in (int, float, str):
+            kwargs["type"] = tp
+        elif tp == (str | None):
+            kwargs["type"] = str
+        else:  # int | None
+            kwargs["type"] = lambda s: None if s.lower() in ("none", "null") else int(s)
+        group.add_argument(flag, **kwargs)
+
+
+def config_from_args(ns: argparse.Namespace, preset: str):
+    """The preset's config with every option given on the command line replacing its value."""
+    from tdpo.imdb.experiment import PRESETS, ImdbConfig
+
+    given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ImdbConfig) if getattr(ns, f.name) is not None}
+    out_dir = given.pop("out_dir", None)
+    factory = PRESETS[preset]
+    cfg = factory(out_dir) if out_dir is not None else factory()
+    return dataclasses.replace(cfg, **given).validate()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tdpo imdb",
+        description="The IMDb controlled-sentiment experiment of the TDPO paper, offline by default.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("step", choices=STEPS, help="which step to run (run = all, frontier = all with the sweep)")
+    parser.add_argument("--preset", choices=("default", "demo", "frontier"), default=None,
+                        help="starting values of the settings (default: 'frontier' for the frontier step, "
+                        "else 'default')")
+    add_config_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``tdpo imdb STEP [options]``; returns the exit status."""
+    ns = build_parser().parse_args(argv)
+    from tdpo.imdb import pipeline
+
+    preset = ns.preset or ("frontier" if ns.step == "frontier" else "default")
+    try:
+        cfg = config_from_args(ns, preset)
+    except ValueError as err:
+        print(f"tdpo imdb: {err}", file=sys.stderr)
+        return 2
+    command = "tdpo imdb " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    if ns.step in ("run", "frontier"):
+        pipeline.run_pipeline(cfg, command=command)
+        return 0
+    p = pipeline.paths(cfg)
+    p["out"].mkdir(parents=True, exist_ok=True)
+    cfg.save(p["config"])
+    if ns.step == "sft":
+        print(pipeline.step_sft(cfg))
+    elif ns.step == "pairs":
+        pipeline.step_pairs(cfg)
+    elif ns.step == "train":
+        for name, run_dir in pipeline.step_train(cfg).items():
+            print(f"{name}: {run_dir}")
+    elif ns.step == "evaluate":
+        pipeline.step_evaluate(cfg)
+        print(pipeline.step_report(cfg))
+    elif ns.step == "report":
+        print(pipeline.step_report(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

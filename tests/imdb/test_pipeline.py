@@ -1,0 +1,100 @@
+"""End-to-end test of the IMDb pipeline (tdpo.imdb.pipeline, plots, report, commands) on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tdpo.imdb.experiment import ImdbConfig, parse_method
+from tdpo.imdb.pipeline import StepTimer, run_pipeline
+
+
+def test_parse_method():
+    m = parse_method("tdpo2:beta=0.2,alpha=1")
+    assert (m.loss, m.beta, m.alpha, m.name) == ("tdpo2", 0.2, 1.0, "tdpo2_beta0.2_alpha1")
+    assert parse_method("DPO").name == "dpo_beta0.1"
+    with pytest.raises(ValueError, match="unknown loss 'ppo'"):
+        parse_method("ppo:beta=0.1")
+    with pytest.raises(ValueError, match="gamma=2"):
+        parse_method("dpo:gamma=2")
+
+
+def test_config_from_command_line():
+    from tdpo.commands.imdb import build_parser, config_from_args
+
+    ns = build_parser().parse_args(
+        ["train", "--out", "x", "--methods", "dpo:beta=0.2", "tdpo1", "--eval-every-steps", "none",
+         "--corpus", "c.csv", "--lr", "3e-5"]
+    )
+    cfg = config_from_args(ns, "demo")
+    assert cfg.out_dir == "x" and cfg.methods == ["dpo:beta=0.2", "tdpo1"] and cfg.eval_every_steps is None
+    assert cfg.corpus == "c.csv" and cfg.lr == 3e-5
+    assert cfg.train_prefixes == 64  # from the demo preset
+    with pytest.raises(ValueError, match="batch_size"):
+        config_from_args(build_parser().parse_args(["run", "--batch-size", "6", "--micro-batch-size", "4"]), "default")
+
+
+def test_step_timer_summary():
+    timer = StepTimer()
+    with timer.step("a"):
+        pass
+    text = timer.summary()
+    assert "where the time went" in text and "  a " in text and "total" in text
+    assert set(timer.to_dict()) == {"a", "total"}
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, tiny_lm_dir):
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "exp"
+    cfg = ImdbConfig(
+        out_dir=str(out), model=str(tiny_lm_dir), corpus=str(reviews_csv), test_fraction=0.25,
+        max_new_tokens=6, sample_batch_size=8, sft_examples=16, sft_steps=2, sft_batch_size=8,
+        sft_max_length=24, train_prefixes=6, eval_pair_prefixes=2, samples_per_prefix=3,
+        methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"], train_steps=2, batch_size=4,
+        micro_batch_size=2, lr=1e-3, warmup_steps=1, eval_every_steps=1, eval_prefixes=4, report_samples=2,
+    )
+    report = run_pipeline(cfg, command="test")
+    text = report.read_text()
+    assert "| SFT |" in text and "DPO (beta=0.1)" in text and "TDPO2 (beta=0.1, alpha=0.5)" in text
+    assert "## Where the time went" in text and "## Sample completions" in text
+    for png in ("frontier.png", "kl_over_training.png"):
+        assert (out / "plots" / png).stat().st_size > 1000
+        assert f"plots/{png}" in text
+
+    pairs = [json.loads(line) for line in (out / "data" / "pairs.jsonl").read_text().splitlines()]
+    assert 0 < len(pairs) <= 6 * 3
+    assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
+
+    results = json.loads((out / "results.json").read_text())
+    names = [m["name"] for m in results["models"]]
+    assert names == ["sft", "dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"]
+    sft = results["models"][0]
+    assert sft["seq_kl"] == 0.0
+    assert all(m["seq_kl"] > 0 for m in results["models"][1:])  # trained policies moved away from SFT
+
+    # rewards in the evaluation files are the classifier's scores of prefix + completion
+    from tdpo.imdb.corpus import load_splits
+    from tdpo.imdb.sentiment import builtin_reward_model
+
+    reward = builtin_reward_model(load_splits(reviews_csv, 0.25), verbose=False)
+    samples = json.loads((out / "eval" / "dpo_beta0.1.json").read_text())["samples"]
+    expected = reward.score([s["prompt"] + s["completion"] for s in samples]).tolist()
+    assert [s["reward"] for s in samples] == pytest.approx(expected, abs=1e-6)
+    assert results["models"][1]["reward"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
+
+    for name in names[1:]:
+        run = out / "runs" / name
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert any(r["split"] == "eval" and r.get("kl/chosen") is not None for r in rows)
+        assert (run / "final").is_dir() and not (run / "checkpoints").exists()
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["total"] >= timings["SFT"] > 0
+
+    # the report step alone, through the command
+    from tdpo.commands.imdb import main
+
+    (out / "report.md").unlink()
+    assert main(["report", "--out", str(out), "--methods", "dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]) == 0
+    assert (out / "report.md").is_file()
