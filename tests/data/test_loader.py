@@ -187,7 +187,7 @@ def test_each_bad_record_kind(tmp_path, smollm2_tokenizer, kind, caplog):
     err = info.value
     assert err.kind == kind and err.location == f"{path}:3" and err.field == field
     assert str(err).startswith(f"{path}:3: " + (f"field '{field}': " if field else ""))
-    assert "skip_invalid=True" in str(err)
+    assert "data.skip_invalid=true" in str(err)
 
     with caplog.at_level(logging.WARNING, logger="tdpo.data"):
         loaded = load_preference_data(cfg(path, shape=shape, skip_invalid=True), smollm2_tokenizer)

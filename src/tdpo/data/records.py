@@ -36,7 +36,7 @@ INVALID_KINDS: dict[str, str] = {
     "bad_messages": "malformed list of chat messages",
 }
 
-SKIP_HINT = "Set skip_invalid=True (command line: --skip-invalid) to skip and count invalid records instead."
+SKIP_HINT = "Set data.skip_invalid=true (DataConfig.skip_invalid) to skip and count invalid records instead."
 
 
 class InvalidRecord(ValueError):

@@ -23,6 +23,9 @@ is exact because the two are tokenized separately and concatenated):
   ``Assistant:`` cue; the leading BOS is kept) or its start (``keep_start``); then the responses are cut
   at their end to fit ``max_length``. As in the DPO authors' code, EOS is appended before truncation,
   so a response that had to be cut has no EOS: the model is not taught to stop mid-sentence.
+* **Empty prompts.** With an empty prompt (``text`` SFT data, implicit prompts with nothing shared)
+  and a tokenizer that adds no BOS, the response starts at position 0; since logits at position t
+  score the token at t+1, that first token is never scored.
 * **Invalid.** A prompt that leaves no room for a single response token (only possible with
   ``max_prompt_length=None``) makes the record invalid (kind ``prompt_too_long``).
 """
