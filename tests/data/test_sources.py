@@ -126,6 +126,9 @@ def test_missing_file_and_unknown_suffix(tmp_path):
     with pytest.raises(ValueError, match="data.data_format"):
         local_format(tmp_path / "data.txt")
     assert local_format(tmp_path / "data.txt", "jsonl") == "jsonl"
+    assert is_local(str(tmp_path))
+    with pytest.raises(ValueError, match="is a folder"):
+        read_all(tmp_path)
 
 
 def test_source_resolution(tmp_path):

@@ -78,8 +78,8 @@ _SUFFIX_FORMATS = {
 
 
 def is_local(source: str) -> bool:
-    """True when ``source`` names a local file (it exists, or ends with a data-file suffix)."""
-    return Path(source).suffix.lower() in _SUFFIX_FORMATS or os.path.isfile(source)
+    """True when ``source`` names a local file or folder (it exists, or ends with a data-file suffix)."""
+    return Path(source).suffix.lower() in _SUFFIX_FORMATS or os.path.exists(source)
 
 
 def resolve_source(source: str) -> str:
@@ -235,6 +235,8 @@ def read_parquet(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tu
 
 def read_local(path: str | Path, counter: InvalidRecordCounter, data_format: str | None = None) -> Iterator[tuple[str, Row]]:
     """Yield ``(location, row)`` for each record of a local data file, by format."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; give one .jsonl, .json, .parquet, .csv or .tsv file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"data file not found: {path}")
     fmt = local_format(path, data_format)
@@ -292,7 +294,7 @@ def read_hub(
 def source_identity(source: str, split: str | None) -> dict[str, Any]:
     """What identifies the content of a source for the cache: path, size and mtime of a local file;
     name and split of a hub dataset (pin ``revision`` for a strict key)."""
-    if is_local(source):
+    if os.path.isfile(source):
         st = os.stat(source)
         return {"path": os.path.abspath(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     return {"hub": source, "split": split}
