@@ -247,6 +247,8 @@ class TokenStatsModel(nn.Module):
         self.token_stats = token_stats
         self.chunk_size = chunk_size
         self.clone_reference_head = False  # set under FSDP/ZeRO-3 for a separately wrapped reference
+        # FSDP's transformer-based auto-wrap policy looks for the decoder-layer classes here
+        self._no_split_modules = getattr(unwrap_peft(model), "_no_split_modules", None)
         if token_stats == "chunked":
             output_head(model)  # refuse unsupported heads now, with a clear error
 

@@ -338,10 +338,15 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
         TrainingDivergedError: the loss became NaN or infinite (no update applied; the last
             checkpoint is left intact).
     """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import DistributedType, set_seed
 
-    accelerator = Accelerator()
+    # DeepSpeed runs gradient accumulation (and clipping) inside its engine: tell it the count.
+    # Elsewhere the loop accumulates itself (accelerate's own count stays 1: it would rescale the loss).
+    state = PartialState()
+    deepspeed = state.distributed_type == DistributedType.DEEPSPEED
+    accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * state.num_processes), 1)
+    accelerator = Accelerator(gradient_accumulation_steps=accum_steps if deepspeed else 1)
     run_dir = cfg.run_dir()
     resume_from = _resume_folder(cfg, resume)
     set_seed(cfg.seed)
@@ -411,7 +416,9 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
                 sync = i == len(micro_batches) - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(models.policy):
                     loss, metrics = batch_loss(cfg, models, batch, models.cache)
-                    accelerator.backward(loss / accum)
+                    # mean over the global batch: DDP averages over processes, we over micro-batches
+                    # (DeepSpeed divides by its accumulation steps itself)
+                    accelerator.backward(loss if deepspeed else loss / accum)
                 step_sums.add(metrics, len(indices))
             step_metrics = step_sums.means(accelerator)
             if not math.isfinite(step_metrics["loss"]):
@@ -422,7 +429,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
                     f"without applying this update. Last good checkpoint: {last or 'none saved yet'}. "
                     "Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm."
                 )
-            if cfg.optim.max_grad_norm is not None:
+            if cfg.optim.max_grad_norm is not None and not deepspeed:  # DeepSpeed: gradient_clipping
                 grad_norm = accelerator.clip_grad_norm_(models.policy.parameters(), cfg.optim.max_grad_norm)
                 step_metrics["grad_norm"] = float(grad_norm)
             step_metrics["lr"] = scheduler.get_last_lr()[0]

@@ -1,0 +1,86 @@
+"""``tdpo train CONFIG.yaml [key=value ...] [--resume [CHECKPOINT]]``: run SFT, DPO-family or TDPO training.
+
+Examples::
+
+    tdpo train configs/default.yaml
+    tdpo train configs/tdpo2.yaml model.name_or_path=runs/sft/final loss.alpha=0.5
+    tdpo train configs/tdpo2.yaml run_name=hh-tdpo2 --resume
+    accelerate launch --config_file configs/accelerate/ddp_cpu.yaml -m tdpo train configs/default.yaml
+    tdpo train --options          # every option with its type, default and documentation
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tdpo train",
+        description="Train a causal LM with SFT, the DPO family or TDPO (see 'tdpo train --options').",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="overrides are dotted keys, e.g. loss.name=tdpo2 loss.alpha=0.5 optim.lr=5e-6\n"
+        "multi-process: accelerate launch --config_file configs/accelerate/<x>.yaml -m tdpo train ...",
+    )
+    parser.add_argument("items", nargs="*", metavar="CONFIG.yaml | key=value",
+                        help="a YAML config file (optional, first) followed by dotted overrides")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                        help="continue the run from its latest checkpoint (or from CHECKPOINT)")
+    parser.add_argument("--options", action="store_true", help="list every option and exit")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return parser
+
+
+def split_items(items: list[str]) -> tuple[str | None, list[str]]:
+    """``(config path or None, overrides)``: the first item is a config file unless it has ``=``."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, list(items)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tdpo train``; returns the exit status (130 when interrupted by Ctrl-C)."""
+    args = _parser().parse_args(argv)
+    from tdpo.config import ConfigError, config_to_dict, format_options, load_config
+
+    if args.options:
+        print(format_options())
+        return 0
+    path, overrides = split_items(args.items)
+    bad = [item for item in overrides if "=" not in item]
+    if bad:
+        print(f"tdpo train: error: {bad[0]!r} is not a key=value override (only the first item may be a "
+              "config file)", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(path, overrides)
+    except ConfigError as err:
+        print(f"tdpo train: error: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+        return 0
+
+    from tdpo.trainer import TrainingDivergedError, train
+
+    resume = args.resume if args.resume is True or args.resume is False else Path(args.resume)
+    try:
+        run_dir = train(cfg, resume=resume)
+    except TrainingDivergedError as err:
+        print(f"tdpo train: stopped: {err}", file=sys.stderr)
+        return 1
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"tdpo train: error: {err}", file=sys.stderr)
+        return 2
+    if not (run_dir / "final").is_dir():
+        return 130  # interrupted: a checkpoint was saved, continue with --resume
+    print(f"tdpo train: done; final policy in {run_dir / 'final'}, metrics in {run_dir / 'metrics.jsonl'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
