@@ -89,3 +89,18 @@ def test_eval_errors(setup, capsys):
                  "--split", "all", "--set", "data.cache=false", "--no-progress"])
     assert code == 1
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_eval_held_out_split_without_diversity(setup, tmp_path, capsys):
+    root, paths, data, _, _ = setup
+    out = tmp_path / "eval.json"
+    code = main(["--model", str(paths["dpo"]), "--reference", str(paths["sft"]), "--data", str(data),
+                 "--set", "data.test_size=3", "--set", "data.cache=false", "--diversity-prompts", "0",
+                 "--output", str(out), "--no-progress"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["data"]["split"] == "test" and result["data"]["pairs"] == 3
+    assert "held out" in result["data"]["from"]
+    metrics = result["results"][str(paths["dpo"])]
+    assert metrics["num_pairs"] == 3 and "diversity/entropy" not in metrics
+    assert "diversity" not in capsys.readouterr().out

@@ -61,3 +61,10 @@ def test_rejects_models_with_several_outputs(tokenizer):
     model = LlamaForSequenceClassification(tiny_config(len(tokenizer), num_labels=2))
     with pytest.raises(ValueError, match="num_labels=1"):
         RewardModelJudge(model, tokenizer)
+
+
+def test_chat_template_layout(tokenizer):
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+    q = Question("2", "math", ("2+2?", "And 3+3?"))
+    assert conversation_text(tok, q, ("4", "6")) == "[user]2+2?[assistant]4[user]And 3+3?[assistant]6"

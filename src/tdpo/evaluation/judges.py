@@ -94,15 +94,17 @@ def render_conversation(question: Question, answers: Sequence[str], assistant: s
     return "\n\n".join(lines)
 
 
-_VERDICT_LINE = re.compile(r"^[\W_]*verdict[\W_]*[:\-][\W_]*(A|B|tie)[\W_]*$", re.IGNORECASE)
-_BARE_LINE = re.compile(r"^[\W_]*(A|B|tie)[\W_]*$", re.IGNORECASE)
+_NAME = r"(?:(?:assistant|response)\s+)?(A|B|tie)"
+_VERDICT_LINE = re.compile(r"^[\W_]*(?:final\s+)?verdict[\W_]*[:\-][\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
+_BARE_LINE = re.compile(r"^[\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
 
 
 def parse_verdict(reply: str) -> str | None:
     """The verdict of a judge reply: ``"A"``, ``"B"``, ``"tie"``, or ``None`` when it cannot be parsed.
 
-    Reads the ``Verdict: X`` lines (markdown emphasis and punctuation around them are allowed). With no
-    such line, a last non-empty line holding only ``A``, ``B`` or ``tie`` is accepted. Conflicting verdict
+    Reads the ``Verdict: X`` lines (also ``Final verdict: Assistant X``; markdown emphasis and punctuation
+    around them are allowed). With no such line, a last non-empty line holding only ``A``, ``B`` or ``tie``
+    (or ``Assistant A``, ``Response B``) is accepted. Conflicting verdict
     lines, or anything else, give ``None``: the reply is invalid, never guessed.
     """
     lines = [line.strip() for line in reply.splitlines() if line.strip()]
