@@ -34,7 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load SOURCE (or the config's data section) as training would; print counts, "
         "invalid and filtered records, truncations and one tokenized example with the masked prompt "
         "and the learned response tokens shown apart.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     q.add_argument("source", nargs="?", help="hub dataset, alias (hh, shp, se, tldr, imdb) or local file "
                    "(data.source); default: the config's")
@@ -46,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--shape", help="record shape (data.shape), default: detected")
     q.add_argument("--skip-invalid", action="store_true", help="skip and count invalid records (data.skip_invalid)")
     q.add_argument("--sft", action="store_true", help="load as SFT data (default: as the config's loss says)")
-    q.add_argument("--split", choices=["train", "test"], default="train", help="which side to show an example of")
-    q.add_argument("--example", type=int, default=0, metavar="I", help="row of the example to show")
+    q.add_argument("--split", choices=["train", "test"], default="train", help="which side to show an example of (default: train)")
+    q.add_argument("--example", type=int, default=0, metavar="I", help="row of the example to show (default: 0)")
     q.add_argument("--no-cache", action="store_true", help="do not read or write the tokenized-data cache")
     q.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     return p
