@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-stats", choices=["chunked", "full"],
                    help="token statistics path (default: the config's loss.token_stats)")
     p.add_argument("--diversity-prompts", type=int, default=64,
-                   help="test prompts each policy samples a response to for the diversity (0: skip)")
+                   help="distinct test prompts each policy samples a response to for the diversity (0: skip)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="tokens sampled per diversity response")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for the diversity")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the diversity sampling")
@@ -106,6 +106,17 @@ def _load_data(args: argparse.Namespace, cfg: Any, tokenizer: Any):
     if args.max_pairs is not None:
         data = data.select(range(min(args.max_pairs, len(data))))
     return data, loaded.collate, loaded.report
+
+
+def distinct_prompts(data: Any, limit: int) -> list[list[int]]:
+    """The first ``limit`` distinct prompts (token ids) of a tokenized preference set, in data order
+    (sets such as the IMDb pairs hold several pairs per prompt; each prompt is sampled once)."""
+    seen: dict[tuple[int, ...], None] = {}
+    for i in range(len(data)):
+        if len(seen) >= limit:
+            break
+        seen.setdefault(tuple(data[i]["prompt_input_ids"]), None)
+    return [list(p) for p in seen]
 
 
 def _format(value: float | None, kind: str) -> str:
@@ -179,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
             yield collate([data[i] for i in range(start, min(start + args.batch_size, len(data)))])
 
     num_batches = -(-len(data) // args.batch_size)
-    prompts = [list(data[i]["prompt_input_ids"]) for i in range(min(args.diversity_prompts, len(data)))]
+    prompts = distinct_prompts(data, args.diversity_prompts)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               batch_size=args.batch_size, seed=args.sample_seed)
     reference = load_causal_lm(reference_path, dtype=args.dtype) if reference_path else None
