@@ -162,6 +162,8 @@ BAD_LINES = {
     "wrong_type": (json.dumps({"prompt": ["Q"], "chosen": " good", "rejected": " bad"}), "prompt"),
     "identical_responses": (json.dumps({"prompt": "Q", "chosen": " same", "rejected": " same"}), "rejected"),
     "undecodable": (b'{"prompt": "Q", "chosen": " g\xe9\xe9", "rejected": " bad"}', None),
+    "bad_messages": (json.dumps({"prompt": "Q", "chosen": [{"content": "x"}], "rejected": [{"role": "assistant",
+                                                                                         "content": "y"}]}), "chosen[0]"),
     "bad_transcript": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c", "rejected": "x"}), "chosen"),
     "prompt_mismatch": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: z\n\nAssistant: y"}),
                         "rejected"),

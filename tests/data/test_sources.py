@@ -111,6 +111,9 @@ def test_csv_row_with_extra_cells(tmp_path):
     with pytest.raises(InvalidRecord, match=r"d.csv:2: 1 more cell\(s\) than the header's 3 columns") as info:
         read_all(path)
     assert info.value.kind == "malformed_row"
+    rows, counter = read_all(path, skip=True)
+    assert [r for _, r in rows] == [{"prompt": "p", "chosen": "a", "rejected": "b"}]
+    assert counter.counts == {"malformed_row": 1}
 
 
 def test_unreadable_json_file_is_one_error(tmp_path):
