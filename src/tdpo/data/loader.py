@@ -303,11 +303,13 @@ def _write_cache(path: Path, train, evaluation, report: DataReport) -> None:
         if evaluation is not None:
             evaluation.save_to_disk(str(tmp / "eval"))
         (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
     except OSError as err:
         logger.warning("could not write the data cache %s: %s", path, err)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    try:
+        os.replace(tmp, path)  # atomic; only complete folders ever appear under the key
+    except OSError:  # another process wrote the same key first: keep its copy
         shutil.rmtree(tmp, ignore_errors=True)
 
 
