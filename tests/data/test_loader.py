@@ -409,3 +409,14 @@ def test_dataset_fingerprint_follows_the_content(tmp_path, smollm2_tokenizer):
     jsonl(tmp_path / "d.jsonl", PLAIN[:5])
     e = load_preference_data(cfg(path), smollm2_tokenizer)
     assert e.train._fingerprint != a.train._fingerprint
+
+
+def test_column_mapping_max_records_and_format_override(tmp_path, smollm2_tokenizer):
+    rows = [{"question": f"Q{i}?", "response_j": f" yes {i}", "response_k": f" no {i}"} for i in range(10)]
+    path = tmp_path / "paired.txt"  # JSON Lines under an unknown suffix
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    columns = {"prompt": "question", "chosen": "response_j", "rejected": "response_k"}
+    loaded = load_preference_data(cfg(str(path), data_format="jsonl", columns=columns, max_records=4), smollm2_tokenizer)
+    assert loaded.report.shape == "prompt_chosen_rejected" and loaded.report.rows_read == {"train": 4}
+    assert loaded.train["prompt"] == ["Q0?", "Q1?", "Q2?", "Q3?"]
+    assert loaded.train["chosen"] == [" yes 0", " yes 1", " yes 2", " yes 3"]
