@@ -295,3 +295,31 @@ def test_missing_answers_are_a_clear_error(server):
     with pytest.raises(ValueError, match="question '0' has 1 turn"):
         make_judge(server).judge(questions, a, b, progress=False)
     assert server.requests == []
+
+
+def test_connection_refused_is_retried_then_an_error():
+    import socket
+
+    with socket.socket() as sock:  # a loopback port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = ChatJudgeConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV, max_retries=2,
+                             max_workers=1, timeout=2.0)
+    waits: list[float] = []
+    judge = ChatCompletionsJudge(config, sleep=waits.append)
+    questions, a, b = qa(1)
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "error" and "connection error" in judgment.error
+    assert judge.requests_sent == 6 and len(waits) == 4
+
+
+def test_retry_after_forms():
+    from email.utils import formatdate
+
+    from tdpo.evaluation.judges import _retry_after_seconds
+
+    assert _retry_after_seconds("7") == 7.0
+    assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
+    in_ten = _retry_after_seconds(formatdate(time.time() + 10, usegmt=True))
+    assert 8 <= in_ten <= 10
+    assert _retry_after_seconds(formatdate(time.time() - 100, usegmt=True)) == 0.0
