@@ -193,6 +193,7 @@ def test_non_retryable_status_fails_at_once(server):
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "error"
     assert "HTTP 401" in judgment.error and "HTTP 400" in judgment.error
+    assert "scripted failure" in judgment.error  # the server's own explanation is shown
     assert judge.requests_sent == 2
     assert SECRET not in judgment.error
 

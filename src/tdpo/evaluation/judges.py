@@ -315,10 +315,15 @@ class ChatCompletionsJudge:
                 raw = response.read()
         except urllib.error.HTTPError as err:
             retry_after = _retry_after_seconds(err.headers.get("Retry-After") if err.headers else None)
+            try:
+                detail = err.read(300).decode("utf-8", "replace").strip()
+            except OSError:
+                detail = ""
             err.close()
             if err.code == 429 or err.code >= 500:
                 raise _Retryable(f"HTTP {err.code}", retry_after) from None
-            raise JudgeRequestError(f"{self.url} answered HTTP {err.code} ({err.reason})") from None
+            raise JudgeRequestError(f"{self.url} answered HTTP {err.code} ({err.reason})"
+                                    + (f": {detail}" if detail else "")) from None
         except TimeoutError as err:
             raise _Retryable(f"timed out after {self.config.timeout:g} s") from err
         except urllib.error.URLError as err:
