@@ -101,6 +101,13 @@ def test_shp_orders_by_label_and_filters_by_score_ratio():
     assert c.filtered == {"score_ratio": 1}
     c = ctx(min_score_ratio=1.5)
     assert len(parse_preference_row(close, "shp", c)) == 1
+    # CSV cells are strings
+    as_csv = {k: str(v) for k, v in row.items()}
+    assert one(as_csv, "shp") == ("\n\nHuman: Why?\n\nAssistant:", " B", " A")
+    for bad in ({"labels": "2"}, {"labels": "yes"}, {"score_A": "many"}):
+        with pytest.raises(InvalidRecord) as info:
+            parse_preference_row(dict(row, **bad), "shp", ctx())
+        assert info.value.kind == "wrong_type" and info.value.field == next(iter(bad))
 
 
 def test_stack_exchange_pairs_every_score_difference():

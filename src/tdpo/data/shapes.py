@@ -149,6 +149,27 @@ def check_messages(value: Any, name: str, location: str) -> list[Message]:
     return messages
 
 
+def _number(value: Any) -> float | None:
+    """``value`` as a float if it is a number or a numeric string (CSV cells), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _choice(row: _Row, canonical: str) -> int:
+    value = _number(row.raw(canonical))
+    if value not in (0.0, 1.0):
+        raise row.error("wrong_type", f"expected 0 or 1, got {row.raw(canonical)!r}", row.name(canonical))
+    return int(value)
+
+
 def _check_distinct(chosen: Text, rejected: Text, location: str) -> None:
     same = chosen == rejected if isinstance(chosen, list) else chosen.strip() == rejected.strip()
     if same:
@@ -278,17 +299,14 @@ def _take_pair(ctx: ParseContext, prompt: str) -> bool:
 def _parse_shp(row: _Row, ctx: ParseContext) -> list[tuple[str, str, str]]:
     history = row.text("history")
     a, b = row.text("human_ref_A"), row.text("human_ref_B")
-    label = row.raw("labels")
-    if label not in (0, 1):
-        raise row.error("wrong_type", f"expected 0 or 1, got {label!r}", row.name("labels"))
-    chosen, rejected = (a, b) if label == 1 else (b, a)
+    chosen, rejected = (a, b) if _choice(row, "labels") == 1 else (b, a)
     if row.has("score_A") and row.has("score_B"):
         scores = []
         for key in ("score_A", "score_B"):
-            value = row.raw(key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise row.error("wrong_type", f"expected a number, got {type(value).__name__}", row.name(key))
-            scores.append(float(value))
+            value = _number(row.raw(key))
+            if value is None:
+                raise row.error("wrong_type", f"expected a number, got {row.raw(key)!r}", row.name(key))
+            scores.append(value)
         high, low = max(scores), min(scores)
         if high < ctx.cfg.min_score_ratio * low:
             ctx.filtered["score_ratio"] += 1
@@ -311,10 +329,10 @@ def _parse_stack_exchange(row: _Row, ctx: ParseContext) -> list[tuple[str, str, 
         if not isinstance(ans, Mapping):
             raise row.error("wrong_type", "answer is not a mapping", f"{name}[{i}]")
         text = check_text(ans.get("text"), f"{name}[{i}].text", row.location)
-        score = ans.get("pm_score")
-        if not isinstance(score, (int, float)) or isinstance(score, bool):
-            raise row.error("wrong_type", f"expected a number, got {score!r}", f"{name}[{i}].pm_score")
-        scored.append((float(score), text))
+        score = _number(ans.get("pm_score"))
+        if score is None:
+            raise row.error("wrong_type", f"expected a number, got {ans.get('pm_score')!r}", f"{name}[{i}].pm_score")
+        scored.append((score, text))
     order = sorted(range(len(scored)), key=lambda k: -scored[k][0])  # stable: ties keep data order
     prompt = _dialogue(ctx, question)
     pairs = []
@@ -337,7 +355,7 @@ def tldr_prompt(info: Mapping[str, Any], name: str = "info", location: str = "")
         title = check_text(info.get("title"), f"{name}.title", location)
         post = check_text(info.get("post"), f"{name}.post", location)
         return f"SUBREDDIT: r/{sub.strip()}\nTITLE: {title.strip()}\nPOST: {post.strip()}\nTL;DR:"
-    article = check_text(info.get("article"), f"{name}.post", location)
+    article = check_text(info.get("article"), f"{name}.article", location)
     return f"ARTICLE: {article.strip()}\nTL;DR:"
 
 
@@ -355,9 +373,7 @@ def _parse_tldr(row: _Row) -> tuple[str, str, str]:
         if not isinstance(s, Mapping):
             raise row.error("wrong_type", "summary is not a mapping", f"{name}[{i}]")
         texts.append(" " + check_text(s.get("text"), f"{name}[{i}].text", row.location).strip())
-    choice = row.raw("choice")
-    if choice not in (0, 1):
-        raise row.error("wrong_type", f"expected 0 or 1, got {choice!r}", row.name("choice"))
+    choice = _choice(row, "choice")
     chosen, rejected = texts[choice], texts[1 - choice]
     _check_distinct(chosen, rejected, row.location)
     return prompt, chosen, rejected
