@@ -44,13 +44,23 @@ TABLE_ROWS = [
 ]
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows a flag's default unless it is None/False or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and "default" not in text and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = argparse.ArgumentParser(
         prog="tdpo eval",
         description="Reward accuracy (DPO- and TDPO-style), margins, sequential KL, log-probs and diversity of "
         "one or more policies against a reference on a preference test set; a table and a JSON file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--model", action="append", required=True, metavar="PATH",
                    help="a policy (local folder or hub id, 'builtin' for SmolLM2-135M-Instruct); repeat for "

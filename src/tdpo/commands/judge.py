@@ -33,13 +33,23 @@ from pathlib import Path
 from typing import Any
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows a flag's default unless it is None/False or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and "default" not in text and action.default not in (None, False, argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = argparse.ArgumentParser(
         prog="tdpo judge",
         description="Win/tie/loss rates of model a against model b on a question file (MT-bench JSONL or a prompt "
         "list), judged by a chat-completions model in both answer orders or by a reward model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--questions", required=True, metavar="FILE",
                    help="MT-bench question JSONL, a .txt prompt list (one per line), or a .json/.jsonl prompt list")
@@ -52,12 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", choices=["chat", "reward"], default="chat", help="which judge")
     chat = p.add_argument_group("chat-completions judge")
     chat.add_argument("--judge-config", metavar="YAML", help="YAML mapping of ChatJudgeConfig fields")
-    chat.add_argument("--base-url", help="API base URL (requests go to BASE_URL/chat/completions)")
-    chat.add_argument("--judge-model", help="judge model name")
-    chat.add_argument("--api-key-env", help="environment variable holding the API key ('' for none)")
-    chat.add_argument("--max-workers", type=int, help="most requests in flight")
-    chat.add_argument("--timeout", type=float, help="seconds per request")
-    chat.add_argument("--max-retries", type=int, help="retries per request")
+    from tdpo.evaluation.judges import ChatJudgeConfig
+
+    d = ChatJudgeConfig()
+    chat.add_argument("--base-url", help=f"API base URL; requests go to BASE_URL/chat/completions (default: the "
+                                         f"judge config's, else {d.base_url})")
+    chat.add_argument("--judge-model", help=f"judge model name (default: the judge config's, else {d.model})")
+    chat.add_argument("--api-key-env", help=f"environment variable holding the API key, '' for none (default: the "
+                                            f"judge config's, else {d.api_key_env})")
+    chat.add_argument("--max-workers", type=int, help=f"most requests in flight (default: {d.max_workers})")
+    chat.add_argument("--timeout", type=float, help=f"seconds per request (default: {d.timeout:g})")
+    chat.add_argument("--max-retries", type=int, help=f"retries per request (default: {d.max_retries})")
     chat.add_argument("--cache", metavar="FILE", help="judgment cache (default: OUTPUT_DIR/judgments.jsonl)")
     chat.add_argument("--retry-invalid", action="store_true", help="ask again where the cached reply was unparseable")
     reward = p.add_argument_group("reward-model judge")

@@ -51,7 +51,6 @@ from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from tdpo.evaluation.cache import JudgmentCache, judgment_key
@@ -491,13 +490,14 @@ class RewardModelJudge:
         if self.tie_margin < 0:
             raise ValueError(f"tie_margin must be >= 0; got {self.tie_margin}")
 
-    @torch.no_grad()
     def score(self, texts: Sequence[str], progress: bool = False) -> list[float]:
         """Scores of ``texts``: the model's single logit for each, as floats.
 
         Batches are right-padded with the model's pad token; the model reads its score at the last
         token that is not the pad token, as it does for a single unpadded text. Texts longer than ``max_length`` tokens keep their last ``max_length`` tokens.
         """
+        import torch
+
         self.model.eval()
         config = self.model.config
         pad_id = getattr(config.get_text_config() if hasattr(config, "get_text_config") else config,
@@ -514,7 +514,8 @@ class RewardModelJudge:
             for row, ids in enumerate(encoded):
                 input_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
                 attention[row, :len(ids)] = 1
-            logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+            with torch.no_grad():
+                logits = self.model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
             for text, value in zip(chunk, logits[:, 0].float().tolist(), strict=True):
                 self.scores_cache[text] = value
         return [self.scores_cache[t] for t in texts]
