@@ -128,10 +128,18 @@ def _load_tokenizer(name_or_path: str):
     return load_tokenizer(name_or_path)
 
 
+_SPLITS_CACHE: dict[tuple, object] = {}
+
+
 def _splits(cfg: ImdbConfig):
+    """The corpus splits, read once per process (every step needs them)."""
     from tdpo.imdb.corpus import load_splits
 
-    return load_splits(cfg.corpus, test_fraction=cfg.test_fraction)
+    key = (cfg.corpus, cfg.test_fraction)
+    if key not in _SPLITS_CACHE:
+        _SPLITS_CACHE.clear()
+        _SPLITS_CACHE[key] = load_splits(cfg.corpus, test_fraction=cfg.test_fraction)
+    return _SPLITS_CACHE[key]
 
 
 def _train_config(cfg: ImdbConfig, overrides: list[str]):
