@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import random
@@ -16,6 +17,7 @@ from tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
 from tdpo.commands.eval import main  # noqa: E402
 from tdpo.data.collate import PreferenceCollator  # noqa: E402
 from tdpo.evaluation.preference_eval import pair_statistics, summarize_pairs  # noqa: E402
+from tdpo.evaluation.winrate import wilson_interval  # noqa: E402
 
 WORDS = "the a cat dog sat ran fast slow happy sad movie film good bad great awful".split()
 
@@ -59,7 +61,7 @@ def test_eval_several_models(setup, capsys):
                  "--name", "DPO", "--name", "TDPO2", "--name", "SFT", "--reference", str(paths["sft"]),
                  "--data", str(data), "--split", "all", "--set", "data.cache=false", "--beta", "0.2",
                  "--batch-size", "3", "--diversity-prompts", "4", "--max-new-tokens", "6", "--output", str(out),
-                 "--no-progress"])
+                 "--per-pair", str(root / "out" / "pairs.csv"), "--no-progress"])
     assert code == 0
     table = capsys.readouterr().out
     assert "DPO reward accuracy" in table and "TDPO reward accuracy" in table and "diversity" in table
@@ -78,6 +80,14 @@ def test_eval_several_models(setup, capsys):
             assert got[metric] == pytest.approx(expected[metric], rel=1e-4, abs=1e-6), metric
         assert 0 < got["diversity/entropy"] < math.log(len(tokenizer))
         assert got["diversity/num_responses"] == 4
+        with (root / "out" / "pairs.csv").open() as handle:
+            rows = [r for r in csv.DictReader(handle) if r["model"] == name]
+        assert [int(r["index"]) for r in rows] == list(range(7))
+        correct = sum(r["dpo_correct"] == "True" for r in rows)
+        assert got["rewards/accuracies"] == pytest.approx(correct / 7)
+        assert (got["rewards/accuracies_low"], got["rewards/accuracies_high"]) == pytest.approx(
+            wilson_interval(correct, 7))
+        assert sum(r["tdpo_correct"] == "True" for r in rows) / 7 == pytest.approx(got["tdpo_rewards/accuracies"])
     sft = result["results"]["SFT"]
     assert sft["rewards/margins"] == 0 and sft["rewards/accuracies"] == 0 and abs(sft["kl/chosen"]) < 1e-5
 

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from tdpo.data.collate import PreferenceCollator
-from tdpo.evaluation.preference_eval import pair_statistics, prompts_of_batches, summarize_pairs
+from tdpo.evaluation.preference_eval import (
+    pair_statistics,
+    per_pair_rows,
+    prompts_of_batches,
+    summarize_pairs,
+)
 
 
 def random_pairs(n, seed=0):
@@ -73,6 +78,14 @@ def test_metrics_match_float64(policy, reference, token_stats):
     assert metrics["kl/rejected"] == pytest.approx(float(kl_l.mean()), rel=1e-4)
     assert metrics["logps/chosen"] == pytest.approx(sum(c[0] for c, _ in rows) / 10, rel=1e-5)
     assert metrics["entropy/rejected"] == pytest.approx(sum(r[3] for _, r in rows) / 10, rel=1e-5)
+    rows_out = per_pair_rows(pairs, beta)
+    assert [r["dpo_margin"] for r in rows_out] == pytest.approx((beta * (delta_w - delta_l)).tolist(), rel=1e-4,
+                                                                 abs=1e-6)
+    tdpo_margin = beta * ((delta_w + kl_w) - (delta_l + kl_l))
+    assert [r["tdpo_margin"] for r in rows_out] == pytest.approx(tdpo_margin.tolist(), rel=1e-4, abs=1e-6)
+    assert [r["tdpo_correct"] for r in rows_out] == (tdpo_margin > 0).tolist()
+    low, high = metrics["rewards/accuracies_low"], metrics["rewards/accuracies_high"]
+    assert low < dpo_acc < high
     lengths = [len(f["chosen_input_ids"]) for f in features]
     assert metrics["tokens/chosen"] == pytest.approx(sum(lengths) / 10)
 

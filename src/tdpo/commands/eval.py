@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
 import json
 import logging
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature for the diversity")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the diversity sampling")
     p.add_argument("--output", metavar="JSON", help="write the results here")
+    p.add_argument("--per-pair", metavar="CSV", help="write every pair's log-probs, KLs and margins here (one row per "
+                                                    "model and pair)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -135,10 +138,17 @@ def _format(value: float | None, kind: str) -> str:
     return f"{100 * value:.1f}%" if kind == "pct" else f"{value:.4g}"
 
 
+def _cell(metrics: dict[str, float], key: str, kind: str) -> str:
+    text = _format(metrics.get(key), kind)
+    if kind == "pct" and key + "_low" in metrics:
+        text += f" [{100 * metrics[key + '_low']:.1f}, {100 * metrics[key + '_high']:.1f}]"
+    return text
+
+
 def format_results(results: dict[str, dict[str, float]]) -> str:
-    """A table with one column per model and one row per metric."""
+    """A table with one column per model and one row per metric (accuracies with their 95% Wilson interval)."""
     names = list(results)
-    rows = [(label, [_format(results[n].get(key), kind) for n in names]) for key, label, kind in TABLE_ROWS
+    rows = [(label, [_cell(results[n], key, kind) for n in names]) for key, label, kind in TABLE_ROWS
             if any(key in results[n] for n in names)]
     rows.append(("pairs", [str(int(results[n]["num_pairs"])) for n in names]))
     first = max(len("metric"), *(len(label) for label, _ in rows))
@@ -148,6 +158,17 @@ def format_results(results: dict[str, dict[str, float]]) -> str:
     for label, cells in rows:
         lines.append(label.ljust(first) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
     return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
     from tdpo.data import eos_token_id, pad_token_id
     from tdpo.evaluation.diversity import policy_diversity
     from tdpo.evaluation.generation import SamplingConfig
-    from tdpo.evaluation.preference_eval import pair_statistics, summarize_pairs
+    from tdpo.evaluation.preference_eval import pair_statistics, per_pair_rows, summarize_pairs
     from tdpo.models import load_causal_lm, load_tokenizer
 
     cfg = _load_config(args)
@@ -205,12 +226,15 @@ def _run(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, seed=args.sample_seed)
     reference = load_causal_lm(reference_path, dtype=args.dtype) if reference_path else None
     results: dict[str, dict[str, float]] = {}
+    pair_rows: list[dict[str, Any]] = []
     for name, path in zip(names, args.model, strict=True):
         print(f"tdpo eval: evaluating {name}", file=sys.stderr)
         policy = load_causal_lm(path, dtype=args.dtype)
         pairs = pair_statistics(policy, reference, batches(), token_stats=token_stats,
                                 chunk_size=cfg.loss.chunk_size, progress=progress, total=num_batches)
         metrics = summarize_pairs(pairs, beta)
+        if args.per_pair:
+            pair_rows += [{"model": name, **row} for row in per_pair_rows(pairs, beta)]
         if prompts:
             diversity, _ = policy_diversity(policy, prompts, eos_token_id=eos_token_id(tokenizer),
                                             pad_token_id=pad_token_id(tokenizer), sampling=sampling,
@@ -227,6 +251,9 @@ def _run(args: argparse.Namespace) -> int:
             torch.cuda.empty_cache()
 
     print(format_results(results))
+    if args.per_pair:
+        _write_csv(Path(args.per_pair), pair_rows)
+        print(f"tdpo eval: wrote {args.per_pair}", file=sys.stderr)
     if args.output:
         out = {
             "models": dict(zip(names, args.model, strict=True)),

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tdpo.evaluation.winrate import wilson_interval
 from tdpo.metrics import preference_metrics
 
 IGNORE_INDEX = -100
@@ -178,16 +179,18 @@ def _move(value: Any, device: torch.device) -> Any:
     return type(value)(value.weight.to(device), value.logit_scale)
 
 
-def summarize_pairs(pairs: PairStatistics, beta: float) -> dict[str, float]:
+def summarize_pairs(pairs: PairStatistics, beta: float, confidence: float = 0.95) -> dict[str, float]:
     """Set-level metrics of :class:`PairStatistics` (see the module docs), as plain floats.
 
     Args:
         pairs: per-pair statistics.
         beta: the beta of the implicit rewards (> 0).
+        confidence: coverage of the Wilson intervals of the two accuracies.
 
     Returns:
-        ``{metric: value}`` with the keys of :func:`tdpo.metrics.preference_metrics` plus ``num_pairs`` and
-        ``tokens/chosen``, ``tokens/rejected`` (mean response lengths).
+        ``{metric: value}`` with the keys of :func:`tdpo.metrics.preference_metrics` plus ``num_pairs``,
+        ``tokens/chosen``, ``tokens/rejected`` (mean response lengths) and the Wilson interval of each
+        accuracy as ``rewards/accuracies_low``/``_high`` and ``tdpo_rewards/accuracies_low``/``_high``.
     """
     if not beta > 0:
         raise ValueError(f"beta must be > 0; got {beta}")
@@ -199,10 +202,42 @@ def summarize_pairs(pairs: PairStatistics, beta: float) -> dict[str, float]:
         beta,
     )
     out = {name: float(value) for name, value in metrics.items()}
-    out["num_pairs"] = float(pairs.num_pairs)
+    n = pairs.num_pairs
+    for key in ("rewards/accuracies", "tdpo_rewards/accuracies"):
+        if key in out:
+            out[key + "_low"], out[key + "_high"] = wilson_interval(round(out[key] * n), n, confidence)
+    out["num_pairs"] = float(n)
     out["tokens/chosen"] = float(pairs.chosen_tokens.mean())
     out["tokens/rejected"] = float(pairs.rejected_tokens.mean())
     return out
+
+
+def per_pair_rows(pairs: PairStatistics, beta: float) -> list[dict[str, float | int | bool]]:
+    """One dict per pair: dataset ``index``, summed log-probs, reference log-probs, sequential KLs, response
+    lengths, the DPO and TDPO margins (``beta*(Delta_w - Delta_l)`` and ``beta*((Delta_w + D_w) - (Delta_l +
+    D_l))``) and whether each ranks the chosen response first."""
+    rows = []
+    has_ref = pairs.chosen_reference_logps is not None
+    for i in range(pairs.num_pairs):
+        row: dict[str, float | int | bool] = {
+            "index": int(pairs.index[i]),
+            "logp_chosen": float(pairs.chosen_logps[i]), "logp_rejected": float(pairs.rejected_logps[i]),
+            "tokens_chosen": int(pairs.chosen_tokens[i]), "tokens_rejected": int(pairs.rejected_tokens[i]),
+        }
+        if has_ref:
+            dw = pairs.chosen_logps[i] - pairs.chosen_reference_logps[i]
+            dl = pairs.rejected_logps[i] - pairs.rejected_reference_logps[i]
+            kw, kl = pairs.chosen_kl[i], pairs.rejected_kl[i]
+            row.update({
+                "ref_logp_chosen": float(pairs.chosen_reference_logps[i]),
+                "ref_logp_rejected": float(pairs.rejected_reference_logps[i]),
+                "kl_chosen": float(kw), "kl_rejected": float(kl),
+                "dpo_margin": float(beta * (dw - dl)), "tdpo_margin": float(beta * ((dw + kw) - (dl + kl))),
+            })
+            row["dpo_correct"] = row["dpo_margin"] > 0
+            row["tdpo_correct"] = row["tdpo_margin"] > 0
+        rows.append(row)
+    return rows
 
 
 def prompts_of_batches(batches: Iterable[dict[str, Tensor]]) -> list[list[int]]:
