@@ -80,6 +80,7 @@ def generate_continuations(
     pad_token_id: int,
     sampling: SamplingConfig,
     progress: bool = False,
+    desc: str = "generating",
 ) -> list[list[int]]:
     """Continuations of token-id prompts.
 
@@ -90,6 +91,7 @@ def generate_continuations(
         pad_token_id: id used for left padding (masked out).
         sampling: decoding settings.
         progress: show a progress bar.
+        desc: the progress bar's label.
 
     Returns:
         ``P`` lists of generated ids, each ending at (and including) the first EOS, or of
@@ -106,7 +108,7 @@ def generate_continuations(
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(sampling.seed)
             batches = range(0, len(prompts), sampling.batch_size)
-            for start in tqdm(batches, desc="generating", disable=not progress):
+            for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
                 chunk = [list(p) for p in prompts[start:start + sampling.batch_size]]
                 width = max(len(p) for p in chunk)
                 input_ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
@@ -191,10 +193,9 @@ def answer_questions(
                    for q in todo]
         if max_prompt_length is not None:
             prompts = [p[-max_prompt_length:] for p in prompts]
-        if progress:
-            print(f"turn {turn + 1}: {len(todo)} question(s)")
         outputs = generate_continuations(model, prompts, eos_token_id=eos, pad_token_id=pad,
-                                         sampling=replace(sampling, seed=sampling.seed + turn), progress=progress)
+                                         sampling=replace(sampling, seed=sampling.seed + turn), progress=progress,
+                                         desc=f"answering turn {turn + 1}")
         for question, ids in zip(todo, outputs, strict=True):
             answers[question.question_id].append(tokenizer.decode(ids, skip_special_tokens=True).strip())
     return {qid: tuple(turns) for qid, turns in answers.items()}
