@@ -1,0 +1,161 @@
+"""One full training step of the tdpo engine, measured in a process of its own.
+
+Used by ``benchmarks/train_step.py`` and ``benchmarks/long_context.py``. A step is exactly what
+``tdpo.trainer`` does for one micro-batch: the reference forward under ``no_grad``, the policy
+forward on the chosen and rejected rows concatenated, the loss, backward, and an RMSprop step.
+The batch is random token ids: ``pairs`` pairs of ``seq`` tokens each, the first ``prompt`` of them
+prompt (label -100), no padding.
+
+As a worker (``--worker``) it prints one JSON line: the median step time, the peak resident memory of
+the process, and its resident memory before the first step. As a library, :func:`run_config`
+starts a worker and kills it if its resident memory exceeds a limit (reported as out of memory),
+so that one configuration too large for the machine does not wake the kernel's OOM killer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def rss_bytes() -> int:
+    """Current resident memory of this process."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from tdpo.config import load_config
+    from tdpo.models import TokenStatsModel, load_policy
+    from tdpo.optim import build_optimizer
+    from tdpo.trainer import Models, batch_loss
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = load_config(None, [
+        f"model.name_or_path={args.model}", f"loss.name={args.loss}", f"loss.token_stats={args.path}",
+        f"loss.chunk_size={args.chunk_size}", f"model.gradient_checkpointing={'true' if args.gradient_checkpointing else 'false'}",
+        f"optim.micro_batch_size={args.pairs}", f"optim.batch_size={args.pairs}", "optim.name=rmsprop",
+    ])
+    policy, initial = load_policy(cfg.model, cfg.lora, seed=0)
+    models = Models(TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size),
+                    TokenStatsModel(initial, cfg.loss.token_stats, cfg.loss.chunk_size), False, None, None)
+    optimizer = build_optimizer(policy.parameters(), cfg.optim)
+    vocab = policy.config.vocab_size
+    s, t = 2 * args.pairs, args.seq
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(0, vocab, (s, t), generator=generator)
+    input_ids[args.pairs:, :args.prompt] = input_ids[:args.pairs, :args.prompt]  # shared prompts
+    labels = input_ids.clone()
+    labels[:, :args.prompt] = -100
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
+             "index": torch.arange(args.pairs)}
+    before = rss_bytes()
+    times = []
+    for i in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        loss, _ = batch_loss(cfg, models, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    return {"status": "ok", "step_seconds": statistics.median(times), "all_seconds": times,
+            "peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": before, "loss": float(loss)}
+
+
+def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--model", default="builtin")
+    parser.add_argument("--loss", default="tdpo2")
+    parser.add_argument("--path", default="chunked", choices=["chunked", "full"])
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--prompt", type=int, default=32)
+    parser.add_argument("--chunk-size", type=int, default=1024)
+    parser.add_argument("--gradient-checkpointing", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def run_config(options: dict, *, memory_limit_gb: float, timeout: float | None = None) -> dict:
+    """Run one worker with ``options`` (worker flags without dashes); kill it above the memory limit.
+
+    Returns the worker's JSON result, or ``{"status": "oom" | "error" | "timeout", ...}``.
+    """
+    import psutil
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    for key, value in options.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched = psutil.Process(proc.pid)
+    limit = memory_limit_gb * 1024**3
+    peak_seen = 0
+    status = None
+    start = time.time()
+    while proc.poll() is None:
+        try:
+            rss = watched.memory_info().rss
+        except psutil.NoSuchProcess:
+            break
+        peak_seen = max(peak_seen, rss)
+        if rss > limit:
+            proc.kill()
+            status = "oom"
+            break
+        if timeout is not None and time.time() - start > timeout:
+            proc.kill()
+            status = "timeout"
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    if status is not None:
+        return {"status": status, "peak_rss_bytes": peak_seen}
+    if proc.returncode in (-9, 137):  # killed by the kernel's OOM killer
+        return {"status": "oom", "peak_rss_bytes": peak_seen}
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = err.strip().splitlines()[-3:]
+        if any("MemoryError" in line or "out of memory" in line.lower() for line in tail):
+            return {"status": "oom", "peak_rss_bytes": peak_seen}
+        return {"status": "error", "message": " | ".join(tail), "peak_rss_bytes": peak_seen}
+    return json.loads(lines[-1])
+
+
+def gb(value: float) -> str:
+    return f"{value / 1024**3:.2f}"
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain fixed-width text table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).rjust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    arguments = worker_args()
+    if not arguments.worker:
+        sys.exit("this is the benchmarks' worker; run benchmarks/train_step.py or benchmarks/long_context.py")
+    print(json.dumps(worker(arguments)), flush=True)
