@@ -324,3 +324,18 @@ def test_retry_after_forms():
     in_ten = _retry_after_seconds(formatdate(time.time() + 10, usegmt=True))
     assert 8 <= in_ten <= 10
     assert _retry_after_seconds(formatdate(time.time() - 100, usegmt=True)) == 0.0
+
+
+def test_reference_answers_are_shown_when_present(server):
+    questions = [Question("m1", "math", ("What is 6*7?",), {"reference": ["42"]}),
+                 Question("w1", "writing", ("Write {braces} here.",))]
+    a = {"m1": ("GOOD: 42",), "w1": ("GOOD {x}",)}
+    b = {"m1": ("41",), "w1": ("plain",)}
+    judgments = make_judge(server).judge(questions, a, b, progress=False)
+    assert [j.outcome for j in judgments] == ["win", "win"]
+    texts = [user_text(r) for r in server.requests]
+    with_reference = [t for t in texts if "[Reference]" in t]
+    assert len(with_reference) == 2 and all("Reference answer: 42" in t and "6*7" in t for t in with_reference)
+    assert all("{braces}" in t for t in texts if "Write" in t)
+    make_judge(server, use_reference=False).judge(questions[:1], a, b, progress=False)
+    assert "[Reference]" not in user_text(server.requests[-1])

@@ -93,6 +93,18 @@ def render_conversation(question: Question, answers: Sequence[str], assistant: s
     return "\n\n".join(lines)
 
 
+def render_reference(question: Question, reference: Any) -> str:
+    """The block showing a question's reference answers (a string, or one string per turn) to the judge."""
+    answers = [reference] if isinstance(reference, str) else list(reference)
+    if not all(isinstance(a, str) for a in answers):
+        raise ValueError(f"question {question.question_id!r}: 'reference' must be a string or a list of strings")
+    lines = []
+    for turn, answer in zip(question.turns, answers, strict=False):
+        lines += [f"User: {turn}", f"Reference answer: {answer}"]
+    body = "\n\n".join(lines)
+    return ("Reference answers, which may help you judge correctness:\n[Reference]\n" + body + "\n[End of reference]")
+
+
 _NAME = r"(?:(?:assistant|response)\s+)?(A|B|tie)"
 _VERDICT_LINE = re.compile(r"^[\W_]*(?:final\s+)?verdict[\W_]*[:\-][\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
 _BARE_LINE = re.compile(r"^[\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
@@ -208,6 +220,9 @@ class ChatJudgeConfig:
     """System message of every request."""
     prompt: str = DEFAULT_PROMPT
     """User message template with ``{conversation_a}`` and ``{conversation_b}`` placeholders."""
+    use_reference: bool = True
+    """When a question carries reference answers (MT-bench's ``reference`` field, given for its math,
+    reasoning and coding questions), show them to the judge before the two conversations."""
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -291,10 +306,11 @@ class ChatCompletionsJudge:
 
     def messages(self, question: Question, first: Sequence[str], second: Sequence[str]) -> list[dict[str, str]]:
         """The chat messages asking to compare ``first`` (shown as A) with ``second`` (shown as B)."""
-        user = self.config.prompt.format(
-            conversation_a=render_conversation(question, first, "A"),
-            conversation_b=render_conversation(question, second, "B"),
-        )
+        user = (self.config.prompt.replace("{conversation_a}", render_conversation(question, first, "A"))
+                .replace("{conversation_b}", render_conversation(question, second, "B")))
+        reference = question.extra.get("reference") if self.config.use_reference else None
+        if reference:
+            user = render_reference(question, reference) + "\n\n" + user
         return [{"role": "system", "content": self.config.system_prompt}, {"role": "user", "content": user}]
 
     def _payload(self, messages: list[dict[str, str]]) -> dict[str, Any]:
