@@ -409,6 +409,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     interrupted = False
     with _InterruptFlag() as interrupt:
         while step < total_steps:
+            step_start = time.perf_counter()
             micro_batches = plan.micro_batches(step, rank)
             step_sums = _MetricSums()
             for i, indices in enumerate(micro_batches):
@@ -446,8 +447,11 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
                 log("train", means)
                 window, window_start = _MetricSums(), time.perf_counter()
             if progress is not None:
+                now = time.perf_counter()
+                shown = _postfix(step_metrics)
+                shown["ex/s"] = f"{cfg.optim.batch_size / max(now - step_start, 1e-9):.3g}"
                 progress.update(1)
-                progress.set_postfix(_postfix(step_metrics), refresh=False)
+                progress.set_postfix(shown, refresh=False)
             examples = step * cfg.optim.batch_size
             if eval_every and examples // eval_every > (examples - cfg.optim.batch_size) // eval_every \
                     and step < total_steps:
