@@ -88,3 +88,21 @@ def test_end_to_end_from_a_jsonl_file_then_resume_is_refused_without_flag(tmp_pa
     capsys.readouterr()
     assert main([str(config), "run_name=first"]) == 2  # checkpoints exist: needs --resume
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_default_config_data_loads_with_the_builtin_tokenizer(tmp_path, monkeypatch):
+    """configs/default.yaml's example pairs load through tdpo.data with SmolLM2's tokenizer and fill
+    whole batches (the built-in model is converted on first use, which takes about a minute)."""
+    from tdpo.config import load_config
+    from tdpo.models import load_tokenizer
+    from tdpo.trainer import load_training_data
+
+    monkeypatch.chdir(REPO)
+    cfg = load_config(REPO / "configs" / "default.yaml", [f"data.cache_dir={tmp_path}"])
+    data = load_training_data(cfg, load_tokenizer(cfg.model.name_or_path))
+    assert len(data.eval) == 4 and len(data.train) >= 3 * cfg.optim.batch_size
+    batch = data.collate([data.train[i] for i in range(cfg.optim.micro_batch_size)])
+    assert batch["input_ids"].shape[0] == 2 * cfg.optim.micro_batch_size
+    assert batch["input_ids"].shape[1] <= cfg.data.max_length
+    assert (batch["labels"] != -100).sum(1).min() > 0
