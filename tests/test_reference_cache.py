@@ -148,9 +148,20 @@ def test_the_cache_is_reused_and_keyed_by_the_data(model_dir, tmp_path, monkeypa
         raise AssertionError("the cache should have been reused")
 
     monkeypatch.setattr(rc, "compute_reference_logps", fail)
+    import tdpo.trainer as trainer_module
+
+    seen = {}
+    original = trainer_module.load_policy
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "load_policy", spy)
     cfg2 = tiny_config(model_dir, tmp_path, "loss.name=dpo", "reference.cache_logps=true",
                        f"reference.cache_dir={tmp_path / 'cache'}", "schedule.max_steps=1", "run_name=again")
     train(cfg2, data=training_data(8))
+    assert seen["keep_initial"] is False  # a complete cache: the reference is never loaded
 
 
 @pytest.mark.parametrize("loss", ["tdpo1", "tdpo2"])

@@ -104,18 +104,19 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
     base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def load_policy(model_cfg, lora_cfg=None, *, seed: int = 0) -> tuple[nn.Module, nn.Module | None]:
+def load_policy(model_cfg, lora_cfg=None, *, seed: int = 0, keep_initial: bool = True) -> tuple[nn.Module, nn.Module | None]:
     """Load the policy and, when no separate reference is configured elsewhere, its initial copy.
 
     Args:
         model_cfg: a :class:`tdpo.config.ModelConfig`.
         lora_cfg: a :class:`tdpo.config.LoraConfig` or None.
         seed: seeds the LoRA initialisation.
+        keep_initial: make the frozen initial copy (the default reference); False when the reference
+            is separate, cached or the LoRA policy itself.
 
     Returns:
         ``(policy, initial_copy)``: ``initial_copy`` is a frozen deep copy of the loaded weights
-        taken before LoRA and checkpointing (None with LoRA: the reference is then the policy with
-        adapters disabled). The caller drops it when it loads a separate reference.
+        taken before LoRA and checkpointing, or None (with LoRA, or ``keep_initial=False``).
     """
     model = load_causal_lm(
         model_cfg.name_or_path,
@@ -127,7 +128,7 @@ def load_policy(model_cfg, lora_cfg=None, *, seed: int = 0) -> tuple[nn.Module, 
     if not getattr(model_cfg, "dropout", False):
         disable_dropout(model)
     lora_on = lora_cfg is not None and lora_cfg.enabled
-    initial = None if lora_on else freeze(copy.deepcopy(model))
+    initial = freeze(copy.deepcopy(model)) if keep_initial and not lora_on else None
     if lora_on:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

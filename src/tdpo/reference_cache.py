@@ -212,6 +212,23 @@ def load_table(folder: Path) -> Tensor | None:
     return load_file(str(file))["logps"]
 
 
+def find_cached_reference_logps(cfg, data) -> tuple[ReferenceLogps, ReferenceLogps | None] | None:
+    """The cached ``(train, eval)`` tables if every split of ``data`` is already cached, else None
+    (then the reference must be loaded and :func:`cached_reference_logps` run)."""
+    check_cacheable(cfg.loss.name)
+    root = default_cache_root(cfg)
+    tables: list[ReferenceLogps | None] = []
+    for split, dataset in (("train", data.train), ("eval", data.eval)):
+        if dataset is None or len(dataset) == 0:
+            tables.append(None)
+            continue
+        table = load_table(root / cache_key(cfg, split, dataset))
+        if table is None or table.shape[0] != len(dataset):
+            return None
+        tables.append(ReferenceLogps(table))
+    return tables[0], tables[1]
+
+
 def cached_reference_logps(cfg, accelerator, models, data, tokenizer=None) -> tuple[ReferenceLogps, ReferenceLogps | None]:
     """Load or compute the cached reference log-probs of the training and eval splits.
 

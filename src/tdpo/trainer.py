@@ -283,12 +283,18 @@ def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -
     the optimizer and the scheduler, prepared for the accelerator."""
     from accelerate.utils import DistributedType
 
-    policy, initial = load_policy(cfg.model, cfg.lora, seed=cfg.seed)
-    wrapper = TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size)
     lora_reference = cfg.lora.enabled and cfg.reference.name_or_path is None
     uses_reference = needs_reference_model(cfg.loss.name)
+    cached = None
+    if uses_reference and cfg.reference.cache_logps:
+        from tdpo.reference_cache import find_cached_reference_logps
+
+        cached = find_cached_reference_logps(cfg, data)  # a complete cache: no reference is loaded at all
+    wants_initial_copy = uses_reference and cached is None and not lora_reference and not cfg.reference.name_or_path
+    policy, initial = load_policy(cfg.model, cfg.lora, seed=cfg.seed, keep_initial=wants_initial_copy)
+    wrapper = TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size)
     reference = None
-    if uses_reference and not lora_reference:
+    if uses_reference and cached is None and not lora_reference:
         ref_model = load_reference(cfg.reference, cfg.model) if cfg.reference.name_or_path else initial
         reference = TokenStatsModel(ref_model, cfg.loss.token_stats, cfg.loss.chunk_size)
     del initial
@@ -297,7 +303,8 @@ def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -
     scheduler = build_scheduler(optimizer, cfg.schedule.warmup_steps)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    if accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.loss.token_stats == "chunked":
+    if (accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.loss.token_stats == "chunked"
+            and accelerator.state.deepspeed_plugin.zero_stage == 3):
         from tdpo.models import register_head_for_zero3
 
         register_head_for_zero3(accelerator.unwrap_model(wrapper))
@@ -309,7 +316,9 @@ def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -
             reference = reference.to(accelerator.device)
 
     models = Models(wrapper, reference, lora_reference, None, None)
-    if uses_reference and cfg.reference.cache_logps:
+    if cached is not None:
+        models.cache, models.eval_cache = cached
+    elif uses_reference and cfg.reference.cache_logps:
         from tdpo.reference_cache import cached_reference_logps
 
         models.cache, models.eval_cache = cached_reference_logps(cfg, accelerator, models, data, tokenizer)
