@@ -352,9 +352,9 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
 
     # DeepSpeed runs gradient accumulation (and clipping) inside its engine: tell it the count.
     # Elsewhere the loop accumulates itself (accelerate's own count stays 1: it would rescale the loss).
-    state = PartialState()
-    deepspeed = state.distributed_type == DistributedType.DEEPSPEED
-    accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * state.num_processes), 1)
+    launch = PartialState()
+    deepspeed = launch.distributed_type == DistributedType.DEEPSPEED
+    accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
     accelerator = Accelerator(gradient_accumulation_steps=accum_steps if deepspeed else 1)
     run_dir = cfg.run_dir()
     resume_from = _resume_folder(cfg, resume)
@@ -373,8 +373,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     models, optimizer, scheduler = build_models(cfg, accelerator, data, tokenizer)
     step = 0
     if resume_from is not None:
-        state = ckpt.load_checkpoint(accelerator, resume_from)
-        step = int(state["step"])
+        step = int(ckpt.load_checkpoint(accelerator, resume_from)["step"])
         if accelerator.is_main_process:
             print(f"tdpo: resumed from {resume_from} at step {step}", flush=True)
 
@@ -416,7 +415,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     window_start = time.perf_counter()
     accum = plan.accumulation_steps
     interrupted = False
-    with _InterruptFlag() as interrupt:
+    with _InterruptFlag() as interrupt, _closing(progress, logger):
         while step < total_steps:
             step_start = time.perf_counter()
             micro_batches = plan.micro_batches(step, rank)
@@ -471,20 +470,30 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
             if cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0 and step < total_steps:
                 save(ckpt.checkpoint_dir(run_dir, step))
 
-    if progress is not None:
-        progress.close()
-    if interrupted:
-        save(ckpt.checkpoint_dir(run_dir, step))
-        if accelerator.is_main_process:
-            print(f"tdpo: saved {ckpt.checkpoint_dir(run_dir, step)}; continue with --resume", flush=True)
-    else:
-        run_eval()
-        save(ckpt.checkpoint_dir(run_dir, step))
-        save(run_dir / "final", final=True)
-    if logger is not None:
-        logger.close()
+        if progress is not None:
+            progress.close()
+        if interrupted:
+            save(ckpt.checkpoint_dir(run_dir, step))
+            if accelerator.is_main_process:
+                print(f"tdpo: saved {ckpt.checkpoint_dir(run_dir, step)}; continue with --resume", flush=True)
+        else:
+            run_eval()
+            save(ckpt.checkpoint_dir(run_dir, step))
+            save(run_dir / "final", final=True)
     accelerator.wait_for_everyone()
     return run_dir
+
+
+@contextlib.contextmanager
+def _closing(progress, logger):
+    """Close the progress bar and the metric sinks however the loop ends."""
+    try:
+        yield
+    finally:
+        if progress is not None:
+            progress.close()
+        if logger is not None:
+            logger.close()
 
 
 def _postfix(metrics: dict[str, float]) -> dict[str, str]:
