@@ -60,6 +60,10 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory (slower, much smaller peak)."""
 
+    activation_offloading: bool = False
+    """Keep the tensors saved for backward in (pinned) CPU memory instead of GPU memory during the
+    policy pass; pays for long sequences on GPUs, has no effect when training on the CPU."""
+
     trust_remote_code: bool = False
     """Allow model code from the hub repository to run. Off unless you trust the repository."""
 

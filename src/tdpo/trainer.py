@@ -164,7 +164,9 @@ def batch_loss(cfg: TrainConfig, models: Models, batch: Batch, cache=None) -> tu
                     reference = models.policy(ids, mask, as_reference=True, disable_adapters=True)
                 else:
                     reference = models.reference(ids, mask, as_reference=True)
-    tokens = models.policy(ids, mask, labels, reference)
+    offload = cfg.model.activation_offloading and ids.is_cuda and torch.is_grad_enabled()
+    with torch.autograd.graph.save_on_cpu(pin_memory=True) if offload else contextlib.nullcontext():
+        tokens = models.policy(ids, mask, labels, reference)
     stats = sequence_stats(tokens, average=cfg.loss.average_log_prob)
     return compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
                         label_smoothing=cfg.loss.label_smoothing, reference_logps=cached)
@@ -362,9 +364,11 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     if accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
 
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, revision=cfg.model.revision,
-                               trust_remote_code=cfg.model.trust_remote_code)
-    data = data if data is not None else load_training_data(cfg, tokenizer)
+    # The main process first: it converts the built-in model and writes the data cache once.
+    with accelerator.main_process_first():
+        tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, revision=cfg.model.revision,
+                                   trust_remote_code=cfg.model.trust_remote_code)
+        data = data if data is not None else load_training_data(cfg, tokenizer)
     world, rank = accelerator.num_processes, accelerator.process_index
     check_batch_sizes(cfg, world, len(data.train))
     plan = BatchPlan(len(data.train), cfg.optim.batch_size, cfg.optim.micro_batch_size, world, cfg.seed)
