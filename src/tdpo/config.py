@@ -192,8 +192,9 @@ class ScheduleConfig:
     """Passes over the training set (ignored when ``max_steps`` is set)."""
 
     max_steps: int | None = None
-    """Stop after this many optimizer steps; null trains for ``epochs`` epochs. The last batch of
-    an epoch may be smaller than ``optim.batch_size``."""
+    """Stop after this many optimizer steps (continuing into further epochs if needed); null trains
+    for ``epochs`` epochs. Every step sees exactly ``optim.batch_size`` examples: each epoch is a new
+    seeded order of the training set whose incomplete last batch is dropped."""
 
 
 @dataclass
