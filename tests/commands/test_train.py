@@ -88,6 +88,9 @@ def test_end_to_end_from_a_jsonl_file_then_resume_is_refused_without_flag(tmp_pa
     capsys.readouterr()
     assert main([str(config), "run_name=first"]) == 2  # checkpoints exist: needs --resume
     assert "--resume" in capsys.readouterr().err
+    # --resume before the config file, and a longer run: continues from step 3 to 4
+    assert main(["--resume", str(config), "run_name=first", "schedule.max_steps=4"]) == 0
+    assert [r["step"] for r in read_metrics(run, "train")] == [1, 2, 3, 4]
 
 
 @pytest.mark.slow

@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.options:
         print(format_options())
         return 0
+    if isinstance(args.resume, str) and ("=" in args.resume or args.resume.endswith((".yaml", ".yml"))):
+        # "--resume" given without a checkpoint, followed by the config or an override
+        args.items = [args.resume, *args.items] if "=" not in args.resume else [*args.items, args.resume]
+        args.resume = True
     path, overrides = split_items(args.items)
     bad = [item for item in overrides if "=" not in item]
     if bad:
