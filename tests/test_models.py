@@ -143,3 +143,71 @@ def test_reference_pass_hands_over_hidden_states_and_head(model_dir):
     assert full.hidden is None and full.logits.shape == (*batch["input_ids"].shape, 48)
     with pytest.raises(ValueError, match="token_stats"):
         TokenStatsModel(policy, "half")
+
+
+def _fsdp2_worker(rank: int, world: int, model_dir: str, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        mesh = init_device_mesh("cpu", (world,))
+        wrapper, reference = _perturbed_pair(model_dir)
+        for layer in wrapper.model.model.layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(wrapper, mesh=mesh)  # the root unit holds the embeddings, final norm and head
+        _tdpo2_backward(wrapper, reference, make_pairs(4, seed=1)[2 * rank:2 * rank + 2])
+        grads = {n: p.grad.full_tensor() for n, p in wrapper.named_parameters()}
+        if rank == 0:
+            torch.save(grads, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def _perturbed_pair(model_dir):
+    policy, initial = load_policy(_cfg(model_dir).model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    return TokenStatsModel(policy, "chunked", chunk_size=4), TokenStatsModel(initial, "chunked", chunk_size=4)
+
+
+def _tdpo2_backward(wrapper, reference, pairs) -> None:
+    from tdpo.objective import compute_loss
+    from tdpo.token_stats import sequence_stats
+
+    batch = collate_pairs(pairs)
+    with torch.no_grad():
+        ref = reference(batch["input_ids"], batch["attention_mask"], as_reference=True)
+    stats = wrapper(batch["input_ids"], batch["attention_mask"], batch["labels"], ref)
+    loss, _ = compute_loss("tdpo2", sequence_stats(stats))
+    loss.backward()
+
+
+@pytest.mark.slow
+def test_chunked_statistics_under_fsdp2_on_two_cpu_processes_match_one_process(model_dir, tmp_path):
+    """The head weight is used inside the sharded wrapper's forward, so FSDP gathers it there and
+    reduces its gradient: sharded gradients (head included) equal a single process's."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "grads.pt")
+    mp.spawn(_fsdp2_worker, args=(2, str(model_dir), port, out), nprocs=2)
+    wrapper, reference = _perturbed_pair(model_dir)
+    _tdpo2_backward(wrapper, reference, make_pairs(4, seed=1))
+    sharded = torch.load(out)
+    single = {n: p.grad for n, p in wrapper.named_parameters()}
+    assert sharded.keys() == single.keys()
+    for name in single:
+        torch.testing.assert_close(sharded[name], single[name], rtol=1e-4, atol=1e-7)
+    assert single["model.lm_head.weight"].abs().max() > 0
