@@ -61,11 +61,13 @@ def test_sft_stage_lowers_the_nll(model_dir, tmp_path):
     assert end["nll_per_token"] < 0.8 * start["nll_per_token"]
 
 
-def test_chunked_and_full_paths_train_to_the_same_parameters(model_dir, tmp_path):
+@pytest.mark.parametrize("lora", [False, True])
+def test_chunked_and_full_paths_train_to_the_same_parameters(lora, model_dir, tmp_path):
+    extra = ["lora.enabled=true", "lora.r=4", "optim.lr=0.05"] if lora else []
     runs = {}
     for path in ("chunked", "full"):
         cfg = tiny_config(model_dir, tmp_path, "loss.name=tdpo2", f"loss.token_stats={path}", f"run_name={path}",
-                          "schedule.max_steps=3")
+                          "schedule.max_steps=3", *extra)
         runs[path] = train(cfg, data=training_data(8))
     assert _max_diff(final_parameters(runs["chunked"]), final_parameters(runs["full"])) < 1e-5
     a, b = read_metrics(runs["chunked"], "train"), read_metrics(runs["full"], "train")

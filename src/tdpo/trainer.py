@@ -363,6 +363,8 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
+        print(f"tdpo: {cfg.loss.name} run in {run_dir} ({accelerator.num_processes} process(es), "
+              f"{accelerator.distributed_type.value})", flush=True)
 
     # The main process first: it converts the built-in model and writes the data cache once.
     with accelerator.main_process_first():
