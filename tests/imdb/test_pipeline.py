@@ -89,6 +89,7 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert any(r["split"] == "eval" and r.get("kl/chosen") is not None for r in rows)
         assert (run / "final").is_dir() and not (run / "checkpoints").exists()
+    assert "runs/*/final/" in (out / ".gitignore").read_text()
     timings = json.loads((out / "timings.json").read_text())
     assert timings["total"] >= timings["SFT"] > 0
 

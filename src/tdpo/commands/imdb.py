@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.step in ("run", "frontier"):
         pipeline.run_pipeline(cfg, command=command)
         return 0
-    p = pipeline.paths(cfg)
-    p["out"].mkdir(parents=True, exist_ok=True)
-    cfg.save(p["config"])
+    pipeline.prepare_out_dir(cfg)
     if ns.step == "sft":
         print(pipeline.step_sft(cfg))
     elif ns.step == "pairs":

@@ -209,17 +209,17 @@ class ImdbConfig:
 def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
     """The ``tdpo demo`` sizes: the whole pipeline in about 10-15 minutes on 2 CPU cores.
 
-    Short completions (24 tokens), 64 training prefixes (up to 384 pairs), 24 steps of 8 pairs for
-    DPO and TDPO2, 64 held-out prefixes.
+    8 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
+    (up to 384 pairs), 24 steps of 8 pairs (lr 2e-5) for DPO and TDPO2, 64 held-out prefixes.
     """
     cfg = ImdbConfig(
         out_dir=out_dir,
         max_new_tokens=24,
         sft_examples=256,
-        sft_steps=12,
+        sft_steps=8,
         sft_batch_size=16,
         sft_lr=2e-5,
-        sft_max_length=40,
+        sft_max_length=36,
         train_prefixes=64,
         eval_pair_prefixes=0,
         methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
@@ -255,12 +255,12 @@ def frontier_config(out_dir: str = "runs/imdb_frontier", **overrides: Any) -> Im
         out_dir=out_dir,
         max_new_tokens=24,
         sft_examples=512,
-        sft_steps=24,
+        sft_steps=16,
         sft_batch_size=16,
         sft_lr=2e-5,
-        sft_max_length=40,
+        sft_max_length=36,
         train_prefixes=128,
-        eval_pair_prefixes=8,
+        eval_pair_prefixes=4,
         methods=list(FRONTIER_METHODS),
         train_steps=32,
         batch_size=8,

@@ -99,6 +99,25 @@ def paths(cfg: ImdbConfig) -> dict[str, Path]:
     }
 
 
+_GITIGNORE = """# written by tdpo imdb: model weights stay out of version control; metrics, plots and the report go in
+runs/*/final/
+runs/*/checkpoints/
+runs/*/tensorboard/
+"""
+
+
+def prepare_out_dir(cfg: ImdbConfig) -> Path:
+    """Create ``cfg.out_dir`` with the settings (``imdb_config.json``) and a ``.gitignore`` that keeps
+    the model weights out of git, so the folder's results can be committed as they are."""
+    p = paths(cfg)
+    p["out"].mkdir(parents=True, exist_ok=True)
+    cfg.save(p["config"])
+    ignore = p["out"] / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(_GITIGNORE)
+    return p["out"]
+
+
 def sft_model_path(cfg: ImdbConfig) -> str:
     """The SFT model: ``runs/sft/final`` after :func:`step_sft`, or the base model if SFT is skipped."""
     if cfg.sft_steps == 0:
@@ -401,8 +420,7 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     """Run every step into ``cfg.out_dir``; print and save where the time went; return the report."""
     cfg.validate()
     p = paths(cfg)
-    p["out"].mkdir(parents=True, exist_ok=True)
-    cfg.save(p["config"])
+    prepare_out_dir(cfg)
     if command:
         (p["out"] / "command.txt").write_text(command + "\n")
     timer = StepTimer()
