@@ -63,7 +63,9 @@ def test_sft_stage_lowers_the_nll(model_dir, tmp_path):
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_chunked_and_full_paths_train_to_the_same_parameters(lora, model_dir, tmp_path):
-    extra = ["lora.enabled=true", "lora.r=4", "optim.lr=0.05"] if lora else []
+    # LoRA's A matrices get exactly zero gradients on the first step (B starts at zero), where float
+    # noise differs between the paths and Adam would blow it up to lr-sized steps: a larger eps damps it.
+    extra = ["lora.enabled=true", "lora.r=4", "optim.lr=0.05", "optim.eps=1e-3"] if lora else []
     runs = {}
     for path in ("chunked", "full"):
         cfg = tiny_config(model_dir, tmp_path, "loss.name=tdpo2", f"loss.token_stats={path}", f"run_name={path}",
