@@ -223,3 +223,26 @@ def test_ddp_two_cpu_processes_equal_one_process(variant, model_dir, tmp_path):
     a, b = read_metrics(one, "train"), read_metrics(two, "train")
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
     assert read_metrics(one, "eval")[-1]["loss"] == pytest.approx(read_metrics(two, "eval")[-1]["loss"], rel=1e-5)
+
+
+def test_a_separate_reference_model_is_used_frozen(model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    other = make_model_dir(tmp_path / "other", seed=7)
+    cfg = tiny_config(model_dir, tmp_path, "loss.name=dpo", f"reference.name_or_path={other}", "eval.at_start=true",
+                      "schedule.max_steps=2")
+    data = training_data(8)
+    run = train(cfg, data=data)
+    start, end = read_metrics(run, "eval")
+    reference = AutoModelForCausalLM.from_pretrained(other)
+    expected = []  # independent: the other model's summed log-probs of each chosen response
+    with torch.no_grad():
+        for pair in data.train:
+            ids = torch.tensor([[1] + pair["prompt"] + pair["chosen"] + [2]])
+            logp = torch.log_softmax(reference(input_ids=ids).logits.double()[0], dim=-1)
+            first = 1 + len(pair["prompt"])
+            expected.append(float(logp[torch.arange(first - 1, ids.shape[1] - 1), ids[0, first:]].sum()))
+    mean = sum(expected) / len(expected)
+    assert start["logps_ref/chosen"] == pytest.approx(mean, rel=1e-5)
+    assert end["logps_ref/chosen"] == pytest.approx(mean, rel=1e-5)  # frozen while the policy trains
+    assert start["rewards/chosen"] != 0.0  # policy != reference from the start
