@@ -209,17 +209,17 @@ class ImdbConfig:
 def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
     """The ``tdpo demo`` sizes: the whole pipeline in about 10-15 minutes on 2 CPU cores.
 
-    8 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
+    12 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
     (up to 384 pairs), 24 steps of 8 pairs (lr 2e-5) for DPO and TDPO2, 64 held-out prefixes.
     """
     cfg = ImdbConfig(
         out_dir=out_dir,
         max_new_tokens=24,
         sft_examples=256,
-        sft_steps=8,
+        sft_steps=12,
         sft_batch_size=16,
         sft_lr=2e-5,
-        sft_max_length=36,
+        sft_max_length=40,
         train_prefixes=64,
         eval_pair_prefixes=0,
         methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
