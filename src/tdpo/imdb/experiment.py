@@ -210,7 +210,7 @@ def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
     """The ``tdpo demo`` sizes: the whole pipeline in about 10-15 minutes on 2 CPU cores.
 
     12 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
-    (up to 384 pairs), 24 steps of 8 pairs (lr 2e-5) for DPO and TDPO2, 64 held-out prefixes.
+    (up to 384 pairs), 48 steps of 8 pairs (one epoch, lr 2e-5) for DPO and TDPO2, 64 held-out prefixes.
     """
     cfg = ImdbConfig(
         out_dir=out_dir,
@@ -223,7 +223,7 @@ def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
         train_prefixes=64,
         eval_pair_prefixes=0,
         methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
-        train_steps=24,
+        train_steps=48,
         batch_size=8,
         micro_batch_size=8,
         lr=2e-5,
@@ -262,7 +262,7 @@ def frontier_config(out_dir: str = "runs/imdb_frontier", **overrides: Any) -> Im
         train_prefixes=128,
         eval_pair_prefixes=4,
         methods=list(FRONTIER_METHODS),
-        train_steps=32,
+        train_steps=40,
         batch_size=8,
         micro_batch_size=8,
         lr=2e-5,
