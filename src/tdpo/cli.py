@@ -14,7 +14,14 @@ import sys
 from tdpo import __version__
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("tdpo.commands.demo", "the IMDb experiment end to end at demo size, offline (about 15 minutes)"),
+    "train": ("tdpo.commands.train", "SFT, DPO-family or TDPO training from a YAML config"),
+    "data": ("tdpo.commands.data", "load a data source as training would and show what came out"),
+    "eval": ("tdpo.commands.eval", "accuracy, margins, sequential KL and diversity on a preference test set"),
+    "judge": ("tdpo.commands.judge", "pairwise win rates judged by a chat model or a reward model"),
+    "imdb": ("tdpo.commands.imdb", "the IMDb controlled-sentiment experiment, step by step or chained"),
+}
 
 
 def _build_parser() -> argparse.ArgumentParser:
