@@ -210,7 +210,9 @@ def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
     """The ``tdpo demo`` sizes: the whole pipeline in about 10-15 minutes on 2 CPU cores.
 
     12 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
-    (up to 384 pairs), 48 steps of 8 pairs (one epoch, lr 2e-5) for DPO and TDPO2, 64 held-out prefixes.
+    (up to 384 pairs), 48 steps of 8 pairs (one epoch, lr 2e-5) for DPO and TDPO2, 64 held-out prefixes;
+    8 further held-out prefixes give preference pairs (``data/pairs_eval.jsonl``) that no run trains
+    on, for the trainer's final evaluation and for ``tdpo eval``.
     """
     cfg = ImdbConfig(
         out_dir=out_dir,
@@ -221,7 +223,7 @@ def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
         sft_lr=2e-5,
         sft_max_length=40,
         train_prefixes=64,
-        eval_pair_prefixes=0,
+        eval_pair_prefixes=8,
         methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
         train_steps=48,
         batch_size=8,
