@@ -84,10 +84,31 @@ def test_undecodable_bytes_in_jsonl(tmp_path):
     path.write_bytes(json.dumps(ROWS[0]).encode() + b"\n" + b'{"prompt": "caf\xe9", "chosen": "a", "rejected": "b"}\n')
     with pytest.raises(InvalidRecord) as info:
         read_all(path)
-    assert info.value.kind == "undecodable" and info.value.location == f"{path}:2"
-    assert "not valid UTF-8" in str(info.value)
+    assert (info.value.kind, info.value.location, info.value.field) == ("undecodable", f"{path}:2", "prompt")
+    assert str(info.value).startswith(
+        f"{path}:2: field 'prompt': bytes that are not valid UTF-8 (byte 15 of the line: b'\\xe9') [undecodable]."
+    )
     rows, counter = read_all(path, skip=True)
     assert len(rows) == 1 and counter.counts == {"undecodable": 1}
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        (b'{"prompt": "p", "chosen": [{"role": "assistant", "content": "\xff"}], "rejected": "r"}', "chosen[0].content"),
+        (b'{"prompt": "p", "ch\xffosen": "a", "rejected": "r"}', "ch\\xffosen"),  # in a key: named as read
+        (b'{"prompt": "p", "chosen": "a", \xff}', None),  # not JSON once decoded: the line alone is named
+    ],
+)
+def test_undecodable_jsonl_line_names_the_field_when_it_can(tmp_path, line, field):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(line + b"\n")
+    with pytest.raises(InvalidRecord) as info:
+        read_all(path)
+    assert (info.value.kind, info.value.location, info.value.field) == ("undecodable", f"{path}:1", field)
+    byte = line.index(b"\xff")
+    where = f"field {field!r}: " if field else ""
+    assert str(info.value).startswith(f"{path}:1: {where}bytes that are not valid UTF-8 (byte {byte} of the line")
 
 
 def test_undecodable_bytes_in_json_and_csv_name_the_field(tmp_path):

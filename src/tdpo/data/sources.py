@@ -101,12 +101,19 @@ def local_format(path: str | Path, data_format: str | None = None) -> str:
 
 
 def _undecodable_field(value: Any, name: str = "") -> str | None:
-    """Dotted path of the first string inside ``value`` holding undecodable bytes, else None."""
+    """Dotted path of the first string inside ``value`` holding undecodable bytes, else None.
+
+    A key holding undecodable bytes is itself the field named (as the bytes read, ``\\xNN`` escaped).
+    """
     if isinstance(value, str):
         return name if has_undecodable(value) else None
     if isinstance(value, Mapping):
         for k, v in value.items():
-            found = _undecodable_field(v, f"{name}.{k}" if name else str(k))
+            key = str(k)
+            path = f"{name}.{key}" if name else key
+            if has_undecodable(key):
+                return _escape_undecodable(path)
+            found = _undecodable_field(v, path)
             if found is not None:
                 return found
     if isinstance(value, (list, tuple)):
@@ -115,6 +122,25 @@ def _undecodable_field(value: Any, name: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _escape_undecodable(text: str) -> str:
+    """``text`` with the bytes kept by ``surrogateescape`` written as ``\\xNN`` (printable in messages)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _undecodable_line(raw: bytes, err: UnicodeDecodeError, location: str) -> InvalidRecord:
+    """The error for a JSON line that is not valid UTF-8, naming the field that holds the bad bytes
+    when the rest of the line is a JSON object."""
+    field = None
+    try:
+        obj = json.loads(raw.decode("utf-8", errors="surrogateescape").lstrip("\ufeff"))
+    except json.JSONDecodeError:
+        obj = None
+    if isinstance(obj, Mapping):
+        field = _undecodable_field(obj)
+    detail = f"bytes that are not valid UTF-8 (byte {err.start} of the line: {raw[err.start:err.end]!r})"
+    return InvalidRecord("undecodable", detail, location=location, field=field)
 
 
 def _checked(row: Any, location: str, counter: InvalidRecordCounter) -> Row | None:
@@ -140,9 +166,7 @@ def read_jsonl(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tupl
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                counter.handle(
-                    InvalidRecord("undecodable", f"line is not valid UTF-8 (byte {err.start})", location=location)
-                )
+                counter.handle(_undecodable_line(raw, err, location))
                 continue
             if lineno == 1:
                 line = line.lstrip("\ufeff")
