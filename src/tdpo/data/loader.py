@@ -133,14 +133,18 @@ def _parse(
     records: list = []
     n = parse_invalid = 0
     unreadable_before = counter.total
-    rows = iter(rows)
+    items: Iterator[tuple[str, dict] | InvalidRecord] = iter(rows)
     if shape == "auto":
-        head = list(islice(rows, _DETECT_ROWS))
-        shape = _detect(head, ctx, task)
-        rows = chain(head, rows)
+        head = _read_ahead(items, counter)
+        shape = _detect([item for item in head if not isinstance(item, InvalidRecord)], ctx, task)
+        items = chain(head, items)
     if task == "preference" and shape in SFT_SHAPES:
         raise ValueError(f"{desc.removeprefix('Reading ')}: shape {shape!r} holds SFT data (no chosen/rejected pair)")
-    for location, row in tqdm(rows, desc=desc, unit=" rows", mininterval=1.0):
+    for item in tqdm(items, desc=desc, unit=" rows", mininterval=1.0):
+        if isinstance(item, InvalidRecord):  # a row the reader could not read, held back by _read_ahead
+            counter.handle(item)
+            continue
+        location, row = item
         try:
             records.extend(parse(row, shape, ctx, location=location, group=n))
         except InvalidRecord as err:
@@ -149,6 +153,22 @@ def _parse(
         n += 1
     unreadable = counter.total - unreadable_before - parse_invalid  # rows the reader could not yield
     return records, shape, n + unreadable
+
+
+def _read_ahead(rows: Iterator[tuple[str, dict]], counter: InvalidRecordCounter) -> list:
+    """The first rows (for shape detection), with the reader's errors among them held back in file
+    order rather than raised or counted now: the caller handles them when it gets to them."""
+    counter.held = []
+    head: list = []
+    try:
+        for item in islice(rows, _DETECT_ROWS):
+            head.extend(counter.held)
+            counter.held.clear()
+            head.append(item)
+        head.extend(counter.held)
+    finally:
+        counter.held = None
+    return head
 
 
 def _detect(head: list[tuple[str, dict]], ctx: ParseContext, task: str) -> str:

@@ -86,14 +86,21 @@ class InvalidRecordCounter:
             its kind, and the first occurrence of each kind is remembered for the log.
         counts: number of skipped records per kind.
         first: the first error of each kind (for the log and the run summary).
+        held: None, or a list that :meth:`handle` appends errors to instead of acting on them (the
+            loader holds back the errors of the rows it reads ahead to detect the shape, and hands
+            them back in file order, so the error that stops a load is always the first bad record).
     """
 
     skip: bool = False
     counts: Counter = field(default_factory=Counter)
     first: dict[str, str] = field(default_factory=dict)
+    held: list[InvalidRecord] | None = None
 
     def handle(self, error: InvalidRecord) -> None:
-        """Raise ``error`` (``skip=False``) or count it (``skip=True``)."""
+        """Raise ``error`` (``skip=False``) or count it (``skip=True``); keep it in ``held`` when that is a list."""
+        if self.held is not None:
+            self.held.append(error)
+            return
         if not self.skip:
             raise error
         self.counts[error.kind] += 1
