@@ -7,6 +7,7 @@ import pytest
 
 from tdpo.data import DataConfig, InvalidRecord, load_preference_data, load_sft_data
 from tdpo.data.collate import IGNORE_INDEX
+from tdpo.data.records import INVALID_KINDS, SKIP_HINT
 
 PLAIN = [
     {"prompt": f"Question {i}: what colour is the sky?", "chosen": f" Blue, mostly {i}.", "rejected": f" Green {i}."}
@@ -123,6 +124,48 @@ def test_chat_template_labels(tmp_path, smollm2_tokenizer):
             assert batch["input_ids"][row, :n].tolist() == list(full[: -len(newline)])
 
 
+def test_multi_turn_chat_labels_are_the_last_assistant_turn(tmp_path, smollm2_tokenizer):
+    """Implicit conversational prompt: the shared messages (here a system message and two turns) are the
+    prompt; only the final assistant message + EOS is learned, and the row is the template's rendering."""
+    tok = smollm2_tokenizer
+    shared = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+              {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "A colour?"}]
+    rows = [{"chosen": shared + [{"role": "assistant", "content": f"Blue {i}."}],
+             "rejected": shared + [{"role": "assistant", "content": "No."}]} for i in range(3)]
+    loaded = load_preference_data(cfg(jsonl(tmp_path / "chat.jsonl", rows)), tok)
+    assert loaded.report.shape == "conversational"
+    batch = loaded.collate([loaded.train[i] for i in range(3)])
+    eos = tok.eos_token_id
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    for i, rec in enumerate(rows):
+        for row, key in ((i, "chosen"), (3 + i, "rejected")):
+            content = rec[key][-1]["content"]
+            assert unmasked(batch, row) == tok(content, add_special_tokens=False)["input_ids"] + [eos]
+            full = tok.apply_chat_template(rec[key], tokenize=False)
+            assert full.endswith("<|im_end|>\n") and full.count("<|im_end|>") == 5  # the earlier turns are closed
+            n = int(batch["attention_mask"][row].sum())
+            expected = tok(full, add_special_tokens=False)["input_ids"]
+            assert expected[-len(newline):] == newline
+            assert batch["input_ids"][row, :n].tolist() == expected[: -len(newline)]
+            # everything before the last assistant message's content is masked, its earlier turns included
+            masked = n - len(unmasked(batch, row))
+            prompt = tok.apply_chat_template(shared, tokenize=False, add_generation_prompt=True)
+            assert masked == len(tok(prompt, add_special_tokens=False)["input_ids"])
+
+
+def test_sft_prompt_completion_labels(tmp_path, smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    rows = [{"prompt": f"Review {i}:", "completion": f" a fine film, {i} stars."} for i in range(3)]
+    loaded = load_sft_data(cfg(jsonl(tmp_path / "pc.jsonl", rows)), tok)
+    assert loaded.report.shape == "prompt_completion"
+    batch = loaded.collate([loaded.train[i] for i in range(3)])
+    for i, r in enumerate(rows):
+        p = tok(r["prompt"], add_special_tokens=False)["input_ids"]
+        c = tok(r["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert unmasked(batch, i) == c
+        assert batch["input_ids"][i, : len(p) + len(c)].tolist() == p + c
+
+
 def test_sft_text_and_messages(tmp_path, smollm2_tokenizer):
     tok = smollm2_tokenizer
     texts = [{"text": f"This film was great, {i} stars.", "label": 1} for i in range(4)]
@@ -155,19 +198,36 @@ def test_truncation_on_real_dialogue(tmp_path, smollm2_tokenizer):
 # ---------------------------------------------------------------- bad records: one error, or skip and count
 
 GOOD = {"prompt": "Q", "chosen": " good", "rejected": " bad"}
+# kind -> (the bad JSONL line, the field named, words of the error's detail)
 BAD_LINES = {
-    "malformed_json": ('{"prompt": "Q", "chosen": " good",', None),
-    "missing_field": (json.dumps({"prompt": "Q", "chosen": " good"}), "rejected"),
-    "empty_field": (json.dumps({"prompt": "Q", "chosen": "", "rejected": " bad"}), "chosen"),
-    "wrong_type": (json.dumps({"prompt": ["Q"], "chosen": " good", "rejected": " bad"}), "prompt"),
-    "identical_responses": (json.dumps({"prompt": "Q", "chosen": " same", "rejected": " same"}), "rejected"),
-    "undecodable": (b'{"prompt": "Q", "chosen": " g\xe9\xe9", "rejected": " bad"}', None),
+    "malformed_json": ('{"prompt": "Q", "chosen": " good",', None, "Expecting property name"),
+    "missing_field": (json.dumps({"prompt": "Q", "chosen": " good"}), "rejected", "missing (absent or null)"),
+    "empty_field": (json.dumps({"prompt": "Q", "chosen": "", "rejected": " bad"}), "chosen", "empty"),
+    "wrong_type": (json.dumps({"prompt": ["Q"], "chosen": " good", "rejected": " bad"}), "prompt",
+                   "expected a string, got list"),
+    "identical_responses": (json.dumps({"prompt": "Q", "chosen": " same", "rejected": " same"}), "rejected",
+                            "chosen and rejected responses are identical"),
+    "undecodable": (b'{"prompt": "Q", "chosen": " g\xe9\xe9", "rejected": " bad"}', "chosen",
+                    "bytes that are not valid UTF-8 (byte 29 of the line: b'\\xe9')"),
     "bad_messages": (json.dumps({"prompt": "Q", "chosen": [{"content": "x"}], "rejected": [{"role": "assistant",
-                                                                                         "content": "y"}]}), "chosen[0]"),
-    "bad_transcript": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c", "rejected": "x"}), "chosen"),
+                                                                                         "content": "y"}]}), "chosen[0]",
+                     "message without a string 'role'"),
+    "bad_transcript": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c", "rejected": "x"}), "chosen",
+                       "the transcript's last turn is the Human's, not the Assistant's"),
     "prompt_mismatch": (json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: z\n\nAssistant: y"}),
-                        "rejected"),
+                        "rejected",
+                        "the rejected transcript's dialogue before its last Assistant turn differs from the chosen one's"),
 }
+# kinds tested elsewhere in this file, through the loader too, with both the error and the skip path
+OTHER_KINDS = {"prompt_too_long": "test_prompt_too_long_error_and_skip",
+               "malformed_row": "test_bad_records_in_every_format"}
+
+
+def test_every_invalid_kind_has_a_load_test():
+    from tdpo.data import INVALID_KINDS
+
+    assert set(BAD_LINES) | set(OTHER_KINDS) == set(INVALID_KINDS)
+    assert all(name in globals() for name in OTHER_KINDS.values())
 
 
 def write_with_bad_line(path, bad: str | bytes, good_rows):
@@ -179,7 +239,7 @@ def write_with_bad_line(path, bad: str | bytes, good_rows):
 
 @pytest.mark.parametrize("kind", sorted(BAD_LINES))
 def test_each_bad_record_kind(tmp_path, smollm2_tokenizer, kind, caplog):
-    bad, field = BAD_LINES[kind]
+    bad, field, detail = BAD_LINES[kind]
     hh_kind = kind in ("bad_transcript", "prompt_mismatch")
     good = HH[:4] if hh_kind else [dict(GOOD, prompt=f"Q{i}") for i in range(4)]
     path = write_with_bad_line(tmp_path / "d.jsonl", bad, good)
@@ -188,27 +248,122 @@ def test_each_bad_record_kind(tmp_path, smollm2_tokenizer, kind, caplog):
         load_preference_data(cfg(path, shape=shape), smollm2_tokenizer)
     err = info.value
     assert err.kind == kind and err.location == f"{path}:3" and err.field == field
-    assert str(err).startswith(f"{path}:3: " + (f"field '{field}': " if field else ""))
-    assert "data.skip_invalid=true" in str(err)
+    assert str(err).startswith(f"{path}:3: " + (f"field '{field}': " if field else "") + detail)
+    assert f"[{kind}]. " in str(err) and "data.skip_invalid=true" in str(err)
 
     with caplog.at_level(logging.WARNING, logger="tdpo.data"):
         loaded = load_preference_data(cfg(path, shape=shape, skip_invalid=True), smollm2_tokenizer)
     assert loaded.report.invalid == {kind: 1}
-    assert loaded.report.invalid_examples[kind].startswith(f"{path}:3")
-    assert loaded.report.num_train == 4
-    assert "skipped 1 invalid records" in caplog.text
+    assert loaded.report.invalid_examples[kind] == str(err).replace(" " + SKIP_HINT, "")
+    assert loaded.report.num_train == 4 and loaded.report.rows_read == {"train": 5}
+    assert f"skipped 1 invalid records ({INVALID_KINDS[kind]}); first: {path}:3: " in caplog.text
     assert loaded.train["location"] == [f"{path}:{n}" for n in (1, 2, 4, 5)]
 
 
-def test_prompt_too_long_error_and_skip(tmp_path, smollm2_tokenizer):
+def test_prompt_too_long_error_and_skip(tmp_path, smollm2_tokenizer, caplog):
+    tok = smollm2_tokenizer
     rows = [dict(GOOD, prompt=f"Q{i}") for i in range(3)] + [dict(GOOD, prompt="word " * 50)]
     path = jsonl(tmp_path / "d.jsonl", rows)
+    n = len(tok("word " * 50, add_special_tokens=False)["input_ids"])  # SmolLM2 adds no BOS
+    assert n >= 16
     with pytest.raises(InvalidRecord) as info:
-        load_preference_data(cfg(path, max_length=16, max_prompt_length=None), smollm2_tokenizer)
-    assert (info.value.kind, info.value.location, info.value.field) == ("prompt_too_long", f"{path}:4", "prompt")
-    loaded = load_preference_data(cfg(path, max_length=16, max_prompt_length=None, skip_invalid=True), smollm2_tokenizer)
+        load_preference_data(cfg(path, max_length=16, max_prompt_length=None), tok)
+    err = info.value
+    assert (err.kind, err.location, err.field) == ("prompt_too_long", f"{path}:4", "prompt")
+    assert str(err).startswith(
+        f"{path}:4: field 'prompt': the prompt has {n} tokens, leaving no room within max_length=16 [prompt_too_long]. "
+    )
+    with caplog.at_level(logging.WARNING, logger="tdpo.data"):
+        loaded = load_preference_data(cfg(path, max_length=16, max_prompt_length=None, skip_invalid=True), tok)
     assert loaded.report.invalid == {"prompt_too_long": 1} and loaded.report.num_train == 3
+    assert loaded.report.invalid_examples["prompt_too_long"] == str(err).replace(" " + SKIP_HINT, "")
+    assert f"skipped 1 invalid records ({INVALID_KINDS['prompt_too_long']}); first: {path}:4" in caplog.text
     assert loaded.train["index"] == [0, 1, 2]
+    assert loaded.train["location"] == [f"{path}:{k}" for k in (1, 2, 3)]
+    # a prompt that fits exactly but for one response token is not invalid: the response is cut to that token
+    exact = [dict(GOOD, prompt="word " * 15)]
+    m = len(tok("word " * 15, add_special_tokens=False)["input_ids"])
+    loaded = load_preference_data(cfg(jsonl(tmp_path / "e.jsonl", exact), max_length=m + 1, max_prompt_length=None),
+                                  tok)
+    assert loaded.train[0]["chosen_input_ids"] == tok(" good", add_special_tokens=False)["input_ids"][:1]
+
+
+def _write_rows(path, fmt, text_rows):
+    """Write ``text_rows`` (dicts of strings or None) as a file of format ``fmt``; return its path."""
+    if fmt == "csv":
+        import csv
+
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["prompt", "chosen", "rejected"])
+            for r in text_rows:
+                w.writerow(r) if isinstance(r, list) else w.writerow([r["prompt"], r["chosen"], r["rejected"]])
+    elif fmt == "json":
+        path.write_text(json.dumps(text_rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(text_rows), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_bad_records_in_every_format(tmp_path, smollm2_tokenizer, fmt, caplog):
+    """Each file format names the line (CSV: 1-based, header = line 1) or the row/item (JSON, Parquet: 0-based)
+    and the field; skipped records are counted per kind."""
+    good = [dict(GOOD, prompt=f"Q{i}") for i in range(3)]
+    bad = [
+        ("missing_field", "rejected", {"prompt": "Q", "chosen": " good", "rejected": None}),
+        ("empty_field", "chosen", {"prompt": "Q", "chosen": "  ", "rejected": " bad"}),
+        ("identical_responses", "rejected", {"prompt": "Q", "chosen": " same", "rejected": " same"}),
+    ]
+    rows = good[:1] + [r for _, _, r in bad] + good[1:]
+    if fmt == "csv":
+        rows = [[r["prompt"], r["chosen"], r["rejected"] or ""] for r in rows]
+        rows[1] = ["Q", " good"]  # a short CSV row: the missing cell is missing
+        rows.insert(2, ["Q", " a", " b", " extra"])  # one cell too many
+    path = _write_rows(tmp_path / f"d.{fmt}", fmt, rows)
+
+    def where(i):
+        return {"csv": f"{path}:{i + 2}", "json": f"{path} item {i}", "parquet": f"{path} row {i}"}[fmt]
+
+    expected = [(kind, field, 1 + k) for k, (kind, field, _) in enumerate(bad)]
+    if fmt == "csv":
+        expected = [("missing_field", "rejected", 1), ("malformed_row", None, 2), ("empty_field", "chosen", 3),
+                    ("identical_responses", "rejected", 4)]
+    kind, field, i = expected[0]
+    with pytest.raises(InvalidRecord) as info:
+        load_preference_data(cfg(path), smollm2_tokenizer)
+    assert (info.value.kind, info.value.location, info.value.field) == (kind, where(i), field)
+    assert str(info.value).startswith(f"{where(i)}: field '{field}': missing (absent or null) [missing_field]. ")
+
+    with caplog.at_level(logging.WARNING, logger="tdpo.data"):
+        loaded = load_preference_data(cfg(path, skip_invalid=True), smollm2_tokenizer)
+    rep = loaded.report
+    assert rep.invalid == {kind: 1 for kind, _, _ in expected}
+    for kind, field, i in expected:
+        assert rep.invalid_examples[kind].startswith(f"{where(i)}: " + (f"field '{field}': " if field else ""))
+        assert f"skipped 1 invalid records ({INVALID_KINDS[kind]}); first: {where(i)}" in caplog.text
+    if fmt == "csv":
+        assert rep.invalid_examples["malformed_row"].startswith(
+            f"{where(2)}: 1 more cell(s) than the header's 3 columns [malformed_row]."
+        )
+    assert rep.num_train == 3 and rep.rows_read == {"train": 3 + len(expected)}
+    assert loaded.train["prompt"] == ["Q0", "Q1", "Q2"]
+
+
+def test_the_error_is_the_first_bad_record_in_file_order(tmp_path, smollm2_tokenizer):
+    """Rows read ahead for shape detection do not change which error stops the load: a missing field on
+    line 2 comes before malformed JSON on line 4 and undecodable bytes on the last line."""
+    lines = [json.dumps(GOOD).encode(), json.dumps({"prompt": "Q", "chosen": " a"}).encode(),
+             json.dumps(dict(GOOD, prompt="Q2")).encode(), b"{oops", b'{"prompt": "\xff", "chosen": "a", "rejected": "b"}']
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(InvalidRecord) as info:
+        load_preference_data(cfg(str(path)), smollm2_tokenizer)
+    assert (info.value.kind, info.value.location) == ("missing_field", f"{path}:2")
+    rep = load_preference_data(cfg(str(path), skip_invalid=True), smollm2_tokenizer).report
+    assert rep.invalid == {"malformed_json": 1, "missing_field": 1, "undecodable": 1}
+    assert rep.invalid_examples["undecodable"].startswith(f"{path}:5: field 'prompt': ")
+    assert rep.num_train == 2 and rep.rows_read == {"train": 5}
 
 
 def test_counts_of_several_kinds_add_up(tmp_path, smollm2_tokenizer):
