@@ -62,3 +62,41 @@ def test_inspect_json_report_and_sft(tmp_path, tokenizer_dir, capsys):
     assert main(["inspect", path, "--tokenizer", tokenizer_dir, "--no-cache", "--json", "--sft"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "sft" and report["num_train"] + report["num_eval"] == 10
+
+
+def test_inspect_is_the_default_action_and_source_may_be_an_option(tmp_path, tokenizer_dir, capsys):
+    path = write_hh(tmp_path / "hh.jsonl", bad=False)
+    common = ["--tokenizer", tokenizer_dir, "--no-cache", "--json", "--set", "data.test_size=0"]
+    outputs = []
+    for argv in (["inspect", path], [path], ["--source", path], ["inspect", "--source", path]):
+        assert main(argv + common) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert all(out == outputs[0] for out in outputs)
+    assert outputs[0]["source"] == path and outputs[0]["num_train"] == 10
+    with pytest.raises(SystemExit) as info:
+        main([path, "--source", str(tmp_path / "other.jsonl")])
+    assert info.value.code == 2
+    assert "two sources given" in capsys.readouterr().err
+
+
+def test_no_arguments_prints_help(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert "usage: tdpo data" in out and "inspect" in out and "tdpo data SOURCE" in out
+
+
+def test_error_names_file_line_and_field_and_the_flag(tmp_path, tokenizer_dir, capsys):
+    path = tmp_path / "broken.jsonl"
+    good = json.dumps({"prompt": "Q", "chosen": " yes", "rejected": " no"}).encode()
+    bad = b'{"prompt": "Q", "chosen": " caf\xe9", "rejected": " no"}'
+    path.write_bytes(good + b"\n" + good + b"\n" + bad + b"\n")
+    assert main([str(path), "--tokenizer", tokenizer_dir, "--no-cache"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    byte = bad.index(b"\xe9")
+    assert err[-2].startswith(f"error: {path}:3: field 'chosen': bytes that are not valid UTF-8 (byte {byte} of the line")
+    assert err[-1] == "tdpo data: add --skip-invalid to skip and count invalid records"
+    assert main([str(path), "--tokenizer", tokenizer_dir, "--no-cache", "--skip-invalid", "--json",
+                 "--set", "data.test_size=0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["invalid"] == {"undecodable": 1} and report["num_train"] == 2
+    assert report["invalid_examples"]["undecodable"].startswith(f"{path}:3: field 'chosen': ")

@@ -5,9 +5,13 @@ first error of each kind) or filtered, how many were truncated, token-length sta
 tokenized example with the prompt tokens (masked out of the loss) and the response tokens (learned,
 ending with EOS) shown apart.
 
+``inspect`` is the only action and may be left out (``tdpo data prefs.jsonl``); the source may also be
+given as ``--source``.
+
 Examples::
 
     tdpo data inspect prefs.jsonl --skip-invalid
+    tdpo data --source prefs.jsonl
     tdpo data inspect hh --set data.max_records=2000 --example 3
     tdpo data inspect --config run.yaml --split test
 """
@@ -25,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = argparse.ArgumentParser(
         prog="tdpo data",
-        description="Inspect preference or SFT data loaded with the same options as training.",
+        description="Inspect preference or SFT data loaded with the same options as training. "
+        "The action may be left out: 'tdpo data SOURCE' is 'tdpo data inspect SOURCE'.",
     )
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = sub.add_parser(
@@ -37,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("source", nargs="?", help="hub dataset, alias (hh, shp, se, tldr, imdb) or local file "
                    "(data.source); default: the config's")
+    q.add_argument("--source", dest="source_option", metavar="SOURCE", help="the same as the SOURCE argument")
     q.add_argument("--config", metavar="YAML", help="a training config: its data, model and loss sections are used")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set data.max_length=256 (repeatable)")
@@ -50,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-cache", action="store_true", help="do not read or write the tokenized-data cache")
     q.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     return p
+
+
+ACTIONS = ("inspect",)
+
+
+def _with_action(argv: list[str]) -> list[str]:
+    """``argv`` with the default action ``inspect`` put in front when no action is named."""
+    if argv and (argv[0] in ACTIONS or argv[0] in ("-h", "--help")):
+        return argv
+    return ["inspect", *argv]
 
 
 def _config(args: argparse.Namespace):
@@ -127,7 +143,16 @@ def format_example(tokenizer: Any, batch: dict[str, Any], row: int, name: str) -
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tdpo data``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        parser.print_help()
+        return 2
+    args = parser.parse_args(_with_action(argv))
+    if args.source_option is not None:
+        if args.source is not None and args.source != args.source_option:
+            parser.error(f"two sources given: {args.source!r} and --source {args.source_option!r}")
+        args.source = args.source_option
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from tdpo.config import ConfigError
     from tdpo.data import InvalidRecord, load_preference_data, load_sft_data
@@ -145,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = (load_sft_data if sft else load_preference_data)(cfg.data, tokenizer)
     except (InvalidRecord, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
+        if isinstance(err, InvalidRecord):
+            print("tdpo data: add --skip-invalid to skip and count invalid records", file=sys.stderr)
         return 1
     dataset = loaded.eval if args.split == "test" else loaded.train
     if args.json:
