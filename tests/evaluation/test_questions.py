@@ -89,3 +89,48 @@ def test_answer_errors(tmp_path):
     bad = write_lines(tmp_path / "bad.jsonl", [{"question_id": 1, "choices": []}])
     with pytest.raises(ValueError, match="bad.jsonl, line 1: field 'choices'"):
         load_answers(bad)
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"question_id": 1, "turns": ["p", "q"]}', '[1, 2]'], "line 2: expected a JSON object with a 'question_id'"),
+        (['{"question_id": 1, "choices": [{"index": 0}]}'], "line 1: field 'choices\\[0\\]' has no 'turns'"),
+        (['{"question_id": 1, "choices": [{"turns": "p"}]}'], "line 1: field 'choices\\[0\\].turns' must be"),
+        (['', '{"question_id": 1, "turns": [1, 2]}'], "line 2: field 'turns' must be"),
+        (['{"question_id": 1, "answer": ["p"]}'], "line 1: field 'answer' must be a string"),
+        (['{"question_id": [1], "answer": "p"}'], "line 1: field 'question_id' must be"),
+        (['{"question_id": 1, "text": "p"}'], "line 1: expected a 'choices', 'turns' or 'answer' field"),
+        (['{"question_id": 1, "turns": ["p", "q"]}', '{"question_id": "1", "turns": ["r", "s"]}'],
+         "line 2: duplicate answer for question_id '1' \\(first on line 1\\)"),
+        (['{"question_id": 2, "answer": "r"}', '{"question_id": 1, "turns": ["p"]}'],
+         "line 2: question_id '1' has 2 turn\\(s\\) but its answer has 1"),
+    ],
+)
+def test_bad_answer_files_name_line_and_field(tmp_path, lines, message):
+    questions = [Question("1", "w", ("a", "b")), Question("2", "m", ("c",))]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=message) as info:
+        load_answers(path, questions)
+    assert str(info.value).startswith(f"{path}, line ")
+
+
+def test_bad_json_question_list_names_the_item(tmp_path):
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(["a?", "b?", {"prompt": ""}], indent=2))  # the bad record is on line 4
+    with pytest.raises(ValueError, match=r"prompts.json, item 3: field 'prompt' must be a non-empty string"):
+        load_questions(path)
+    path.write_text(json.dumps([{"prompt": "a", "question_id": "x"}, {"prompt": "b", "question_id": "x"}]))
+    with pytest.raises(ValueError, match=r"item 2: duplicate question_id 'x' \(first on item 1\)"):
+        load_questions(path)
+
+
+def test_bad_mt_bench_fields(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question_id": 1, "turns": ["ok"]}\n{"question_id": 2, "turns": ["ok", "  "]}\n')
+    with pytest.raises(ValueError, match="q.jsonl, line 2: field 'turns': turn 2 is empty"):
+        load_questions(path)
+    path.write_text('{"question_id": true, "turns": ["ok"]}\n')
+    with pytest.raises(ValueError, match="line 1: field 'question_id' must be an integer or a non-empty string"):
+        load_questions(path)
