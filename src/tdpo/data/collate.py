@@ -88,7 +88,9 @@ def column_values(dataset: Any, name: str) -> list[Any]:
     return list(dataset[name])
 
 
-def length_grouped_sampler(dataset: Any, batch_size: int, generator: torch.Generator | None = None):
+def length_grouped_sampler(
+    dataset: Any, batch_size: int, generator: torch.Generator | None = None
+) -> torch.utils.data.Sampler[int]:
     """A sampler that shuffles but puts records of similar length in the same batches (less padding).
 
     Uses the ``length`` column (prompt + longest response, in tokens) with

@@ -63,7 +63,7 @@ class LoadedData:
     report: DataReport
     collate: Callable[[list[Any]], dict[str, Any]]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.train, self.eval, self.report))
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+REPORT_FILE = "data_report.json"
+"""The report's file name in a run folder."""
 
 
 @dataclass
 class DataReport:
-    """Summary of one load, written by the trainer into the run summary.
+    """Summary of one load, for the run summary (:meth:`save` writes it as JSON).
 
     Attributes:
         source: the source as resolved (hub name or local path).
@@ -57,3 +62,21 @@ class DataReport:
     def from_dict(cls, data: dict[str, Any]) -> DataReport:
         """Inverse of :meth:`to_dict`."""
         return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON to ``path`` (a file, or a folder to get ``data_report.json``);
+        return the file written. The counts of skipped invalid records per kind are under ``invalid``."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / REPORT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DataReport:
+        """Read a report written by :meth:`save` (a file, or the folder holding ``data_report.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / REPORT_FILE
+        return cls.from_dict(json.loads(path.read_text()))

@@ -275,7 +275,7 @@ def read_local(path: str | Path, counter: InvalidRecordCounter, data_format: str
 
 def load_hub_split(
     name: str, split: str, *, subset: str | None = None, data_dir: str | None = None, revision: str | None = None
-):
+) -> Any:
     """Load one split of a hub dataset with ``datasets.load_dataset`` (downloaded once, then cached)."""
     import datasets
 
