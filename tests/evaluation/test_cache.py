@@ -55,3 +55,17 @@ def test_concurrent_writes_are_whole_lines(tmp_path):
     for t in threads:
         t.join()
     assert len(JudgmentCache(path)) == 200
+
+
+def test_record_after_a_torn_line_survives(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    JudgmentCache(path).put("k1", "A", "Verdict: A", "judge")
+    with path.open("a") as handle:
+        handle.write('{"key": "k2", "verdict": "B", "re')  # killed mid-write: no newline at the end
+    with pytest.warns(UserWarning, match="line 2"):
+        resumed = JudgmentCache(path)
+    resumed.put("k3", "tie", "Verdict: tie", "judge")  # the resumed run's first judgment
+    with pytest.warns(UserWarning, match="line 2"):
+        again = JudgmentCache(path)
+    assert "k3" in again and again.get("k3").verdict == "tie"
+    assert len(again) == 2

@@ -15,7 +15,8 @@ answered, so an interrupted run keeps everything it paid for. Each record holds
     the judge model's name, and ``time``, seconds since the epoch.
 
 No API key or request header is ever written. A line that cannot be read (for example the last line of a
-run killed mid-write) is skipped with a warning naming the line.
+run killed mid-write) is skipped with a warning naming the line; the next record written starts on a
+line of its own, so a torn line never swallows it.
 """
 
 from __future__ import annotations
@@ -96,6 +97,15 @@ class JudgmentCache:
             self._entries[key] = CachedJudgment(verdict, reply)
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                with self.path.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                line = json.dumps(record, ensure_ascii=False) + "\n"
+                with self.path.open("ab") as handle:
+                    if handle.tell() > 0 and not self._ends_with_newline():
+                        line = "\n" + line  # a run killed mid-write left a torn line: start a new one
+                    handle.write(line.encode("utf-8"))
                     handle.flush()
+
+    def _ends_with_newline(self) -> bool:
+        assert self.path is not None
+        with self.path.open("rb") as handle:
+            handle.seek(-1, 2)
+            return handle.read(1) == b"\n"
