@@ -393,6 +393,13 @@ def test_held_out_split_is_deterministic(tmp_path, smollm2_tokenizer):
     assert "held out 25%" in a.report.eval_from
 
 
+def test_too_few_rows_to_hold_out_says_so(tmp_path, smollm2_tokenizer):
+    path = jsonl(tmp_path / "d.jsonl", PLAIN[:1])
+    loaded = load_preference_data(cfg(path, test_size=0.5), smollm2_tokenizer)
+    assert loaded.eval is None and len(loaded.train) == 1
+    assert loaded.report.eval_from == "none (1 usable source row(s): too few to hold any out)"
+
+
 def test_separate_test_file_and_none(tmp_path, smollm2_tokenizer):
     train = jsonl(tmp_path / "train.jsonl", PLAIN)
     test = jsonl(tmp_path / "test.jsonl", PLAIN[:2])

@@ -275,6 +275,8 @@ def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
         records = [records[i] for i in train_pos]
         size = f"{cfg.test_size:.0%}" if cfg.test_size < 1 else f"{int(cfg.test_size)}"
         eval_from = f"held out {size} of {train_name} rows (seed {cfg.seed})"
+        if not eval_records:
+            eval_from = f"none ({len(set(r.group for r in records))} usable source row(s): too few to hold any out)"
     if not records:
         raise ValueError(
             f"no usable records in {train_name} ({n_train} rows read, {counter.total} invalid skipped, "
