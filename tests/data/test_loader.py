@@ -105,6 +105,24 @@ def test_hh_labels(tmp_path, smollm2_tokenizer):
     )
 
 
+def test_hh_whitespace_variants_labels(tmp_path, smollm2_tokenizer):
+    """Transcripts with Windows line ends, single newlines and spaces around the markers: the prompt runs
+    through the last Assistant marker (line ends normalised to \\n), the labels are the response + EOS."""
+    rows = [
+        {"chosen": "\r\n\r\nHuman: Hi\r\n\r\nAssistant: Hey\r\n\r\nHuman: Fact?\r\n\r\nAssistant: Ice floats.",
+         "rejected": "\r\n\r\nHuman: Hi\r\n\r\nAssistant: Hey\r\n\r\nHuman: Fact?\r\n\r\nAssistant: No."},
+        {"chosen": "Human: Hi\nAssistant: Hey\nHuman: Fact?\nAssistant: Ice floats.",
+         "rejected": "Human: Hi\nAssistant: Hey\nHuman: Fact?\nAssistant: No."},
+        {"chosen": "\n\n Human : Hi\n\n\tAssistant :Ice floats.", "rejected": "\n\n Human : Hi\n\n\tAssistant :No."},
+    ]
+    loaded = load_preference_data(cfg(jsonl(tmp_path / "hh.jsonl", rows), shape="hh"), smollm2_tokenizer)
+    prompts = ["\n\nHuman: Hi\n\nAssistant: Hey\n\nHuman: Fact?\n\nAssistant:",
+               "Human: Hi\nAssistant: Hey\nHuman: Fact?\nAssistant:", "\n\n Human : Hi\n\n\tAssistant :"]
+    chosen, rejected = [" Ice floats.", " Ice floats.", "Ice floats."], [" No.", " No.", "No."]
+    assert loaded.train["prompt"] == prompts and loaded.train["chosen"] == chosen
+    check_labels(smollm2_tokenizer, loaded, prompts, chosen, rejected)
+
+
 def test_chat_template_labels(tmp_path, smollm2_tokenizer):
     tok = smollm2_tokenizer
     loaded = load_preference_data(cfg(jsonl(tmp_path / "chat.jsonl", CHAT)), tok)
