@@ -53,7 +53,9 @@ class FakeChatServer:
 
     def queue(self, *actions: tuple) -> None:
         """Queue actions for the next requests: ``("status", code, headers)``, ``("slow", seconds)``,
-        ``("garbled",)`` or ``("reply", text)``."""
+        ``("garbled",)``, ``("reply", text)`` or ``("echo_auth", code)`` (a careless server that quotes the
+        request's ``Authorization`` header back: in an error body, or for code 200 in a reply ending
+        ``Verdict: A``)."""
         self.script.extend(actions)
 
     def __enter__(self) -> FakeChatServer:
@@ -103,6 +105,13 @@ class FakeChatServer:
                         headers = action[2] if len(action) > 2 else {}
                         self._send(action[1], b'{"error": {"message": "scripted failure"}}', headers)
                         return
+                    if kind == "echo_auth":
+                        auth = self.headers.get("Authorization", "")
+                        if action[1] != 200:
+                            body = json.dumps({"error": {"message": f"bad credentials: {auth}"}}).encode()
+                            self._send(action[1], body, {"Content-Type": "application/json"})
+                            return
+                        kind, action = "reply", ("reply", f"You sent {auth}.\nVerdict: A")
                     if kind == "garbled":
                         self._send(200, b"<html>this is not json", {"Content-Type": "text/html"})
                         return
@@ -123,3 +132,38 @@ class FakeChatServer:
                         server.in_flight -= 1
 
         return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake judge on loopback until interrupted (for trying ``tdpo judge`` by hand)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A fake chat-completions judge on 127.0.0.1 that prefers the "
+                                     "answer containing GOOD. Prints its base URL, then serves until Ctrl-C.")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds each reply takes")
+    parser.add_argument("--queue", action="append", default=[], metavar="ACTION",
+                        help="script the first requests: 'status:CODE', 'slow:SECONDS', 'garbled' or 'reply:TEXT' "
+                        "(repeatable, used in order)")
+    args = parser.parse_args(argv)
+    with FakeChatServer(delay=args.delay) as server:
+        for spec in args.queue:
+            kind, _, value = spec.partition(":")
+            if kind == "status":
+                server.queue(("status", int(value), {}))
+            elif kind == "slow":
+                server.queue(("slow", float(value)))
+            elif kind in ("garbled", "reply"):
+                server.queue((kind,) if kind == "garbled" else (kind, value))
+            else:
+                parser.error(f"unknown action {spec!r}")
+        print(server.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -339,3 +339,34 @@ def test_reference_answers_are_shown_when_present(server):
     assert all("{braces}" in t for t in texts if "Write" in t)
     make_judge(server, use_reference=False).judge(questions[:1], a, b, progress=False)
     assert "[Reference]" not in user_text(server.requests[-1])
+
+
+def test_key_echoed_by_the_server_is_redacted(server, tmp_path, caplog):
+    """A server (or proxy) that quotes the Authorization header back never gets the key into errors, logs,
+    the cache or the judgments."""
+    questions, a, b = qa(2)
+    server.queue(("echo_auth", 401), ("echo_auth", 500), ("echo_auth", 200), ("ok",))
+    cache_path = tmp_path / "cache.jsonl"
+    judge = make_judge(server, cache=JudgmentCache(cache_path), sleep=lambda s: None)
+    with caplog.at_level(logging.DEBUG):
+        judgments = judge.judge(questions, a, b, progress=False)
+    assert judge.requests_sent == 5 and len(server.requests) == 5
+    assert all(h.get("Authorization") == f"Bearer {SECRET}" for h in server.headers)  # the key was sent
+    assert judgments[0].outcome == "error" and "bad credentials: Bearer [API key]" in judgments[0].error
+    assert "500" in caplog.text and "[API key]" not in caplog.text  # a 500's body is not logged at all
+    cached = cache_path.read_text()
+    assert "You sent Bearer [API key]." in cached
+    for text in (cached, caplog.text, repr(judgments)):
+        assert SECRET not in text
+
+
+def test_identical_requests_are_sent_once(server, tmp_path):
+    questions = [Question("1", "x", ("Same question?",)), Question("2", "y", ("Same question?",)),
+                 Question("3", "y", ("Other?",))]
+    a = {"1": ("GOOD",), "2": ("GOOD",), "3": ("GOOD",)}
+    b = {"1": ("plain",), "2": ("plain",), "3": ("plain",)}
+    judge = make_judge(server, cache=JudgmentCache(tmp_path / "cache.jsonl"), max_workers=4)
+    judgments = judge.judge(questions, a, b, progress=False)
+    assert [j.outcome for j in judgments] == ["win", "win", "win"]
+    assert [j.question_id for j in judgments] == ["1", "2", "3"]
+    assert judge.requests_sent == 4 and len(server.requests) == 4

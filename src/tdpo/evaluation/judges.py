@@ -299,6 +299,11 @@ class ChatCompletionsJudge:
                              "set (set it, or set api_key_env to '' for a server that needs no key)")
         return key
 
+    def redact(self, text: str) -> str:
+        """``text`` with every occurrence of the API key replaced by ``[API key]`` (for errors, logs and the
+        cache: a server or proxy may echo the key back in an error body or a reply)."""
+        return text.replace(self._api_key, "[API key]") if self._api_key else text
+
     @property
     def url(self) -> str:
         """The chat-completions endpoint."""
@@ -337,8 +342,8 @@ class ChatCompletionsJudge:
             err.close()
             if err.code == 429 or err.code >= 500:
                 raise _Retryable(f"HTTP {err.code}", retry_after) from None
-            raise JudgeRequestError(f"{self.url} answered HTTP {err.code} ({err.reason})"
-                                    + (f": {detail}" if detail else "")) from None
+            raise JudgeRequestError(self.redact(f"{self.url} answered HTTP {err.code} ({err.reason})"
+                                                + (f": {detail}" if detail else ""))) from None
         except TimeoutError as err:
             raise _Retryable(f"timed out after {self.config.timeout:g} s") from err
         except urllib.error.URLError as err:
@@ -354,10 +359,11 @@ class ChatCompletionsJudge:
                 raise TypeError("content is not a string")
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise _Retryable(f"garbled reply (not a chat-completions body: {err})") from None
-        return content
+        return self.redact(content)
 
     def complete(self, messages: list[dict[str, str]]) -> str:
-        """Send one chat-completions request, retrying as configured; returns the reply text.
+        """Send one chat-completions request, retrying as configured; returns the reply text (with any
+        echo of the API key replaced by ``[API key]``).
 
         Raises:
             JudgeRequestError: a non-retryable HTTP error, or the retries ran out.
@@ -369,7 +375,8 @@ class ChatCompletionsJudge:
                 return self._post_once(payload)
             except _Retryable as err:
                 if attempt == cfg.max_retries:
-                    raise JudgeRequestError(f"{self.url}: {err} (gave up after {attempt + 1} tries)") from None
+                    raise JudgeRequestError(self.redact(f"{self.url}: {err} (gave up after {attempt + 1} tries)")
+                                            ) from None
                 if err.retry_after is not None:
                     delay = min(cfg.backoff_max, err.retry_after)
                 else:
@@ -377,7 +384,7 @@ class ChatCompletionsJudge:
                     delay += random.uniform(0, 0.1 * delay)
                     delay = min(cfg.backoff_max, delay)
                 logger.warning("judge request failed (%s); retry %d/%d in %.2f s",
-                               err, attempt + 1, cfg.max_retries, delay)
+                               self.redact(str(err)), attempt + 1, cfg.max_retries, delay)
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
@@ -406,6 +413,9 @@ class ChatCompletionsJudge:
               progress: bool = True) -> list[PairJudgment]:
         """Judge every question in both orders; returns one :class:`PairJudgment` per question, in order.
 
+        Each order is a request unless the cache holds it; identical requests (a question text repeated with
+        the same answers) are sent once.
+
         Args:
             questions: the questions.
             answers_a: ``{question_id: answer turns}`` of model ``a``.
@@ -420,6 +430,12 @@ class ChatCompletionsJudge:
             a, b = answers_a[question.question_id], answers_b[question.question_id]
             tasks.append((question, a, b))
             tasks.append((question, b, a))
+        # identical requests (the same question text with the same answers) are sent once per run
+        keys = [judgment_key(self._payload(self.messages(q, first, second))) for q, first, second in tasks]
+        first_of: dict[str, int] = {}
+        for index, key in enumerate(keys):
+            first_of.setdefault(key, index)
+        unique = list(first_of.values())
         results: list[tuple[str | None, str | None]] = [(None, None)] * len(tasks)
 
         def run(index: int) -> tuple[int, tuple[str | None, str | None]]:
@@ -431,9 +447,9 @@ class ChatCompletionsJudge:
             return index, (verdict, None)
 
         pool = ThreadPoolExecutor(max_workers=self.config.max_workers)
-        bar = tqdm(total=len(tasks), desc="judging", unit="req", disable=not progress)
+        bar = tqdm(total=len(unique), desc="judging", unit="req", disable=not progress)
         try:
-            futures = [pool.submit(run, i) for i in range(len(tasks))]
+            futures = [pool.submit(run, i) for i in unique]
             for future in futures:
                 index, result = future.result()
                 results[index] = result
@@ -444,6 +460,7 @@ class ChatCompletionsJudge:
         finally:
             bar.close()
         pool.shutdown()
+        results = [results[first_of[key]] for key in keys]
 
         judgments = []
         for i, question in enumerate(questions):
