@@ -76,3 +76,23 @@ def test_answer_questions_multi_turn(policy, tokenizer):
     prompt = render_prompt(tokenizer, ["First?", "Second?"], [answers["1"][0]], "hh")
     expected = tokenizer.decode(greedy_reference(policy, prompt, 2, 6), skip_special_tokens=True).strip()
     assert answers["1"][1] == expected
+
+
+@pytest.mark.parametrize("do_sample", [True, False])
+def test_model_generation_config_does_not_change_decoding(policy, tokenizer, do_sample):
+    """A checkpoint's generation_config.json (min-p, n-gram blocking, suppressed EOS, a minimum length) must
+    not leak into what is sampled: the same seed gives the same continuations with or without it."""
+    prompts = [tokenizer(t)["input_ids"] for t in ["one", "two", "three"]]
+    sampling = SamplingConfig(max_new_tokens=30, do_sample=do_sample, seed=1, batch_size=3)
+    plain = generate_continuations(policy, prompts, eos_token_id=2, pad_token_id=0, sampling=sampling)
+    assert any(out[-1] == 2 and len(out) < 30 for out in plain)  # EOS is reached early: the suppression matters
+    opinionated = copy.deepcopy(policy)
+    config = opinionated.generation_config
+    config.no_repeat_ngram_size, config.min_p, config.suppress_tokens, config.min_new_tokens = 1, 0.5, [2], 25
+    saved = config.to_dict()
+    got = generate_continuations(opinionated, prompts, eos_token_id=2, pad_token_id=0, sampling=sampling)
+    assert got == plain
+    assert opinionated.generation_config.to_dict() == saved  # put back afterwards
+    if not do_sample:
+        for prompt, out in zip(prompts, got, strict=True):
+            assert out == greedy_reference(policy, prompt, 2, 30)

@@ -1,8 +1,9 @@
 """Sampling answers from a Hugging Face causal LM.
 
 * :func:`generate_continuations` samples (or greedily decodes) continuations of token-id prompts in
-  left-padded batches, with sampling settings given explicitly, so that a model's own
-  ``generation_config`` defaults (top-k 50, repetition penalties, ...) never change what is measured.
+  left-padded batches, with sampling settings given explicitly. The model's own ``generation_config``
+  (a checkpoint's ``generation_config.json``: top-k, top-p, min-p, repetition penalties, suppressed
+  tokens, a minimum length, ...) is set aside while generating, so it never changes what is measured.
 * :func:`answer_questions` answers :class:`~tdpo.evaluation.questions.Question` s turn by turn: each
   later turn sees the earlier turns and the model's own earlier answers.
 
@@ -14,7 +15,8 @@ template when the tokenizer has one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -71,6 +73,25 @@ def _generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id
     return GenerationConfig(**settings)
 
 
+@contextmanager
+def _model_generation_defaults_set_aside(model: Any) -> Iterator[None]:
+    """Give the model (the transformers model inside a PEFT wrapper, too) a blank ``generation_config``
+    for the duration: transformers fills every setting a ``generate`` call leaves unset (``None``) from
+    the model's own config, which would add e.g. its ``min_p`` or ``no_repeat_ngram_size``."""
+    from transformers import GenerationConfig
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = getattr(target, "generation_config", None)
+    if saved is None:
+        yield
+        return
+    target.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        target.generation_config = saved
+
+
 @torch.no_grad()
 def generate_continuations(
     model: Any,
@@ -105,7 +126,8 @@ def generate_continuations(
     model.eval()
     outputs: list[list[int]] = []
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+              _model_generation_defaults_set_aside(model)):
             torch.manual_seed(sampling.seed)
             batches = range(0, len(prompts), sampling.batch_size)
             for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
