@@ -118,3 +118,30 @@ def test_bad_batches(policy):
     odd = {k: v[:3] for k, v in odd.items() if k != "index"}
     with pytest.raises(ValueError, match="batch 0"):
         pair_statistics(policy, None, [odd])
+
+
+def test_accuracy_is_counted_in_float64():
+    """Log-probs of a few hundred nats: a chosen response ahead by 1e-5 nats is ranked first (float32, whose
+    spacing there is 3e-5, would call it a tie, and ties count as wrong); the summary agrees with the per-pair
+    rows and its Wilson interval is that of the exact count."""
+    from tdpo.evaluation.preference_eval import PairStatistics
+    from tdpo.evaluation.winrate import wilson_interval
+
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    pairs = PairStatistics(
+        chosen_logps=t(-299.99999, -250.0, -10.0), rejected_logps=t(-300.0, -250.0, -12.0),
+        chosen_reference_logps=t(-300.0, -250.0, -11.0), rejected_reference_logps=t(-300.0, -250.0, -11.0),
+        chosen_kl=t(0.0, 0.0, 0.5), rejected_kl=t(0.0, 2e-5, 0.5),
+        chosen_entropy=t(1.0, 1.0, 1.0), rejected_entropy=t(1.0, 1.0, 1.0),
+        chosen_tokens=t(3, 3, 3), rejected_tokens=t(3, 3, 3), index=torch.arange(3),
+    )
+    # by hand: Delta_w - Delta_l = 1e-5, 0, 2 -> DPO correct, tie (wrong), correct;
+    # adding D_w - D_l = 0, -2e-5, 0 -> TDPO correct, wrong, correct
+    metrics = summarize_pairs(pairs, beta=0.1)
+    assert metrics["rewards/accuracies"] == pytest.approx(2 / 3)
+    assert metrics["tdpo_rewards/accuracies"] == pytest.approx(2 / 3)
+    rows = per_pair_rows(pairs, beta=0.1)
+    assert [r["dpo_correct"] for r in rows] == [True, False, True]
+    assert [r["tdpo_correct"] for r in rows] == [True, False, True]
+    assert (metrics["rewards/accuracies_low"], metrics["rewards/accuracies_high"]) == pytest.approx(
+        wilson_interval(2, 3))
