@@ -5,6 +5,7 @@ in plain transformers, NaN stops the run, Ctrl-C saves."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -195,6 +196,30 @@ def test_batch_plan_covers_each_epoch_once_and_splits_evenly():
         assert all(len(mb) == 1 for rank in range(2) for mb in plan.micro_batches(step, rank))
     single = BatchPlan(num_examples=10, batch_size=4, micro_batch_size=2, num_processes=1, seed=3)
     assert sum(single.micro_batches(1, 0), []) == plan.global_batch(1)
+
+
+def test_length_grouped_plan_is_a_seeded_permutation_with_less_padding():
+    rng = random.Random(0)
+    lengths = tuple(rng.randrange(5, 500) for _ in range(400))
+    grouped = BatchPlan(400, 8, 4, 1, seed=1, lengths=lengths)
+    plain = BatchPlan(400, 8, 4, 1, seed=1)
+    steps = range(grouped.steps_per_epoch)
+    epoch = sum((grouped.global_batch(s) for s in steps), [])
+    assert sorted(epoch) == list(range(400))  # each example once per epoch
+    assert grouped.global_batch(0) == BatchPlan(400, 8, 4, 1, seed=1, lengths=lengths).global_batch(0)  # resumable
+    assert grouped.global_batch(grouped.steps_per_epoch) != grouped.global_batch(0)  # a new order each epoch
+
+    def padding(plan):  # padded tokens of every micro-batch of the first epoch
+        return sum(len(mb) * max(lengths[i] for i in mb) - sum(lengths[i] for i in mb)
+                   for s in steps for mb in plan.micro_batches(s, 0))
+
+    assert padding(grouped) < padding(plain) / 5
+
+
+def test_length_grouping_needs_lengths(model_dir, tmp_path):
+    cfg = tiny_config(model_dir, tmp_path, "data.group_by_length=true")
+    with pytest.raises(ValueError, match="data.group_by_length needs a 'length'"):
+        train(cfg, data=training_data(8))
 
 
 def test_batch_sizes_that_do_not_fit_are_rejected(model_dir, tmp_path):

@@ -22,6 +22,7 @@ scheduler and every process's RNG states, so a resumed run equals an uninterrupt
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import time
@@ -62,6 +63,9 @@ class TrainingData:
     train: Sequence[Any]
     eval: Sequence[Any] | None
     collate: Callable[[list[Any]], Batch]
+    report: Any | None = None
+    """The load's :class:`tdpo.data.DataReport` (records read, kept, skipped per kind, truncated),
+    written into the run folder as ``data_report.json``; None for data built by hand."""
 
 
 def load_training_data(cfg: TrainConfig, tokenizer) -> TrainingData:
@@ -72,7 +76,18 @@ def load_training_data(cfg: TrainConfig, tokenizer) -> TrainingData:
         loaded = tdpo_data.load_sft_data(cfg.data, tokenizer)
     else:
         loaded = tdpo_data.load_preference_data(cfg.data, tokenizer)
-    return TrainingData(train=loaded.train, eval=loaded.eval, collate=loaded.collate)
+    return TrainingData(train=loaded.train, eval=loaded.eval, collate=loaded.collate, report=loaded.report)
+
+
+def example_lengths(examples: Sequence[Any]) -> tuple[int, ...]:
+    """The ``length`` (prompt + longest response, tokens) of every example, for length grouping."""
+    from tdpo.data.collate import column_values
+
+    try:
+        return tuple(int(n) for n in column_values(examples, "length"))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError("data.group_by_length needs a 'length' for every training example (as tdpo.data "
+                         f"writes it); these examples have none ({type(err).__name__}: {err})") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -82,13 +97,20 @@ def load_training_data(cfg: TrainConfig, tokenizer) -> TrainingData:
 @dataclass(frozen=True)
 class BatchPlan:
     """The deterministic order of training examples: a seeded permutation per epoch, cut into
-    global batches of ``batch_size``; an incomplete last batch of an epoch is dropped."""
+    global batches of ``batch_size``; an incomplete last batch of an epoch is dropped.
+
+    With ``lengths`` the permutation is length-grouped (transformers' ``LengthGroupedSampler``:
+    random mega-batches of 50 global batches, each sorted by length, the longest batch first), so
+    that each batch holds examples of similar length and pads little. It is still a function of the
+    seed and the epoch only, so resuming is exact.
+    """
 
     num_examples: int
     batch_size: int
     micro_batch_size: int
     num_processes: int
     seed: int
+    lengths: tuple[int, ...] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -101,9 +123,8 @@ class BatchPlan:
     def global_batch(self, step: int) -> list[int]:
         """Dataset indices of optimizer step ``step`` (0-based), over all processes."""
         epoch, position = divmod(step, self.steps_per_epoch)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.num_examples, generator=generator)
-        return order[position * self.batch_size:(position + 1) * self.batch_size].tolist()
+        order = _epoch_order(self.num_examples, self.batch_size, self.seed * 1_000_003 + epoch, self.lengths)
+        return order[position * self.batch_size:(position + 1) * self.batch_size]
 
     def micro_batches(self, step: int, process_index: int) -> list[list[int]]:
         """This process's micro-batches of step ``step``: an equal contiguous share, split."""
@@ -111,6 +132,16 @@ class BatchPlan:
         mine = self.global_batch(step)[process_index * share:(process_index + 1) * share]
         m = self.micro_batch_size
         return [mine[i:i + m] for i in range(0, len(mine), m)]
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(num_examples: int, batch_size: int, seed: int, lengths: tuple[int, ...] | None) -> list[int]:
+    generator = torch.Generator().manual_seed(seed)
+    if lengths is None:
+        return torch.randperm(num_examples, generator=generator).tolist()
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    return list(LengthGroupedSampler(batch_size, lengths=list(lengths), generator=generator))
 
 
 def check_batch_sizes(cfg: TrainConfig, num_processes: int, num_examples: int) -> None:
@@ -373,7 +404,13 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
         data = data if data is not None else load_training_data(cfg, tokenizer)
     world, rank = accelerator.num_processes, accelerator.process_index
     check_batch_sizes(cfg, world, len(data.train))
-    plan = BatchPlan(len(data.train), cfg.optim.batch_size, cfg.optim.micro_batch_size, world, cfg.seed)
+    lengths = example_lengths(data.train) if cfg.data.group_by_length else None
+    plan = BatchPlan(len(data.train), cfg.optim.batch_size, cfg.optim.micro_batch_size, world, cfg.seed, lengths)
+    if accelerator.is_main_process and data.report is not None:
+        saved = data.report.save(run_dir)
+        if data.report.num_invalid:
+            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(data.report.invalid.items()))
+            print(f"tdpo: skipped {data.report.num_invalid} invalid record(s) ({kinds}); see {saved}", flush=True)
     total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * plan.steps_per_epoch
 
     models, optimizer, scheduler = build_models(cfg, accelerator, data, tokenizer)

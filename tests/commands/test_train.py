@@ -69,10 +69,12 @@ def test_end_to_end_from_a_jsonl_file_then_resume_is_refused_without_flag(tmp_pa
             prompt = " ".join(words[(i + k) % 40] for k in range(3))
             f.write(json.dumps({"prompt": prompt, "chosen": f" {words[i]} {words[i + 1]}",
                                 "rejected": f" {words[-1 - i]}"}) + "\n")
+        f.write(json.dumps({"prompt": "w4", "chosen": " w5", "rejected": " w5"}) + "\n")  # line 11: invalid
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"name_or_path": str(model_dir)},
-        "data": {"source": str(tmp_path / "pairs.jsonl"), "test_size": 2, "max_length": 16, "max_prompt_length": 8},
+        "data": {"source": str(tmp_path / "pairs.jsonl"), "test_size": 2, "max_length": 16, "max_prompt_length": 8,
+                 "skip_invalid": True, "group_by_length": True},
         "loss": {"name": "tdpo2", "chunk_size": 7},
         "optim": {"name": "adamw", "lr": 0.01, "batch_size": 4, "micro_batch_size": 2},
         "schedule": {"warmup_steps": 0, "max_steps": 3},
@@ -81,6 +83,11 @@ def test_end_to_end_from_a_jsonl_file_then_resume_is_refused_without_flag(tmp_pa
     }))
     assert main([str(config), "run_name=first"]) == 0
     run = tmp_path / "runs" / "first"
+    assert "skipped 1 invalid record(s) (identical_responses 1)" in capsys.readouterr().out
+    report = json.loads((run / "data_report.json").read_text())
+    assert report["invalid"] == {"identical_responses": 1}
+    assert "pairs.jsonl:11" in report["invalid_examples"]["identical_responses"]
+    assert report["num_train"] + report["num_eval"] == 10
     assert [r["step"] for r in read_metrics(run, "train")] == [1, 2, 3]
     assert read_metrics(run, "eval")[-1]["kl/chosen"] > 0
     assert final_parameters(run)  # loads in plain transformers
