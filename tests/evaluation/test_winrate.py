@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -101,5 +102,25 @@ def test_per_question_csv(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["outcome"] for r in rows] == ["win", "error", "loss"]
     assert rows[0]["verdict_a_first"] == "A" and rows[0]["verdict_b_first"] == "B"
+    assert rows[0]["a_first_prefers"] == "a" and rows[0]["b_first_prefers"] == "a"  # B shown second = a
+    assert rows[1]["a_first_prefers"] == "" and rows[2]["b_first_prefers"] == ""
     assert rows[1]["error"] == "HTTP 401" and rows[1]["score_a"] == ""
     assert float(rows[2]["score_b"]) == 2.0
+
+
+def test_table_layout():
+    judgments = [PairJudgment("1", "writing", "win"), PairJudgment("2", "writing", "tie"),
+                 PairJudgment("3", "math", "loss")]
+    text = format_table(winrate_table(judgments), "TDPO2", "DPO")
+    lines = text.splitlines()
+    assert lines[0].startswith("TDPO2 (a) vs DPO (b)")
+    assert lines[1].split()[:7] == ["category", "n", "win", "tie", "loss", "invalid", "error"]
+    assert "score% (95% CI)" in lines[1]
+    assert all(line == line.rstrip() for line in lines)
+    assert lines[-1].split()[:7] == ["overall", "3", "1", "1", "1", "0", "0"]
+    numbers = [float(x) for x in re.findall(r"\d+\.\d", lines[-1])]
+    expected = []
+    for k in (1, 1, 1, 1.5):  # win, tie, loss, score
+        low, high = wilson_interval(k, 3)
+        expected += [round(100 * k / 3, 1), round(100 * low, 1), round(100 * high, 1)]
+    assert numbers == expected

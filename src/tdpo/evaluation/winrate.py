@@ -145,30 +145,38 @@ def format_table(rows: Sequence[WinRateRow], name_a: str = "a", name_b: str = "b
 
     level = f"{100 * confidence:g}%"
     header = ["category", "n", "win", "tie", "loss", "invalid", "error",
-              f"win% ({level} CI)", f"tie% ({level} CI)", f"loss% ({level} CI)", "score%"]
+              f"win% ({level} CI)", f"tie% ({level} CI)", f"loss% ({level} CI)", f"score% ({level} CI)"]
     lines = [[r.category, str(r.questions), str(r.wins), str(r.ties), str(r.losses), str(r.invalid),
               str(r.errors), pct(r.win_rate, r.win_low, r.win_high), pct(r.tie_rate, r.tie_low, r.tie_high),
               pct(r.loss_rate, r.loss_low, r.loss_high), pct(r.score, r.score_low, r.score_high)] for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    out = [f"{name_a} (a) vs {name_b} (b): outcomes for a; rates over win+tie+loss"]
-    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    out = [f"{name_a} (a) vs {name_b} (b): outcomes for a; rates over win+tie+loss; score = (win + tie/2) / "
+           "(win+tie+loss)"]
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
     return "\n".join(out)
 
 
+PER_QUESTION_FIELDS = ["question_id", "category", "outcome", "a_first_prefers", "b_first_prefers",
+                       "verdict_a_first", "verdict_b_first", "score_a", "score_b", "error"]
+"""Columns of the per-question CSV. ``verdict_*`` are the judge's raw verdicts (``A`` = the assistant shown
+first); ``*_prefers`` translate them into the model preferred (``a``, ``b`` or ``tie``) in that order."""
+
+
 def write_per_question_csv(path: str | Path, judgments: Sequence[PairJudgment]) -> None:
-    """One CSV row per question: id, category, outcome, both orders' verdicts, reward scores, error."""
+    """One CSV row per question (:data:`PER_QUESTION_FIELDS`): id, category, outcome, the model each order
+    prefers, both orders' raw verdicts, reward scores, error. Empty cells for values that do not apply."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["question_id", "category", "outcome", "verdict_a_first", "verdict_b_first", "score_a", "score_b",
-              "error"]
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer = csv.DictWriter(handle, fieldnames=PER_QUESTION_FIELDS)
         writer.writeheader()
         for judgment in judgments:
             record = judgment.as_dict()
-            writer.writerow({k: ("" if record[k] is None else record[k]) for k in fields})
+            record["a_first_prefers"] = {"A": "a", "B": "b", "tie": "tie"}.get(judgment.verdict_a_first)
+            record["b_first_prefers"] = {"A": "b", "B": "a", "tie": "tie"}.get(judgment.verdict_b_first)
+            writer.writerow({k: ("" if record[k] is None else record[k]) for k in PER_QUESTION_FIELDS})
 
 
 def write_summary_json(path: str | Path, rows: Sequence[WinRateRow], meta: dict) -> None:
