@@ -281,6 +281,10 @@ def test_missing_key_is_a_clear_error(monkeypatch, server):
 def test_config_errors():
     with pytest.raises(ValueError, match="base_url"):
         ChatJudgeConfig(base_url="localhost:8000")
+    for url in ("http://user:sk-x@127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1?api-key=sk-x"):
+        with pytest.raises(ValueError, match="must not hold a user name, password, query string") as info:
+            ChatJudgeConfig(base_url=url)
+        assert "sk-x" not in str(info.value)
     with pytest.raises(ValueError, match="max_workers"):
         ChatJudgeConfig(max_workers=0)
     with pytest.raises(ValueError, match="conversation_b"):

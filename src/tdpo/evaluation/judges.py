@@ -50,6 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
@@ -227,6 +228,11 @@ class ChatJudgeConfig:
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"judge base_url must start with http:// or https://; got {self.base_url!r}")
+        parts = urlsplit(self.base_url)
+        if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+            # the base URL is written to outputs, and requests go to {base_url}/chat/completions
+            raise ValueError("judge base_url must not hold a user name, password, query string or fragment; "
+                             "the API key is read from the environment variable named by api_key_env")
         for name in ("timeout", "backoff_initial", "backoff_max"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -274,14 +280,20 @@ class ChatCompletionsJudge:
     Args:
         config: the judge's settings.
         cache: where replies are kept; an in-memory cache if None.
-        sleep: the function used to wait between retries (``time.sleep``; replaceable in tests).
+        sleep: the function used to wait between retries (default: a wait that an interruption cuts short;
+            replaceable in tests).
+
+    On Ctrl-C (any exception in the thread calling :meth:`judge`) the queued requests are dropped, no request
+    is retried, and the requests already in flight are let finish (at most one :attr:`~ChatJudgeConfig.timeout`)
+    so that their replies, already paid for, are cached.
     """
 
     def __init__(self, config: ChatJudgeConfig, cache: JudgmentCache | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] | None = None) -> None:
         self.config = config
         self.cache = cache if cache is not None else JudgmentCache(None)
-        self._sleep = sleep
+        self._stop = threading.Event()
+        self._sleep = sleep if sleep is not None else self._stop.wait
         self._api_key = self._read_key()
         self._lock = threading.Lock()
         self.requests_sent = 0
@@ -371,6 +383,8 @@ class ChatCompletionsJudge:
         payload = self._payload(messages)
         cfg = self.config
         for attempt in range(cfg.max_retries + 1):
+            if self._stop.is_set():
+                raise JudgeRequestError("interrupted before the request was sent")
             try:
                 return self._post_once(payload)
             except _Retryable as err:
@@ -425,6 +439,7 @@ class ChatCompletionsJudge:
         """
         check_answers(questions, answers_a, "a")
         check_answers(questions, answers_b, "b")
+        self._stop.clear()
         tasks = []
         for question in questions:
             a, b = answers_a[question.question_id], answers_b[question.question_id]
@@ -454,8 +469,12 @@ class ChatCompletionsJudge:
                 index, result = future.result()
                 results[index] = result
                 bar.update(1)
-        except BaseException:  # Ctrl-C: drop the queued requests (finished ones are cached already)
-            pool.shutdown(wait=False, cancel_futures=True)
+        except BaseException:  # Ctrl-C: drop the queued requests, stop retrying, and let the requests in
+            # flight finish (at most one time-out) so that what was paid for is in the cache
+            self._stop.set()
+            logger.warning("interrupted: waiting for the requests in flight (at most %g s) so they are cached",
+                           self.config.timeout)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
             bar.close()
