@@ -123,3 +123,93 @@ def test_reward_judge_with_generated_answers(tmp_path, capsys):
         assert r["outcome"] == ("win" if sa > sb else "loss" if sb > sa else "tie")
     summary = json.loads((out / "winrates.json").read_text())
     assert summary["rows"][-1]["questions"] == 3 and summary["meta"]["judge"] == "reward"
+
+
+def test_interrupted_run_resumes_without_paying_twice(files, tmp_path, monkeypatch, capsys):
+    """A real SIGINT to the main thread while the fourth request is in flight: the queued requests are dropped,
+    the one in flight finishes and is cached, the command exits 130 with a message, and the rerun asks only for
+    the other four."""
+    import signal
+    import threading
+    import time
+
+    from tdpo.evaluation.judges import ChatCompletionsJudge
+
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    questions, a, b = files
+    out = tmp_path / "out"
+    original = ChatCompletionsJudge.complete
+    calls = {"n": 0}
+
+    def ctrl_c_during_the_fourth(self, messages):
+        calls["n"] += 1
+        if calls["n"] == 4:  # Ctrl-C 0.2 s into this request, which the server answers after 0.8 s
+            main_thread = threading.main_thread().ident
+            threading.Timer(0.2, signal.pthread_kill, (main_thread, signal.SIGINT)).start()
+        return original(self, messages)
+
+    with FakeChatServer() as server:
+        server.queue(("ok",), ("ok",), ("ok",), ("slow", 0.8))
+        argv = ["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--base-url", server.url,
+                "--api-key-env", KEY_ENV, "--max-workers", "1", "--output-dir", str(out), "--no-progress"]
+        monkeypatch.setattr(ChatCompletionsJudge, "complete", ctrl_c_during_the_fourth)
+        start = time.monotonic()
+        assert main(argv) == 130
+        assert time.monotonic() - start >= 0.8  # waited for the request in flight
+        assert "interrupted" in capsys.readouterr().err
+        assert len(server.requests) == 4
+        assert len((out / "judgments.jsonl").read_text().splitlines()) == 4
+        assert not (out / "winrates.json").exists()
+        monkeypatch.setattr(ChatCompletionsJudge, "complete", original)
+        assert main(argv) == 0
+        assert len(server.requests) == 8
+        meta = json.loads((out / "winrates.json").read_text())["meta"]
+        assert (meta["requests_sent"], meta["cache_hits"]) == (4, 4)
+    with (out / "per_question.csv").open() as handle:
+        assert {r["question_id"]: r["outcome"] for r in csv.DictReader(handle)} == {
+            "1": "win", "2": "loss", "3": "win", "4": "tie"}
+
+
+def test_default_names_and_readable_outputs(files, tmp_path, monkeypatch, capsys):
+    questions, a, b = files
+    out = tmp_path / "out"
+    with FakeChatServer() as server:
+        monkeypatch.setenv(KEY_ENV, SECRET)
+        assert main(["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--base-url",
+                     server.url,
+                     "--api-key-env", KEY_ENV, "--output-dir", str(out), "--no-progress"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("a (a) vs b (b)")  # the answer files' names
+    assert table[-1].split()[:7] == ["overall", "4", "2", "1", "1", "0", "0"]
+    meta = json.loads((out / "winrates.json").read_text())["meta"]
+    assert (meta["model_a"], meta["model_b"]) == ("a", "b")
+    assert meta["base_url"] == server.url
+    with (out / "per_question.csv").open() as handle:
+        rows = {r["question_id"]: r for r in csv.DictReader(handle)}
+    assert (rows["1"]["a_first_prefers"], rows["1"]["b_first_prefers"]) == ("a", "a")
+    assert (rows["2"]["a_first_prefers"], rows["2"]["b_first_prefers"]) == ("b", "b")
+    for path in out.iterdir():
+        assert SECRET not in path.read_text()
+
+
+def test_bad_inputs_fail_before_any_request(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, SECRET)
+    questions, a, b = files
+    short = write_jsonl(tmp_path / "short.jsonl", [{"question_id": i, "answer": "x"} for i in (1, 2, 3, 4)])
+    with FakeChatServer() as server:
+        base = ["--questions", str(questions), "--base-url", server.url, "--api-key-env", KEY_ENV,
+                "--output-dir", str(tmp_path / "out"), "--no-progress"]
+        assert main(base + ["--answers-a", str(a), "--answers-b", str(short)]) == 1
+        err = capsys.readouterr().err
+        assert f"{short}, line 1: question_id '1' has 2 turn(s) but its answer has 1" in err
+        assert main(base + ["--answers-a", str(a), "--answers-b", str(b), "--confidence", "95"]) == 1
+        assert "--confidence" in capsys.readouterr().err
+        assert server.requests == []
+
+
+def test_model_display_names():
+    from tdpo.commands.judge import _model_name
+
+    assert _model_name("runs/tdpo2/final") == "tdpo2/final"
+    assert _model_name("runs/dpo/checkpoints/step-000120") == "dpo/step-000120"
+    assert _model_name("/models/m1") == "m1" and _model_name("builtin") == "builtin"

@@ -50,7 +50,9 @@ class _HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.option_strings and "default" not in text and action.default not in (None, False, argparse.SUPPRESS):
+        default = action.default
+        if (action.option_strings and "default" not in text and default is not None and default is not False
+                and default != argparse.SUPPRESS and default != []):
             text += " (default: %(default)s)"
         return text
 
