@@ -66,3 +66,33 @@ def test_entropy_input_errors(policy):
         response_entropy(policy, [], [], pad_token_id=0)
     with pytest.raises(ValueError, match="at least one token"):
         response_entropy(policy, [[1]], [[]], pad_token_id=0)
+
+
+def ancestral_by_hand(model, prompt, seed, temperature, max_new, eos=2):
+    """Ancestral sampling written out: softmax(logits / T) over the whole vocabulary, one multinomial draw
+    per token from the seeded global generator (as transformers draws them), no cache, no padding."""
+    torch.manual_seed(seed)
+    ids, out = list(prompt), []
+    with torch.no_grad():
+        for _ in range(max_new):
+            probs = torch.softmax(model(torch.tensor([ids])).logits[0, -1].float() / temperature, dim=-1)
+            token = int(torch.multinomial(probs[None], 1)[0, 0])
+            out.append(token)
+            ids.append(token)
+            if token == eos:
+                break
+    return out
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_diversity_samples_are_ancestral_samples_of_the_policy(tokenizer, temperature):
+    """The responses the entropy is measured on are plain ancestral samples of the policy (no top-k, top-p or
+    other warping): token for token those of a hand-written sampler with the same seed."""
+    from tiny_models import tiny_causal_lm
+
+    model = tiny_causal_lm(0, len(tokenizer), scale=3.0)
+    prompt = tokenizer("Tell me")["input_ids"]
+    for seed in (0, 1):
+        sampling = SamplingConfig(max_new_tokens=20, temperature=temperature, seed=seed, batch_size=1)
+        _, (response,) = policy_diversity(model, [prompt], eos_token_id=2, pad_token_id=0, sampling=sampling)
+        assert response == ancestral_by_hand(model, prompt, seed, temperature, 20)
