@@ -53,7 +53,8 @@ class FakeChatServer:
 
     def queue(self, *actions: tuple) -> None:
         """Queue actions for the next requests: ``("status", code, headers)``, ``("slow", seconds)``,
-        ``("garbled",)``, ``("reply", text)`` or ``("echo_auth", code)`` (a careless server that quotes the
+        ``("garbled",)``, ``("reply", text)``, ``("trickle", seconds)`` (headers at once, then the body one
+        byte at a time over about that long) or ``("echo_auth", code)`` (a careless server that quotes the
         request's ``Authorization`` header back: in an error body, or for code 200 in a reply ending
         ``Verdict: A``)."""
         self.script.extend(actions)
@@ -84,6 +85,20 @@ class FakeChatServer:
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (time-out test)
+
+            def _trickle(self, body: bytes, seconds: float) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(seconds / len(body))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", "0"))
@@ -126,7 +141,11 @@ class FakeChatServer:
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                      "finish_reason": "stop"}],
                     }
-                    self._send(200, json.dumps(reply).encode(), {"Content-Type": "application/json"})
+                    body = json.dumps(reply).encode()
+                    if kind == "trickle":
+                        self._trickle(body, action[1])
+                        return
+                    self._send(200, body, {"Content-Type": "application/json"})
                 finally:
                     with server._lock:
                         server.in_flight -= 1

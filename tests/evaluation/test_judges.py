@@ -209,6 +209,26 @@ def test_timeout_is_retried(server):
     assert time.monotonic() - start < 1.4  # did not wait for the slow reply
 
 
+def test_trickled_reply_times_out_as_a_whole(server):
+    """Every byte comes within the socket time-out, but the whole reply takes longer than the time-out."""
+    questions, a, b = qa(1)
+    server.queue(("trickle", 2.0))
+    judge = make_judge(server, timeout=0.5)
+    start = time.monotonic()
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win"
+    assert judge.requests_sent == 3
+    assert time.monotonic() - start < 1.5  # gave up on the trickle after about 0.5 s
+
+
+def test_timeouts_exhausted_are_an_error(server):
+    questions, a, b = qa(1)
+    server.queue(("slow", 1.0), ("slow", 1.0))
+    judge = make_judge(server, timeout=0.2, max_retries=1, sleep=lambda s: None)
+    (judgment,) = judge.judge(questions, a, b, progress=False)
+    assert judgment.outcome == "error" and "timed out after 0.2 s (gave up after 2 tries)" in judgment.error
+
+
 def test_garbled_body_is_retried(server):
     questions, a, b = qa(1)
     server.queue(("garbled",), ("garbled",))

@@ -208,7 +208,7 @@ class ChatJudgeConfig:
     max_tokens: int = 256
     """Upper bound on the length of the judge's reply, in tokens."""
     timeout: float = 60.0
-    """Seconds to wait for one reply before the request counts as timed out (and is retried)."""
+    """Seconds to wait for one whole reply before the request counts as timed out (and is retried)."""
     max_retries: int = 5
     """Retries after the first try on time-outs, connection errors, HTTP 429/5xx and garbled replies."""
     backoff_initial: float = 1.0
@@ -342,9 +342,17 @@ class ChatCompletionsJudge:
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         with self._lock:
             self.requests_sent += 1
+        deadline = time.monotonic() + self.config.timeout
         try:
             with urllib.request.urlopen(request, timeout=self.config.timeout) as response:
-                raw = response.read()
+                # the socket time-out bounds each wait for data; the deadline bounds the whole reply, so a
+                # server that trickles its body out byte by byte times out too
+                chunks = []
+                while chunk := response.read1(65536):
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                raw = b"".join(chunks)
         except urllib.error.HTTPError as err:
             retry_after = _retry_after_seconds(err.headers.get("Retry-After") if err.headers else None)
             try:
