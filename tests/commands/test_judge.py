@@ -213,3 +213,16 @@ def test_model_display_names():
     assert _model_name("runs/tdpo2/final") == "tdpo2/final"
     assert _model_name("runs/dpo/checkpoints/step-000120") == "dpo/step-000120"
     assert _model_name("/models/m1") == "m1" and _model_name("builtin") == "builtin"
+
+
+def test_bad_judge_config_is_named(files, tmp_path, capsys):
+    questions, a, b = files
+    cfg = tmp_path / "judge.yaml"
+    base = ["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--api-key-env", "",
+            "--judge-config", str(cfg), "--output-dir", str(tmp_path / "out")]
+    cfg.write_text("base_url: http://127.0.0.1:9/v1\nmax_tokens: many\n")
+    assert main(base) == 1
+    assert f"judge settings (from {cfg} and the flags): judge max_tokens must be an integer" in capsys.readouterr().err
+    cfg.write_text("base_url: http://127.0.0.1:9/v1\nmodle: gpt-4\n")
+    assert main(base) == 1
+    assert f"{cfg}: unknown judge setting(s) modle" in capsys.readouterr().err

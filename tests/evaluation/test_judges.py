@@ -309,6 +309,12 @@ def test_config_errors():
         ChatJudgeConfig(max_workers=0)
     with pytest.raises(ValueError, match="conversation_b"):
         ChatJudgeConfig(prompt="only {conversation_a}")
+    # settings from a YAML file arrive with any type: each bad one is named
+    for field, value in [("temperature", "hot"), ("temperature", -0.5), ("max_tokens", 0), ("max_tokens", 2.5),
+                         ("timeout", "60"), ("max_retries", True), ("use_reference", "yes"), ("model", ""),
+                         ("api_key_env", None)]:
+        with pytest.raises(ValueError, match=f"judge {field}"):
+            ChatJudgeConfig(**{field: value})
 
 
 def test_missing_answers_are_a_clear_error(server):

@@ -129,10 +129,11 @@ def _chat_config(args: argparse.Namespace):
         value = getattr(args, flag)
         if value is not None:
             settings[field] = value
+    source = f"{args.judge_config} and the flags" if args.judge_config else "the flags"
     try:
         return ChatJudgeConfig(**settings)
-    except TypeError as err:
-        raise ValueError(f"judge settings: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"judge settings (from {source}): {err}") from None
 
 
 def _model_name(path: str) -> str:

@@ -226,6 +226,18 @@ class ChatJudgeConfig:
     reasoning and coding questions), show them to the judge before the two conversations."""
 
     def __post_init__(self) -> None:
+        for name in ("base_url", "model", "api_key_env", "system_prompt", "prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"judge {name} must be a string; got {getattr(self, name)!r}")
+        if not self.model:
+            raise ValueError("judge model must be a non-empty string")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, int | float) or not (
+                math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"judge temperature must be a number >= 0; got {self.temperature!r}")
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ValueError(f"judge max_tokens must be an integer >= 1; got {self.max_tokens!r}")
+        if not isinstance(self.use_reference, bool):
+            raise ValueError(f"judge use_reference must be true or false; got {self.use_reference!r}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"judge base_url must start with http:// or https://; got {self.base_url!r}")
         parts = urlsplit(self.base_url)
@@ -235,13 +247,13 @@ class ChatJudgeConfig:
                              "the API key is read from the environment variable named by api_key_env")
         for name in ("timeout", "backoff_initial", "backoff_max"):
             value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            if isinstance(value, bool) or not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"judge {name} must be a number >= 0; got {value!r}")
         if self.timeout <= 0:
             raise ValueError(f"judge timeout must be > 0; got {self.timeout!r}")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"judge max_retries must be an integer >= 0; got {self.max_retries!r}")
-        if not isinstance(self.max_workers, int) or self.max_workers < 1:
+        if isinstance(self.max_workers, bool) or not isinstance(self.max_workers, int) or self.max_workers < 1:
             raise ValueError(f"judge max_workers must be an integer >= 1; got {self.max_workers!r}")
         for placeholder in ("{conversation_a}", "{conversation_b}"):
             if placeholder not in self.prompt:
