@@ -143,19 +143,19 @@ def test_interrupted_run_resumes_without_paying_twice(files, tmp_path, monkeypat
 
     def ctrl_c_during_the_fourth(self, messages):
         calls["n"] += 1
-        if calls["n"] == 4:  # Ctrl-C 0.2 s into this request, which the server answers after 0.8 s
+        if calls["n"] == 4:  # Ctrl-C 0.2 s into this request, which the server answers after 1.5 s
             main_thread = threading.main_thread().ident
             threading.Timer(0.2, signal.pthread_kill, (main_thread, signal.SIGINT)).start()
         return original(self, messages)
 
     with FakeChatServer() as server:
-        server.queue(("ok",), ("ok",), ("ok",), ("slow", 0.8))
+        server.queue(("ok",), ("ok",), ("ok",), ("slow", 1.5))
         argv = ["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--base-url", server.url,
                 "--api-key-env", KEY_ENV, "--max-workers", "1", "--output-dir", str(out), "--no-progress"]
         monkeypatch.setattr(ChatCompletionsJudge, "complete", ctrl_c_during_the_fourth)
         start = time.monotonic()
         assert main(argv) == 130
-        assert time.monotonic() - start >= 0.8  # waited for the request in flight
+        assert time.monotonic() - start >= 1.5  # waited for the request in flight
         assert "interrupted" in capsys.readouterr().err
         assert len(server.requests) == 4
         assert len((out / "judgments.jsonl").read_text().splitlines()) == 4
