@@ -42,6 +42,11 @@ def test_step_timer_summary():
     text = timer.summary()
     assert "where the time went" in text and "  a " in text and "total" in text
     assert set(timer.to_dict()) == {"a", "total"}
+    long_name = "evaluate TDPO2 (beta=0.1, alpha=0.5)"
+    with timer.step(long_name):
+        pass
+    rows = timer.summary().splitlines()[1:]
+    assert len({row.index(" s ") for row in rows if " s " in row}) == 1  # the seconds column lines up
 
 
 @pytest.mark.slow

@@ -63,12 +63,13 @@ class StepTimer:
     def summary(self) -> str:
         """A table of the steps with seconds and share of the total, plus the total."""
         total = self.total()
+        width = max([32, *(len(name) for name in self.seconds)])
         lines = ["where the time went:"]
         for name, sec in self.seconds.items():
-            lines.append(f"  {name:<32} {sec:8.1f} s  {100 * sec / max(total, 1e-9):5.1f} %")
+            lines.append(f"  {name:<{width}} {sec:8.1f} s  {100 * sec / max(total, 1e-9):5.1f} %")
         other = total - sum(self.seconds.values())
-        lines.append(f"  {'(other)':<32} {other:8.1f} s  {100 * other / max(total, 1e-9):5.1f} %")
-        lines.append(f"  {'total':<32} {total:8.1f} s  ({total / 60:.1f} min)")
+        lines.append(f"  {'(other)':<{width}} {other:8.1f} s  {100 * other / max(total, 1e-9):5.1f} %")
+        lines.append(f"  {'total':<{width}} {total:8.1f} s  ({total / 60:.1f} min)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, float]:

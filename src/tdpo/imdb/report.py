@@ -75,7 +75,7 @@ def write_report(
     lines += [
         "## Set-up",
         "",
-        f"- Base model: `{cfg.model}`; SFT: {cfg.sft_steps} steps of {cfg.sft_batch_size} review continuations.",
+        f"- Base model: `{cfg.model}`{' (SmolLM2-135M-Instruct)' if cfg.model == 'builtin' else ''}; SFT: {cfg.sft_steps} steps of {cfg.sft_batch_size} review continuations.",
         f"- Reward: {results.get('reward_model', cfg.reward)}.",
         f"- Pairs: {cfg.train_prefixes} training prefixes (2-8 tokens) x {cfg.samples_per_prefix} completions "
         f"of {cfg.max_new_tokens} tokens, every pair (chosen = higher reward).",
