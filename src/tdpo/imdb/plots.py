@@ -96,7 +96,7 @@ def kl_curves(rows: list[dict]) -> tuple[str, list[int], list[float], list[float
 
 
 def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path:
-    """Sequential KL of chosen and rejected responses over training, one panel per run.
+    """Sequential KL of chosen and rejected responses over training, one panel per run, on one y-scale.
 
     Args:
         runs: ``{label: metrics.jsonl path}``.
@@ -112,7 +112,8 @@ def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path
     n = len(runs)
     cols = min(n, 3)
     rows_n = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    # one y-scale for every panel, so that runs compare at a glance (as in the paper's Figure 3)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False, sharey=True)
     for ax, (label, metrics) in zip(axes.flat, runs.items(), strict=False):
         split, steps, chosen, rejected = kl_curves(read_metrics(metrics))
         ax.plot(steps, chosen, "-o", color="tab:blue", markersize=3, label="chosen")
