@@ -49,11 +49,13 @@ def preference_metrics(
         ``logps_ref/{chosen,rejected}``, ``entropy/{chosen,rejected}``.
     """
     with torch.no_grad():
-        chosen_delta = chosen_logps.float()
-        rejected_delta = rejected_logps.float()
+        # Rewards and their comparisons in float64: summed log-probs of a few hundred nats lose
+        # differences below ~3e-5 in float32, which would turn near-equal rewards into ties.
+        chosen_delta = chosen_logps.double()
+        rejected_delta = rejected_logps.double()
         if chosen_reference_logps is not None and rejected_reference_logps is not None:
-            chosen_delta = chosen_delta - chosen_reference_logps.float()
-            rejected_delta = rejected_delta - rejected_reference_logps.float()
+            chosen_delta = chosen_delta - chosen_reference_logps.double()
+            rejected_delta = rejected_delta - rejected_reference_logps.double()
         chosen_rewards = beta * chosen_delta
         rejected_rewards = beta * rejected_delta
         out = {
@@ -70,8 +72,8 @@ def preference_metrics(
             out["logps_ref/chosen"] = _mean(chosen_reference_logps)
             out["logps_ref/rejected"] = _mean(rejected_reference_logps)
         if chosen_kl is not None and rejected_kl is not None:
-            chosen_tdpo = beta * (chosen_delta + chosen_kl.float())
-            rejected_tdpo = beta * (rejected_delta + rejected_kl.float())
+            chosen_tdpo = beta * (chosen_delta + chosen_kl.double())
+            rejected_tdpo = beta * (rejected_delta + rejected_kl.double())
             margin = rejected_kl.float() - chosen_kl.float()
             out.update({
                 "tdpo_rewards/chosen": _mean(chosen_tdpo),

@@ -203,31 +203,15 @@ def summarize_pairs(pairs: PairStatistics, beta: float, confidence: float = 0.95
     )
     out = {name: float(value) for name, value in metrics.items()}
     n = pairs.num_pairs
-    # The accuracies are counted again in float64 (the shared training metrics work in float32, where
-    # summed log-probs of a few hundred nats lose differences below ~3e-5), so that they agree with
-    # per_pair_rows and the Wilson intervals get exact counts.
-    for key, correct in _correct_counts(pairs, beta).items():
-        out[key] = correct / n
-        out[key + "_low"], out[key + "_high"] = wilson_interval(correct, n, confidence)
+    # tdpo.metrics compares the rewards in float64, so these means are exact counts over n
+    # (and agree with per_pair_rows); the Wilson intervals use those counts.
+    for key in ("rewards/accuracies", "tdpo_rewards/accuracies"):
+        if key in out:
+            out[key + "_low"], out[key + "_high"] = wilson_interval(round(out[key] * n), n, confidence)
     out["num_pairs"] = float(n)
     out["tokens/chosen"] = float(pairs.chosen_tokens.mean())
     out["tokens/rejected"] = float(pairs.rejected_tokens.mean())
     return out
-
-
-def _correct_counts(pairs: PairStatistics, beta: float) -> dict[str, int]:
-    """Pairs each accuracy counts as correct, in float64 (``rewards/accuracies`` always,
-    ``tdpo_rewards/accuracies`` when the KL is known)."""
-    chosen, rejected = pairs.chosen_logps.double(), pairs.rejected_logps.double()
-    if pairs.chosen_reference_logps is not None and pairs.rejected_reference_logps is not None:
-        chosen = chosen - pairs.chosen_reference_logps.double()
-        rejected = rejected - pairs.rejected_reference_logps.double()
-    counts = {"rewards/accuracies": int((beta * chosen > beta * rejected).sum())}
-    if pairs.chosen_kl is not None and pairs.rejected_kl is not None:
-        chosen_tdpo = beta * (chosen + pairs.chosen_kl.double())
-        rejected_tdpo = beta * (rejected + pairs.rejected_kl.double())
-        counts["tdpo_rewards/accuracies"] = int((chosen_tdpo > rejected_tdpo).sum())
-    return counts
 
 
 def per_pair_rows(pairs: PairStatistics, beta: float) -> list[dict[str, float | int | bool]]:
