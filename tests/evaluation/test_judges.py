@@ -400,3 +400,18 @@ def test_identical_requests_are_sent_once(server, tmp_path):
     assert [j.outcome for j in judgments] == ["win", "win", "win"]
     assert [j.question_id for j in judgments] == ["1", "2", "3"]
     assert judge.requests_sent == 4 and len(server.requests) == 4
+
+
+def test_long_key_echoed_in_an_error_body_is_redacted_before_the_body_is_cut(server, tmp_path, monkeypatch):
+    """A key longer than the 300 characters kept of an error body must not leak its first part: the body is
+    redacted whole, then cut."""
+    long_secret = "sk-" + "".join(f"{i:03d}" for i in range(200))  # 603 characters
+    monkeypatch.setenv(KEY_ENV, long_secret)
+    questions, a, b = qa(1)
+    server.queue(("echo_auth", 401), ("echo_auth", 401))
+    cache_path = tmp_path / "cache.jsonl"
+    judgments = make_judge(server, cache=JudgmentCache(cache_path), sleep=lambda s: None).judge(
+        questions, a, b, progress=False)
+    assert judgments[0].outcome == "error" and "bad credentials: Bearer [API key]" in judgments[0].error
+    for text in (repr(judgments), cache_path.read_text() if cache_path.exists() else ""):
+        assert long_secret[:20] not in text and "sk-000001" not in text

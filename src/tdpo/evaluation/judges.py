@@ -106,6 +106,7 @@ def render_reference(question: Question, reference: Any) -> str:
     return ("Reference answers, which may help you judge correctness:\n[Reference]\n" + body + "\n[End of reference]")
 
 
+_MAX_ERROR_BODY = 1 << 20  # bytes of an HTTP error body read (redacted whole, then cut to 300 characters)
 _NAME = r"(?:(?:assistant|response)\s+)?(A|B|tie)"
 _VERDICT_LINE = re.compile(r"^[\W_]*(?:final\s+)?verdict[\W_]*[:\-][\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
 _BARE_LINE = re.compile(r"^[\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
@@ -368,7 +369,8 @@ class ChatCompletionsJudge:
         except urllib.error.HTTPError as err:
             retry_after = _retry_after_seconds(err.headers.get("Retry-After") if err.headers else None)
             try:
-                detail = err.read(300).decode("utf-8", "replace").strip()
+                # redact the whole body before cutting it: a cut key would no longer match the redaction
+                detail = self.redact(err.read(_MAX_ERROR_BODY).decode("utf-8", "replace")).strip()[:300]
             except OSError:
                 detail = ""
             err.close()
