@@ -49,32 +49,61 @@ class _Wrapper(torch.nn.Module):
 def test_save_and_load_round_trip_with_optimizer_and_rng(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from tdpo.optim import build_scheduler
+
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                         intermediate_size=16))
+                                         intermediate_size=16, tie_word_embeddings=True))
     accelerator = Accelerator()
     wrapper = _Wrapper(model)
     opt = torch.optim.AdamW(wrapper.parameters(), lr=0.1)
     wrapper, opt = accelerator.prepare(wrapper, opt)
+    sched = build_scheduler(opt, 3)
     wrapper.model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
     opt.step()
+    sched.step()
     folder = ckpt.checkpoint_dir(tmp_path, 1)
-    ckpt.save_checkpoint(accelerator, wrapper, None, folder, {"step": 1, "note": "x"})
+    ckpt.save_checkpoint(accelerator, wrapper, None, folder, {"step": 1, "note": "x"}, optimizer=opt, scheduler=sched)
     assert not list(folder.parent.glob(".tmp-*")) and ckpt.is_complete(folder)
+    files = sorted(p.name for p in (folder / ckpt.STATE_DIR).iterdir())
+    assert files == ["optimizer.json", "optimizer.safetensors", "rng-0.json", "rng-0.safetensors", "scheduler.json"]
     expected_draw = torch.rand(3)  # the RNG state right after saving
     saved = {k: v.clone() for k, v in wrapper.state_dict().items()}
     exp_avg = {id(p): opt.state[p]["exp_avg"].clone() for p in wrapper.parameters()}
+    lr = sched.get_last_lr()
     with torch.no_grad():
         for p in wrapper.parameters():
             p.zero_()
     opt.state.clear()
-    state = ckpt.load_checkpoint(accelerator, folder)
+    sched2 = build_scheduler(opt, 3)
+    state = ckpt.load_checkpoint(accelerator, wrapper, opt, sched2, folder)
     assert state == {"step": 1, "note": "x"}
     for k, v in wrapper.state_dict().items():
         assert torch.equal(v, saved[k])
     for p in wrapper.parameters():
         assert torch.equal(opt.state[p]["exp_avg"], exp_avg[id(p)])
+    assert sched2.get_last_lr() == lr and sched2.last_epoch == 1
     assert torch.equal(torch.rand(3), expected_draw)
     # saving over an existing folder replaces it atomically
     ckpt.save_checkpoint(accelerator, wrapper, None, folder, {"step": 1, "note": "y"})
     assert ckpt.read_state(folder)["note"] == "y"
+
+
+def test_no_checkpoint_is_written_with_nonfinite_weights_or_optimizer_state(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    accelerator = Accelerator()
+    opt = torch.optim.RMSprop(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    wrapper = _Wrapper(model)
+    with torch.no_grad():
+        model.bias[0] = float("nan")
+    with pytest.raises(ckpt.NonFiniteStateError, match="model.bias"):
+        ckpt.save_checkpoint(accelerator, wrapper, None, tmp_path / "a", {"step": 1})
+    with torch.no_grad():
+        model.bias[0] = 0.0
+    opt.state[model.weight]["square_avg"][0, 0] = float("inf")
+    with pytest.raises(ckpt.NonFiniteStateError, match="square_avg"):
+        ckpt.save_checkpoint(accelerator, wrapper, None, tmp_path / "b", {"step": 1}, optimizer=opt)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not list(tmp_path.glob(".tmp-*"))

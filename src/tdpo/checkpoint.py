@@ -6,9 +6,14 @@ A checkpoint is a folder ``<run>/checkpoints/step-000120`` (or ``<run>/final``) 
   ``transformers.AutoModelForCausalLM.from_pretrained(folder)`` loads it (for LoRA runs the folder
   holds the PEFT adapter, which transformers loads when ``peft`` is installed; ``final/`` holds the
   merged model and the adapter under ``final/adapter``);
-- ``trainer_state/``: accelerate's ``save_state`` (model, optimizer, scheduler, each process's RNG
-  states), correct under DDP, FSDP and DeepSpeed;
-- ``trainer_state.json``: the step, the position in the data and the run's progress, written last.
+- ``trainer_state/``: the optimizer, the schedule and each process's RNG states as safetensors and
+  JSON (:mod:`tdpo.trainer_state`; nothing in a checkpoint is pickled, so resuming runs no code from
+  it). The weights are not repeated there: resuming reads the policy's own safetensors;
+- ``trainer_state.json``: the step, the position in the data, the run's progress and its config,
+  written last.
+
+No checkpoint is written while any weight or optimizer-state tensor is NaN or infinite, and none is
+resumed from that holds one.
 
 Every checkpoint is written into a hidden temporary folder and renamed into place only when
 complete, so a crash or kill during saving never leaves a half-written checkpoint that ``--resume``
@@ -25,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+
+from tdpo.trainer_state import (
+    TrainerStateError,
+    load_policy_weights,
+    load_trainer_state,
+    nonfinite_training_state,
+    save_trainer_state,
+)
 
 STATE_FILE = "trainer_state.json"
 STATE_DIR = "trainer_state"
@@ -66,7 +79,13 @@ def read_state(path: str | Path) -> dict[str, Any]:
     file = Path(path) / STATE_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint: {STATE_FILE} is missing")
-    return json.loads(file.read_text())
+    try:
+        state = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise TrainerStateError(f"{file}: not readable JSON ({err})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise TrainerStateError(f"{file}: not a tdpo checkpoint state (no integer 'step')")
+    return state
 
 
 def _strip_prefix(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -106,6 +125,24 @@ def export_policy(accelerator, wrapper: nn.Module, tokenizer, folder: Path, *, m
         tokenizer.save_pretrained(folder)
 
 
+class NonFiniteStateError(RuntimeError):
+    """The weights or the optimizer state hold NaN or infinite values: no checkpoint is written."""
+
+
+def check_finite(accelerator, wrapper: nn.Module, optimizer=None) -> None:
+    """Raise :class:`NonFiniteStateError` (on every process) if any process's parameters or optimizer
+    state hold a NaN or an infinity."""
+    import torch
+
+    bad = nonfinite_training_state(accelerator.unwrap_model(wrapper), optimizer)
+    count = torch.tensor([float(len(bad))], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        count = accelerator.reduce(count, reduction="sum")
+    if float(count.item()) > 0:
+        first = f" ({bad[0]}{', ...' if len(bad) > 1 else ''})" if bad else ""
+        raise NonFiniteStateError(f"{int(count.item())} weight or optimizer tensor(s) are not finite{first}")
+
+
 def save_checkpoint(
     accelerator,
     wrapper: nn.Module,
@@ -113,25 +150,32 @@ def save_checkpoint(
     folder: str | Path,
     state: dict[str, Any],
     *,
+    optimizer=None,
+    scheduler=None,
     merge_lora: bool = False,
-    with_state: bool = True,
 ) -> Path:
     """Write a complete checkpoint into ``folder`` atomically (all processes must call this).
 
     Args:
-        accelerator: the run's ``accelerate.Accelerator``; the optimizer and the scheduler must be
-            prepared by or registered with it.
+        accelerator: the run's ``accelerate.Accelerator``.
         wrapper: the prepared :class:`tdpo.models.TokenStatsModel`.
         tokenizer: saved beside the policy.
         folder: the final checkpoint folder (replaced if it exists).
         state: JSON-serialisable trainer progress (step, data position, ...).
+        optimizer, scheduler: with both, also write the trainer state for ``--resume`` (not under
+            DeepSpeed, whose state format is pickled); ``final/`` leaves them out (the last step
+            checkpoint holds them).
         merge_lora: write a LoRA policy merged (used for ``final/``).
-        with_state: also write accelerate's state (optimizer, scheduler, RNG) for ``--resume``;
-            ``final/`` skips it (the last step checkpoint holds it).
 
     Returns:
         ``folder``.
+
+    Raises:
+        NonFiniteStateError: a weight or optimizer-state tensor is NaN or infinite; nothing is written.
     """
+    from accelerate.utils import DistributedType
+
+    check_finite(accelerator, wrapper, optimizer)
     folder = Path(folder)
     tmp = folder.parent / f".tmp-{folder.name}"
     if accelerator.is_main_process:
@@ -140,8 +184,8 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     export_policy(accelerator, wrapper, tokenizer, tmp, merge_lora=merge_lora)
-    if with_state:
-        accelerator.save_state(str(tmp / STATE_DIR), safe_serialization=False)
+    if optimizer is not None and scheduler is not None and accelerator.distributed_type != DistributedType.DEEPSPEED:
+        save_trainer_state(accelerator, wrapper, optimizer, scheduler, tmp / STATE_DIR)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
@@ -158,11 +202,27 @@ def save_checkpoint(
     return folder
 
 
-def load_checkpoint(accelerator, folder: str | Path) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG states from a checkpoint; return its trainer state."""
+def load_checkpoint(accelerator, wrapper: nn.Module, optimizer, scheduler, folder: str | Path) -> dict[str, Any]:
+    """Restore the policy's weights, the optimizer, the schedule and the RNG states from checkpoint
+    ``folder`` without unpickling anything; return its ``trainer_state.json``.
+
+    Raises:
+        TrainerStateError: the checkpoint is incomplete, malformed, from DeepSpeed or an older tdpo
+            (pickled state), or holds non-finite values; the message names the file.
+    """
+    from accelerate.utils import DistributedType
+
     folder = Path(folder)
     state = read_state(folder)
-    accelerator.load_state(str(folder / STATE_DIR))
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise TrainerStateError("resuming under DeepSpeed is not supported: its optimizer state is saved in a "
+                                "pickled format that tdpo does not load; resume without DeepSpeed")
+    states = folder / STATE_DIR
+    if not (states / "optimizer.json").is_file():
+        old = " (written by an older tdpo in a pickled format, which is not loaded)" if states.is_dir() else ""
+        raise TrainerStateError(f"{states}: no optimizer state to resume from{old}")
+    load_policy_weights(accelerator, wrapper, folder)
+    load_trainer_state(accelerator, wrapper, optimizer, scheduler, states)
     return state
 
 

@@ -246,6 +246,32 @@ class CheckpointConfig:
 
 
 @dataclass
+class DivergenceConfig:
+    """Stopping a run that diverges. A step whose loss or gradient norm is NaN or infinite is never
+    applied and always stops the run; these checks catch a run that goes wrong while staying finite.
+    Each stops the run with a message naming the last checkpoint (which holds only finite values)."""
+
+    check: bool = True
+    """Stop a diverging run (the three checks below); false turns them all off."""
+
+    loss_factor: float = 10.0
+    """Stop when the training loss exceeds this many times its running median (over the previous
+    ``window`` steps, at least 5 of them; the median counts as at least 0.1, so a loss that has fallen
+    near 0 may still wander) for ``patience`` steps in a row."""
+
+    window: int = 50
+    """Steps in the running median of the loss."""
+
+    weight_norm_factor: float = 10.0
+    """Stop when the norm of the trainable weights grows beyond this many times its value at the
+    start of the run (the weights themselves exploding)."""
+
+    patience: int = 3
+    """Consecutive steps a loss spike, or a gradient norm of exactly zero (no learning signal left:
+    saturated or collapsed), must last before the run stops."""
+
+
+@dataclass
 class TrainConfig:
     """A complete training run."""
 
@@ -278,6 +304,9 @@ class TrainConfig:
 
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpointing."""
+
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    """Stopping diverging runs."""
 
     seed: int = 0
     """Seed of parameter initialisation (LoRA), data order and dropout."""
@@ -563,6 +592,12 @@ def validate(cfg: TrainConfig) -> None:
     positive("logging.every_steps", cfg.logging.every_steps)
     positive("checkpoint.every_steps", cfg.checkpoint.every_steps, allow_none=True)
     positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
+    if cfg.divergence.loss_factor <= 1:
+        raise ConfigError(f"divergence.loss_factor: must be > 1, got {cfg.divergence.loss_factor!r}")
+    if cfg.divergence.weight_norm_factor <= 1:
+        raise ConfigError(f"divergence.weight_norm_factor: must be > 1, got {cfg.divergence.weight_norm_factor!r}")
+    positive("divergence.window", cfg.divergence.window)
+    positive("divergence.patience", cfg.divergence.patience)
     positive("lora.r", cfg.lora.r)
     if not 0 <= cfg.lora.dropout < 1:
         raise ConfigError(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout!r}")
@@ -576,6 +611,44 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"reference.cache_logps: loss.name={cfg.loss.name} uses no reference model")
     if cfg.run_name is not None and ("/" in cfg.run_name or cfg.run_name in ("", ".", "..")):
         raise ConfigError(f"run_name: must be a plain folder name, got {cfg.run_name!r}")
+
+
+RESUMABLE_CHANGES = (
+    "schedule.max_steps",
+    "eval.every_examples",
+    "eval.at_start",
+    "eval.max_examples",
+    "eval.micro_batch_size",
+    "logging.",
+    "checkpoint.",
+    "divergence.",
+    "output_dir",
+    "run_name",
+)
+"""Keys (and, ending in a dot, sections) that ``--resume`` accepts changed: how long to train, how
+often to evaluate, log and save, the divergence checks, and where the run folder is. Everything else
+changes the training itself, and a resume with it changed is refused."""
+
+
+def training_changes(saved: dict[str, Any], cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """The ``(dotted key, saved value, new value)`` of every setting that differs between the config a
+    run was started with (``saved``, as :func:`config_to_dict` wrote it) and ``cfg``, leaving out the
+    keys of :data:`RESUMABLE_CHANGES`. Keys missing from ``saved`` (added to tdpo since) compare with
+    their default."""
+    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    new = flat(config_to_dict(cfg))
+    old = flat(config_to_dict(TrainConfig())) | flat(saved)
+    return [(key, old.get(key), new.get(key)) for key in sorted(set(new) | set(old))
+            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_CHANGES)
+            and old.get(key) != new.get(key)]
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:

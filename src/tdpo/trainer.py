@@ -12,8 +12,9 @@ One optimizer step, for a global batch of ``optim.batch_size`` examples:
    the LoRA policy with adapters disabled; skipped with cached reference log-probs), then the
    policy pass on the chosen and rejected rows concatenated in ONE forward, then the loss divided
    by the accumulation steps and backward. Gradients are synchronised on the last micro-batch only.
-3. A non-finite loss stops the run before the update (the last good checkpoint stays intact);
-   otherwise gradient clipping, the optimizer step and the warm-up schedule.
+3. A non-finite loss or gradient norm stops the run before the update (the last checkpoint, which
+   holds only finite values, stays intact); otherwise gradient clipping, the optimizer step and the
+   warm-up schedule. :mod:`tdpo.divergence` stops a run that diverges while staying finite.
 
 Data order depends only on the seed and the epoch, and the checkpoint holds the optimizer,
 scheduler and every process's RNG states, so a resumed run equals an uninterrupted one.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +36,15 @@ from typing import Any
 import torch
 
 from tdpo import checkpoint as ckpt
-from tdpo.config import TrainConfig, config_to_dict, save_config
+from tdpo.config import (
+    RESUMABLE_CHANGES,
+    ConfigError,
+    TrainConfig,
+    config_to_dict,
+    save_config,
+    training_changes,
+)
+from tdpo.divergence import DivergenceMonitor, nonfinite_reason
 from tdpo.models import TokenStatsModel, load_policy, load_reference, load_tokenizer
 from tdpo.objective import compute_loss, needs_reference_model
 from tdpo.optim import build_optimizer, build_scheduler
@@ -45,7 +55,8 @@ Batch = dict[str, torch.Tensor]
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped without applying the update."""
+    """The loss or gradient became NaN or infinite (the run stopped without applying the update), or
+    the run diverged (see :mod:`tdpo.divergence`)."""
 
 
 @dataclass
@@ -290,15 +301,28 @@ def _any_process(accelerator, flag: bool) -> bool:
     return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
-def _resume_folder(cfg: TrainConfig, resume: bool | str | Path) -> Path | None:
+RUN_OUTPUTS = (ckpt.CHECKPOINTS, "final", "metrics.jsonl", "tensorboard", "config.yaml", "data_report.json",
+               ".tmp-final", ".old-final")
+"""What a run writes into its folder: a new run refuses a folder holding any of it (unless told to
+overwrite, when exactly these are deleted and nothing else)."""
+
+
+def _resume_folder(cfg: TrainConfig, resume: bool | str | Path, overwrite: bool = False,
+                   is_main_process: bool = True) -> Path | None:
     run_dir = cfg.run_dir()
     if resume is False or resume is None:
-        existing = ckpt.latest_checkpoint(run_dir)
-        if existing is not None:
+        existing = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+        if existing and not overwrite:
+            latest = ckpt.latest_checkpoint(run_dir)
+            held = f"checkpoints (latest {latest.name})" if latest else " and ".join(existing[:2])
             raise FileExistsError(
-                f"run folder {run_dir} already has checkpoints (latest {existing.name}); pass --resume to "
-                "continue it, or choose another run_name"
+                f"run folder {run_dir} already holds a run ({held}); pass --resume to continue it, --overwrite "
+                "to replace it, or choose another run_name"
             )
+        if existing and is_main_process:
+            for name in existing:
+                path = run_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         return None
     if resume is True:
         found = ckpt.latest_checkpoint(run_dir)
@@ -309,6 +333,29 @@ def _resume_folder(cfg: TrainConfig, resume: bool | str | Path) -> Path | None:
     if not ckpt.is_complete(folder):
         raise FileNotFoundError(f"--resume {folder}: not a complete checkpoint ({ckpt.STATE_FILE} missing)")
     return folder
+
+
+def check_resume_config(cfg: TrainConfig, folder: Path) -> None:
+    """Refuse (:class:`~tdpo.config.ConfigError`) to resume checkpoint ``folder`` with a config that
+    changes the training; see :data:`tdpo.config.RESUMABLE_CHANGES` for what may change."""
+    saved = ckpt.read_state(folder).get("config")
+    source = f"{folder / ckpt.STATE_FILE}"
+    if saved is None:  # a checkpoint of an older tdpo: the run folder's config.yaml
+        import yaml
+
+        path = folder.parent.parent / "config.yaml"
+        if not path.is_file():
+            return
+        saved, source = yaml.safe_load(path.read_text()) or {}, str(path)
+    changes = training_changes(saved, cfg)
+    if changes:
+        shown = ", ".join(f"{key} {old!r} -> {new!r}" for key, old, new in changes[:6])
+        more = f" and {len(changes) - 6} more" if len(changes) > 6 else ""
+        allowed = ", ".join(k + "*" if k.endswith(".") else k for k in RESUMABLE_CHANGES)
+        raise ConfigError(
+            f"--resume: the config changes the training against the run's ({source}): {shown}{more}\n"
+            f"  start a new run for that (another run_name); on resume only these may change: {allowed}"
+        )
 
 
 def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -> tuple[Models, Any, Any]:
@@ -335,7 +382,6 @@ def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -
     optimizer = build_optimizer(wrapper.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule.warmup_steps)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
     if (accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.loss.token_stats == "chunked"
             and accelerator.state.deepspeed_plugin.zero_stage == 3):
         from tdpo.models import register_head_for_zero3
@@ -363,22 +409,27 @@ def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -
 # The loop
 
 
-def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None) -> Path:
+def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None,
+          overwrite: bool = False) -> Path:
     """Train the policy described by ``cfg``; return the run folder.
 
     Args:
         cfg: the resolved :class:`~tdpo.config.TrainConfig`.
         resume: False for a new run; True to continue from the run folder's latest checkpoint; or
-            the path of a checkpoint folder.
+            the path of a checkpoint folder. The config must not change the training against the
+            run's (:func:`check_resume_config`).
         data: the tokenized data, or None to load ``cfg.data`` with :mod:`tdpo.data`.
+        overwrite: a new run replaces what an earlier run wrote into its folder (refused otherwise).
 
     Returns:
         The run folder: ``config.yaml``, ``metrics.jsonl`` (rows with ``split`` train/eval),
         ``tensorboard/``, ``checkpoints/step-*`` and the final policy in ``final/``.
 
     Raises:
-        TrainingDivergedError: the loss became NaN or infinite (no update applied; the last
-            checkpoint is left intact).
+        TrainingDivergedError: the loss or gradient norm became NaN or infinite (no update applied),
+            or the run diverged; the last checkpoint is left intact and holds only finite values.
+        FileExistsError: a new run in a folder that holds one, without ``overwrite``.
+        ConfigError: resuming with a config that changes the training.
     """
     from accelerate import Accelerator, PartialState
     from accelerate.utils import DistributedType, set_seed
@@ -390,7 +441,10 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
     accelerator = Accelerator(gradient_accumulation_steps=accum_steps if deepspeed else 1)
     run_dir = cfg.run_dir()
-    resume_from = _resume_folder(cfg, resume)
+    resume_from = _resume_folder(cfg, resume, overwrite, accelerator.is_main_process)
+    if resume_from is not None:
+        check_resume_config(cfg, resume_from)
+    accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if accelerator.is_main_process:
         save_config(cfg, run_dir / "config.yaml")
@@ -414,11 +468,17 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * plan.steps_per_epoch
 
     models, optimizer, scheduler = build_models(cfg, accelerator, data, tokenizer)
-    step = 0
+    d = cfg.divergence
+    monitor = DivergenceMonitor(d.loss_factor, d.window, d.weight_norm_factor, d.patience)
+    step, last_eval_step = 0, None
     if resume_from is not None:
-        step = int(ckpt.load_checkpoint(accelerator, resume_from)["step"])
+        resumed = ckpt.load_checkpoint(accelerator, models.policy, optimizer, scheduler, resume_from)
+        step, last_eval_step = int(resumed["step"]), resumed.get("last_eval_step")
+        monitor.load_state_dict(resumed.get("divergence", {}))
         if accelerator.is_main_process:
             print(f"tdpo: resumed from {resume_from} at step {step}", flush=True)
+    elif d.check:
+        monitor.check_weights(_weight_norm(accelerator, models.policy))
 
     logger = None
     if accelerator.is_main_process:
@@ -432,17 +492,36 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
                        epoch=step / max(plan.steps_per_epoch, 1))
 
     def run_eval() -> None:
+        nonlocal last_eval_step
         if data.eval is not None and len(data.eval) > 0:
             log("eval", evaluate(cfg, accelerator, models, data))
+            last_eval_step = step
 
     def save(folder: Path, final: bool = False) -> None:
         epoch, position = divmod(step, plan.steps_per_epoch)
         state = {"step": step, "examples": step * cfg.optim.batch_size, "epoch": epoch,
-                 "batch_in_epoch": position, "total_steps": total_steps, "loss": cfg.loss.name}
-        ckpt.save_checkpoint(accelerator, models.policy, tokenizer, folder, state,
-                             merge_lora=final and cfg.lora.enabled, with_state=not final)
+                 "batch_in_epoch": position, "total_steps": total_steps, "loss": cfg.loss.name,
+                 "last_eval_step": last_eval_step, "divergence": monitor.state_dict(),
+                 "config": config_to_dict(cfg)}
+        try:
+            ckpt.save_checkpoint(accelerator, models.policy, tokenizer, folder, state,
+                                 optimizer=None if final else optimizer, scheduler=None if final else scheduler,
+                                 merge_lora=final and cfg.lora.enabled)
+        except ckpt.NonFiniteStateError as err:
+            raise TrainingDivergedError(f"{err} at step {step}; {folder} was not written. "
+                                        f"Last checkpoint: {ckpt.latest_checkpoint(run_dir) or 'none saved yet'}") from None
         if folder.parent.name == ckpt.CHECKPOINTS:
             ckpt.prune_checkpoints(run_dir, cfg.checkpoint.keep_last, is_main_process=accelerator.is_main_process)
+
+    def stop(reason: str, applied: bool) -> TrainingDivergedError:
+        last = ckpt.latest_checkpoint(run_dir)
+        done = step - 1 if applied else step  # steps completed before the one that failed
+        what = "the run stopped" if applied else "the run stopped without applying this update"
+        return TrainingDivergedError(
+            f"{reason} at step {done + 1} (examples {done * cfg.optim.batch_size}-{(done + 1) * cfg.optim.batch_size}"
+            f"); {what}. Last good checkpoint: {last or 'none saved yet'}.\n"
+            "  Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm"
+            + "; divergence.check=false turns the divergence checks off")
 
     eval_every = cfg.eval.every_examples
     if cfg.eval.at_start and step == 0:
@@ -473,22 +552,26 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
                     accelerator.backward(loss if deepspeed else loss / accum)
                 step_sums.add(metrics, len(indices))
             step_metrics = step_sums.means(accelerator)
-            if not math.isfinite(step_metrics["loss"]):
-                last = ckpt.latest_checkpoint(run_dir)
-                raise TrainingDivergedError(
-                    f"the loss is {step_metrics['loss']} at step {step + 1} (examples "
-                    f"{step * cfg.optim.batch_size}-{(step + 1) * cfg.optim.batch_size}); the run stopped "
-                    f"without applying this update. Last good checkpoint: {last or 'none saved yet'}. "
-                    "Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm."
-                )
-            if cfg.optim.max_grad_norm is not None and not deepspeed:  # DeepSpeed: gradient_clipping
-                grad_norm = accelerator.clip_grad_norm_(models.policy.parameters(), cfg.optim.max_grad_norm)
-                step_metrics["grad_norm"] = float(grad_norm)
+            grad_norm = None
+            if math.isfinite(step_metrics["loss"]) and not deepspeed:  # DeepSpeed: gradient_clipping
+                # an infinite bound measures the norm and leaves the gradients as they are (x * 1.0)
+                bound = cfg.optim.max_grad_norm if cfg.optim.max_grad_norm is not None else math.inf
+                grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), bound))
+                step_metrics["grad_norm"] = grad_norm
+            reason = nonfinite_reason(step_metrics["loss"], grad_norm)
+            if reason is None and cfg.divergence.check:
+                reason = monitor.check_step(step_metrics["loss"], grad_norm)
+            if reason is not None:
+                raise stop(reason, applied=False)
             step_metrics["lr"] = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            if cfg.divergence.check:
+                reason = monitor.check_weights(_weight_norm(accelerator, models.policy))
+                if reason is not None:
+                    raise stop(reason, applied=True)
 
             window.add(step_metrics, 1.0)
             if step % cfg.logging.every_steps == 0 or step == total_steps:
@@ -520,11 +603,24 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
             if accelerator.is_main_process:
                 print(f"tdpo: saved {ckpt.checkpoint_dir(run_dir, step)}; continue with --resume", flush=True)
         else:
-            run_eval()
+            if last_eval_step != step:  # not evaluated yet (a resume from the last checkpoint was)
+                run_eval()
             save(ckpt.checkpoint_dir(run_dir, step))
             save(run_dir / "final", final=True)
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def _weight_norm(accelerator, model: torch.nn.Module) -> float:
+    """The L2 norm of the trainable parameters over all processes (FSDP shards summed)."""
+    from accelerate.utils import DistributedType
+
+    local = [p.detach().to_local() if hasattr(p, "to_local") else p.detach()
+             for p in model.parameters() if p.requires_grad]
+    squares = torch.stack([torch.linalg.vector_norm(t.float()) ** 2 for t in local if t.numel()]).sum()
+    if accelerator.distributed_type == DistributedType.FSDP:
+        squares = accelerator.reduce(squares.to(accelerator.device), reduction="sum")
+    return float(squares.sqrt())
 
 
 @contextlib.contextmanager
