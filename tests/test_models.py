@@ -145,15 +145,13 @@ def test_reference_pass_hands_over_hidden_states_and_head(model_dir):
         TokenStatsModel(policy, "half")
 
 
-def _fsdp2_worker(rank: int, world: int, model_dir: str, port: int, out: str) -> None:
-    import os
-
+def _fsdp2_worker(rank: int, world: int, model_dir: str, store: str, out: str) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # a file store: no port to pick and race other processes for
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
         mesh = init_device_mesh("cpu", (world,))
@@ -162,11 +160,14 @@ def _fsdp2_worker(rank: int, world: int, model_dir: str, port: int, out: str) ->
             fully_shard(layer, mesh=mesh)
         fully_shard(wrapper, mesh=mesh)  # the root unit holds the embeddings, final norm and head
         _tdpo2_backward(wrapper, reference, make_pairs(4, seed=1)[2 * rank:2 * rank + 2])
-        grads = {n: p.grad.full_tensor() for n, p in wrapper.named_parameters()}
-        if rank == 0:
-            torch.save(grads, out)
+        grads = {n: p.grad.full_tensor().contiguous() for n, p in wrapper.named_parameters()}  # collective
+        dist.barrier()  # every rank is done with gloo before any tears it down
     finally:
         dist.destroy_process_group()
+    if rank == 0:  # results are handed back only once the group is gone
+        from safetensors.torch import save_file
+
+        save_file(grads, out)
 
 
 def _perturbed_pair(model_dir):
@@ -194,18 +195,14 @@ def _tdpo2_backward(wrapper, reference, pairs) -> None:
 def test_chunked_statistics_under_fsdp2_on_two_cpu_processes_match_one_process(model_dir, tmp_path):
     """The head weight is used inside the sharded wrapper's forward, so FSDP gathers it there and
     reduces its gradient: sharded gradients (head included) equal a single process's."""
-    import socket
-
     import torch.multiprocessing as mp
+    from safetensors.torch import load_file
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path / "grads.pt")
-    mp.spawn(_fsdp2_worker, args=(2, str(model_dir), port, out), nprocs=2)
+    out = str(tmp_path / "grads.safetensors")
+    mp.spawn(_fsdp2_worker, args=(2, str(model_dir), str(tmp_path / "store"), out), nprocs=2, join=True)
     wrapper, reference = _perturbed_pair(model_dir)
     _tdpo2_backward(wrapper, reference, make_pairs(4, seed=1))
-    sharded = torch.load(out)
+    sharded = load_file(out)
     single = {n: p.grad for n, p in wrapper.named_parameters()}
     assert sharded.keys() == single.keys()
     for name in single:

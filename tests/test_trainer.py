@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -238,8 +239,11 @@ def test_ddp_two_cpu_processes_equal_one_process(variant, model_dir, tmp_path):
                 data=training_data(9))
     worker = Path(__file__).parent / "train_ddp_worker.py"
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as sock:  # a free port, not accelerate's fixed default
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(model_dir), str(tmp_path), "9",
+           "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(model_dir), str(tmp_path), "9",
            *common, "optim.micro_batch_size=1", "run_name=two", f"reference.cache_dir={tmp_path / 'cache2'}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

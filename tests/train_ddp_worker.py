@@ -17,6 +17,13 @@ def main(argv: list[str]) -> None:
     model_dir, out_dir, pairs, *overrides = argv
     cfg = tiny_config(Path(model_dir), Path(out_dir), *overrides)
     train(cfg, data=training_data(int(pairs)))
+    # tear the process group down deliberately, every rank past a barrier first: left to interpreter
+    # exit, gloo's teardown can race and abort one process
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

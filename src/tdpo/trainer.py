@@ -513,7 +513,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
         if folder.parent.name == ckpt.CHECKPOINTS:
             ckpt.prune_checkpoints(run_dir, cfg.checkpoint.keep_last, is_main_process=accelerator.is_main_process)
 
-    def stop(reason: str, applied: bool) -> TrainingDivergedError:
+    def stop(reason: str, applied: bool, diverged: bool = False) -> TrainingDivergedError:
         last = ckpt.latest_checkpoint(run_dir)
         done = step - 1 if applied else step  # steps completed before the one that failed
         what = "the run stopped" if applied else "the run stopped without applying this update"
@@ -521,7 +521,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
             f"{reason} at step {done + 1} (examples {done * cfg.optim.batch_size}-{(done + 1) * cfg.optim.batch_size}"
             f"); {what}. Last good checkpoint: {last or 'none saved yet'}.\n"
             "  Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm"
-            + "; divergence.check=false turns the divergence checks off")
+            + ("; divergence.check=false turns this check off" if diverged else ""))
 
     eval_every = cfg.eval.every_examples
     if cfg.eval.at_start and step == 0:
@@ -559,10 +559,12 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
                 grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), bound))
                 step_metrics["grad_norm"] = grad_norm
             reason = nonfinite_reason(step_metrics["loss"], grad_norm)
-            if reason is None and cfg.divergence.check:
-                reason = monitor.check_step(step_metrics["loss"], grad_norm)
             if reason is not None:
                 raise stop(reason, applied=False)
+            if cfg.divergence.check:
+                reason = monitor.check_step(step_metrics["loss"], grad_norm)
+                if reason is not None:
+                    raise stop(reason, applied=False, diverged=True)
             step_metrics["lr"] = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -571,7 +573,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
             if cfg.divergence.check:
                 reason = monitor.check_weights(_weight_norm(accelerator, models.policy))
                 if reason is not None:
-                    raise stop(reason, applied=True)
+                    raise stop(reason, applied=True, diverged=True)
 
             window.add(step_metrics, 1.0)
             if step % cfg.logging.every_steps == 0 or step == total_steps:

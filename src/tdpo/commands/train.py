@@ -27,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("items", nargs="*", metavar="CONFIG.yaml | key=value",
                         help="a YAML config file (optional, first) followed by dotted overrides")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                        help="continue the run from its latest checkpoint (or from CHECKPOINT)")
+                        help="continue the run from its latest checkpoint (or from CHECKPOINT); the config may "
+                        "change only how long to train and how often to evaluate, log and save")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in a run folder that already holds one, deleting its checkpoints, "
+                        "final/, metrics and logs")
     parser.add_argument("--options", action="store_true", help="list every option and exit")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser
@@ -73,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
     resume = args.resume if args.resume is True or args.resume is False else Path(args.resume)
     try:
-        run_dir = train(cfg, resume=resume)
+        if args.overwrite and resume is not False:
+            print("tdpo train: error: --overwrite and --resume exclude each other", file=sys.stderr)
+            return 2
+        run_dir = train(cfg, resume=resume, overwrite=args.overwrite)
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
