@@ -6,6 +6,9 @@ Two classifiers implement the same :class:`RewardModel` protocol:
   bigrams followed by logistic regression, fitted on the train split of the IMDb corpus
   (:mod:`tdpo.imdb.corpus`). Its accuracy on the held-out split is measured and printed, and the
   fitted model is cached (``$TDPO_CACHE/imdb-sentiment``), so the fit (about half a minute) happens once.
+  The cache holds no code: a JSON file (format version, settings, vocabulary) and a safetensors file
+  (idf weights, coefficients, intercept, classes), see :meth:`TfidfSentimentClassifier.save`. It is
+  never unpickled; an unreadable or unexpected cache is reported on stderr and the classifier refitted.
 - :class:`HFSentimentReward`: any Hugging Face sequence-classification model, e.g. the paper's
   ``siebert/sentiment-roberta-large-english``.
 
@@ -15,14 +18,15 @@ Two classifiers implement the same :class:`RewardModel` protocol:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from tdpo.imdb.corpus import CorpusSplits, Review, load_splits
@@ -32,6 +36,27 @@ MIN_ACCURACY = 0.88
 """The built-in classifier must reach at least this held-out accuracy."""
 
 BUILTIN = "builtin"
+
+CACHE_FORMAT = "tdpo-tfidf-sentiment"
+"""The ``format`` field of a cached classifier's JSON file."""
+
+CACHE_VERSION = 2
+"""Version of the cache layout (1 was a pickle, never read any more); part of the cache key."""
+
+_CACHE_KEYS = frozenset({"format", "version", "settings", "vectorizer", "sklearn", "tensors_sha256", "vocabulary"})
+_TENSOR_DTYPES = {"idf": np.float64, "coef": np.float64, "intercept": np.float64, "classes": np.int64}
+
+
+class SentimentCacheError(ValueError):
+    """A cached classifier that cannot be used (unreadable, truncated, wrong version or contents).
+
+    Attributes:
+        path: the offending file.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {reason}")
 
 
 @runtime_checkable
@@ -98,6 +123,119 @@ class TfidfSentimentClassifier:
         classes = list(self.pipeline.classes_)
         proba = self.pipeline.predict_proba(list(texts))[:, classes.index(1)]
         return torch.as_tensor(proba, dtype=torch.float32)
+
+    @staticmethod
+    def tensors_path(path: str | Path) -> Path:
+        """The safetensors file that goes with the JSON file ``path`` (same name, ``.safetensors``)."""
+        return Path(path).with_suffix(".safetensors")
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted classifier as ``path`` (JSON) and :meth:`tensors_path` (safetensors), atomically.
+
+        The JSON file holds the format version, the settings, the vectorizer's parameters, the
+        vocabulary (terms in feature order) and the SHA-256 of the safetensors file, which holds
+        ``idf`` ``[n]``, ``coef`` ``[1, n]``, ``intercept`` ``[1]`` (float64) and ``classes`` ``[2]``
+        (int64). Each file is written to a temporary file and renamed into place, the JSON file last,
+        so a reader sees either no JSON file or one whose checksum matches a complete tensors file.
+        """
+        import sklearn
+        from safetensors.numpy import save as save_tensors
+
+        vectorizer, logreg = self.pipeline[0], self.pipeline[1]
+        vocabulary = vectorizer.vocabulary_
+        terms = [""] * len(vocabulary)
+        for term, index in vocabulary.items():
+            terms[int(index)] = term
+        if len(set(terms)) != len(terms):
+            raise ValueError("the vectorizer's vocabulary does not number its terms 0..n-1")
+        tensors = {
+            "idf": np.ascontiguousarray(vectorizer.idf_, dtype=np.float64),
+            "coef": np.ascontiguousarray(logreg.coef_, dtype=np.float64),
+            "intercept": np.ascontiguousarray(logreg.intercept_, dtype=np.float64),
+            "classes": np.ascontiguousarray(logreg.classes_, dtype=np.int64),
+        }
+        blob = save_tensors(tensors)
+        meta = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "settings": self.settings,
+            "vectorizer": _json_params(vectorizer),
+            "sklearn": sklearn.__version__,
+            "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+            "vocabulary": terms,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.tensors_path(path), blob)
+        _write_atomic(path, json.dumps(meta, separators=(",", ":")).encode("utf-8"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TfidfSentimentClassifier:
+        """Rebuild a classifier written by :meth:`save` from its JSON and safetensors files.
+
+        Nothing in the files is executed: the JSON is parsed, the tensors are read with safetensors,
+        and both are checked (format and version, exact keys, settings and vectorizer parameters this
+        code would use, checksum, dtypes, shapes, finite values) before being set on a new pipeline.
+
+        Raises:
+            SentimentCacheError: the files are missing, unreadable or not what :meth:`save` writes.
+        """
+        from safetensors.numpy import load as load_tensors
+
+        path = Path(path)
+        try:
+            meta = json.loads(path.read_bytes().decode("utf-8"))
+        except Exception as err:  # any failure to read or parse is a bad cache, not an error for the user
+            raise SentimentCacheError(path, f"unreadable JSON ({type(err).__name__}: {err})") from err
+        if not isinstance(meta, dict) or set(meta) != _CACHE_KEYS:
+            got = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+            raise SentimentCacheError(path, f"expected the keys {sorted(_CACHE_KEYS)}, got {got}")
+        if meta["format"] != CACHE_FORMAT or meta["version"] != CACHE_VERSION:
+            got = f"format {meta['format']!r} version {meta['version']!r}"
+            raise SentimentCacheError(path, f"{got}, expected format {CACHE_FORMAT!r} version {CACHE_VERSION}")
+        settings = meta["settings"]
+        if not isinstance(settings, dict) or set(settings) != {"max_features", "min_df", "c"}:
+            raise SentimentCacheError(path, f"unexpected settings {settings!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in settings.values()):
+            raise SentimentCacheError(path, f"unexpected settings {settings!r}")
+        classifier = cls(max_features=settings["max_features"], min_df=settings["min_df"], c=settings["c"])
+        vectorizer, logreg = classifier.pipeline[0], classifier.pipeline[1]
+        if meta["vectorizer"] != _json_params(vectorizer):
+            raise SentimentCacheError(path, "the vectorizer's parameters differ from this version's")
+        terms = meta["vocabulary"]
+        if not isinstance(terms, list) or not terms or not all(isinstance(t, str) for t in terms):
+            raise SentimentCacheError(path, "the vocabulary is not a non-empty list of strings")
+        if len(set(terms)) != len(terms):
+            raise SentimentCacheError(path, "the vocabulary has repeated terms")
+
+        tensors_path = cls.tensors_path(path)
+        try:
+            blob = tensors_path.read_bytes()
+            if hashlib.sha256(blob).hexdigest() != meta["tensors_sha256"]:
+                raise ValueError(f"its SHA-256 does not match the one in {path.name}")
+            tensors = load_tensors(blob)
+        except Exception as err:  # missing, truncated, mismatched or not safetensors at all
+            raise SentimentCacheError(tensors_path, f"unreadable tensors ({type(err).__name__}: {err})") from err
+        n = len(terms)
+        shapes = {"idf": (n,), "coef": (1, n), "intercept": (1,), "classes": (2,)}
+        if set(tensors) != set(shapes):
+            raise SentimentCacheError(tensors_path, f"expected the tensors {sorted(shapes)}, got {sorted(tensors)}")
+        for name, array in tensors.items():
+            if array.dtype != _TENSOR_DTYPES[name] or array.shape != shapes[name]:
+                expected = f"{np.dtype(_TENSOR_DTYPES[name])} {shapes[name]}"
+                raise SentimentCacheError(tensors_path, f"{name} is {array.dtype} {array.shape}, expected {expected}")
+            if not np.isfinite(array).all():
+                raise SentimentCacheError(tensors_path, f"{name} has non-finite values")
+        if tensors["classes"].tolist() != [0, 1]:
+            raise SentimentCacheError(tensors_path, f"classes are {tensors['classes'].tolist()}, expected [0, 1]")
+
+        vectorizer.vocabulary_ = {term: index for index, term in enumerate(terms)}
+        vectorizer.idf_ = tensors["idf"]
+        logreg.classes_ = tensors["classes"]
+        logreg.coef_ = tensors["coef"]
+        logreg.intercept_ = tensors["intercept"]
+        logreg.n_features_in_ = n
+        return classifier
 
 
 class HFSentimentReward:
@@ -167,11 +305,40 @@ class HFSentimentReward:
         return torch.cat(out) if out else torch.zeros(0)
 
 
+def _json_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters that JSON can hold (tuples as lists, the dtype by name)."""
+    out: dict[str, Any] = {}
+    for key, value in sorted(estimator.get_params().items()):
+        if value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+        elif key == "dtype":
+            out[key] = np.dtype(value).name
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path`` and rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _cache_key(splits: CorpusSplits, settings: dict) -> str:
     import sklearn
 
     h = hashlib.sha256()
-    h.update(repr((sorted(settings.items()), sklearn.__version__, len(splits.train), len(splits.test))).encode())
+    h.update(
+        repr(
+            (CACHE_VERSION, sorted(settings.items()), sklearn.__version__, len(splits.train), len(splits.test))
+        ).encode()
+    )
     for review in splits.train:
         h.update(b"\x00%d" % review.label)
         h.update(review.text.encode("utf-8"))
@@ -195,15 +362,29 @@ def builtin_reward_model(
 
     Returns:
         The fitted classifier with :attr:`~TfidfSentimentClassifier.accuracy` set.
+
+    The cache is ``tfidf-v2-<key>.json`` + ``.safetensors`` (:meth:`TfidfSentimentClassifier.save`).
+    Old ``.pkl`` caches are never read. A cache that cannot be used is reported in one line on stderr
+    (even when not ``verbose``), and the classifier is refitted and the cache rewritten.
     """
     splits = splits if splits is not None else load_splits()
     classifier = TfidfSentimentClassifier()
     folder = Path(cache) if cache is not None else cache_dir() / "imdb-sentiment"
-    path = folder / f"tfidf-{_cache_key(splits, classifier.settings)}.pkl"
+    path = folder / f"tfidf-v{CACHE_VERSION}-{_cache_key(splits, classifier.settings)}.json"
     source = "cached"
+    loaded = None
     if path.is_file():
-        with path.open("rb") as f:
-            classifier = pickle.load(f)
+        try:
+            loaded = TfidfSentimentClassifier.load(path)
+            if loaded.settings != classifier.settings:
+                raise SentimentCacheError(path, f"settings {loaded.settings}, expected {classifier.settings}")
+        except SentimentCacheError as err:
+            loaded = None
+            reason = " ".join(str(err).split())  # one line, starting with the file's path
+            reason = reason if len(reason) <= 400 else reason[:400] + "..."
+            print(f"tdpo: ignoring the sentiment classifier cache {reason}; refitting", file=sys.stderr, flush=True)
+    if loaded is not None:
+        classifier = loaded
     else:
         if verbose:
             print(
@@ -212,15 +393,7 @@ def builtin_reward_model(
                 flush=True,
             )
         classifier.fit(splits.train)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tfidf-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(classifier, f)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        classifier.save(path)
         source = "fitted"
     accuracy = classifier.evaluate(splits.test)
     if verbose:
