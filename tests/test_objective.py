@@ -25,17 +25,29 @@ def batch(seed: int):
     return hp, wp, hr, wr, labels
 
 
-def float64_sequence_terms(hp, wp, hr, wr, labels):
-    """Delta and D per row, in float64, by direct vectorised formulas."""
-    logp = torch.log_softmax(hp.double() @ wp.double().T, -1)[:, :-1]
-    logq = torch.log_softmax(hr.double() @ wr.double().T, -1)[:, :-1]
+def float64_sequence_terms(hp, wp, hr, wr, labels, policy_mask=0.0, reference_mask=0.0):
+    """Delta and D per row, in float64, by direct vectorised formulas.
+
+    ``policy_mask`` / ``reference_mask`` (``[V]``, 0 or -inf) are added to the logits. The KL and
+    entropy sum, by indexing, only the entries of positive probability (0 * log 0 = 0).
+    """
+    logp = torch.log_softmax(hp.double() @ wp.double().T + policy_mask, -1)[:, :-1]
+    logq = torch.log_softmax(hr.double() @ wr.double().T + reference_mask, -1)[:, :-1]
     y = labels[:, 1:]
     m = (y != -100).double()
     yy = y.clamp(min=0)[..., None]
     lp = (logp.gather(-1, yy).squeeze(-1) * m).sum(-1)
     lq = (logq.gather(-1, yy).squeeze(-1) * m).sum(-1)
-    kl = ((logq.exp() * (logq - logp)).sum(-1) * m).sum(-1)
-    ent = ((-(logp.exp() * logp).sum(-1)) * m).sum(-1) / m.sum(-1)
+
+    def per_token_sum(weights_logp, terms):
+        i, j, v = (weights_logp.exp() > 0).nonzero(as_tuple=True)
+        values = terms(i, j, v)
+        return torch.zeros(logp.shape[:2], dtype=values.dtype).index_put((i, j), values, accumulate=True)
+
+    tok_kl = per_token_sum(logq, lambda i, j, v: logq[i, j, v].exp() * (logq[i, j, v] - logp[i, j, v]))
+    tok_ent = per_token_sum(logp, lambda i, j, v: -logp[i, j, v].exp() * logp[i, j, v])
+    kl = (tok_kl * m).sum(-1)
+    ent = (tok_ent * m).sum(-1) / m.sum(-1)
     return lp, lq, kl, ent
 
 
@@ -174,3 +186,64 @@ def test_sft_loss_and_reference_free_dpo_need_no_reference():
 
 def test_package_exports_the_functional_api():
     assert tdpo.loss_from_logits is loss_from_logits and tdpo.loss_from_hidden is loss_from_hidden
+
+
+PADDED = [14, 15, 16]  # a padded vocabulary tail: -inf in both models
+REFERENCE_ZERO = [1, 6]  # tokens the reference alone gives probability 0
+MASKED = {  # case -> (policy's -inf ids, reference's -inf ids)
+    "padded": (PADDED, PADDED),
+    "reference_only": ([], REFERENCE_ZERO),
+    "padded_and_reference": (PADDED, PADDED + REFERENCE_ZERO),
+}
+
+
+def minus_inf_batch(seed: int, pol_ids, ref_ids):
+    """:func:`batch` with labels off the masked ids; hidden feature H-1 is a constant 1 so that a head
+    row with -inf in column H-1 gives a -inf logit (the hidden path's way to mask the vocabulary)."""
+    hp, wp, hr, wr, labels = batch(seed)
+    allowed = torch.tensor([v for v in range(V) if v not in pol_ids + ref_ids])
+    labels = torch.where(labels == -100, labels, allowed[labels.clamp(min=0) % len(allowed)])
+    hp, hr = hp * 0.3, hr.clone()
+    hp[..., -1] = 1.0
+    hr[..., -1] = 1.0
+    pmask, rmask = torch.zeros(V, dtype=torch.float64), torch.zeros(V, dtype=torch.float64)
+    pmask[pol_ids], rmask[ref_ids] = float("-inf"), float("-inf")
+    return hp, wp, hr, wr, labels, pmask, rmask
+
+
+@pytest.mark.parametrize("case", list(MASKED))
+@pytest.mark.parametrize("name", ["tdpo1", "tdpo2"])
+def test_tdpo_with_minus_inf_logits_is_finite_and_matches_float64(name, case):
+    """A padded vocabulary and tokens the reference gives probability 0: finite loss, metrics and
+    gradients on both paths, equal to float64 with 0 * log 0 = 0."""
+    pol_ids, ref_ids = MASKED[case]
+    hp, wp, hr, wr, labels, pmask, rmask = minus_inf_batch(7, pol_ids, ref_ids)
+    beta, alpha = 0.2, 0.4
+    hp64, wp64 = hp.double().requires_grad_(), wp.double().requires_grad_()
+    lp, lq, kl, _ = float64_sequence_terms(hp64, wp64, hr, wr, labels, pmask, rmask)
+    if name == "tdpo2":
+        kl = torch.cat([kl[:B].detach(), kl[B:]])
+    want = expected_loss(name, lp, lq, kl, beta, alpha, 0.0)
+    want.backward()
+    assert torch.isfinite(want)
+
+    head_p, head_r = wp.clone(), wr.clone()  # the same masks through the heads (hidden path)
+    head_p[pol_ids, -1] = float("-inf")
+    head_r[ref_ids, -1] = float("-inf")
+    for path in ("logits", "hidden"):
+        h = hp.clone().requires_grad_()
+        if path == "logits":
+            w = wp.clone().requires_grad_()
+            loss, metrics = loss_from_logits(h @ w.T + pmask.float(), hr @ wr.T + rmask.float(), labels,
+                                             loss=name, beta=beta, alpha=alpha)
+        else:
+            w = head_p.clone().requires_grad_()
+            loss, metrics = loss_from_hidden(h, w, hr, head_r, labels, loss=name, beta=beta, alpha=alpha,
+                                             chunk_size=3)
+        loss.backward()
+        assert torch.isfinite(loss), path
+        assert all(torch.isfinite(v) for v in metrics.values()), path
+        assert torch.isfinite(h.grad).all() and torch.isfinite(w.grad).all(), path
+        torch.testing.assert_close(loss.double(), want.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(h.grad.double(), hp64.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(w.grad.double(), wp64.grad, rtol=1e-4, atol=1e-6)

@@ -31,7 +31,11 @@ def make_labels(seed: int = 0, rows: int = S, length: int = T, vocab: int = V) -
 
 
 def reference_token_stats(policy_logits, reference_logits, labels):
-    """Per-sequence sums by explicit loops in float64: logp, ref logp, KL(ref||pol), entropy mean."""
+    """Per-sequence sums by explicit loops in float64: logp, ref logp, KL(ref||pol), entropy mean.
+
+    Logits may be -inf: the KL sums only over the entries the reference gives positive probability
+    and the entropy only over those the policy does (0 * log 0 = 0), by selecting them.
+    """
     pl = policy_logits.double()
     rl = None if reference_logits is None else reference_logits.double()
     out = {"logps": [], "ref_logps": [], "kl": [], "entropy": [], "count": []}
@@ -45,12 +49,14 @@ def reference_token_stats(policy_logits, reference_logits, labels):
             z = pl[s, t]
             logp = z - (z - z.max()).exp().sum().log() - z.max()
             lp += float(logp[y])
-            ent += float(-(logp.exp() * logp).sum())
+            pos = logp.exp() > 0
+            ent += float(-(logp[pos].exp() * logp[pos]).sum())
             if rl is not None:
                 zr = rl[s, t]
                 logq = zr - torch.logsumexp(zr, 0)
                 rlp += float(logq[y])
-                kl += float((logq.exp() * (logq - logp)).sum())
+                sup = logq.exp() > 0
+                kl += float((logq[sup].exp() * (logq[sup] - logp[sup])).sum())
             n += 1
         out["logps"].append(lp)
         out["ref_logps"].append(rlp)
@@ -104,14 +110,21 @@ def test_chunked_path_matches_float64_loops(chunk_size, scale):
     assert_close(got.entropy, want["entropy"])
 
 
-def float64_objective(hp, wp, hr, wr, labels, w_logp, w_kl, scale=1.0):
-    """An arbitrary differentiable function of per-token logps and KL, all in float64 autograd."""
-    logp = torch.log_softmax(hp @ wp.T * scale, -1)[:, :-1]
-    logq = torch.log_softmax(hr @ wr.T * scale, -1)[:, :-1]
+def float64_objective(hp, wp, hr, wr, labels, w_logp, w_kl, scale=1.0, policy_mask=0.0, reference_mask=0.0):
+    """An arbitrary differentiable function of per-token logps and KL, all in float64 autograd.
+
+    ``policy_mask`` / ``reference_mask`` are added to the logits (``[V]``, 0 or -inf). The KL sums,
+    by indexing, only the entries the reference gives positive probability (0 * log 0 = 0), so the
+    others pass no gradient at all.
+    """
+    logp = torch.log_softmax(hp @ wp.T * scale + policy_mask, -1)[:, :-1]
+    logq = torch.log_softmax(hr @ wr.T * scale + reference_mask, -1)[:, :-1]
     y = labels[:, 1:]
     mask = y != -100
     tok_logp = logp.gather(-1, y.clamp(min=0)[..., None]).squeeze(-1)
-    tok_kl = (logq.exp() * (logq - logp)).sum(-1)
+    i, j, v = (logq.exp() > 0).nonzero(as_tuple=True)
+    terms = logq[i, j, v].exp() * (logq[i, j, v] - logp[i, j, v])
+    tok_kl = torch.zeros(logq.shape[:2], dtype=logq.dtype).index_put((i, j), terms, accumulate=True)
     return ((tok_logp * w_logp[:, None] + tok_kl * w_kl[:, None]) * mask).sum()
 
 
@@ -245,3 +258,176 @@ def test_bad_arguments_raise_clear_errors():
         token_stats_from_hidden(hp, wp, hr, None, labels)
     with pytest.raises(ValueError, match="reference_logits has last dim"):
         token_stats_from_logits(hp @ wp.T, (hr @ wr.T)[..., :-1], labels)
+
+
+# --------------------------------------------------------------------------------------------------
+# -inf logits: 0 * log 0 = 0
+
+PADDED = [20, 21, 22]  # a padded vocabulary tail: -inf in both models
+REFERENCE_ZERO = [0, 5, 11]  # tokens the reference alone gives probability 0
+MASKED = {  # case -> (policy's -inf ids, reference's -inf ids)
+    "padded": (PADDED, PADDED),
+    "reference_only": ([], REFERENCE_ZERO),
+    "padded_and_reference": (PADDED, PADDED + REFERENCE_ZERO),
+}
+
+
+def additive_mask(ids) -> torch.Tensor:
+    """``[V]`` float64: 0, or -inf at ``ids``."""
+    mask = torch.zeros(V, dtype=torch.float64)
+    mask[ids] = float("-inf")
+    return mask
+
+
+def labels_avoiding(seed: int, excluded) -> torch.Tensor:
+    """:func:`make_labels` with every label drawn from the vocabulary minus ``excluded``."""
+    allowed = torch.tensor([v for v in range(V) if v not in excluded])
+    labels = make_labels(seed, vocab=len(allowed))
+    return torch.where(labels == -100, labels, allowed[labels.clamp(min=0)])
+
+
+def masked_head(hidden, weight, ids):
+    """-inf logits for vocabulary ``ids`` through the head: hidden feature H-1 is a constant 1 and
+    those rows of the weight hold -inf in column H-1 (their other entries stay finite)."""
+    hidden, weight = hidden.clone(), weight.clone()
+    hidden[..., -1] = 1.0
+    weight[ids, -1] = float("-inf")
+    return hidden, weight
+
+
+def finite_part(weight):
+    return weight.masked_fill(weight.isinf(), 0.0)
+
+
+def head_logits64(hidden, weight, ids, scale=1.0):
+    """The float64 logits of :func:`masked_head`, written as finite logits plus an additive mask."""
+    return hidden.double() @ finite_part(weight).double().T * scale + additive_mask(ids)
+
+
+def assert_finite(*tensors):
+    for t in tensors:
+        assert torch.isfinite(t).all(), t
+
+
+def test_float64_reference_sums_only_over_the_reference_support():
+    """The float64 helpers themselves: a -inf entry in both models adds nothing (not NaN)."""
+    g = torch.Generator().manual_seed(20)
+    pol, ref = torch.randn(S, T, V, generator=g), torch.randn(S, T, V, generator=g)
+    labels = labels_avoiding(20, PADDED)
+    pol_m, ref_m = pol + additive_mask(PADDED).float(), ref + additive_mask(PADDED).float()
+    got = reference_token_stats(pol_m, ref_m, labels)
+    keep = torch.tensor([v for v in range(V) if v not in PADDED])  # the same problem without the tail
+    compact = torch.full((V,), -1, dtype=torch.long)
+    compact[keep] = torch.arange(len(keep))
+    want = reference_token_stats(pol[..., keep], ref[..., keep],
+                                 torch.where(labels == -100, labels, compact[labels.clamp(min=0)]))
+    for key in ("logps", "ref_logps", "kl", "entropy"):
+        assert torch.isfinite(got[key]).all()
+        assert_close(got[key], want[key], tol=1e-12)
+
+
+@pytest.mark.parametrize("case", list(MASKED))
+@pytest.mark.parametrize("average", [False, True])
+def test_minus_inf_logits_full_path_matches_float64(case, average):
+    pol_ids, ref_ids = MASKED[case]
+    g = torch.Generator().manual_seed(21)
+    pol = torch.randn(S, T, V, generator=g) * 3 + additive_mask(pol_ids).float()
+    ref = torch.randn(S, T, V, generator=g) * 3 + additive_mask(ref_ids).float()
+    labels = labels_avoiding(21, pol_ids + ref_ids)
+    tokens = token_stats_from_logits(pol, ref, labels)
+    assert_finite(tokens.policy_logps, tokens.reference_logps, tokens.kl, tokens.entropy)
+    want = reference_token_stats(pol, ref, labels)
+    got = sequence_stats(tokens, average=average)
+    div = want["count"].clamp(min=1) if average else 1.0
+    assert_close(got.policy_logps, want["logps"] / div)
+    assert_close(got.reference_logps, want["ref_logps"] / div)
+    assert_close(got.kl, want["kl"] / div)
+    assert_close(got.entropy, want["entropy"])
+    assert (got.kl >= -1e-5).all()
+
+
+@pytest.mark.parametrize("case", list(MASKED))
+@pytest.mark.parametrize("chunk_size", [1, 5, 10_000])
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_minus_inf_logits_chunked_path_matches_float64(case, chunk_size, scale):
+    pol_ids, ref_ids = MASKED[case]
+    hp, wp, hr, wr = random_hidden(22)
+    hp, wp = masked_head(hp, wp, pol_ids)
+    hr, wr = masked_head(hr, wr, ref_ids)
+    labels = labels_avoiding(22, pol_ids + ref_ids)
+    tokens = token_stats_from_hidden(hp, OutputHead(wp, scale), hr, OutputHead(wr, scale), labels,
+                                     chunk_size=chunk_size)
+    assert_finite(tokens.policy_logps, tokens.reference_logps, tokens.kl, tokens.entropy)
+    want = reference_token_stats(head_logits64(hp, wp, pol_ids, scale), head_logits64(hr, wr, ref_ids, scale), labels)
+    got = sequence_stats(tokens)
+    assert_close(got.policy_logps, want["logps"])
+    assert_close(got.reference_logps, want["ref_logps"])
+    assert_close(got.kl, want["kl"])
+    assert_close(got.entropy, want["entropy"])
+
+
+@pytest.mark.parametrize("case", list(MASKED))
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+def test_minus_inf_logits_chunked_gradients_match_float64_autograd(case, chunk_size):
+    pol_ids, ref_ids = MASKED[case]
+    hp, wp, hr, wr = random_hidden(23)
+    hp, wp = masked_head(hp, wp, pol_ids)
+    hr, wr = masked_head(hr, wr, ref_ids)
+    labels = labels_avoiding(23, pol_ids + ref_ids)
+    g = torch.Generator().manual_seed(23)
+    w_logp, w_kl = torch.randn(S, generator=g), torch.randn(S, generator=g)
+
+    hp64, wp64 = hp.double().requires_grad_(), finite_part(wp).double().requires_grad_()
+    float64_objective(hp64, wp64, hr.double(), finite_part(wr).double(), labels, w_logp.double(), w_kl.double(),
+                      policy_mask=additive_mask(pol_ids), reference_mask=additive_mask(ref_ids)).backward()
+
+    hp32, wp32 = hp.clone().requires_grad_(), wp.clone().requires_grad_()
+    seq = sequence_stats(token_stats_from_hidden(hp32, wp32, hr, wr, labels, chunk_size=chunk_size))
+    ((seq.policy_logps * w_logp).sum() + (seq.kl * w_kl).sum()).backward()
+    assert_finite(hp32.grad, wp32.grad)
+    assert_close(hp32.grad, hp64.grad)
+    assert_close(wp32.grad, wp64.grad)
+    assert (wp32.grad[pol_ids] == 0).all()  # a vocabulary row the policy never reaches learns nothing
+
+
+@pytest.mark.parametrize("case", list(MASKED))
+def test_minus_inf_logits_full_path_gradients_match_float64_autograd(case):
+    pol_ids, ref_ids = MASKED[case]
+    hp, wp, hr, wr = random_hidden(24)
+    labels = labels_avoiding(24, pol_ids + ref_ids)
+    w_logp, w_kl = torch.linspace(-1, 1, S), torch.linspace(2, -0.5, S)
+    pmask, rmask = additive_mask(pol_ids), additive_mask(ref_ids)
+    hp64 = hp.double().requires_grad_()
+    float64_objective(hp64, wp.double(), hr.double(), wr.double(), labels, w_logp.double(), w_kl.double(),
+                      policy_mask=pmask, reference_mask=rmask).backward()
+    hp32 = hp.clone().requires_grad_()
+    logits = hp32 @ wp.T + pmask.float()
+    logits.retain_grad()
+    ref_logits = (hr @ wr.T + rmask.float()).requires_grad_()
+    seq = sequence_stats(token_stats_from_logits(logits, ref_logits, labels))
+    assert_finite(seq.policy_logps, seq.kl)
+    ((seq.policy_logps * w_logp).sum() + (seq.kl * w_kl).sum()).backward()
+    assert_finite(logits.grad, hp32.grad)
+    assert (logits.grad[..., pol_ids] == 0).all()
+    assert_close(hp32.grad, hp64.grad)
+    assert ref_logits.grad is None  # nothing flows to the reference
+
+
+def test_policy_zero_where_reference_positive_gives_infinite_kl():
+    """p_ref(v) > 0 = p_theta(v): the KL is genuinely +inf on both paths (not NaN, not clipped);
+    a label the policy gives probability 0 has log-probability -inf."""
+    hp, wp, hr, wr = random_hidden(25)
+    hp, wp = masked_head(hp, wp, [3])
+    labels = labels_avoiding(25, [3])
+    impossible = labels.clone()
+    impossible[0, 2] = 3  # row 0's second response token (its prompt is position 0 only)
+    for stats in (
+        lambda lab: token_stats_from_logits(hp @ wp.T, hr @ wr.T, lab),
+        lambda lab: token_stats_from_hidden(hp, wp, hr, wr, lab, chunk_size=4),
+    ):
+        tokens = stats(labels)
+        assert torch.isinf(tokens.kl).all() and (tokens.kl > 0).all()
+        assert_finite(tokens.policy_logps, tokens.reference_logps, tokens.entropy)
+        logps = stats(impossible).policy_logps
+        assert logps[1] == float("-inf")
+        assert torch.isfinite(logps[:1]).all() and torch.isfinite(logps[2:]).all()

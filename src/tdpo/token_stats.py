@@ -22,6 +22,16 @@ Both return a flat :class:`TokenStats` over the ``N`` response tokens of the bat
 order, with the row each token belongs to; :func:`sequence_stats` sums (or averages) them per row.
 Everything is built on ``log_softmax``: ``softmax().log()`` turns an underflowed probability into
 ``0 * -inf = NaN`` in the KL.
+
+Logits of -inf (a masked or padded vocabulary, or a reference that gives a token zero probability)
+follow the convention ``0 * log 0 = 0``: a vocabulary entry the reference gives probability 0
+contributes exactly 0 to the KL and 0 to its gradient, and an entry the policy gives probability 0
+contributes 0 to the entropy, on both paths. An entry the reference gives positive probability but
+the policy probability 0 makes the KL genuinely ``+inf`` (and a label the policy or the reference
+gives probability 0 has log-probability ``-inf``); those are left as they are. A position whose
+logits are all -inf has no distribution and gives NaN. On the chunked path, -inf logits come from
+the head (for instance a constant positive hidden feature times a -inf weight entry); such infinite
+weight entries are treated as a fixed mask: they pass no gradient to the hidden states.
 """
 
 from __future__ import annotations
@@ -55,8 +65,9 @@ class TokenStats:
         policy_logps: ``[N]`` log pi_theta of each label (differentiable).
         reference_logps: ``[N]`` log pi_ref of each label, or None without a reference.
         kl: ``[N]`` KL(pi_ref || pi_theta) at each position (differentiable w.r.t. the policy),
-            or None without a reference.
-        entropy: ``[N]`` entropy of pi_theta at each position (detached).
+            or None without a reference. Entries with pi_ref = 0 add 0 (0 * log 0 = 0); it is
+            ``+inf`` where pi_ref > 0 but pi_theta = 0.
+        entropy: ``[N]`` entropy of pi_theta at each position (detached; 0 * log 0 = 0).
         sequence_index: ``[N]`` long, the row (0..S-1) each token belongs to.
         num_sequences: ``S``.
     """
@@ -146,6 +157,51 @@ def response_positions(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 # --------------------------------------------------------------------------------------------------
+# KL and entropy with 0 * log 0 = 0
+
+
+@torch.no_grad()
+def _kl_values(ref_logp: Tensor, ref_p: Tensor, policy_logp: Tensor) -> Tensor:
+    """``[C, V] -> [C]`` KL(ref || policy) without autograd, summed only where ``ref_p > 0``.
+
+    Where ``ref_p == 0`` the term is set to exactly 0 after the product (``-inf - (-inf)`` and
+    ``0 * inf`` there are overwritten, never summed). Where ``ref_p > 0`` but ``policy_logp == -inf``
+    the KL is ``+inf``.
+    """
+    return (ref_logp - policy_logp).mul_(ref_p).masked_fill_(ref_p == 0, 0.0).sum(-1)
+
+
+class _ForwardKL(torch.autograd.Function):
+    """KL(ref || policy) of ``[C, V]`` log-probabilities, differentiable w.r.t. ``policy_logp`` only.
+
+    ``d KL / d log p_v = -q_v`` is exactly 0 wherever the reference probability ``q_v`` is 0, so the
+    backward needs no mask and never sees the masked ``-inf - (-inf)`` entries of the forward (an
+    autograd graph through a masked product could leak their NaN into the gradient). Costs no more
+    than the unmasked ``(q * (log q - log p)).sum(-1)`` and saves the same ``q``.
+    """
+
+    @staticmethod
+    def forward(ctx, ref_logp, policy_logp):
+        ref_p = ref_logp.exp()
+        ctx.save_for_backward(ref_p)
+        return _kl_values(ref_logp, ref_p, policy_logp)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_kl):
+        (ref_p,) = ctx.saved_tensors
+        return None, ref_p * grad_kl.neg()[:, None]
+
+
+@torch.no_grad()
+def _entropy(logp: Tensor) -> Tensor:
+    """``[C, V] -> [C]`` entropy from log-probabilities, with ``0 * log 0 = 0`` (no gradient)."""
+    p = logp.exp()
+    zero = p == 0
+    return -p.mul_(logp).masked_fill_(zero, 0.0).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------------
 # Full-logits path
 
 
@@ -153,15 +209,13 @@ def _stats_from_rows(policy_logits: Tensor, reference_logits: Tensor | None, tar
     """Statistics of ``[N, V]`` logit rows; returns (policy_logps, reference_logps, kl, entropy)."""
     policy_logp = torch.log_softmax(policy_logits.float(), dim=-1)
     policy_label = policy_logp.gather(-1, targets[:, None]).squeeze(-1)
-    with torch.no_grad():
-        entropy = -(policy_logp.exp() * policy_logp).sum(-1)
+    entropy = _entropy(policy_logp.detach())
     if reference_logits is None:
         return policy_label, None, None, entropy
     with torch.no_grad():
         ref_logp = torch.log_softmax(reference_logits.detach().float(), dim=-1)
         ref_label = ref_logp.gather(-1, targets[:, None]).squeeze(-1)
-        ref_p = ref_logp.exp()
-    kl = (ref_p * (ref_logp - policy_logp)).sum(-1)
+    kl = _ForwardKL.apply(ref_logp, policy_logp)
     return policy_label, ref_label, kl, entropy
 
 
@@ -214,6 +268,11 @@ class _ChunkedTokenStats(torch.autograd.Function):
 
     With z the policy logits of one position, p = softmax(z), q the reference distribution and
     e_y the one-hot label: d log p_y / dz = e_y - p and d KL(q || p) / dz = p - q (as sum q = 1).
+    The KL sums over the support of q only (0 * log 0 = 0), and the formula already agrees: an entry
+    with q_v = 0 and z_v = -inf (p_v = 0) gets gradient exactly 0, and p - q needs no log, so -inf
+    logits in either model give finite gradients. The hidden-state gradient ``grad_z @ W`` would
+    still form ``0 * inf`` on a head row whose infinite entry makes that logit -inf; infinite head
+    entries are therefore read as 0 there (their rows' grad_z is 0 under the convention).
     """
 
     @staticmethod
@@ -230,12 +289,12 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 policy_logp = torch.log_softmax(
                     _project(policy_hidden[start:stop], policy_weight, policy_scale), dim=-1)
                 logps[start:stop] = policy_logp.gather(-1, idx).squeeze(-1)
-                entropy[start:stop] = -(policy_logp.exp() * policy_logp).sum(-1)
+                entropy[start:stop] = _entropy(policy_logp)
                 if has_ref:
                     ref_logp = torch.log_softmax(
                         _project(reference_hidden[start:stop], reference_weight, reference_scale), dim=-1)
                     ref_logps[start:stop] = ref_logp.gather(-1, idx).squeeze(-1)
-                    kl[start:stop] = (ref_logp.exp() * (ref_logp - policy_logp)).sum(-1)
+                    kl[start:stop] = _kl_values(ref_logp, ref_logp.exp(), policy_logp)
         ctx.save_for_backward(policy_hidden, policy_weight, reference_hidden, reference_weight, targets)
         ctx.chunk_size = chunk_size
         ctx.scales = (policy_scale, reference_scale)
@@ -252,6 +311,9 @@ class _ChunkedTokenStats(torch.autograd.Function):
         grad_weight = torch.zeros_like(policy_weight, dtype=torch.float32) if need_weight else None
         n = policy_hidden.shape[0]
         weight32 = policy_weight.float()
+        hidden_weight = weight32  # the head as seen by grad_hidden = grad_z @ W
+        if need_hidden and bool(torch.isinf(weight32).any()):  # one check per backward, not per chunk
+            hidden_weight = torch.where(torch.isinf(weight32), 0.0, weight32)
         for start in range(0, n, ctx.chunk_size):
             stop = min(start + ctx.chunk_size, n)
             hidden32 = policy_hidden[start:stop].float()
@@ -279,7 +341,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
             if policy_scale != 1.0:
                 grad.mul_(policy_scale)
             if need_hidden:
-                grad_hidden[start:stop] = grad @ weight32
+                grad_hidden[start:stop] = grad @ hidden_weight
             if need_weight:
                 grad_weight.addmm_(grad.t(), hidden32)
         if grad_hidden is not None:
