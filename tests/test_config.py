@@ -116,3 +116,31 @@ def test_every_option_is_documented():
     assert undocumented == []
     # the docs are the strings under the fields, not the class docstring
     assert "inverse temperature" in field_docs(type(TrainConfig().loss))["beta"].lower()
+
+
+def test_only_true_and_false_are_booleans(tmp_path):
+    from tdpo.config import yaml_load
+
+    assert yaml_load("a: yes\nb: off\nc: True\nd: FALSE\ne: tRuE\nf: null\ng: No") == \
+        {"a": "yes", "b": "off", "c": True, "d": False, "e": True, "f": None, "g": "No"}
+    assert parse_override("a=on") == ("a", "on")
+    path = tmp_path / "x.yaml"
+    path.write_text("model:\n  gradient_checkpointing: yes\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [])
+    assert str(err.value) == f"{path}: model.gradient_checkpointing: 'yes' is not a boolean (write true or false)"
+    with pytest.raises(ConfigError, match=r"data.skip_invalid: 'no' is not a boolean \(write true or false\)"):
+        load_config(None, ["data.skip_invalid=no"])
+    assert load_config(None, ["run_name=yes", "data.skip_invalid=TRUE"]).run_name == "yes"  # a string stays one
+    path.write_text("model:\n  gradient_checkpointing: True\n")
+    assert load_config(path, []).model.gradient_checkpointing is True
+
+
+def test_a_folder_or_bad_yaml_as_the_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
+        load_config(tmp_path, [])
+    path = tmp_path / "bad.yaml"
+    path.write_text("loss:\n  name: [dpo\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [])
+    assert str(err.value).startswith(f"{path}: not valid YAML (line 3, column 1): ") and "\n" not in str(err.value)

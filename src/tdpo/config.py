@@ -7,6 +7,8 @@ nesting mirrors the tree, then changed by ``key=value`` overrides with dotted ke
     cfg = load_config("configs/tdpo2.yaml", ["loss.alpha=0.5", "optim.lr=1e-6"])
 
 Values of overrides are parsed as YAML scalars (``1e-6``, ``true``, ``null``, ``[q_proj, v_proj]``).
+Only ``true`` and ``false`` are booleans: YAML 1.1's ``yes``/``no``/``on``/``off`` stay strings, so that
+a boolean option given one of them is refused rather than silently read (see :func:`yaml_load`).
 Unknown keys and values of the wrong type are rejected with an error naming the key (and the file).
 The resolved config is written into the run folder as ``config.yaml`` (see :func:`save_config`).
 """
@@ -17,6 +19,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import re
 import textwrap
 import types
 import typing
@@ -33,6 +36,25 @@ LossName = Literal["sft", "dpo", "cdpo", "ipo", "dpo_reference_free", "tdpo1", "
 
 class ConfigError(ValueError):
     """A configuration key is unknown or its value is invalid; the message names the key."""
+
+
+class _StrictBoolLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only ``true``/``false`` (any case) are booleans;
+    YAML 1.1's ``yes``, ``no``, ``on``, ``off`` stay strings."""
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_StrictBoolLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictBoolLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|false)$", re.IGNORECASE), list("tTfF"))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely as config files and overrides are read: ``yes``/``no``/``on``/``off`` are
+    strings (so a boolean option given one is refused), only ``true``/``false`` are booleans."""
+    return yaml.load(text, Loader=_StrictBoolLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,7 +412,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise bad
+        raise ConfigError(f"{key}: {value!r} is not a boolean (write true or false)")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -491,6 +513,14 @@ def _set_dotted(tree: dict, key: str, value: Any) -> None:
         node, cls = child, tp
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """`` (line L, column C): problem`` of a YAML error, on one line."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    problem = getattr(err, "problem", None) or (str(err).splitlines() or [""])[0]
+    return f"{where}: {problem}"
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value`` and parse the value as a YAML scalar or flow list/mapping."""
     if "=" not in text:
@@ -500,9 +530,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"{key}: cannot parse value {raw!r}: {err}") from None
+        raise ConfigError(f"{key}: cannot parse value {raw!r}{_yaml_problem(err)}") from None
     return key, value
 
 
@@ -524,12 +554,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         source = str(path)
+        if path.is_dir():
+            raise ConfigError(f"{path} is a folder, not a config file (give a .yaml file)")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text())
+            loaded = yaml_load(path.read_text())
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a text (UTF-8) file: {err.reason} at byte {err.start}") from None
+        except OSError as err:
+            raise ConfigError(f"config file {path}: cannot read it: {err.strerror or err}") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+            raise ConfigError(f"{path}: not valid YAML{_yaml_problem(err)}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

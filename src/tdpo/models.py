@@ -39,12 +39,26 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
-    """Load a tokenizer; a missing pad token is set to the EOS token (padding is masked anyway)."""
+    """Load a tokenizer; a missing pad token is set to the EOS token (padding is masked anyway).
+
+    Raises:
+        tdpo.pretrained.ModelLoadError: (an ``OSError`` and ``ValueError``) it cannot be loaded; the
+            message says why in one line (no such folder, the hub not reached, ...).
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(name_or_path), revision=revision, trust_remote_code=trust_remote_code
-    )
+    from tdpo.pretrained import model_load_error
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(name_or_path), revision=revision, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise model_load_error(name_or_path, err, what="tokenizer") from err
+    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
+        if name_or_path != "builtin":
+            raise
+        raise model_load_error(name_or_path, err, what="tokenizer") from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"the tokenizer of {name_or_path} has neither a pad nor an EOS token")
@@ -118,13 +132,22 @@ def load_policy(model_cfg, lora_cfg=None, *, seed: int = 0, keep_initial: bool =
         ``(policy, initial_copy)``: ``initial_copy`` is a frozen deep copy of the loaded weights
         taken before LoRA and checkpointing, or None (with LoRA, or ``keep_initial=False``).
     """
-    model = load_causal_lm(
-        model_cfg.name_or_path,
-        dtype=model_cfg.dtype,
-        revision=model_cfg.revision,
-        trust_remote_code=model_cfg.trust_remote_code,
-        attn_implementation=model_cfg.attn_implementation,
-    )
+    from tdpo.pretrained import model_load_error
+
+    try:
+        model = load_causal_lm(
+            model_cfg.name_or_path,
+            dtype=model_cfg.dtype,
+            revision=model_cfg.revision,
+            trust_remote_code=model_cfg.trust_remote_code,
+            attn_implementation=model_cfg.attn_implementation,
+        )
+    except (OSError, ValueError) as err:
+        raise model_load_error(model_cfg.name_or_path, err, key="model.name_or_path") from err
+    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
+        if model_cfg.name_or_path != "builtin":
+            raise
+        raise model_load_error(model_cfg.name_or_path, err, key="model.name_or_path") from err
     if not getattr(model_cfg, "dropout", False):
         disable_dropout(model)
     lora_on = lora_cfg is not None and lora_cfg.enabled
@@ -148,14 +171,27 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 def load_reference(reference_cfg, model_cfg) -> nn.Module:
-    """Load a separate frozen reference model (eval mode, no gradients)."""
-    model = load_causal_lm(
-        reference_cfg.name_or_path,
-        dtype=reference_cfg.dtype or model_cfg.dtype,
-        revision=None,
-        trust_remote_code=model_cfg.trust_remote_code,
-        attn_implementation=model_cfg.attn_implementation,
-    )
+    """Load a separate frozen reference model (eval mode, no gradients).
+
+    Raises:
+        tdpo.pretrained.ModelLoadError: it cannot be loaded; the message names ``reference.name_or_path``.
+    """
+    from tdpo.pretrained import model_load_error
+
+    try:
+        model = load_causal_lm(
+            reference_cfg.name_or_path,
+            dtype=reference_cfg.dtype or model_cfg.dtype,
+            revision=None,
+            trust_remote_code=model_cfg.trust_remote_code,
+            attn_implementation=model_cfg.attn_implementation,
+        )
+    except (OSError, ValueError) as err:
+        raise model_load_error(reference_cfg.name_or_path, err, key="reference.name_or_path") from err
+    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
+        if reference_cfg.name_or_path != "builtin":
+            raise
+        raise model_load_error(reference_cfg.name_or_path, err, key="reference.name_or_path") from err
     disable_dropout(model)
     return freeze(model)
 

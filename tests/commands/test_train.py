@@ -116,3 +116,172 @@ def test_default_config_data_loads_with_the_builtin_tokenizer(tmp_path, monkeypa
     assert batch["input_ids"].shape[0] == 2 * cfg.optim.micro_batch_size
     assert batch["input_ids"].shape[1] <= cfg.data.max_length
     assert (batch["labels"] != -100).sum(1).min() > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Set-up errors: one line (plus at most a hint line) naming the file or key, exit status 2
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return make_model_dir(tmp_path_factory.mktemp("tiny"))
+
+
+def pairs_file(folder: Path) -> Path:
+    path = folder / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"w{i}", "chosen": f" w{i + 1}", "rejected": f" w{i + 2}"}) + "\n"
+                            for i in range(4, 12)))
+    return path
+
+
+def fails(capsys, *argv: str, after_progress: bool = False) -> list[str]:
+    """Run ``tdpo train argv``, check it exits with status 2 and a one-line error (plus at most a
+    hint line) and no traceback; return the error's lines of stderr. ``after_progress``: the error
+    comes after the progress bars of a data load that went well."""
+    capsys.readouterr()
+    code = main(list(argv))
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2, err
+    assert not any("Traceback" in line for line in err), err
+    if after_progress:
+        starts = [i for i, line in enumerate(err) if line.startswith("tdpo train: error: ")]
+        assert len(starts) == 1, err
+        err = err[starts[0]:]
+    assert err and err[0].startswith("tdpo train: error: "), err
+    assert len(err) <= 2, err
+    return err
+
+
+def hub_offline(monkeypatch, tmp_path):
+    """Offline mode with empty hub caches (the libraries read these settings when first imported)."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+
+
+def test_missing_data_source_without_suffix(tmp_path, capsys):
+    missing = tmp_path / "nonexistent_no_suffix"
+    err = fails(capsys, f"data.source={missing}", f"output_dir={tmp_path / 'runs'}")
+    assert err[0] == f"tdpo train: error: data.source: no such file: {missing}"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", ["model.name_or_path", "model.tokenizer", "reference.name_or_path"])
+def test_missing_model_folder_names_the_key(key, tmp_path, tiny_model, capsys):
+    missing = tmp_path / "no_such_model"
+    settings = {"model.name_or_path": str(tiny_model), key: str(missing)}
+    err = fails(capsys, *(f"{k}={v}" for k, v in settings.items()), f"data.source={pairs_file(tmp_path)}",
+                f"output_dir={tmp_path / 'runs'}")
+    assert err[0] == f"tdpo train: error: {key}: no such folder '{missing}'"
+
+
+def test_model_hub_id_offline_says_the_hub_was_not_reached(tmp_path, monkeypatch, capsys):
+    hub_offline(monkeypatch, tmp_path)
+    err = fails(capsys, "model.name_or_path=tdpo-tests/no-such-model", f"data.source={pairs_file(tmp_path)}",
+                f"output_dir={tmp_path / 'runs'}")
+    assert err[0].startswith("tdpo train: error: model.name_or_path: 'tdpo-tests/no-such-model' is no local folder, "
+                             "and the Hugging Face Hub could not be reached (offline mode: HF_HUB_OFFLINE=1 is set)")
+    assert "builtin" in err[1]
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_model_failing_to_load_during_training_names_its_key_and_leaves_no_run_behind(
+        tmp_path, tiny_model, monkeypatch, capsys):
+    """Past the checks before training (skipped here), the loading functions' errors are one line too,
+    and the failed start leaves nothing that makes the next start refuse the run folder."""
+    import tdpo.commands.train as command
+
+    hub_offline(monkeypatch, tmp_path)
+    monkeypatch.setattr(command, "check_before_training", lambda cfg: None)
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    args = [f"data.source={pairs_file(tmp_path)}", "data.test_size=2", f"output_dir={tmp_path / 'runs'}",
+            "optim.batch_size=4", "optim.micro_batch_size=2", "logging.tensorboard=false", "logging.progress_bar=false"]
+    for _ in range(2):  # the second start fails the same way: no "already holds a run"
+        err = fails(capsys, "model.name_or_path=tdpo-tests/no-such-model", *args)
+        assert err[0].startswith("tdpo train: error: model.name_or_path: 'tdpo-tests/no-such-model' is no local "
+                                 "folder, and the Hugging Face Hub could not be reached")
+    assert not (tmp_path / "runs" / "tdpo2").exists()
+    err = fails(capsys, f"model.name_or_path={tiny_model}", "reference.name_or_path=tdpo-tests/no-such-ref", *args,
+                after_progress=True)  # the reference loads after the data
+    assert err[0].startswith("tdpo train: error: reference.name_or_path: 'tdpo-tests/no-such-ref' is no local folder")
+    assert not (tmp_path / "runs" / "tdpo2").exists()
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_output_dir_that_is_a_file(inside, tmp_path, tiny_model, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    out = afile / "runs" if inside else afile
+    err = fails(capsys, f"model.name_or_path={tiny_model}", f"data.source={pairs_file(tmp_path)}", f"output_dir={out}")
+    expected = f"output_dir '{out}': {afile} is a file, not a folder" if inside else \
+        f"output_dir '{afile}' is a file, not a folder"
+    assert err[0] == f"tdpo train: error: {expected}"
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_parquet_file_that_is_not_parquet_names_the_file(tmp_path, tiny_model, monkeypatch, capsys):
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "pairs.parquet"
+    bad.write_text('{"prompt": "w4", "chosen": " w5", "rejected": " w6"}\n')
+    args = [f"model.name_or_path={tiny_model}", f"data.source={bad}", f"output_dir={tmp_path / 'runs'}",
+            "logging.tensorboard=false", "logging.progress_bar=false"]
+    err = fails(capsys, *args)
+    assert err[0].startswith(f"tdpo train: error: {bad}: not a readable Parquet file (")
+    assert fails(capsys, *args)[0] == err[0]  # and again: the failed start left no run behind
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_csv_without_the_needed_columns_names_the_file_and_columns(tmp_path, tiny_model, monkeypatch, capsys):
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("question,answer\nw4,w5\nw6,w7\n")
+    err = fails(capsys, f"model.name_or_path={tiny_model}", f"data.source={bad}", f"output_dir={tmp_path / 'runs'}",
+                "logging.tensorboard=false", "logging.progress_bar=false")
+    assert err[0].startswith(f"tdpo train: error: {bad}: cannot tell the data shape from the columns "
+                             "['answer', 'question']: expected chosen/rejected")
+
+
+def test_no_arguments_offline_says_the_hub_was_not_reached(tmp_path, monkeypatch, capsys):
+    hub_offline(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    err = fails(capsys)
+    assert err[0] == ("tdpo train: error: data.source 'Anthropic/hh-rlhf': the Hugging Face Hub could not be reached "
+                      "(offline mode: HF_HUB_OFFLINE=1 is set), and the dataset is not in the local cache")
+    assert "configs/default.yaml" in err[1] and ".jsonl" in err[1]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_yes_is_not_a_boolean(where, tmp_path, capsys):
+    config = tmp_path / "x.yaml"
+    config.write_text("model:\n  gradient_checkpointing: yes\n" if where == "file" else "seed: 1\n")
+    override = ["model.gradient_checkpointing=off"] if where == "override" else []
+    err = fails(capsys, str(config), *override)
+    if where == "file":
+        assert err[0] == (f"tdpo train: error: {config}: model.gradient_checkpointing: 'yes' is not a boolean "
+                          "(write true or false)")
+    else:
+        assert err[0] == ("tdpo train: error: command line: model.gradient_checkpointing: 'off' is not a boolean "
+                          "(write true or false) (from override 'model.gradient_checkpointing=off')")
+
+
+def test_a_folder_as_the_config_file(tmp_path, capsys):
+    err = fails(capsys, str(tmp_path))
+    assert err[0] == f"tdpo train: error: {tmp_path} is a folder, not a config file (give a .yaml file)"
+
+
+def test_an_option_whose_package_is_missing(tmp_path, tiny_model, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    err = fails(capsys, f"model.name_or_path={tiny_model}", f"data.source={pairs_file(tmp_path)}",
+                f"output_dir={tmp_path / 'runs'}", "logging.wandb=true")
+    assert err[0] == ("tdpo train: error: logging.wandb: true needs the wandb package: pip install wandb "
+                      "(or set logging.wandb=false)")

@@ -6,7 +6,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter
-from tdpo.data.sources import is_local, local_format, read_hub, read_local, resolve_source
+from tdpo.data.sources import (
+    HubDatasetError,
+    check_local_source,
+    is_local,
+    local_format,
+    read_hub,
+    read_local,
+    resolve_source,
+)
 
 ROWS = [
     {"prompt": "Q1: say, \"hi\"", "chosen": " hi\nthere", "rejected": " bye"},
@@ -208,3 +216,44 @@ def test_script_dataset_falls_back_to_its_parquet_conversion(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     rows = list(read_hub("openai/summarize_from_feedback", "train", InvalidRecordCounter()))
     assert calls == [None, "refs/convert/parquet"] and len(rows) == 2
+
+
+def test_a_path_is_local_even_when_missing_and_without_suffix(tmp_path):
+    missing = tmp_path / "nonexistent_no_suffix"
+    assert is_local(str(missing)) and is_local("./data/pairs") and is_local("runs/a/b")
+    assert not is_local("pairs") and not is_local("owner/name")
+    with pytest.raises(FileNotFoundError, match=f"^data.source: no such file: {missing}$"):
+        check_local_source(str(missing), "data.source")
+    with pytest.raises(ValueError, match="^data.test_split: .* is a folder"):
+        check_local_source(str(tmp_path), "data.test_split")
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(ValueError, match="^data.source: .*d.txt: cannot tell the file format"):
+        check_local_source(str(tmp_path / "d.txt"), "data.source")
+
+
+def test_a_file_that_is_not_parquet_is_named_before_any_row_is_read(tmp_path):
+    path = tmp_path / "d.parquet"
+    path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(ValueError, match=f"^{path}: not a readable Parquet file \\(.*\\)$"):
+        read_local(path, InvalidRecordCounter())  # raised by the call, not by the first next()
+
+
+def test_hub_not_reached_is_one_line_and_a_hint(monkeypatch):
+    import datasets
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'Anthropic/hh-rlhf' on the Hub (LocalEntryNotFoundError)")
+
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    with pytest.raises(HubDatasetError) as err:
+        read_hub("Anthropic/hh-rlhf", "train", InvalidRecordCounter())  # raised by the call itself
+    first, hint = str(err.value).splitlines()
+    assert first == ("data.source 'Anthropic/hh-rlhf' (split='train'): the Hugging Face Hub could not be reached "
+                     "(Couldn't reach 'Anthropic/hh-rlhf' on the Hub (LocalEntryNotFoundError)), and the dataset is "
+                     "not in the local cache")
+    assert "configs/default.yaml" in hint and err.value.unreachable
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(HubDatasetError, match=r"\(offline mode: HF_DATASETS_OFFLINE=1 is set\)"):
+        read_hub("Anthropic/hh-rlhf", "train", InvalidRecordCounter())

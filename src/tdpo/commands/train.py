@@ -12,8 +12,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +45,91 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
     if items and "=" not in items[0]:
         return items[0], items[1:]
     return None, list(items)
+
+
+def output_dir_problem(cfg: Any) -> str | None:
+    """Why the run folder cannot be made, or None: ``output_dir`` (or a folder above it, or the run
+    folder itself) is a file, or the nearest existing folder cannot be written."""
+    out = Path(cfg.output_dir)
+    run_dir = cfg.run_dir()
+    for path in (out, *out.parents):
+        if path.is_dir():
+            break
+        if path.exists():
+            if path == out:
+                return f"output_dir {cfg.output_dir!r} is a file, not a folder"
+            return f"output_dir {cfg.output_dir!r}: {path} is a file, not a folder"
+    if run_dir.exists() and not run_dir.is_dir():
+        return f"the run folder {run_dir} (output_dir/run_name) is a file, not a folder"
+    existing = next((p for p in (run_dir, *run_dir.parents) if p.is_dir()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"output_dir {cfg.output_dir!r}: cannot write into {existing} (permission denied)"
+    return None
+
+
+def check_before_training(cfg: Any) -> None:
+    """Check, before anything is loaded or written, what can be checked cheaply: the run folder can be
+    made, local data files exist (offline, a hub dataset is in the local cache), and the local model
+    folders exist (offline, hub models are in the local cache). Each error names the key.
+
+    Raises:
+        ConfigError: ``output_dir`` (or the run folder) is a file or cannot be written; an option needs a
+            package that is not installed (``logging.wandb``, ``logging.tensorboard``, ``lora.enabled``).
+        FileNotFoundError, ValueError, HubDatasetError: the data source (see :func:`tdpo.data.check_source`).
+        ModelLoadError: a model or tokenizer source (see :func:`tdpo.pretrained.check_model_source`).
+    """
+    from tdpo.config import ConfigError
+    from tdpo.data import check_source
+    from tdpo.objective import needs_reference_model
+    from tdpo.pretrained import check_model_source
+
+    problem = output_dir_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
+    check_source(cfg.data)
+    if cfg.model.tokenizer:
+        check_model_source(cfg.model.tokenizer, key="model.tokenizer", what="tokenizer", revision=cfg.model.revision)
+    check_model_source(cfg.model.name_or_path, key="model.name_or_path", revision=cfg.model.revision)
+    if cfg.reference.name_or_path and needs_reference_model(cfg.loss.name) and not cfg.reference.cache_logps:
+        check_model_source(cfg.reference.name_or_path, key="reference.name_or_path")
+    for key, on, package in (("logging.wandb", cfg.logging.wandb, "wandb"),
+                             ("logging.tensorboard", cfg.logging.tensorboard, "tensorboard"),
+                             ("lora.enabled", cfg.lora.enabled, "peft")):
+        if on and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"{key}: true needs the {package} package: pip install {package} (or set {key}=false)")
+
+
+_SETUP_FILES = ("config.yaml", "data_report.json")
+"""What a run writes into its folder before training starts."""
+
+
+def discard_failed_start(run_dir: Path, before: set[str] | None, overwrite: bool) -> None:
+    """After a new run failed before training (no checkpoint, metrics or final policy written), remove the
+    ``config.yaml`` and ``data_report.json`` it wrote, and its folder if it made it and left it empty: a
+    second start is then not refused as a folder that already holds a run. Files that were there before
+    the start (``before``, the folder's names then) are kept unless ``overwrite``."""
+    from tdpo.trainer import RUN_OUTPUTS
+
+    try:
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return
+    except Exception:  # noqa: BLE001 - no accelerate state: a single process
+        pass
+    if not run_dir.is_dir():
+        return
+    names = {p.name for p in run_dir.iterdir()}
+    if names & (set(RUN_OUTPUTS) - set(_SETUP_FILES)):
+        return  # training had started (or an earlier run is there): keep everything
+    try:
+        for name in _SETUP_FILES:
+            if name in names and (overwrite or before is None or name not in before):
+                (run_dir / name).unlink(missing_ok=True)
+        if before is None and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,18 +161,36 @@ def main(argv: list[str] | None = None) -> int:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
 
+    resume = args.resume if args.resume is True or args.resume is False else Path(args.resume)
+    if args.overwrite and resume is not False:
+        print("tdpo train: error: --overwrite and --resume exclude each other", file=sys.stderr)
+        return 2
+    from tdpo.data import HubDatasetError
+    from tdpo.pretrained import ModelLoadError
+
+    setup_errors = (ModelLoadError, HubDatasetError, FileExistsError, FileNotFoundError, ValueError)
+    try:
+        check_before_training(cfg)
+    except setup_errors as err:
+        print(f"tdpo train: error: {err}", file=sys.stderr)
+        return 2
+
     from tdpo.trainer import TrainingDivergedError, train
 
-    resume = args.resume if args.resume is True or args.resume is False else Path(args.resume)
+    run_dir = cfg.run_dir()
+    before = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
     try:
-        if args.overwrite and resume is not False:
-            print("tdpo train: error: --overwrite and --resume exclude each other", file=sys.stderr)
-            return 2
         run_dir = train(cfg, resume=resume, overwrite=args.overwrite)
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
+    except BaseException as err:
+        if resume is False:
+            discard_failed_start(run_dir, before, args.overwrite)
+        if not isinstance(err, setup_errors):
+            raise
+        if isinstance(err, ModelLoadError) and err.key is None:  # the tokenizer: name its key
+            err = err.with_key("model.tokenizer" if cfg.model.tokenizer else "model.name_or_path")
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
     if not (run_dir / "final").is_dir():

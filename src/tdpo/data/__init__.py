@@ -17,9 +17,10 @@ from tdpo.data.collate import (
     length_grouped_sampler,
 )
 from tdpo.data.config import DataConfig
-from tdpo.data.loader import LoadedData, load_preference_data, load_sft_data
+from tdpo.data.loader import LoadedData, check_source, load_preference_data, load_sft_data
 from tdpo.data.records import INVALID_KINDS, InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
+from tdpo.data.sources import HubDatasetError
 from tdpo.data.tokenize import eos_token_id, pad_token_id
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "INVALID_KINDS",
     "DataConfig",
     "DataReport",
+    "HubDatasetError",
     "InvalidRecord",
     "InvalidRecordCounter",
     "LoadedData",
@@ -34,6 +36,7 @@ __all__ = [
     "PreferenceRecord",
     "SFTCollator",
     "SFTRecord",
+    "check_source",
     "column_values",
     "eos_token_id",
     "length_grouped_sampler",

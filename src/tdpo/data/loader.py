@@ -35,7 +35,16 @@ from tdpo.data.config import DataConfig
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
 from tdpo.data.shapes import SFT_SHAPES, ParseContext, detect_shape, parse_preference_row, parse_sft_row
-from tdpo.data.sources import HUB_PRESETS, is_local, read_hub, read_local, resolve_source, source_identity
+from tdpo.data.sources import (
+    HUB_PRESETS,
+    check_hub_source,
+    check_local_source,
+    is_local,
+    read_hub,
+    read_local,
+    resolve_source,
+    source_identity,
+)
 from tdpo.data.splits import split_groups
 from tdpo.data.tokenize import RecordTokenizer, pad_token_id, render
 
@@ -104,7 +113,21 @@ def _plan(cfg: DataConfig, task: str) -> tuple[str, str | None, bool]:
             f"data.test_split={test!r}: a local source has no named splits; give the evaluation file's path, "
             "or leave test_split unset to hold out data.test_size of the rows"
         )
+    if is_local(source):
+        check_local_source(source, "data.source", cfg.data_format)
+    if test is not None and is_local(test):
+        check_local_source(test, "data.test_split", cfg.data_format)
     return source, test, test is None and cfg.test_size > 0
+
+
+def check_source(cfg: DataConfig) -> None:
+    """Check, without reading any data, what can be known about the source before a load: local files
+    exist, are files and have a known format; offline (``HF_HUB_OFFLINE=1``), a hub dataset is in the
+    local cache. Raises the error the load would raise (naming ``data.source`` or ``data.test_split``),
+    so that a run can stop before loading models."""
+    source, _, _ = _plan(cfg, "preference")
+    if not is_local(source):
+        check_hub_source(source, subset=cfg.subset, data_dir=cfg.data_dir, revision=cfg.revision)
 
 
 def _cache_key(cfg: DataConfig, tokenizer: Any, task: str, source: str, test: str | None) -> str:
@@ -136,7 +159,10 @@ def _parse(
     items: Iterator[tuple[str, dict] | InvalidRecord] = iter(rows)
     if shape == "auto":
         head = _read_ahead(items, counter)
-        shape = _detect([item for item in head if not isinstance(item, InvalidRecord)], ctx, task)
+        try:
+            shape = _detect([item for item in head if not isinstance(item, InvalidRecord)], ctx, task)
+        except ValueError as err:  # no shape fits the columns: say which file has them
+            raise ValueError(f"{desc.removeprefix('Reading ')}: {err}") from None
         items = chain(head, items)
     if task == "preference" and shape in SFT_SHAPES:
         raise ValueError(f"{desc.removeprefix('Reading ')}: shape {shape!r} holds SFT data (no chosen/rejected pair)")

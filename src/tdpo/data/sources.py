@@ -77,9 +77,48 @@ _SUFFIX_FORMATS = {
 }
 
 
+LOCAL_HINT = ("work offline with local files: tdpo train configs/default.yaml trains on the example pairs in "
+              "examples/preferences.jsonl, or set data.source to a .jsonl, .json, .parquet, .csv or .tsv file")
+
+
+class HubDatasetError(RuntimeError):
+    """A hub dataset could not be loaded. The message is one line naming ``data.source`` and saying why
+    (the hub not reached, no such dataset or split), then, when the hub was not reached, a hint line.
+
+    Attributes:
+        unreachable: True when the Hugging Face Hub could not be reached (or offline mode is on).
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
 def is_local(source: str) -> bool:
-    """True when ``source`` names a local file or folder (it exists, or ends with a data-file suffix)."""
-    return Path(source).suffix.lower() in _SUFFIX_FORMATS or os.path.exists(source)
+    """True when ``source`` names a local file or folder: it exists, ends with a data-file suffix, or can
+    only be a path (absolute, ``./``, ``~``, more than one ``/``; hub names are ``name`` or ``owner/name``)."""
+    from tdpo.pretrained import looks_like_path
+
+    return Path(source).suffix.lower() in _SUFFIX_FORMATS or looks_like_path(source)
+
+
+def check_local_source(path: str, key: str, data_format: str | None = None) -> None:
+    """Raise an error naming ``key`` unless ``path`` is a readable file of a known format.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: it is a folder, cannot be read, or its format is unknown.
+    """
+    if os.path.isdir(path):
+        raise ValueError(f"{key}: {path} is a folder; give one .jsonl, .json, .parquet, .csv or .tsv file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{key}: no such file: {path}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{key}: {path} cannot be read (permission denied)")
+    try:
+        local_format(path, data_format)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from None
 
 
 def resolve_source(source: str) -> str:
@@ -245,16 +284,34 @@ def read_csv(path: str | Path, counter: InvalidRecordCounter, delimiter: str = "
 
 
 def read_parquet(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tuple[str, Row]]:
-    """Yield ``(location, row)`` for each row of a Parquet file, reading it in batches."""
+    """Yield ``(location, row)`` for each row of a Parquet file, reading it in batches.
+
+    The file is opened at once: a file that is not Parquet raises ``ValueError`` naming it here, before
+    any row is asked for.
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for obj in batch.to_pylist():
-            row = _checked(obj, f"{path} row {index}", counter)
-            if row is not None:
-                yield f"{path} row {index}", row
-            index += 1
+    from tdpo.pretrained import first_line
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ValueError(f"{path}: not a readable Parquet file ({first_line(err)})") from None
+
+    def rows() -> Iterator[tuple[str, Row]]:
+        index = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=4096):
+                for obj in batch.to_pylist():
+                    row = _checked(obj, f"{path} row {index}", counter)
+                    if row is not None:
+                        yield f"{path} row {index}", row
+                    index += 1
+        except (pa.ArrowException, OSError) as err:
+            raise ValueError(f"{path} row {index}: unreadable Parquet data ({first_line(err)})") from None
+
+    return rows()
 
 
 def read_local(path: str | Path, counter: InvalidRecordCounter, data_format: str | None = None) -> Iterator[tuple[str, Row]]:
@@ -293,9 +350,44 @@ def load_hub_split(
             logger.warning("%s has a loading script; reading its Parquet conversion (%s)", name, PARQUET_REVISION)
             return datasets.load_dataset(name, subset, split=split, data_dir=data_dir, revision=PARQUET_REVISION)
     except Exception as err:  # network, unknown name or split: say what was asked for
-        raise RuntimeError(
-            f"could not load hub dataset {name!r} (subset={subset!r}, split={split!r}, data_dir={data_dir!r}): {err}"
-        ) from err
+        raise hub_dataset_error(name, err, subset=subset, split=split, data_dir=data_dir) from err
+
+
+def hub_dataset_error(name: str, err: BaseException, *, subset: str | None = None, split: str | None = None,
+                      data_dir: str | None = None) -> HubDatasetError:
+    """A :class:`HubDatasetError` saying in one line why hub dataset ``name`` could not be loaded."""
+    from tdpo.pretrained import first_line, hub_unreachable
+
+    asked = ", ".join(f"{k}={v!r}" for k, v in (("subset", subset), ("split", split), ("data_dir", data_dir))
+                      if v is not None)
+    where = f"data.source {name!r}" + (f" ({asked})" if asked else "")
+    unreachable = hub_unreachable(err)
+    if unreachable is not None:
+        return HubDatasetError(
+            f"{where}: the Hugging Face Hub could not be reached ({unreachable}), and the dataset is not in the "
+            f"local cache\n  {LOCAL_HINT}", unreachable=True)
+    return HubDatasetError(f"{where}: could not load the hub dataset: {first_line(err)}")
+
+
+def check_hub_source(name: str, *, subset: str | None = None, data_dir: str | None = None,
+                     revision: str | None = None) -> None:
+    """Offline (``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1``), fail fast when hub dataset ``name`` is
+    not in the local cache: raise :class:`HubDatasetError` before anything else is loaded. Online, or
+    for any other problem, do nothing (loading the data reports it)."""
+    from tdpo.pretrained import hub_offline, hub_unreachable
+
+    if hub_offline() is None:
+        return
+    import datasets
+
+    preset = HUB_PRESETS.get(name)
+    if subset is None and preset is not None:
+        subset = preset.subset
+    try:
+        datasets.load_dataset_builder(name, subset, data_dir=data_dir, revision=revision)
+    except Exception as err:
+        if hub_unreachable(err) is not None:
+            raise hub_dataset_error(name, err, subset=subset, data_dir=data_dir) from None
 
 
 def read_hub(
@@ -307,12 +399,17 @@ def read_hub(
     data_dir: str | None = None,
     revision: str | None = None,
 ) -> Iterator[tuple[str, Row]]:
-    """Yield ``(location, row)`` for each row of one hub split."""
+    """Yield ``(location, row)`` for each row of one hub split. The split is loaded at once: a failure
+    raises :class:`HubDatasetError` here, before any row is asked for."""
     dataset = load_hub_split(name, split, subset=subset, data_dir=data_dir, revision=revision)
-    for index, obj in enumerate(dataset):
-        row = _checked(obj, f"{name}[{split}] row {index}", counter)
-        if row is not None:
-            yield f"{name}[{split}] row {index}", row
+
+    def rows() -> Iterator[tuple[str, Row]]:
+        for index, obj in enumerate(dataset):
+            row = _checked(obj, f"{name}[{split}] row {index}", counter)
+            if row is not None:
+                yield f"{name}[{split}] row {index}", row
+
+    return rows()
 
 
 def source_identity(source: str, split: str | None) -> dict[str, Any]:
