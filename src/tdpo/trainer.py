@@ -447,7 +447,6 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
         print(f"tdpo: {cfg.loss.name} run in {run_dir} ({accelerator.num_processes} process(es), "
               f"{accelerator.distributed_type.value})", flush=True)
 
@@ -460,11 +459,6 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
     check_batch_sizes(cfg, world, len(data.train))
     lengths = example_lengths(data.train) if cfg.data.group_by_length else None
     plan = BatchPlan(len(data.train), cfg.optim.batch_size, cfg.optim.micro_batch_size, world, cfg.seed, lengths)
-    if accelerator.is_main_process and data.report is not None:
-        saved = data.report.save(run_dir)
-        if data.report.num_invalid:
-            kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(data.report.invalid.items()))
-            print(f"tdpo: skipped {data.report.num_invalid} invalid record(s) ({kinds}); see {saved}", flush=True)
     total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * plan.steps_per_epoch
 
     models, optimizer, scheduler = build_models(cfg, accelerator, data, tokenizer)
@@ -479,6 +473,13 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
             print(f"tdpo: resumed from {resume_from} at step {step}", flush=True)
     elif d.check:
         monitor.check_weights(_weight_norm(accelerator, models.policy))
+    if accelerator.is_main_process:  # set-up succeeded: only now does the run folder get written
+        save_config(cfg, run_dir / "config.yaml")
+        if data.report is not None:
+            saved = data.report.save(run_dir)
+            if data.report.num_invalid:
+                kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(data.report.invalid.items()))
+                print(f"tdpo: skipped {data.report.num_invalid} invalid record(s) ({kinds}); see {saved}", flush=True)
 
     logger = None
     if accelerator.is_main_process:

@@ -99,39 +99,6 @@ def check_before_training(cfg: Any) -> None:
             raise ConfigError(f"{key}: true needs the {package} package: pip install {package} (or set {key}=false)")
 
 
-_SETUP_FILES = ("config.yaml", "data_report.json")
-"""What a run writes into its folder before training starts."""
-
-
-def discard_failed_start(run_dir: Path, before: set[str] | None, overwrite: bool) -> None:
-    """After a new run failed before training (no checkpoint, metrics or final policy written), remove the
-    ``config.yaml`` and ``data_report.json`` it wrote, and its folder if it made it and left it empty: a
-    second start is then not refused as a folder that already holds a run. Files that were there before
-    the start (``before``, the folder's names then) are kept unless ``overwrite``."""
-    from tdpo.trainer import RUN_OUTPUTS
-
-    try:
-        from accelerate import PartialState
-
-        if not PartialState().is_main_process:
-            return
-    except Exception:  # noqa: BLE001 - no accelerate state: a single process
-        pass
-    if not run_dir.is_dir():
-        return
-    names = {p.name for p in run_dir.iterdir()}
-    if names & (set(RUN_OUTPUTS) - set(_SETUP_FILES)):
-        return  # training had started (or an earlier run is there): keep everything
-    try:
-        for name in _SETUP_FILES:
-            if name in names and (overwrite or before is None or name not in before):
-                (run_dir / name).unlink(missing_ok=True)
-        if before is None and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-    except OSError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tdpo train``; returns the exit status (130 when interrupted by Ctrl-C)."""
     args = _parser().parse_args(argv)
@@ -177,18 +144,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from tdpo.trainer import TrainingDivergedError, train
 
-    run_dir = cfg.run_dir()
-    before = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
     try:
         run_dir = train(cfg, resume=resume, overwrite=args.overwrite)
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
-    except BaseException as err:
-        if resume is False:
-            discard_failed_start(run_dir, before, args.overwrite)
-        if not isinstance(err, setup_errors):
-            raise
+    except setup_errors as err:
         if isinstance(err, ModelLoadError) and err.key is None:  # the tokenizer: name its key
             err = err.with_key("model.tokenizer" if cfg.model.tokenizer else "model.name_or_path")
         print(f"tdpo train: error: {err}", file=sys.stderr)
