@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import tdpo
-from tdpo.objective import LOSSES, compute_loss, loss_from_hidden, loss_from_logits
+from tdpo.loss_registry import LOSSES
+from tdpo.objective import compute_loss, loss_from_hidden, loss_from_logits
 from tdpo.token_stats import sequence_stats, token_stats_from_logits
 
 B, T, H, V = 3, 8, 6, 17

@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LOSSES": "tdpo.objective",
+    "LOSSES": "tdpo.loss_registry",
     "compute_loss": "tdpo.objective",
     "loss_from_hidden": "tdpo.objective",
     "loss_from_logits": "tdpo.objective",

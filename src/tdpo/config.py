@@ -30,8 +30,9 @@ from typing import Any, Literal
 import yaml
 
 from tdpo.data.config import DataConfig
+from tdpo.loss_registry import LOSSES, cache_problem, parameter_problems
 
-LossName = Literal["sft", "dpo", "cdpo", "ipo", "dpo_reference_free", "tdpo1", "tdpo2", "fdpo_fkl"]
+LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
 
 
 class ConfigError(ValueError):
@@ -598,11 +599,9 @@ def validate(cfg: TrainConfig) -> None:
         if value is None or value <= 0:
             raise ConfigError(f"{key}: must be > 0, got {value!r}")
 
-    positive("loss.beta", cfg.loss.beta)
-    if cfg.loss.alpha < 0:
-        raise ConfigError(f"loss.alpha: must be >= 0, got {cfg.loss.alpha!r}")
-    if not 0 <= cfg.loss.label_smoothing < 0.5:
-        raise ConfigError(f"loss.label_smoothing: must be in [0, 0.5), got {cfg.loss.label_smoothing!r}")
+    for key, reason in parameter_problems(beta=cfg.loss.beta, alpha=cfg.loss.alpha,
+                                          label_smoothing=cfg.loss.label_smoothing):
+        raise ConfigError(f"loss.{key}: {reason}")
     positive("loss.chunk_size", cfg.loss.chunk_size)
     positive("optim.lr", cfg.optim.lr)
     if cfg.optim.weight_decay < 0:
@@ -637,14 +636,9 @@ def validate(cfg: TrainConfig) -> None:
     positive("lora.r", cfg.lora.r)
     if not 0 <= cfg.lora.dropout < 1:
         raise ConfigError(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout!r}")
-    if cfg.reference.cache_logps and cfg.loss.name in ("tdpo1", "tdpo2"):
-        raise ConfigError(
-            f"reference.cache_logps: cannot be used with loss.name={cfg.loss.name}: TDPO needs the reference's "
-            "full distribution at every token (its per-token KL), which per-sequence cached log-probs do not "
-            "hold; keep the reference model loaded (reference.cache_logps=false)"
-        )
-    if cfg.reference.cache_logps and cfg.loss.name in ("sft", "dpo_reference_free"):
-        raise ConfigError(f"reference.cache_logps: loss.name={cfg.loss.name} uses no reference model")
+    problem = cache_problem(cfg.loss.name) if cfg.reference.cache_logps else None
+    if problem is not None:
+        raise ConfigError(f"reference.cache_logps: cannot be used with loss.name={cfg.loss.name}: {problem}")
     if cfg.run_name is not None and ("/" in cfg.run_name or cfg.run_name in ("", ".", "..")):
         raise ConfigError(f"run_name: must be a plain folder name, got {cfg.run_name!r}")
 

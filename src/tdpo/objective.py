@@ -18,12 +18,11 @@ Example::
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from tdpo import losses
+from tdpo.loss_registry import cache_problem, check_parameters, get_loss
 from tdpo.metrics import preference_metrics
 from tdpo.token_stats import (
     OutputHead,
@@ -32,47 +31,6 @@ from tdpo.token_stats import (
     token_stats_from_hidden,
     token_stats_from_logits,
 )
-
-#: Every loss name, with a one-line description.
-LOSSES: dict[str, str] = {
-    "sft": "negative log-likelihood of the responses (supervised fine-tuning)",
-    "dpo": "DPO: -log sigmoid(beta * (Delta_w - Delta_l))",
-    "cdpo": "conservative DPO: DPO with label smoothing",
-    "ipo": "IPO: (Delta_w - Delta_l - 1/(2 beta))^2",
-    "dpo_reference_free": "DPO against a uniform reference (no reference model)",
-    "tdpo1": "TDPO1: DPO minus the sequential-KL margin D_l - D_w",
-    "tdpo2": "TDPO2: DPO minus alpha * (D_l - stopgrad(D_w))",
-    "fdpo_fkl": "f-DPO with the forward KL: -log sigmoid(beta * (exp(-Delta_l) - exp(-Delta_w)))",
-}
-
-
-def check_loss_name(name: str) -> None:
-    """Raise a ValueError naming the known losses if ``name`` is not one of them."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
-
-
-def needs_reference_model(name: str) -> bool:
-    """Whether the loss needs the reference model's log-probs at all."""
-    check_loss_name(name)
-    return name not in ("sft", "dpo_reference_free")
-
-
-def needs_reference_distribution(name: str) -> bool:
-    """Whether the loss needs the reference's full distribution at every position (TDPO's KL),
-    so that cached per-sequence reference log-probs cannot replace the reference model."""
-    check_loss_name(name)
-    return name in ("tdpo1", "tdpo2")
-
-
-def check_hyperparameters(beta: float, alpha: float, label_smoothing: float) -> None:
-    """Raise a ValueError naming the first out-of-range hyper-parameter."""
-    if not (isinstance(beta, int | float) and math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0; got {beta!r}")
-    if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}")
-    if not (isinstance(label_smoothing, int | float) and 0 <= label_smoothing < 0.5):
-        raise ValueError(f"label_smoothing must be in [0, 0.5); got {label_smoothing!r}")
 
 
 def compute_loss(
@@ -87,7 +45,7 @@ def compute_loss(
     """The batch loss of method ``name`` and its metrics.
 
     Args:
-        name: one of :data:`LOSSES`.
+        name: a loss of :data:`tdpo.loss_registry.LOSSES`.
         stats: :class:`SequenceStats` of 2B rows (chosen then rejected), or of B plain rows for
             ``sft``.
         beta: inverse temperature of the DPO family and TDPO (> 0); IPO's tau.
@@ -100,11 +58,10 @@ def compute_loss(
         ``(loss, metrics)``: the scalar mean loss over pairs (over rows for ``sft``) and a dict of
         detached 0-d tensors (see :func:`tdpo.metrics.preference_metrics`), ``loss`` included.
     """
-    check_loss_name(name)
-    check_hyperparameters(beta, alpha, label_smoothing)
-    if name == "sft":
-        per_row = losses.sft_loss(stats.policy_logps)
-        loss = per_row.mean()
+    spec = get_loss(name)
+    check_parameters(beta=beta, alpha=alpha, label_smoothing=label_smoothing)
+    if not spec.pairwise:
+        loss = losses.sft_loss(stats.policy_logps).mean()
         with torch.no_grad():
             tokens = stats.num_tokens.sum().clamp(min=1)
             metrics = {
@@ -125,42 +82,28 @@ def compute_loss(
     b = rows // 2
     ref = stats.reference_logps if reference_logps is None else reference_logps
     if reference_logps is not None:
-        if needs_reference_distribution(name):
-            raise ValueError(
-                f"loss {name!r} needs the reference's full distribution at every token (its sequential KL); "
-                "cached per-sequence reference log-probs cannot replace the reference model"
-            )
+        if spec.needs_reference_distribution:
+            raise ValueError(cache_problem(name))
         if tuple(reference_logps.shape) != (rows,):
             raise ValueError(f"reference_logps must be [{rows}]; got {tuple(reference_logps.shape)}")
-    if name == "dpo_reference_free":
+    if not spec.needs_reference:
         ref = None
     elif ref is None:
         raise ValueError(f"loss {name!r} needs reference log-probs: give a reference model or cached log-probs")
-    if needs_reference_distribution(name) and stats.kl is None:
+    if spec.needs_reference_distribution and stats.kl is None:
         raise ValueError(f"loss {name!r} needs the per-token KL: compute the statistics with a reference model")
 
     policy = stats.policy_logps
     delta = policy if ref is None else policy - ref.to(policy.dtype)
     chosen, rejected = delta[:b], delta[b:]
-    if name == "dpo" or name == "dpo_reference_free":
-        per_pair = losses.dpo_loss(chosen, rejected, beta)
-    elif name == "cdpo":
-        per_pair = losses.cdpo_loss(chosen, rejected, beta, label_smoothing)
-    elif name == "ipo":
-        per_pair = losses.ipo_loss(chosen, rejected, beta)
-    elif name == "fdpo_fkl":
-        per_pair = losses.fdpo_fkl_loss(chosen, rejected, beta)
-    elif name == "tdpo1":
-        per_pair = losses.tdpo1_loss(chosen, rejected, stats.kl[:b], stats.kl[b:], beta)
-    else:  # tdpo2
-        per_pair = losses.tdpo2_loss(chosen, rejected, stats.kl[:b], stats.kl[b:], beta, alpha)
-    loss = per_pair.mean()
-
     kl = stats.kl
+    kl_chosen, kl_rejected = (None, None) if kl is None else (kl[:b], kl[b:])
+    per_pair = spec.per_pair(chosen, rejected, kl_chosen, kl_rejected, beta, alpha, label_smoothing)
+    loss = per_pair.mean()
     metrics = preference_metrics(
         policy[:b], policy[b:],
         None if ref is None else ref[:b], None if ref is None else ref[b:],
-        None if kl is None else kl[:b], None if kl is None else kl[b:],
+        kl_chosen, kl_rejected,
         stats.entropy[:b], stats.entropy[b:],
         beta,
     )
@@ -186,14 +129,14 @@ def loss_from_logits(
         reference_logits: ``[2B, T, V]`` reference logits, or None for ``sft`` and
             ``dpo_reference_free``.
         labels: ``[2B, T]`` with prompt and padding positions set to -100.
-        loss: a name from :data:`LOSSES`.
+        loss: a loss of :data:`tdpo.loss_registry.LOSSES`.
         beta, alpha, label_smoothing: see :func:`compute_loss`.
         average_log_prob: per-token means instead of sums.
 
     Returns:
         ``(loss, metrics)`` as :func:`compute_loss`.
     """
-    check_loss_name(loss)
+    get_loss(loss)
     tokens = token_stats_from_logits(policy_logits, reference_logits, labels)
     stats = sequence_stats(tokens, average=average_log_prob)
     return compute_loss(loss, stats, beta=beta, alpha=alpha, label_smoothing=label_smoothing)
@@ -227,7 +170,7 @@ def loss_from_hidden(
     Returns:
         ``(loss, metrics)`` as :func:`compute_loss`.
     """
-    check_loss_name(loss)
+    get_loss(loss)
     tokens = token_stats_from_hidden(policy_hidden, policy_head, reference_hidden, reference_head,
                                      labels, chunk_size=chunk_size)
     stats = sequence_stats(tokens, average=average_log_prob)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tdpo.objective import needs_reference_distribution
+from tdpo.loss_registry import cache_problem
 from tdpo.token_stats import sequence_stats
 
 TABLE_FILE = "reference_logps.safetensors"
@@ -58,13 +58,10 @@ class ReferenceLogps:
 
 
 def check_cacheable(loss_name: str) -> None:
-    """Raise a ValueError explaining why TDPO losses cannot use cached reference log-probs."""
-    if needs_reference_distribution(loss_name):
-        raise ValueError(
-            f"reference.cache_logps cannot be used with loss {loss_name!r}: TDPO's per-token KL needs the "
-            "reference model's full distribution over the vocabulary at every response token, while the "
-            "cache holds one log-prob per sequence. Keep the reference model loaded (reference.cache_logps=false)."
-        )
+    """Raise a ValueError explaining why cached reference log-probs cannot serve ``loss_name``."""
+    problem = cache_problem(loss_name)
+    if problem is not None:
+        raise ValueError(f"reference.cache_logps cannot be used: {problem}")
 
 
 def _dataset_fingerprint(dataset: Any) -> str:

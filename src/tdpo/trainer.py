@@ -45,8 +45,9 @@ from tdpo.config import (
     training_changes,
 )
 from tdpo.divergence import DivergenceMonitor, nonfinite_reason
+from tdpo.loss_registry import get_loss
 from tdpo.models import TokenStatsModel, load_policy, load_reference, load_tokenizer
-from tdpo.objective import compute_loss, needs_reference_model
+from tdpo.objective import compute_loss
 from tdpo.optim import build_optimizer, build_scheduler
 from tdpo.token_stats import sequence_stats
 from tdpo.tracking import MetricsLogger
@@ -197,7 +198,7 @@ def batch_loss(cfg: TrainConfig, models: Models, batch: Batch, cache=None) -> tu
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     reference = None
     cached = None
-    if needs_reference_model(cfg.loss.name):
+    if get_loss(cfg.loss.name).needs_reference:
         if cache is not None:
             cached = cache.lookup(batch["index"]).to(ids.device)
         else:
@@ -364,7 +365,7 @@ def build_models(cfg: TrainConfig, accelerator, data: TrainingData, tokenizer) -
     from accelerate.utils import DistributedType
 
     lora_reference = cfg.lora.enabled and cfg.reference.name_or_path is None
-    uses_reference = needs_reference_model(cfg.loss.name)
+    uses_reference = get_loss(cfg.loss.name).needs_reference
     cached = None
     if uses_reference and cfg.reference.cache_logps:
         from tdpo.reference_cache import find_cached_reference_logps

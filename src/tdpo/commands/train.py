@@ -80,7 +80,7 @@ def check_before_training(cfg: Any) -> None:
     """
     from tdpo.config import ConfigError
     from tdpo.data import check_source
-    from tdpo.objective import needs_reference_model
+    from tdpo.loss_registry import get_loss
     from tdpo.pretrained import check_model_source
 
     problem = output_dir_problem(cfg)
@@ -90,7 +90,7 @@ def check_before_training(cfg: Any) -> None:
     if cfg.model.tokenizer:
         check_model_source(cfg.model.tokenizer, key="model.tokenizer", what="tokenizer", revision=cfg.model.revision)
     check_model_source(cfg.model.name_or_path, key="model.name_or_path", revision=cfg.model.revision)
-    if cfg.reference.name_or_path and needs_reference_model(cfg.loss.name) and not cfg.reference.cache_logps:
+    if cfg.reference.name_or_path and get_loss(cfg.loss.name).needs_reference and not cfg.reference.cache_logps:
         check_model_source(cfg.reference.name_or_path, key="reference.name_or_path")
     for key, on, package in (("logging.wandb", cfg.logging.wandb, "wandb"),
                              ("logging.tensorboard", cfg.logging.tensorboard, "tensorboard"),

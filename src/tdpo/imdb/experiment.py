@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LOSSES = ("dpo", "cdpo", "ipo", "tdpo1", "tdpo2", "fdpo_fkl", "dpo_reference_free")
+from tdpo.loss_registry import LOSSES, get_loss, parameter_problems
+
+#: The losses a method may use: every pairwise loss of the registry.
+PREFERENCE_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.pairwise)
 
 
 @dataclass(frozen=True)
@@ -34,21 +37,26 @@ class Method:
     def name(self) -> str:
         """Folder name of the run, e.g. ``tdpo2_beta0.1_alpha0.5``."""
         out = f"{self.loss}_beta{self.beta:g}"
-        return out + f"_alpha{self.alpha:g}" if self.loss == "tdpo2" else out
+        return out + f"_alpha{self.alpha:g}" if self.uses_alpha else out
 
     @property
     def label(self) -> str:
         """Human label, e.g. ``TDPO2 (beta=0.1, alpha=0.5)``."""
         out = f"{self.loss.upper()} (beta={self.beta:g}"
-        return out + (f", alpha={self.alpha:g})" if self.loss == "tdpo2" else ")")
+        return out + (f", alpha={self.alpha:g})" if self.uses_alpha else ")")
+
+    @property
+    def uses_alpha(self) -> bool:
+        """Whether the loss reads alpha (TDPO2)."""
+        return "alpha" in get_loss(self.loss).params
 
 
 def parse_method(spec: str) -> Method:
     """Parse ``LOSS[:beta=B][,alpha=A]``; errors name the bad part."""
     loss, _, rest = spec.partition(":")
     loss = loss.strip().lower()
-    if loss not in LOSSES:
-        raise ValueError(f"method {spec!r}: unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    if loss not in PREFERENCE_LOSSES:
+        raise ValueError(f"method {spec!r}: unknown loss {loss!r}; choose from {', '.join(PREFERENCE_LOSSES)}")
     values: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
@@ -59,8 +67,8 @@ def parse_method(spec: str) -> Method:
         except ValueError:
             raise ValueError(f"method {spec!r}: {key.strip()} must be a number, got {value!r}") from None
     method = Method(loss, **values)
-    if method.beta <= 0 or method.alpha < 0:
-        raise ValueError(f"method {spec!r}: need beta > 0 and alpha >= 0")
+    for key, reason in parameter_problems(beta=method.beta, alpha=method.alpha):
+        raise ValueError(f"method {spec!r}: {key} {reason}")
     return method
 
 

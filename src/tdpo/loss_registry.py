@@ -1,0 +1,174 @@
+"""Every loss tdpo knows, one record each: the single source for names, parameters and needs.
+
+A :class:`LossSpec` says what a loss is called, what it computes, which hyper-parameters it reads,
+whether it needs a reference model, whether it needs the reference's full distribution at every
+token (TDPO's per-token KL) and so whether cached per-sequence reference log-probs can serve it.
+Config validation, :func:`tdpo.objective.compute_loss`, the IMDb experiment, the reference cache
+and ``tdpo train --options`` read these records.
+
+Adding a loss is one pure function in :mod:`tdpo.losses` and one entry in :data:`LOSSES`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from tdpo import losses
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A loss hyper-parameter and its allowed range.
+
+    Attributes:
+        name: the key under ``loss.`` in a config (``beta``, ``alpha``, ``label_smoothing``).
+        description: one line for ``--options`` and errors.
+        low: the smallest allowed value, or None for no lower bound.
+        high: the largest allowed value, or None for no upper bound.
+        low_open: whether ``low`` itself is excluded.
+        high_open: whether ``high`` itself is excluded.
+    """
+
+    name: str
+    description: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    @property
+    def range_text(self) -> str:
+        """The range in interval notation, e.g. ``> 0`` or ``in [0, 0.5)``."""
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is not allowed (a sentence without the key), or None when it is."""
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and self.low is not None:
+            ok = value > self.low if self.low_open else value >= self.low
+        if ok and self.high is not None:
+            ok = value < self.high if self.high_open else value <= self.high
+        return None if ok else f"must be a finite number {self.range_text}, got {value!r}"
+
+
+#: The hyper-parameters losses read, with their ranges.
+PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in (
+        Parameter("beta", "inverse temperature of the DPO family and TDPO (IPO's tau)", low=0, low_open=True),
+        Parameter("alpha", "TDPO2's weight of the sequential-KL margin", low=0),
+        Parameter("label_smoothing", "conservative DPO's label-noise epsilon", low=0, high=0.5, high_open=True),
+    )
+}
+
+#: ``per_pair(chosen, rejected, kl_chosen, kl_rejected, beta, alpha, label_smoothing) -> [B]``:
+#: the per-pair loss from ``[B]`` policy-minus-reference log-ratios and ``[B]`` sequential KLs
+#: (None for losses that do not read them).
+PairLoss = Callable[[Tensor, Tensor, Tensor | None, Tensor | None, float, float, float], Tensor]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss.
+
+    Attributes:
+        name: the value of ``loss.name``.
+        description: one line for ``--options`` and errors.
+        params: the hyper-parameters (keys of :data:`PARAMETERS`) the loss reads.
+        needs_reference: whether it needs the reference model's log-probs at all.
+        needs_reference_distribution: whether it needs the reference's full distribution at every
+            response token (the per-token KL), which cached per-sequence log-probs do not hold.
+        per_pair: the per-pair loss (see :data:`PairLoss`); None for ``sft``, which is not pairwise.
+    """
+
+    name: str
+    description: str
+    params: tuple[str, ...]
+    needs_reference: bool
+    needs_reference_distribution: bool
+    per_pair: PairLoss | None
+
+    @property
+    def pairwise(self) -> bool:
+        """Whether the loss reads chosen/rejected pairs (every loss but ``sft``)."""
+        return self.per_pair is not None
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether cached per-sequence reference log-probs can replace the reference model."""
+        return self.needs_reference and not self.needs_reference_distribution
+
+
+def _spec(name: str, description: str, params: tuple[str, ...], per_pair: PairLoss | None, *,
+          reference: bool = True, distribution: bool = False) -> LossSpec:
+    return LossSpec(name, description, params, reference, distribution, per_pair)
+
+
+#: Every loss by name, in the order ``--options`` lists them.
+LOSSES: dict[str, LossSpec] = {
+    s.name: s
+    for s in (
+        _spec("sft", "negative log-likelihood of the responses (supervised fine-tuning)", (), None,
+              reference=False),
+        _spec("dpo", "DPO: -log sigmoid(beta * (Delta_w - Delta_l))", ("beta",),
+              lambda w, l, kw, kl, beta, alpha, eps: losses.dpo_loss(w, l, beta)),
+        _spec("cdpo", "conservative DPO: DPO with label smoothing", ("beta", "label_smoothing"),
+              lambda w, l, kw, kl, beta, alpha, eps: losses.cdpo_loss(w, l, beta, eps)),
+        _spec("ipo", "IPO: (Delta_w - Delta_l - 1/(2 beta))^2", ("beta",),
+              lambda w, l, kw, kl, beta, alpha, eps: losses.ipo_loss(w, l, beta)),
+        _spec("dpo_reference_free", "DPO against a uniform reference (no reference model)", ("beta",),
+              lambda w, l, kw, kl, beta, alpha, eps: losses.dpo_loss(w, l, beta), reference=False),
+        _spec("tdpo1", "TDPO1: DPO minus the sequential-KL margin D_l - D_w", ("beta",),
+              lambda w, l, kw, kl, beta, alpha, eps: losses.tdpo1_loss(w, l, kw, kl, beta),
+              distribution=True),
+        _spec("tdpo2", "TDPO2: DPO minus alpha * (D_l - stopgrad(D_w))", ("beta", "alpha"),
+              lambda w, l, kw, kl, beta, alpha, eps: losses.tdpo2_loss(w, l, kw, kl, beta, alpha),
+              distribution=True),
+        _spec("fdpo_fkl", "f-DPO with the forward KL: -log sigmoid(beta * (exp(-Delta_l) - exp(-Delta_w)))",
+              ("beta",), lambda w, l, kw, kl, beta, alpha, eps: losses.fdpo_fkl_loss(w, l, beta)),
+    )
+}
+
+
+def get_loss(name: str) -> LossSpec:
+    """The record of loss ``name``; a ValueError naming every known loss if there is none."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}") from None
+
+
+def parameter_problems(**values: object) -> list[tuple[str, str]]:
+    """``(name, reason)`` for every hyper-parameter in ``values`` outside its range, in order."""
+    out = []
+    for name, value in values.items():
+        reason = PARAMETERS[name].problem(value)
+        if reason is not None:
+            out.append((name, reason))
+    return out
+
+
+def check_parameters(**values: object) -> None:
+    """Raise a ValueError naming the first out-of-range hyper-parameter, e.g. ``beta=...``."""
+    problems = parameter_problems(**values)
+    if problems:
+        name, reason = problems[0]
+        raise ValueError(f"{name} {reason}")
+
+
+def cache_problem(name: str) -> str | None:
+    """Why cached per-sequence reference log-probs cannot serve loss ``name``, or None if they can."""
+    spec = get_loss(name)
+    if not spec.needs_reference:
+        return f"loss {name!r} uses no reference model, so there is nothing to cache"
+    if spec.needs_reference_distribution:
+        return (f"loss {name!r} needs the reference model's full distribution over the vocabulary at "
+                "every response token (TDPO's per-token KL), while the cache holds one log-prob per "
+                "sequence; keep the reference model loaded (reference.cache_logps=false)")
+    return None
