@@ -1,6 +1,6 @@
 import pytest
 
-from tdpo.data.hh import hh_turns, looks_like_hh, split_hh_pair, split_hh_transcript
+from tdpo.data.hh import looks_like_hh, split_hh_pair, split_hh_transcript
 from tdpo.data.records import InvalidRecord
 
 
@@ -20,12 +20,6 @@ def test_multi_turn_prompt_keeps_all_earlier_turns():
     prompt, response = split_hh_transcript(text)
     assert prompt == text[: text.rindex("Assistant:") + len("Assistant:")]
     assert response == " Why did the chicken cross the road?"
-    assert hh_turns(text) == [
-        ("Human", "Hi"),
-        ("Assistant", "Hello! How can I help?"),
-        ("Human", "Tell me a joke"),
-        ("Assistant", "Why did the chicken cross the road?"),
-    ]
 
 
 def test_final_turn_not_assistant_is_invalid():

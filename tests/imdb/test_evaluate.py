@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from tdpo.imdb.evaluate import completion_stats, evaluate_policy, load_eval, save_eval
+from tdpo.imdb.evaluate import completion_stats, evaluate_policy, save_eval
 from tdpo.imdb.sampling import sample_completions
 
 PROMPTS = ["A wonderful", "Dull, stupid and painfully", "I"]
@@ -59,7 +61,7 @@ def test_evaluate_policy_against_itself_has_zero_kl(tiny_lm, tokenizer, tmp_path
     assert summary["reward"] == pytest.approx(sum(expected) / 6)
     assert summary["length"] == pytest.approx(sum(result.num_tokens) / 6)
     path = save_eval(result, tmp_path / "eval.json", model="tiny")
-    loaded = load_eval(path)
+    loaded = json.loads(path.read_text())
     assert loaded["model"] == "tiny" and loaded["summary"]["reward"] == pytest.approx(summary["reward"])
     assert [s["completion"] for s in loaded["samples"]] == [c.text for c in result.samples]
     # the same seed gives the same samples: policies are compared on one random stream

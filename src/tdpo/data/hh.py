@@ -18,23 +18,6 @@ _MARKER = re.compile(r"(?:\A|\n)[ \t]*(Human|Assistant)[ \t]*:")
 _SPACE = re.compile(r"\s+")
 
 
-def hh_turns(transcript: str) -> list[tuple[str, str]]:
-    """Split a transcript into ``(role, text)`` turns, role ``"Human"`` or ``"Assistant"``.
-
-    Text before the first marker is returned as a turn with role ``""``. Turn texts are stripped.
-    """
-    text = transcript.replace("\r\n", "\n")
-    matches = list(_MARKER.finditer(text))
-    turns: list[tuple[str, str]] = []
-    head = text[: matches[0].start()] if matches else text
-    if head.strip():
-        turns.append(("", head.strip()))
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        turns.append((m.group(1), text[m.end() : end].strip()))
-    return turns
-
-
 def split_hh_transcript(transcript: str, *, field: str = "chosen", location: str = "") -> tuple[str, str]:
     """Split one transcript into ``(prompt, response)`` at its last ``Assistant:`` marker.
 

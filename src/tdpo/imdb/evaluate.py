@@ -203,15 +203,3 @@ def save_eval(result: EvalResult, path: str | Path, **extra) -> Path:
     path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
     return path
 
-
-def load_eval(path: str | Path) -> dict:
-    """Read a file written by :func:`save_eval` (``summary``, ``samples`` and extra fields)."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from None
-    if "summary" not in data:
-        raise ValueError(f"{path}: no 'summary' field; not an evaluation written by tdpo")
-    return data
-

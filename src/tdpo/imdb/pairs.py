@@ -116,25 +116,6 @@ def write_jsonl(records: Sequence[dict], path: str | Path) -> Path:
     return path
 
 
-def read_pairs(path: str | Path) -> list[dict]:
-    """Read a preference file written by :func:`make_preference_file`; errors name the file and line."""
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON: {err}") from None
-            for key in ("prompt", "chosen", "rejected"):
-                if not isinstance(record.get(key), str):
-                    raise ValueError(f"{path}:{number}: field {key!r} must be a string")
-            records.append(record)
-    return records
-
-
 def make_preference_file(
     model,
     tokenizer,

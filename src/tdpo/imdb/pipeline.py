@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tdpo.imdb.experiment import ImdbConfig, Method
@@ -359,7 +359,7 @@ def step_evaluate(cfg: ImdbConfig, reward=None, timer: StepTimer | None = None) 
         models.append((method.name, method.label, method, str(final)))
     results = {"reward_model": getattr(reward, "name", cfg.reward), "prefixes": len(prompts), "models": []}
     for name, label, method, path in models:
-        context = timer.step(f"evaluate {label}") if timer is not None else _nullcontext()
+        context = timer.step(f"evaluate {label}") if timer is not None else nullcontext()
         with context, torch.no_grad():
             policy = reference if method is None else _load_lm(path)
             result = evaluate_policy(
@@ -391,11 +391,6 @@ def step_evaluate(cfg: ImdbConfig, reward=None, timer: StepTimer | None = None) 
             )
     p["results"].write_text(json.dumps(results, indent=2) + "\n")
     return results
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield
 
 
 def step_report(cfg: ImdbConfig, timings: dict[str, float] | None = None) -> Path:
