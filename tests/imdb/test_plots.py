@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tdpo.imdb.plots import kl_curves, plot_frontier, plot_kl_over_training, read_metrics
+from tdpo.imdb.plots import kl_curves, plot_frontier, plot_kl_over_training
 
 RESULTS = {
     "models": [
@@ -56,9 +56,3 @@ def test_kl_over_training_png(tmp_path):
         runs[name] = path
     assert _png(plot_kl_over_training(runs, tmp_path / "kl.png"))
 
-
-def test_read_metrics_names_the_line(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"split": "train", "step": 1}\n{oops\n')
-    with pytest.raises(ValueError, match=r"metrics\.jsonl:2"):
-        read_metrics(path)

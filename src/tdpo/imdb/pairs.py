@@ -11,13 +11,13 @@ and ``chosen_score``, ``rejected_score``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from tdpo.files import write_jsonl
 from tdpo.imdb.sampling import Completion, sample_completions
 from tdpo.imdb.sentiment import RewardModel
 
@@ -104,16 +104,6 @@ def build_pairs(
         mean_margin=sum(margins) / len(margins) if margins else float("nan"),
     )
     return records, stats
-
-
-def write_jsonl(records: Sequence[dict], path: str | Path) -> Path:
-    """Write one JSON object per line (UTF-8), creating the folder; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
 
 
 def make_preference_file(

@@ -203,7 +203,7 @@ def step_sft(cfg: ImdbConfig) -> str:
     if cfg.sft_steps == 0:
         _say(f"SFT skipped (sft_steps=0): the SFT model is {cfg.model}")
         return cfg.model
-    from tdpo.imdb.pairs import write_jsonl
+    from tdpo.files import write_jsonl
     from tdpo.imdb.prefixes import sft_examples
     from tdpo.trainer import train
 

@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from tdpo.files import read_jsonl  # noqa: E402
 
 _COLORS = {"sft": "black", "dpo": "tab:blue", "tdpo1": "tab:green", "tdpo2": "tab:red"}
 
@@ -70,20 +71,6 @@ def plot_frontier(results: dict, path: str | Path) -> Path:
     return path
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """Rows of a trainer ``metrics.jsonl``; errors name the file and line."""
-    path = Path(path)
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON: {err}") from None
-    return rows
-
-
 def kl_curves(rows: list[dict]) -> tuple[str, list[int], list[float], list[float]]:
     """``(split, steps, kl/chosen, kl/rejected)`` from metrics rows: the eval rows if at least two
     have both KLs, else the train rows."""
@@ -115,7 +102,7 @@ def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path
     # one y-scale for every panel, so that runs compare at a glance (as in the paper's Figure 3)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False, sharey=True)
     for ax, (label, metrics) in zip(axes.flat, runs.items(), strict=False):
-        split, steps, chosen, rejected = kl_curves(read_metrics(metrics))
+        split, steps, chosen, rejected = kl_curves(read_jsonl(metrics))
         ax.plot(steps, chosen, "-o", color="tab:blue", markersize=3, label="chosen")
         ax.plot(steps, rejected, "-s", color="tab:red", markersize=3, label="rejected")
         ax.set_title(f"{label}" + ("" if split == "none" else f" ({split})"), fontsize=9)
