@@ -59,6 +59,10 @@ def test_pack_sequences_layout():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 1, 1]]
     batch = pack_sequences([[5]], [[2]], pad_token_id=0)
     assert batch["labels"].tolist() == [[-100, 2]]
+    batch = pack_sequences([[5, 6], [7]], [[8], [9, 10, 11, 2]], pad_token_id=3)  # rows of 3 and 5 tokens
+    assert batch["input_ids"].tolist() == [[5, 6, 8, 3, 3], [7, 9, 10, 11, 2]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["labels"].tolist() == [[-100, -100, 8, -100, -100], [-100, 9, 10, 11, 2]]
 
 
 def test_entropy_input_errors(policy):

@@ -7,7 +7,14 @@ import copy
 import pytest
 import torch
 
-from tdpo.evaluation.generation import SamplingConfig, answer_questions, generate_continuations, render_prompt
+from tdpo.evaluation.generation import (
+    SamplingConfig,
+    answer_questions,
+    cut_at_eos,
+    generate_continuations,
+    left_pad,
+    render_prompt,
+)
 from tdpo.evaluation.questions import Question
 
 
@@ -96,3 +103,16 @@ def test_model_generation_config_does_not_change_decoding(policy, tokenizer, do_
     if not do_sample:
         for prompt, out in zip(prompts, got, strict=True):
             assert out == greedy_reference(policy, prompt, 2, 30)
+
+
+def test_left_pad_puts_padding_before_each_prompt():
+    input_ids, attention = left_pad([[5, 6, 7], [8], [9, 10]], pad_token_id=0)
+    assert input_ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 10]]
+    assert attention.tolist() == [[1, 1, 1], [0, 0, 1], [0, 1, 1]]
+    assert input_ids.dtype == attention.dtype == torch.long
+
+
+def test_cut_at_eos_keeps_the_first_eos():
+    assert cut_at_eos([4, 2, 5, 2], 2) == [4, 2]
+    assert cut_at_eos([4, 5], 2) == [4, 5]
+    assert cut_at_eos([2], 2) == [2]

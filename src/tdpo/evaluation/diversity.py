@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from tdpo.evaluation.generation import SamplingConfig, generate_continuations
-
-IGNORE_INDEX = -100
+from tdpo.token_stats import IGNORE_INDEX
 
 
 @dataclass
@@ -49,21 +49,19 @@ def pack_sequences(prompts: Sequence[Sequence[int]], responses: Sequence[Sequenc
     """Right-padded ``prompt + response`` rows with response-only labels.
 
     Returns:
-        ``input_ids``, ``attention_mask`` and ``labels``, each ``[S, T]`` long; ``labels`` is -100 on
-        prompt and padding positions.
+        ``input_ids``, ``attention_mask`` and ``labels``, each ``[S, T]`` long with ``T`` the longest
+        ``prompt + response``; ``labels`` is -100 on prompt and padding positions.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
-    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    labels = torch.full_like(input_ids, IGNORE_INDEX)
-    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-        n, m = len(prompt), len(response)
-        input_ids[row, :n + m] = torch.tensor(list(prompt) + list(response), dtype=torch.long)
-        attention[row, :n + m] = 1
-        labels[row, n:n + m] = torch.tensor(list(response), dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    rows, masks, labels = [], [], []
+    for prompt, response in zip(prompts, responses, strict=True):
+        rows.append(torch.tensor([*prompt, *response], dtype=torch.long))
+        masks.append(torch.ones_like(rows[-1]))
+        labels.append(torch.tensor([IGNORE_INDEX] * len(prompt) + list(response), dtype=torch.long))
+    return {"input_ids": pad_sequence(rows, batch_first=True, padding_value=pad_token_id),
+            "attention_mask": pad_sequence(masks, batch_first=True, padding_value=0),
+            "labels": pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX)}
 
 
 @torch.no_grad()

@@ -21,8 +21,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
+from tdpo.data.tokenize import pad_token_id as pad_id_of
 from tdpo.evaluation.questions import Question
 
 PROMPT_FORMATS = ("auto", "chat", "hh")
@@ -60,7 +62,9 @@ class SamplingConfig:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
 
 
-def _generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id: int):
+def generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id: int) -> Any:
+    """The ``transformers.GenerationConfig`` of ``sampling``: every decoding setting given explicitly
+    (no beams, no repetition penalty; temperature, top-p and top-k only when sampling)."""
     from transformers import GenerationConfig
 
     settings: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=eos_token_id,
@@ -73,6 +77,33 @@ def _generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id
     return GenerationConfig(**settings)
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ``(input_ids, attention_mask)`` of token-id prompts, both ``[P, T]`` long with ``T``
+    the longest prompt; the mask is 1 on prompt tokens and 0 on the padding before them."""
+    rows = [torch.tensor(list(p), dtype=torch.long) for p in prompts]
+    input_ids = pad_sequence(rows, batch_first=True, padding_value=pad_token_id, padding_side="left")
+    ones = [torch.ones_like(row) for row in rows]
+    return input_ids, pad_sequence(ones, batch_first=True, padding_value=0, padding_side="left")
+
+
+def cut_at_eos(ids: Sequence[int], eos_token_id: int) -> list[int]:
+    """``ids`` up to and including the first ``eos_token_id`` (all of them when there is none)."""
+    ids = list(ids)
+    return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
+
+
+@torch.no_grad()
+def generate_batch(model: Any, prompts: Sequence[Sequence[int]], config: Any, *, eos_token_id: int,
+                   pad_token_id: int) -> list[list[int]]:
+    """One ``model.generate`` call on the left-padded ``prompts`` (``P`` non-empty id lists) with the
+    ``GenerationConfig`` ``config``; returns the ``P`` continuations, each cut after its first EOS."""
+    input_ids, attention = left_pad(prompts, pad_token_id)
+    device = next(model.parameters()).device
+    generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                               generation_config=config)
+    return [cut_at_eos(row, eos_token_id) for row in generated[:, input_ids.shape[1]:].tolist()]
+
+
 @contextmanager
 def _model_generation_defaults_set_aside(model: Any) -> Iterator[None]:
     """Give the model (the transformers model inside a PEFT wrapper, too) a blank ``generation_config``
@@ -80,7 +111,9 @@ def _model_generation_defaults_set_aside(model: Any) -> Iterator[None]:
     the model's own config, which would add e.g. its ``min_p`` or ``no_repeat_ngram_size``."""
     from transformers import GenerationConfig
 
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    from tdpo.models import unwrap_peft
+
+    target = unwrap_peft(model)
     saved = getattr(target, "generation_config", None)
     if saved is None:
         yield
@@ -120,7 +153,7 @@ def generate_continuations(
     """
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
-    config = _generation_config(sampling, eos_token_id, pad_token_id)
+    config = generation_config(sampling, eos_token_id, pad_token_id)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -131,19 +164,8 @@ def generate_continuations(
             torch.manual_seed(sampling.seed)
             batches = range(0, len(prompts), sampling.batch_size)
             for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-                chunk = [list(p) for p in prompts[start:start + sampling.batch_size]]
-                width = max(len(p) for p in chunk)
-                input_ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
-                attention = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, ids in enumerate(chunk):
-                    input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-                    attention[row, width - len(ids):] = 1
-                generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                           generation_config=config)
-                for row in generated[:, width:].tolist():
-                    if eos_token_id in row:
-                        row = row[:row.index(eos_token_id) + 1]
-                    outputs.append(row)
+                outputs += generate_batch(model, prompts[start:start + sampling.batch_size], config,
+                                          eos_token_id=eos_token_id, pad_token_id=pad_token_id)
     finally:
         model.train(was_training)
     return outputs
@@ -207,7 +229,7 @@ def answer_questions(
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no EOS token: generation could not stop")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    pad = pad_id_of(tokenizer)
     answers: dict[str, list[str]] = {q.question_id: [] for q in questions}
     for turn in range(max(len(q.turns) for q in questions)):
         todo = [q for q in questions if len(q.turns) > turn]

@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from tdpo.data.tokenize import pad_token_id
+from tdpo.evaluation.diversity import pack_sequences
 from tdpo.imdb.sampling import Completion, sample_completions
 from tdpo.imdb.sentiment import RewardModel
-from tdpo.token_stats import IGNORE_INDEX, sequence_stats, token_stats_from_logits
+from tdpo.token_stats import sequence_stats, token_stats_from_logits
 
 
 @dataclass
@@ -67,17 +69,8 @@ class EvalResult:
 
 def _batch(tokenizer, completions: Sequence[Completion]) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask``, ``labels`` ``[S, T]`` of prompt + completion."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = [list(c.prompt_ids) + list(c.completion_ids) for c in completions]
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    for i, (row, c) in enumerate(zip(rows, completions, strict=True)):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention[i, : len(row)] = 1
-        labels[i, len(c.prompt_ids) : len(row)] = torch.tensor(c.completion_ids, dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    prompts = [c.prompt_ids for c in completions]
+    return pack_sequences(prompts, [c.completion_ids for c in completions], pad_token_id(tokenizer))
 
 
 @torch.no_grad()

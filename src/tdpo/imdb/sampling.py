@@ -1,7 +1,7 @@
 """Batched, seeded sampling of completions from a causal LM.
 
-Prompts are left-padded for ``generate`` and sampled with plain ancestral sampling (temperature
-1, no top-k or top-p truncation, as in the papers). A completion stops at the first EOS, which it
+Prompts are left-padded for ``generate`` (:func:`tdpo.evaluation.generation.generate_batch`) and
+sampled with plain ancestral sampling (temperature 1, no top-k or top-p truncation, as in the papers). A completion stops at the first EOS, which it
 keeps (the EOS is a response token, like in training), or after ``max_new_tokens`` tokens.
 """
 
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from tdpo.data.tokenize import pad_token_id
+from tdpo.evaluation.generation import SamplingConfig, generate_batch, generation_config
 from tdpo.imdb.prefixes import split_decode
 
 
@@ -39,14 +41,6 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
     if not ids:
         raise ValueError(f"prompt {prompt!r} encodes to no tokens")
     return list(ids)
-
-
-def _pad_id(tokenizer) -> int:
-    if tokenizer.pad_token_id is not None:
-        return int(tokenizer.pad_token_id)
-    if tokenizer.eos_token_id is not None:
-        return int(tokenizer.eos_token_id)
-    raise ValueError("the tokenizer has neither a pad nor an EOS token")
 
 
 @torch.no_grad()
@@ -80,46 +74,23 @@ def sample_completions(
     Returns:
         ``P`` lists of ``num_samples`` :class:`Completion` objects, in prompt order.
     """
-    from transformers import GenerationConfig
-
     if tokenizer.eos_token_id is None:
         raise ValueError("sampling needs a tokenizer with an EOS token")
     if num_samples < 1 or max_new_tokens < 1 or batch_size < 1:
         raise ValueError("num_samples, max_new_tokens and batch_size must be >= 1")
     model.eval()
-    device = next(model.parameters()).device
-    pad_id = _pad_id(tokenizer)
-    eos_id = int(tokenizer.eos_token_id)
+    pad_id, eos_id = pad_token_id(tokenizer), int(tokenizer.eos_token_id)
+    config = generation_config(
+        SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size), eos_id, pad_id
+    )
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     jobs = [(i, j) for i in range(len(prompts)) for j in range(num_samples)]
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
-    gen_config = GenerationConfig(
-        do_sample=True,
-        temperature=temperature,
-        top_k=0,
-        top_p=1.0,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=pad_id,
-        eos_token_id=eos_id,
-    )
     batches = [jobs[s : s + batch_size] for s in range(0, len(jobs), batch_size)]
     for number, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit="batch")):
-        width = max(len(encoded[i]) for i, _ in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (i, _) in enumerate(batch):
-            ids = encoded[i]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
         torch.manual_seed(seed + number)
-        out = model.generate(
-            input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=gen_config
-        )
-        new = out[:, width:].cpu().tolist()
-        for row, (i, j) in enumerate(batch):
-            ids = new[row]
-            if eos_id in ids:
-                ids = ids[: ids.index(eos_id) + 1]
+        new = generate_batch(model, [encoded[i] for i, _ in batch], config, eos_token_id=eos_id, pad_token_id=pad_id)
+        for ids, (i, j) in zip(new, batch, strict=True):
             body = ids[:-1] if ids and ids[-1] == eos_id else ids
             _, text = split_decode(tokenizer, encoded[i], body)
             results[i][j] = Completion(prompts[i], text, tuple(encoded[i]), tuple(ids))
