@@ -78,3 +78,20 @@ def test_peft_wrapped_model_gives_base_head():
     )
     with pytest.raises(UnsupportedHeadError, match="adapter"):
         output_head(on_head)
+
+
+class _DataParallelLike(torch.nn.Module):
+    """Holds the model as ``.module``, as DistributedDataParallel does."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+
+def test_ddp_wrapped_model_gives_base_head():
+    model = tiny(transformers.LlamaConfig, transformers.LlamaForCausalLM)
+    assert output_head(_DataParallelLike(model)).weight is model.lm_head.weight
+    assert output_head(_DataParallelLike(_DataParallelLike(model))).weight is model.lm_head.weight
+    peft = pytest.importorskip("peft")
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    assert output_head(_DataParallelLike(wrapped)).weight is model.lm_head.weight

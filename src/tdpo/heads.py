@@ -22,15 +22,12 @@ class UnsupportedHeadError(ValueError):
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The underlying transformers model of a PEFT or DDP wrapper."""
-    seen = set()
-    while id(model) not in seen:
-        seen.add(id(model))
-        if hasattr(model, "get_base_model"):  # peft.PeftModel
-            model = model.get_base_model()
-        elif hasattr(model, "module") and isinstance(model.module, nn.Module):  # DDP
-            model = model.module
-    return model
+    """The underlying transformers model of a DDP (or FSDP) and PEFT wrapper."""
+    from tdpo.models import unwrap_peft  # tdpo.models imports this module
+
+    while isinstance(getattr(model, "module", None), nn.Module):  # DDP
+        model = model.module
+    return unwrap_peft(model)
 
 
 def output_head(model: nn.Module) -> OutputHead:

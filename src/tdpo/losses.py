@@ -17,9 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _check_beta(beta: float) -> None:
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0; got {beta}")
+def _check_parameters(**values: float) -> None:
+    """Raise a ValueError naming the first hyper-parameter outside its range (the ranges are
+    :data:`tdpo.loss_registry.PARAMETERS`)."""
+    from tdpo.loss_registry import check_parameters  # imported here: the registry imports this module
+
+    check_parameters(**values)
 
 
 def _check_same_shape(**tensors: Tensor) -> None:
@@ -73,9 +76,7 @@ def cdpo_loss(
     Returns:
         ``[B]`` per-pair loss.
     """
-    _check_beta(beta)
-    if not 0.0 <= label_smoothing < 0.5:
-        raise ValueError(f"label_smoothing must be in [0, 0.5); got {label_smoothing}")
+    _check_parameters(beta=beta, label_smoothing=label_smoothing)
     _check_same_shape(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios)
     logits = beta * (chosen_logratios - rejected_logratios)
     loss = -F.logsigmoid(logits)
@@ -95,7 +96,7 @@ def ipo_loss(chosen_logratios: Tensor, rejected_logratios: Tensor, beta: float =
     Returns:
         ``[B]`` per-pair loss.
     """
-    _check_beta(beta)
+    _check_parameters(beta=beta)
     _check_same_shape(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios)
     return (chosen_logratios - rejected_logratios - 1.0 / (2.0 * beta)) ** 2
 
@@ -119,7 +120,7 @@ def tdpo1_loss(
     Returns:
         ``[B]`` per-pair loss.
     """
-    _check_beta(beta)
+    _check_parameters(beta=beta)
     _check_same_shape(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
                       chosen_kl=chosen_kl, rejected_kl=rejected_kl)
     u = (chosen_logratios - rejected_logratios) - (rejected_kl - chosen_kl)
@@ -150,9 +151,7 @@ def tdpo2_loss(
     Returns:
         ``[B]`` per-pair loss.
     """
-    _check_beta(beta)
-    if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0; got {alpha}")
+    _check_parameters(beta=beta, alpha=alpha)
     _check_same_shape(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
                       chosen_kl=chosen_kl, rejected_kl=rejected_kl)
     u = (chosen_logratios - rejected_logratios) - alpha * (rejected_kl - chosen_kl.detach())
@@ -175,7 +174,7 @@ def fdpo_fkl_loss(chosen_logratios: Tensor, rejected_logratios: Tensor, beta: fl
     Returns:
         ``[B]`` per-pair loss, in the inputs' dtype.
     """
-    _check_beta(beta)
+    _check_parameters(beta=beta)
     _check_same_shape(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios)
     a = -rejected_logratios.double()
     b = -chosen_logratios.double()
