@@ -1,6 +1,6 @@
 import torch
 
-from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, length_grouped_sampler
+from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, column_values
 
 FEATURES = [
     {"prompt_input_ids": [1, 2, 3], "chosen_input_ids": [4, 5, 9], "rejected_input_ids": [6, 9], "index": 7},
@@ -44,6 +44,12 @@ def test_pad_id_is_only_a_filler():
 def test_pad_to_multiple_of():
     batch = PreferenceCollator(pad_token_id=0, pad_to_multiple_of=8)(FEATURES)
     assert batch["input_ids"].shape == (4, 8)
+    rows = expected_rows(FEATURES, "chosen_input_ids", 0) + expected_rows(FEATURES, "rejected_input_ids", 0)
+    for i, (ids, lab) in enumerate(rows):
+        pad = 8 - len(ids)
+        assert batch["input_ids"][i].tolist() == ids + [0] * pad
+        assert batch["labels"][i].tolist() == lab + [IGNORE_INDEX] * pad
+        assert batch["attention_mask"][i].tolist() == [1] * len(ids) + [0] * pad
 
 
 def test_sft_batch():
@@ -58,28 +64,10 @@ def test_sft_batch():
     assert batch["index"].tolist() == [0, 1]
 
 
-def test_length_grouped_sampler_groups_similar_lengths():
-    import random
-
-    rng = random.Random(0)
-    lengths = [rng.randint(1, 1000) for _ in range(400)]
-    dataset = {"length": lengths}
-    order = list(length_grouped_sampler(dataset, batch_size=4, generator=torch.Generator().manual_seed(0)))
-    assert sorted(order) == list(range(400))
-    batches = [order[i : i + 4] for i in range(0, 400, 4)]
-    spread = sum(max(lengths[j] for j in b) - min(lengths[j] for j in b) for b in batches) / len(batches)
-    shuffled = list(range(400))
-    rng.shuffle(shuffled)
-    random_spread = sum(
-        max(lengths[j] for j in shuffled[i : i + 4]) - min(lengths[j] for j in shuffled[i : i + 4])
-        for i in range(0, 400, 4)
-    ) / 100
-    assert spread < random_spread / 4
-    again = list(length_grouped_sampler(dataset, batch_size=4, generator=torch.Generator().manual_seed(0)))
-    assert again == order
-    # a datasets.Dataset (after a selection) gives the same order as the plain lengths
+def test_column_values_of_a_dataset_and_of_a_dict():
     import datasets
 
-    ds = datasets.Dataset.from_dict({"length": [0] + lengths}).select(range(1, 401))
-    from_ds = list(length_grouped_sampler(ds, batch_size=4, generator=torch.Generator().manual_seed(0)))
-    assert from_ds == order
+    lengths = [5, 3, 9, 1]
+    ds = datasets.Dataset.from_dict({"length": [0] + lengths}).select(range(1, 5))  # after a selection
+    assert column_values(ds, "length") == lengths
+    assert column_values({"length": lengths}, "length") == lengths

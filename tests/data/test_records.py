@@ -2,7 +2,14 @@ import pickle
 
 import pytest
 
-from tdpo.data.records import INVALID_KINDS, SKIP_HINT, InvalidRecord, InvalidRecordCounter
+from tdpo.data.records import (
+    INVALID_KINDS,
+    SKIP_HINT,
+    InvalidRecord,
+    InvalidRecordCounter,
+    PreferenceRecord,
+    SFTRecord,
+)
 
 
 def test_error_names_location_field_kind_and_the_way_out():
@@ -49,3 +56,11 @@ def test_counter_skips_and_counts_per_kind(caplog):
     text = caplog.text
     assert "skipped 3 invalid records (empty field)" in text
     assert f"skipped 1 invalid records ({INVALID_KINDS['malformed_json']})" in text
+
+
+def test_records_tell_strings_from_chat_messages():
+    messages = [{"role": "assistant", "content": "yes"}]
+    assert not PreferenceRecord("q", " yes", " no").is_conversational
+    assert PreferenceRecord([{"role": "user", "content": "q"}], messages, [{"role": "assistant", "content": "no"}]).is_conversational
+    assert not SFTRecord("", "text").is_conversational
+    assert SFTRecord([{"role": "user", "content": "q"}], messages).is_conversational

@@ -9,13 +9,7 @@ Typical use::
     batch = collate([train[i] for i in range(8)])  # input_ids/attention_mask/labels [16, T], index [8]
 """
 
-from tdpo.data.collate import (
-    IGNORE_INDEX,
-    PreferenceCollator,
-    SFTCollator,
-    column_values,
-    length_grouped_sampler,
-)
+from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, column_values
 from tdpo.data.config import DataConfig
 from tdpo.data.loader import LoadedData, check_source, load_preference_data, load_sft_data
 from tdpo.data.records import INVALID_KINDS, InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
@@ -39,7 +33,6 @@ __all__ = [
     "check_source",
     "column_values",
     "eos_token_id",
-    "length_grouped_sampler",
     "load_preference_data",
     "load_sft_data",
     "pad_token_id",

@@ -1,4 +1,4 @@
-"""Batching tokenized records, and length-grouped sampling.
+"""Batching tokenized records.
 
 A preference batch of B pairs holds both responses of every pair for one concatenated forward pass:
 
@@ -17,26 +17,43 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 
 IGNORE_INDEX = -100
 
 
 def _pad(rows: list[tuple[list[int], list[int]]], pad_token_id: int, multiple: int | None) -> dict[str, torch.Tensor]:
+    """Right-pad ``prompt + response`` rows into ``input_ids``, ``attention_mask`` and ``labels`` ``[R, T]``."""
+    columns = {
+        "input_ids": ([torch.tensor(p + r, dtype=torch.long) for p, r in rows], pad_token_id),
+        "attention_mask": ([torch.ones(len(p) + len(r), dtype=torch.long) for p, r in rows], 0),
+        "labels": ([torch.tensor([IGNORE_INDEX] * len(p) + r, dtype=torch.long) for p, r in rows], IGNORE_INDEX),
+    }
     width = max(len(p) + len(r) for p, r in rows)
     if multiple:
         width = -(-width // multiple) * multiple
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-    for i, (prompt, response) in enumerate(rows):
-        n, m = len(prompt), len(response)
-        input_ids[i, : n + m] = torch.tensor(prompt + response, dtype=torch.long)
-        attention_mask[i, : n + m] = 1
-        labels[i, n : n + m] = torch.tensor(response, dtype=torch.long)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {}
+    for name, (tensors, value) in columns.items():
+        padded = pad_sequence(tensors, batch_first=True, padding_value=value)
+        batch[name] = F.pad(padded, (0, width - padded.shape[1]), value=value)
+    return batch
 
 
-class PreferenceCollator:
+class _Collator:
+    """What both collators share: the pad id, the length rounding and the ``index`` column."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_token_id = int(pad_token_id)
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def _batch(self, rows: list[tuple[list[int], list[int]]], features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = _pad(rows, self.pad_token_id, self.pad_to_multiple_of)
+        batch["index"] = torch.tensor([int(f["index"]) for f in features], dtype=torch.long)
+        return batch
+
+
+class PreferenceCollator(_Collator):
     """Collates tokenized preference records into the batch dict described in this module.
 
     Each feature needs ``prompt_input_ids``, ``chosen_input_ids``, ``rejected_input_ids`` (lists of
@@ -48,36 +65,24 @@ class PreferenceCollator:
         pad_to_multiple_of: round the padded length T up to a multiple of this (None: exact).
     """
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
-        self.pad_token_id = int(pad_token_id)
-        self.pad_to_multiple_of = pad_to_multiple_of
-
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Return ``input_ids``, ``attention_mask``, ``labels`` [2B, T] and ``index`` [B]."""
         rows = [(list(f["prompt_input_ids"]), list(f["chosen_input_ids"])) for f in features]
         rows += [(list(f["prompt_input_ids"]), list(f["rejected_input_ids"])) for f in features]
-        batch = _pad(rows, self.pad_token_id, self.pad_to_multiple_of)
-        batch["index"] = torch.tensor([int(f["index"]) for f in features], dtype=torch.long)
-        return batch
+        return self._batch(rows, features)
 
 
-class SFTCollator:
+class SFTCollator(_Collator):
     """Collates tokenized SFT records (``prompt_input_ids``, ``completion_input_ids``, ``index``).
 
     Returns ``input_ids``, ``attention_mask``, ``labels`` [B, T] (prompt and padding labels -100) and
     ``index`` [B]. Arguments as for :class:`PreferenceCollator`.
     """
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
-        self.pad_token_id = int(pad_token_id)
-        self.pad_to_multiple_of = pad_to_multiple_of
-
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Return ``input_ids``, ``attention_mask``, ``labels`` [B, T] and ``index`` [B]."""
         rows = [(list(f["prompt_input_ids"]), list(f["completion_input_ids"])) for f in features]
-        batch = _pad(rows, self.pad_token_id, self.pad_to_multiple_of)
-        batch["index"] = torch.tensor([int(f["index"]) for f in features], dtype=torch.long)
-        return batch
+        return self._batch(rows, features)
 
 
 def column_values(dataset: Any, name: str) -> list[Any]:
@@ -87,18 +92,3 @@ def column_values(dataset: Any, name: str) -> list[Any]:
         return dataset.with_format("arrow")[name].to_pylist()
     return list(dataset[name])
 
-
-def length_grouped_sampler(
-    dataset: Any, batch_size: int, generator: torch.Generator | None = None
-) -> torch.utils.data.Sampler[int]:
-    """A sampler that shuffles but puts records of similar length in the same batches (less padding).
-
-    Uses the ``length`` column (prompt + longest response, in tokens) with
-    :class:`transformers.trainer_pt_utils.LengthGroupedSampler`: random mega-batches of
-    ``50 * batch_size`` records, each sorted by length; the longest batch comes first so that memory
-    problems show at once. Pass a seeded ``generator`` for a reproducible order.
-    """
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    lengths = [int(n) for n in column_values(dataset, "length")]
-    return LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)

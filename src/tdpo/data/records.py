@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 logger = logging.getLogger("tdpo.data")
 
@@ -117,8 +118,19 @@ class InvalidRecordCounter:
             logger.warning("skipped %d invalid %s (%s); first: %s", n, what, INVALID_KINDS[kind], self.first[kind])
 
 
+class _Record:
+    """What both record types share: telling strings from chat messages by the first response field."""
+
+    _response_field: ClassVar[str]
+
+    @property
+    def is_conversational(self) -> bool:
+        """True when the response is chat messages to be rendered with the chat template."""
+        return isinstance(getattr(self, self._response_field), list)
+
+
 @dataclass(frozen=True)
-class PreferenceRecord:
+class PreferenceRecord(_Record):
     """One preference pair: a prompt and two responses, ``chosen`` preferred over ``rejected``.
 
     Strings are joined as ``prompt + response`` (so a response usually starts with a space or newline,
@@ -140,15 +152,11 @@ class PreferenceRecord:
     rejected: Text
     location: str = ""
     group: int = 0
-
-    @property
-    def is_conversational(self) -> bool:
-        """True when the responses are chat messages to be rendered with the chat template."""
-        return isinstance(self.chosen, list)
+    _response_field: ClassVar[str] = "chosen"
 
 
 @dataclass(frozen=True)
-class SFTRecord:
+class SFTRecord(_Record):
     """One supervised example: the loss is taken on ``completion`` only, ``prompt`` is context.
 
     Attributes:
@@ -162,8 +170,4 @@ class SFTRecord:
     completion: Text
     location: str = ""
     group: int = 0
-
-    @property
-    def is_conversational(self) -> bool:
-        """True when the completion is chat messages to be rendered with the chat template."""
-        return isinstance(self.completion, list)
+    _response_field: ClassVar[str] = "completion"
