@@ -107,7 +107,7 @@ def tiny_config(model_dir: Path, out_dir: Path, *overrides: str) -> TrainConfig:
 
 
 def training_data(n: int = 8, *, seed: int = 0, sft: bool = False, eval_on_train: bool = True):
-    from tdpo.trainer import TrainingData
+    from tdpo.training import TrainingData
 
     pairs = make_pairs(n, seed=seed)
     return TrainingData(train=pairs, eval=pairs if eval_on_train else None,

@@ -114,12 +114,3 @@ def test_eval_held_out_split_without_diversity(setup, tmp_path, capsys):
     metrics = result["results"][str(paths["dpo"])]
     assert metrics["num_pairs"] == 3 and "diversity/entropy" not in metrics
     assert "diversity" not in capsys.readouterr().out
-
-
-def test_distinct_prompts():
-    from tdpo.commands.eval import distinct_prompts
-
-    data = [{"prompt_input_ids": p} for p in ([1, 5], [1, 5], [1, 6], [1, 5], [1, 7], [1, 8])]
-    assert distinct_prompts(data, 3) == [[1, 5], [1, 6], [1, 7]]
-    assert distinct_prompts(data, 10) == [[1, 5], [1, 6], [1, 7], [1, 8]]
-    assert distinct_prompts(data, 0) == []

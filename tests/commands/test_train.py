@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from train_fixtures import final_parameters, make_model_dir, single_thread  # noqa: E402, F401
 
 from tdpo.commands.train import main, split_items  # noqa: E402
-from tdpo.tracking import read_metrics  # noqa: E402
+from tdpo.training.tracking import read_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def test_default_config_data_loads_with_the_builtin_tokenizer(tmp_path, monkeypa
     whole batches (the built-in model is converted on first use, which takes about a minute)."""
     from tdpo.config import load_config
     from tdpo.models import load_tokenizer
-    from tdpo.trainer import load_training_data
+    from tdpo.training import load_training_data
 
     monkeypatch.chdir(REPO)
     cfg = load_config(REPO / "configs" / "default.yaml", [f"data.cache_dir={tmp_path}"])

@@ -12,7 +12,6 @@ from tdpo.data.collate import PreferenceCollator
 from tdpo.evaluation.preference_eval import (
     pair_statistics,
     per_pair_rows,
-    prompts_of_batches,
     summarize_pairs,
 )
 
@@ -103,12 +102,6 @@ def test_without_reference(policy):
     assert pairs.chosen_kl is None and pairs.chosen_reference_logps is None
     metrics = summarize_pairs(pairs, beta=0.1)
     assert "kl/chosen" not in metrics and "tdpo_rewards/accuracies" not in metrics
-
-
-def test_prompts_of_batches():
-    features = random_pairs(5)
-    batches = [PreferenceCollator(0)(features[:3]), PreferenceCollator(0)(features[3:])]
-    assert prompts_of_batches(batches) == [f["prompt_input_ids"] for f in features]
 
 
 def test_bad_batches(policy):

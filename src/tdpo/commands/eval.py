@@ -19,30 +19,11 @@ Example::
 from __future__ import annotations
 
 import argparse
-import csv
-import gc
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
-
-TABLE_ROWS = [
-    ("rewards/accuracies", "DPO reward accuracy", "pct"),
-    ("tdpo_rewards/accuracies", "TDPO reward accuracy", "pct"),
-    ("rewards/margins", "reward margin", "num"),
-    ("rewards/chosen", "reward chosen", "num"),
-    ("rewards/rejected", "reward rejected", "num"),
-    ("kl/chosen", "seq. KL chosen", "num"),
-    ("kl/rejected", "seq. KL rejected", "num"),
-    ("kl/margin", "KL margin D_l - D_w", "num"),
-    ("logps/chosen", "logp chosen", "num"),
-    ("logps/rejected", "logp rejected", "num"),
-    ("entropy/chosen", "entropy on chosen", "num"),
-    ("diversity/entropy", "diversity (entropy)", "num"),
-    ("diversity/response_length", "sample length", "num"),
-]
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -123,56 +104,6 @@ def _load_data(args: argparse.Namespace, cfg: Any, tokenizer: Any):
     return data, loaded.collate, loaded.report
 
 
-def distinct_prompts(data: Any, limit: int) -> list[list[int]]:
-    """The first ``limit`` distinct prompts (token ids) of a tokenized preference set, in data order
-    (sets such as the IMDb pairs hold several pairs per prompt; each prompt is sampled once)."""
-    seen: dict[tuple[int, ...], None] = {}
-    for i in range(len(data)):
-        if len(seen) >= limit:
-            break
-        seen.setdefault(tuple(data[i]["prompt_input_ids"]), None)
-    return [list(p) for p in seen]
-
-
-def _format(value: float | None, kind: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{100 * value:.1f}%" if kind == "pct" else f"{value:.4g}"
-
-
-def _cell(metrics: dict[str, float], key: str, kind: str) -> str:
-    text = _format(metrics.get(key), kind)
-    if kind == "pct" and key + "_low" in metrics:
-        text += f" [{100 * metrics[key + '_low']:.1f}, {100 * metrics[key + '_high']:.1f}]"
-    return text
-
-
-def format_results(results: dict[str, dict[str, float]]) -> str:
-    """A table with one column per model and one row per metric (accuracies with their 95% Wilson interval)."""
-    names = list(results)
-    rows = [(label, [_cell(results[n], key, kind) for n in names]) for key, label, kind in TABLE_ROWS
-            if any(key in results[n] for n in names)]
-    rows.append(("pairs", [str(int(results[n]["num_pairs"])) for n in names]))
-    first = max(len("metric"), *(len(label) for label, _ in rows))
-    widths = [max(len(n), *(len(cells[i]) for _, cells in rows)) for i, n in enumerate(names)]
-    lines = ["metric".ljust(first) + "  " + "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))]
-    lines.append("-" * len(lines[0]))
-    for label, cells in rows:
-        lines.append(label.ljust(first) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
-    return "\n".join(lines)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields: list[str] = []
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``tdpo eval``; returns the exit code (1 with a message for bad input)."""
     args = build_parser().parse_args(argv)
@@ -183,28 +114,35 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the flags (exit status 2), or None."""
     if args.name and len(args.name) != len(args.model):
-        print(f"tdpo eval: {len(args.name)} --name for {len(args.model)} --model", file=sys.stderr)
-        return 2
+        return f"{len(args.name)} --name for {len(args.model)} --model"
     names = args.name or list(args.model)
     if len(set(names)) != len(names):
-        print("tdpo eval: the model names must differ (use --name)", file=sys.stderr)
-        return 2
+        return "the model names must differ (use --name)"
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--diversity-prompts", args.diversity_prompts, 0),
                              ("--max-new-tokens", args.max_new_tokens, 1)):
         if value < low:
-            print(f"tdpo eval: {flag} must be >= {low}", file=sys.stderr)
-            return 2
+            return f"{flag} must be >= {low}"
+    return None
 
-    import torch
 
-    from tdpo.data import eos_token_id, pad_token_id
-    from tdpo.evaluation.diversity import policy_diversity
-    from tdpo.evaluation.generation import SamplingConfig
-    from tdpo.evaluation.preference_eval import pair_statistics, per_pair_rows, summarize_pairs
-    from tdpo.models import load_causal_lm, load_tokenizer
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = _usage_problem(args)
+    if problem:
+        print(f"tdpo eval: {problem}", file=sys.stderr)
+        return 2
+    names = args.name or list(args.model)
+    from tdpo.evaluation.policy_comparison import (
+        ComparisonSettings,
+        compare_policies,
+        distinct_prompts,
+        format_results,
+        write_csv,
+    )
+    from tdpo.models import load_tokenizer
 
     cfg = _load_config(args)
     reference_path = args.reference or cfg.reference.name_or_path or cfg.model.name_or_path
@@ -212,60 +150,32 @@ def _run(args: argparse.Namespace) -> int:
         reference_path = None
     tokenizer = load_tokenizer(args.tokenizer or cfg.model.tokenizer or reference_path or args.model[0])
     data, collate, report = _load_data(args, cfg, tokenizer)
-    beta = args.beta if args.beta is not None else cfg.loss.beta
-    token_stats = args.token_stats or cfg.loss.token_stats
-    progress = not args.no_progress
-    print(f"tdpo eval: {len(data)} pairs from {report.eval_from if args.split == 'test' else report.train_from}; "
-          f"reference {reference_path}; beta {beta}", file=sys.stderr)
-
-    def batches():
-        for start in range(0, len(data), args.batch_size):
-            yield collate([data[i] for i in range(start, min(start + args.batch_size, len(data)))])
-
-    num_batches = -(-len(data) // args.batch_size)
-    prompts = distinct_prompts(data, args.diversity_prompts)
-    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              batch_size=args.batch_size, seed=args.sample_seed)
-    reference = load_causal_lm(reference_path, dtype=args.dtype) if reference_path else None
-    results: dict[str, dict[str, float]] = {}
-    pair_rows: list[dict[str, Any]] = []
-    for name, path in zip(names, args.model, strict=True):
-        print(f"tdpo eval: evaluating {name}", file=sys.stderr)
-        policy = load_causal_lm(path, dtype=args.dtype)
-        pairs = pair_statistics(policy, reference, batches(), token_stats=token_stats,
-                                chunk_size=cfg.loss.chunk_size, progress=progress, total=num_batches)
-        metrics = summarize_pairs(pairs, beta)
-        if args.per_pair:
-            pair_rows += [{"model": name, **row} for row in per_pair_rows(pairs, beta)]
-        if prompts:
-            diversity, _ = policy_diversity(policy, prompts, eos_token_id=eos_token_id(tokenizer),
-                                            pad_token_id=pad_token_id(tokenizer), sampling=sampling,
-                                            token_stats=token_stats, chunk_size=cfg.loss.chunk_size,
-                                            progress=progress)
-            metrics["diversity/entropy"] = diversity.mean_token_entropy
-            metrics["diversity/sequence_entropy"] = diversity.mean_sequence_entropy
-            metrics["diversity/response_length"] = diversity.mean_response_length
-            metrics["diversity/num_responses"] = float(diversity.num_responses)
-        results[name] = metrics
-        del policy, pairs
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    settings = ComparisonSettings(
+        beta=args.beta if args.beta is not None else cfg.loss.beta, batch_size=args.batch_size, dtype=args.dtype,
+        token_stats=args.token_stats or cfg.loss.token_stats, chunk_size=cfg.loss.chunk_size,
+        diversity_prompts=args.diversity_prompts, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        sample_seed=args.sample_seed, per_pair=bool(args.per_pair), progress=not args.no_progress)
+    source = report.eval_from if args.split == "test" else report.train_from
+    print(f"tdpo eval: {len(data)} pairs from {source}; reference {reference_path}; beta {settings.beta}",
+          file=sys.stderr)
+    results, pair_rows = compare_policies(
+        dict(zip(names, args.model, strict=True)), reference_path, data, collate, tokenizer, settings,
+        on_start=lambda name: print(f"tdpo eval: evaluating {name}", file=sys.stderr))
 
     print(format_results(results))
     if args.per_pair:
-        _write_csv(Path(args.per_pair), pair_rows)
+        write_csv(Path(args.per_pair), pair_rows)
         print(f"tdpo eval: wrote {args.per_pair}", file=sys.stderr)
     if args.output:
         out = {
             "models": dict(zip(names, args.model, strict=True)),
             "reference": reference_path,
-            "beta": beta,
-            "token_stats": token_stats,
-            "data": {"source": cfg.data.source, "split": args.split, "pairs": len(data),
-                     "from": report.eval_from if args.split == "test" else report.train_from},
-            "diversity": {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-                          "temperature": args.temperature, "seed": args.sample_seed},
+            "beta": settings.beta,
+            "token_stats": settings.token_stats,
+            "data": {"source": cfg.data.source, "split": args.split, "pairs": len(data), "from": source},
+            "diversity": {"prompts": len(distinct_prompts(data, args.diversity_prompts)),
+                          "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
+                          "seed": args.sample_seed},
             "results": results,
         }
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

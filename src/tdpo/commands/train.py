@@ -142,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
 
-    from tdpo.trainer import TrainingDivergedError, train
+    from tdpo.console import show_messages
+    from tdpo.training import TrainingDivergedError, train
 
+    show_messages()  # the trainer's progress messages, on stdout
     try:
         run_dir = train(cfg, resume=resume, overwrite=args.overwrite)
     except TrainingDivergedError as err:

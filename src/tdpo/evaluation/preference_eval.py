@@ -29,6 +29,7 @@ makes them), so it runs on any data source.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,6 @@ from tqdm.auto import tqdm
 
 from tdpo.evaluation.winrate import wilson_interval
 from tdpo.metrics import preference_metrics
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -110,73 +109,72 @@ def pair_statistics(
     Returns:
         :class:`PairStatistics` over all pairs, in batch order.
     """
-    from tdpo.models import TokenStatsModel
     from tdpo.token_stats import sequence_stats
+    from tdpo.token_stats_model import PolicyAndReference, TokenStatsModel
 
-    policy_wrapper = TokenStatsModel(policy, token_stats=token_stats, chunk_size=chunk_size)
-    reference_wrapper = None
-    if reference is not None:
-        reference_wrapper = (policy_wrapper if reference_disable_adapters
-                             else TokenStatsModel(reference, token_stats=token_stats, chunk_size=chunk_size))
     device = next(policy.parameters()).device
-    ref_device = next(reference.parameters()).device if reference is not None else device
+    lora_reference = reference is not None and reference_disable_adapters
+    models = PolicyAndReference(
+        TokenStatsModel(policy, token_stats=token_stats, chunk_size=chunk_size),
+        None if reference is None or lora_reference
+        else TokenStatsModel(reference, token_stats=token_stats, chunk_size=chunk_size),
+        lora_reference,
+        reference_device=next(reference.parameters()).device if reference is not None else device,
+    )
     fields: dict[str, list[Tensor]] = {name: [] for name in PairStatistics.__dataclass_fields__}
     seen = 0
-    modes = [(policy, policy.training)] + ([(reference, reference.training)] if reference is not None else [])
-    for model, _ in modes:
-        model.eval()
-    try:
+    with _eval_mode(policy, reference):
         for number, batch in enumerate(tqdm(batches, desc="evaluating", total=total, disable=not progress)):
-            labels = batch["labels"]
-            rows = labels.shape[0]
-            if labels.dim() != 2 or rows % 2 or batch["input_ids"].shape != labels.shape:
-                raise ValueError(f"batch {number}: a preference batch has input_ids and labels of the same shape "
-                                 f"[2B, T]; got input_ids {tuple(batch['input_ids'].shape)}, labels "
-                                 f"{tuple(labels.shape)}")
-            b = rows // 2
-            ref_out = None
-            if reference_wrapper is not None:
-                ref_out = reference_wrapper(batch["input_ids"].to(ref_device), batch["attention_mask"].to(ref_device),
-                                            as_reference=True, disable_adapters=reference_disable_adapters)
-                if ref_device != device:
-                    ref_out = type(ref_out)(*(None if t is None else _move(t, device) for t in
-                                              (ref_out.hidden, ref_out.head, ref_out.logits)))
-            tokens = policy_wrapper(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                    labels.to(device), reference=ref_out)
-            stats = sequence_stats(tokens, average=False)
-            fields["chosen_logps"].append(stats.policy_logps[:b])
-            fields["rejected_logps"].append(stats.policy_logps[b:])
-            if stats.reference_logps is not None:
-                fields["chosen_reference_logps"].append(stats.reference_logps[:b])
-                fields["rejected_reference_logps"].append(stats.reference_logps[b:])
-                fields["chosen_kl"].append(stats.kl[:b])
-                fields["rejected_kl"].append(stats.kl[b:])
-            fields["chosen_entropy"].append(stats.entropy[:b])
-            fields["rejected_entropy"].append(stats.entropy[b:])
-            fields["chosen_tokens"].append(stats.num_tokens[:b])
-            fields["rejected_tokens"].append(stats.num_tokens[b:])
+            b = _check_batch(batch, number)
+            tokens = models.statistics(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                       batch["labels"].to(device), with_reference=models.has_reference)
+            _add_pairs(fields, sequence_stats(tokens, average=False), b)
             index = batch.get("index")
             fields["index"].append(index.cpu() if index is not None else torch.arange(seen, seen + b))
             seen += b
+    if seen == 0:
+        raise ValueError("the preference set is empty: nothing to evaluate")
+    return PairStatistics(**{name: torch.cat(parts).long() if name == "index" else _to_float64(parts) if parts
+                             else None for name, parts in fields.items()})
+
+
+@contextlib.contextmanager
+def _eval_mode(*models: Any):
+    """The models (None skipped) in eval mode, each restored to its own mode afterwards."""
+    modes = [(model, model.training) for model in models if model is not None]
+    for model, _ in modes:
+        model.eval()
+    try:
+        yield
     finally:
         for model, mode in modes:
             model.train(mode)
-    if seen == 0:
-        raise ValueError("the preference set is empty: nothing to evaluate")
-    values: dict[str, Tensor | None] = {}
-    for name, parts in fields.items():
-        if name == "index":
-            values[name] = torch.cat(parts).long()
-        else:
-            values[name] = _to_float64(parts) if parts else None
-    return PairStatistics(**values)
 
 
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    # an OutputHead
-    return type(value)(value.weight.to(device), value.logit_scale)
+def _check_batch(batch: dict[str, Tensor], number: int) -> int:
+    """The number of pairs ``B`` of a preference batch ``[2B, T]``; a ValueError naming the batch otherwise."""
+    labels = batch["labels"]
+    rows = labels.shape[0]
+    if labels.dim() != 2 or rows % 2 or batch["input_ids"].shape != labels.shape:
+        raise ValueError(f"batch {number}: a preference batch has input_ids and labels of the same shape "
+                         f"[2B, T]; got input_ids {tuple(batch['input_ids'].shape)}, labels "
+                         f"{tuple(labels.shape)}")
+    return rows // 2
+
+
+def _add_pairs(fields: dict[str, list[Tensor]], stats, b: int) -> None:
+    """Append the chosen (rows ``:b``) and rejected (rows ``b:``) values of per-sequence ``stats``."""
+    fields["chosen_logps"].append(stats.policy_logps[:b])
+    fields["rejected_logps"].append(stats.policy_logps[b:])
+    if stats.reference_logps is not None:
+        fields["chosen_reference_logps"].append(stats.reference_logps[:b])
+        fields["rejected_reference_logps"].append(stats.reference_logps[b:])
+        fields["chosen_kl"].append(stats.kl[:b])
+        fields["rejected_kl"].append(stats.kl[b:])
+    fields["chosen_entropy"].append(stats.entropy[:b])
+    fields["rejected_entropy"].append(stats.entropy[b:])
+    fields["chosen_tokens"].append(stats.num_tokens[:b])
+    fields["rejected_tokens"].append(stats.num_tokens[b:])
 
 
 def summarize_pairs(pairs: PairStatistics, beta: float, confidence: float = 0.95) -> dict[str, float]:
@@ -240,18 +238,3 @@ def per_pair_rows(pairs: PairStatistics, beta: float) -> list[dict[str, float | 
             row["tdpo_correct"] = bool(beta * (dw + kw) > beta * (dl + kl))
         rows.append(row)
     return rows
-
-
-def prompts_of_batches(batches: Iterable[dict[str, Tensor]]) -> list[list[int]]:
-    """The prompt ids of each pair of preference batches (from the chosen rows: the tokens before the first
-    response label), in batch order."""
-    prompts: list[list[int]] = []
-    for batch in batches:
-        labels, input_ids = batch["labels"], batch["input_ids"]
-        b = labels.shape[0] // 2
-        for row in range(b):
-            response = (labels[row] != IGNORE_INDEX).nonzero()
-            if response.numel() == 0:
-                raise ValueError("a chosen row has no response token")
-            prompts.append(input_ids[row, : int(response[0])].tolist())
-    return prompts

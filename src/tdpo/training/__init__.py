@@ -1,0 +1,26 @@
+"""The training engine: :func:`train` runs a :class:`~tdpo.training.trainer.Trainer`.
+
+Modules, one concern each (imports run from the trainer down):
+
+- :mod:`~tdpo.training.trainer`: the :class:`Trainer` lifecycle (setup, resume, step, evaluate,
+  save) and :func:`train`;
+- :mod:`~tdpo.training.data`: :class:`TrainingData`, loading it from the config;
+- :mod:`~tdpo.training.batch_plan`: which examples each step and process sees;
+- :mod:`~tdpo.training.batch`: the loss of one micro-batch (:func:`batch_loss`) and the run's :class:`Models`;
+- :mod:`~tdpo.training.model_setup`: loading and preparing the policy, the reference, optimizer and schedule;
+- :mod:`~tdpo.training.distributed`: metric reduction, flags and data shares over processes, Ctrl-C;
+- :mod:`~tdpo.training.optim`: the optimizer and the warm-up schedule;
+- :mod:`~tdpo.training.divergence`: telling a diverging run from a healthy one;
+- :mod:`~tdpo.training.tracking`: ``metrics.jsonl``, TensorBoard, Weights & Biases;
+- :mod:`~tdpo.training.checkpoint`, :mod:`~tdpo.training.trainer_state`: checkpoints, without pickle;
+- :mod:`~tdpo.training.run_folder`: what a run writes, new run or resume, config changes on resume;
+- :mod:`~tdpo.training.reference_cache`: cached reference log-probs for the DPO family.
+"""
+
+from tdpo.training.batch import Models, batch_loss
+from tdpo.training.batch_plan import BatchPlan
+from tdpo.training.data import TrainingData, load_training_data
+from tdpo.training.trainer import Trainer, TrainingDivergedError, train
+
+__all__ = ["BatchPlan", "Models", "Trainer", "TrainingData", "TrainingDivergedError", "batch_loss",
+           "load_training_data", "train"]

@@ -1,0 +1,54 @@
+"""The loss of one micro-batch: the reference pass (or cached reference log-probs), the policy pass,
+and :func:`tdpo.objective.compute_loss`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tdpo.loss_registry import get_loss
+from tdpo.objective import compute_loss
+from tdpo.token_stats import sequence_stats
+from tdpo.token_stats_model import PolicyAndReference
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Models(PolicyAndReference):
+    """The prepared policy, how the reference is obtained, and cached reference log-probs.
+
+    Attributes:
+        policy: the prepared :class:`~tdpo.token_stats_model.TokenStatsModel`.
+        reference: a separate :class:`~tdpo.token_stats_model.TokenStatsModel`, or None.
+        lora_reference: the reference is the policy with its adapters disabled.
+        cache: :class:`tdpo.training.reference_cache.ReferenceLogps` of the train split, or None.
+        eval_cache: the same for the eval split.
+    """
+
+    cache: Any | None = None
+    eval_cache: Any | None = None
+
+
+def batch_loss(cfg, models: PolicyAndReference, batch: Batch, cache=None) -> tuple[torch.Tensor, dict]:
+    """Loss and metrics of one micro-batch (policy pass with gradients if enabled).
+
+    Args:
+        cfg: the :class:`~tdpo.config.TrainConfig` (loss settings, activation offloading).
+        models: the policy and its reference.
+        batch: ``input_ids``, ``attention_mask``, ``labels`` ``[S, T]`` and ``index``.
+        cache: cached reference log-probs to use instead of a reference pass, or None.
+
+    Returns:
+        ``(loss, metrics)`` from :func:`tdpo.objective.compute_loss`.
+    """
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    needs_reference = get_loss(cfg.loss.name).needs_reference
+    cached = cache.lookup(batch["index"]).to(ids.device) if needs_reference and cache is not None else None
+    offload = cfg.model.activation_offloading and ids.is_cuda and torch.is_grad_enabled()
+    tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and cache is None, offload=offload)
+    stats = sequence_stats(tokens, average=cfg.loss.average_log_prob)
+    return compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
+                        label_smoothing=cfg.loss.label_smoothing, reference_logps=cached)

@@ -1,0 +1,67 @@
+"""Loading a run's models: the policy, its reference (a separate model, the initial copy, the LoRA
+policy with adapters disabled, or cached reference log-probs), the optimizer and the schedule, all
+prepared for the accelerator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tdpo.loss_registry import get_loss
+from tdpo.models import load_policy, load_reference
+from tdpo.token_stats_model import TokenStatsModel
+from tdpo.training.batch import Models
+from tdpo.training.data import TrainingData
+from tdpo.training.optim import build_optimizer, build_scheduler
+
+
+def build_models(cfg, accelerator, data: TrainingData, tokenizer) -> tuple[Models, Any, Any]:
+    """Load the policy and the reference (or the cached reference log-probs) of ``cfg`` (a
+    :class:`~tdpo.config.TrainConfig`); return the models, the optimizer and the scheduler, prepared
+    for the accelerator."""
+    from tdpo.training import reference_cache
+
+    lora_reference = cfg.lora.enabled and cfg.reference.name_or_path is None
+    uses_reference = get_loss(cfg.loss.name).needs_reference
+    cached = None
+    if uses_reference and cfg.reference.cache_logps:
+        # a complete cache: no reference is loaded at all
+        cached = reference_cache.find_cached_reference_logps(cfg, data.train, data.eval)
+    wants_initial_copy = uses_reference and cached is None and not lora_reference and not cfg.reference.name_or_path
+    policy, initial = load_policy(cfg.model, cfg.lora, seed=cfg.seed, keep_initial=wants_initial_copy)
+    wrapper = TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size)
+    reference = None
+    if uses_reference and cached is None and not lora_reference:
+        ref_model = load_reference(cfg.reference, cfg.model) if cfg.reference.name_or_path else initial
+        reference = TokenStatsModel(ref_model, cfg.loss.token_stats, cfg.loss.chunk_size)
+    del initial
+
+    optimizer = build_optimizer(wrapper.parameters(), cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.schedule.warmup_steps)
+    wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
+    reference = _prepare(cfg, accelerator, wrapper, reference)
+
+    models = Models(wrapper, reference, lora_reference)
+    if cached is not None:
+        models.cache, models.eval_cache = cached
+    elif uses_reference and cfg.reference.cache_logps:
+        models.cache, models.eval_cache = reference_cache.cached_reference_logps(
+            cfg, accelerator, models.reference_stats, data.train, data.eval, data.collate)
+        models.reference = None  # train without the reference from here on
+    return models, optimizer, scheduler
+
+
+def _prepare(cfg, accelerator, wrapper, reference: TokenStatsModel | None):
+    """Register the head for ZeRO-3 (chunked path); prepare (FSDP, DeepSpeed) or place the reference."""
+    from accelerate.utils import DistributedType
+
+    if (accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.loss.token_stats == "chunked"
+            and accelerator.state.deepspeed_plugin.zero_stage == 3):
+        from tdpo.token_stats_model import register_head_for_zero3
+
+        register_head_for_zero3(accelerator.unwrap_model(wrapper))
+    if reference is None:
+        return None
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        reference.clone_reference_head = True
+        return accelerator.prepare_model(reference, evaluation_mode=True)
+    return reference.to(accelerator.device)

@@ -1,0 +1,358 @@
+"""The training loop: SFT, the DPO family and TDPO on one engine, from one CPU process to many GPUs.
+
+:class:`Trainer` wires the pieces of :mod:`tdpo.training` together and owns no math: token
+statistics come from :class:`tdpo.token_stats_model.TokenStatsModel`, losses and metrics from
+:func:`tdpo.objective.compute_loss` (through :func:`tdpo.training.batch.batch_loss`). Its lifecycle
+reads top to bottom: :meth:`~Trainer.setup`, :meth:`~Trainer.resume`, then :meth:`~Trainer.fit`
+(:meth:`~Trainer.step`, :meth:`~Trainer.evaluate`, :meth:`~Trainer.save`) and :meth:`~Trainer.finish`.
+
+One optimizer step, for a global batch of ``optim.batch_size`` examples:
+
+1. The step's examples (a fixed, seeded permutation per epoch) are split evenly over the
+   processes and, in each, into micro-batches of ``optim.micro_batch_size``.
+2. For each micro-batch: the reference pass under ``no_grad`` (the separate frozen reference, or
+   the LoRA policy with adapters disabled; skipped with cached reference log-probs), then the
+   policy pass on the chosen and rejected rows concatenated in ONE forward, then the loss divided
+   by the accumulation steps and backward. Gradients are synchronised on the last micro-batch only.
+3. A non-finite loss or gradient norm stops the run before the update (the last checkpoint, which
+   holds only finite values, stays intact); otherwise gradient clipping, the optimizer step and the
+   warm-up schedule. :mod:`tdpo.training.divergence` stops a run that diverges while staying finite.
+
+Data order depends only on the seed and the epoch, and the checkpoint holds the optimizer,
+scheduler and every process's RNG states, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from tdpo.config import TrainConfig, config_to_dict, save_config
+from tdpo.models import load_tokenizer
+from tdpo.training import checkpoint as ckpt
+from tdpo.training.batch import batch_loss
+from tdpo.training.batch_plan import BatchPlan, check_batch_sizes, example_lengths
+from tdpo.training.data import TrainingData, load_training_data
+from tdpo.training.distributed import (
+    InterruptFlag,
+    MetricSums,
+    any_process,
+    padded_batches,
+    to_device,
+    weight_norm,
+)
+from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason
+from tdpo.training.model_setup import build_models
+from tdpo.training.run_folder import check_resume_config, resume_folder
+from tdpo.training.tracking import MetricsLogger
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or gradient became NaN or infinite (the run stopped without applying the update), or
+    the run diverged (see :mod:`tdpo.training.divergence`)."""
+
+
+def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None,
+          overwrite: bool = False) -> Path:
+    """Train the policy described by ``cfg``; return the run folder.
+
+    Args:
+        cfg: the resolved :class:`~tdpo.config.TrainConfig`.
+        resume: False for a new run; True to continue from the run folder's latest checkpoint; or
+            the path of a checkpoint folder. The config must not change the training against the
+            run's (:func:`~tdpo.training.run_folder.check_resume_config`).
+        data: the tokenized data, or None to load ``cfg.data`` with :mod:`tdpo.data`.
+        overwrite: a new run replaces what an earlier run wrote into its folder (refused otherwise).
+
+    Returns:
+        The run folder: ``config.yaml``, ``metrics.jsonl`` (rows with ``split`` train/eval),
+        ``tensorboard/``, ``checkpoints/step-*`` and the final policy in ``final/``.
+
+    Raises:
+        TrainingDivergedError: the loss or gradient norm became NaN or infinite (no update applied),
+            or the run diverged; the last checkpoint is left intact and holds only finite values.
+        FileExistsError: a new run in a folder that holds one, without ``overwrite``.
+        ConfigError: resuming with a config that changes the training.
+    """
+    return Trainer(cfg, resume=resume, data=data, overwrite=overwrite).run()
+
+
+class Trainer:
+    """One training run. :meth:`run` is the whole lifecycle; each step of it is a method below.
+
+    Args: those of :func:`train`.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None,
+                 overwrite: bool = False) -> None:
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir()
+        self.data = data
+        self._resume, self._overwrite = resume, overwrite
+        self.step = 0  # optimizer steps done
+        self.last_eval_step: int | None = None
+        self.metrics: MetricsLogger | None = None  # main process only
+        self.progress = None  # the progress bar (main process only)
+
+    def run(self) -> Path:
+        """Set up, resume or start, train to the end (or until Ctrl-C), save; return the run folder."""
+        resume_from = self.setup()
+        if resume_from is not None:
+            self.resume(resume_from)
+        elif self.cfg.divergence.check:
+            self.monitor.check_weights(weight_norm(self.accelerator, self.models.policy))
+        self.write_run_folder(resume_from)
+        with self._closing():
+            if self.cfg.eval.at_start and self.step == 0:
+                self.evaluate()
+            with InterruptFlag() as interrupt:
+                interrupted = self.fit(interrupt)
+                self.finish(interrupted)
+        self.accelerator.wait_for_everyone()
+        return self.run_dir
+
+    # ----------------------------------------------------------------------------------------------
+    # Set-up
+
+    def setup(self) -> Path | None:
+        """Start the accelerator, find the checkpoint to resume from (checking the config against it),
+        seed, load the tokenizer, the data and the models; return the checkpoint or None."""
+        from accelerate import Accelerator, PartialState
+        from accelerate.utils import DistributedType, set_seed
+
+        cfg = self.cfg
+        # DeepSpeed runs gradient accumulation (and clipping) inside its engine: tell it the count.
+        # Elsewhere the loop accumulates itself (accelerate's own count stays 1: it would rescale the loss).
+        launch = PartialState()
+        self.deepspeed = launch.distributed_type == DistributedType.DEEPSPEED
+        accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
+        self.accelerator = accelerator = Accelerator(gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
+        resume_from = resume_folder(cfg, self._resume, self._overwrite, accelerator.is_main_process)
+        if resume_from is not None:
+            check_resume_config(cfg, resume_from)
+        accelerator.wait_for_everyone()
+        set_seed(cfg.seed)
+        if accelerator.is_main_process:
+            logger.info("%s run in %s (%d process(es), %s)", cfg.loss.name, self.run_dir,
+                        accelerator.num_processes, accelerator.distributed_type.value)
+        # The main process first: it converts the built-in model and writes the data cache once.
+        with accelerator.main_process_first():
+            self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path,
+                                            revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+            self.data = self.data if self.data is not None else load_training_data(cfg, self.tokenizer)
+        world = accelerator.num_processes
+        check_batch_sizes(cfg, world, len(self.data.train))
+        lengths = example_lengths(self.data.train) if cfg.data.group_by_length else None
+        self.plan = BatchPlan(len(self.data.train), cfg.optim.batch_size, cfg.optim.micro_batch_size, world,
+                              cfg.seed, lengths)
+        self.total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * self.plan.steps_per_epoch
+        self.models, self.optimizer, self.scheduler = build_models(cfg, accelerator, self.data, self.tokenizer)
+        d = cfg.divergence
+        self.monitor = DivergenceMonitor(d.loss_factor, d.window, d.weight_norm_factor, d.patience)
+        return resume_from
+
+    def resume(self, folder: Path) -> None:
+        """Restore the policy, the optimizer, the schedule, the RNG states and the run's progress."""
+        resumed = ckpt.load_checkpoint(self.accelerator, self.models.policy, self.optimizer, self.scheduler, folder)
+        self.step, self.last_eval_step = int(resumed["step"]), resumed.get("last_eval_step")
+        self.monitor.load_state_dict(resumed.get("divergence", {}))
+        if self.accelerator.is_main_process:
+            logger.info("resumed from %s at step %d", folder, self.step)
+
+    def write_run_folder(self, resume_from: Path | None) -> None:
+        """Set-up succeeded: only now does the run folder get written (config, data report, metrics)."""
+        cfg, data = self.cfg, self.data
+        if not self.accelerator.is_main_process:
+            return
+        save_config(cfg, self.run_dir / "config.yaml")
+        if data.report is not None:
+            saved = data.report.save(self.run_dir)
+            if data.report.num_invalid:
+                kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(data.report.invalid.items()))
+                logger.info("skipped %d invalid record(s) (%s); see %s", data.report.num_invalid, kinds, saved)
+        self.metrics = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                                     wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg),
+                                     resume=resume_from is not None, resume_step=self.step)
+
+    # ----------------------------------------------------------------------------------------------
+    # The loop
+
+    def fit(self, interrupt: InterruptFlag) -> bool:
+        """Train from the current step to the last; return whether Ctrl-C stopped it early."""
+        cfg, batch_size = self.cfg, self.cfg.optim.batch_size
+        if self.accelerator.is_main_process and cfg.logging.progress_bar:
+            from tqdm.auto import tqdm
+
+            self.progress = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.loss.name}", unit="step",
+                                 dynamic_ncols=True)
+        window, window_start = MetricSums(), time.perf_counter()
+        eval_every = cfg.eval.every_examples
+        while self.step < self.total_steps:
+            step_start = time.perf_counter()
+            step_metrics = self.train_step()
+            window.add(step_metrics, 1.0)
+            if self.step % cfg.logging.every_steps == 0 or self.step == self.total_steps:
+                means = window.local_means()
+                means["examples_per_second"] = window.count * batch_size / max(time.perf_counter() - window_start, 1e-9)
+                self.log("train", means)
+                window, window_start = MetricSums(), time.perf_counter()
+            self._show_progress(step_metrics, step_start)
+            examples = self.step * batch_size
+            if eval_every and examples // eval_every > (examples - batch_size) // eval_every \
+                    and self.step < self.total_steps:
+                self.evaluate()
+            if any_process(self.accelerator, interrupt.raised):
+                return True
+            if cfg.checkpoint.every_steps and self.step % cfg.checkpoint.every_steps == 0 \
+                    and self.step < self.total_steps:
+                self.save(ckpt.checkpoint_dir(self.run_dir, self.step))
+        return False
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step: forward and backward over this process's micro-batches, the checks, the
+        update; return the step's metrics (averaged over every process)."""
+        cfg, accelerator, models = self.cfg, self.accelerator, self.models
+        micro_batches = self.plan.micro_batches(self.step, accelerator.process_index)
+        step_sums = MetricSums()
+        for i, indices in enumerate(micro_batches):
+            batch = to_device(self.data.collate([self.data.train[j] for j in indices]), accelerator.device)
+            sync = i == len(micro_batches) - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(models.policy):
+                loss, metrics = batch_loss(cfg, models, batch, models.cache)
+                # mean over the global batch: DDP averages over processes, we over micro-batches
+                # (DeepSpeed divides by its accumulation steps itself)
+                accelerator.backward(loss if self.deepspeed else loss / self.plan.accumulation_steps)
+            step_sums.add(metrics, len(indices))
+        step_metrics = step_sums.means(accelerator)
+        grad_norm = None
+        if math.isfinite(step_metrics["loss"]) and not self.deepspeed:  # DeepSpeed: gradient_clipping
+            # an infinite bound measures the norm and leaves the gradients as they are (x * 1.0)
+            bound = cfg.optim.max_grad_norm if cfg.optim.max_grad_norm is not None else math.inf
+            grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), bound))
+            step_metrics["grad_norm"] = grad_norm
+        self._check_step(step_metrics["loss"], grad_norm)
+        step_metrics["lr"] = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if cfg.divergence.check:
+            reason = self.monitor.check_weights(weight_norm(accelerator, models.policy))
+            if reason is not None:
+                raise self._stopped(reason, applied=True, diverged=True)
+        return step_metrics
+
+    def _check_step(self, loss: float, grad_norm: float | None) -> None:
+        """Stop the run before the update when the loss or gradient norm is not finite, or diverges."""
+        reason = nonfinite_reason(loss, grad_norm)
+        if reason is not None:
+            raise self._stopped(reason, applied=False)
+        if self.cfg.divergence.check:
+            reason = self.monitor.check_step(loss, grad_norm)
+            if reason is not None:
+                raise self._stopped(reason, applied=False, diverged=True)
+
+    def evaluate(self) -> None:
+        """Log every metric of :func:`~tdpo.objective.compute_loss` averaged over the held-out split.
+
+        The split is shared out over processes; all run the same number of forwards (FSDP needs it),
+        padding with repeated examples of weight 0.
+        """
+        cfg, data = self.cfg, self.data
+        if data.eval is None or len(data.eval) == 0:
+            return
+        n = len(data.eval) if cfg.eval.max_examples is None else min(len(data.eval), cfg.eval.max_examples)
+        examples = data.eval if n == len(data.eval) else [data.eval[i] for i in range(n)]
+        sums = MetricSums()
+        self.models.policy.eval()
+        with torch.no_grad():
+            micro = cfg.eval.micro_batch_size or cfg.optim.micro_batch_size
+            for indices, batch in padded_batches(examples, data.collate, micro, self.accelerator):
+                _, metrics = batch_loss(cfg, self.models, batch, self.models.eval_cache)
+                sums.add(metrics, len(indices))
+        self.models.policy.train()
+        self.log("eval", sums.means(self.accelerator))
+        self.last_eval_step = self.step
+
+    def log(self, split: str, metrics: dict[str, float]) -> None:
+        """Write a metrics row of ``split`` at the current step (main process)."""
+        if self.metrics is not None:
+            self.metrics.log(split, self.step, metrics, examples=self.step * self.cfg.optim.batch_size,
+                             epoch=self.step / max(self.plan.steps_per_epoch, 1))
+
+    def _show_progress(self, step_metrics: dict[str, float], step_start: float) -> None:
+        if self.progress is None:
+            return
+        shown = {"loss": "loss", "rewards/accuracies": "acc", "kl/margin": "kl_margin", "kl/chosen": "kl_w"}
+        postfix = {short: f"{step_metrics[name]:.4g}" for name, short in shown.items() if name in step_metrics}
+        postfix["ex/s"] = f"{self.cfg.optim.batch_size / max(time.perf_counter() - step_start, 1e-9):.3g}"
+        self.progress.update(1)
+        self.progress.set_postfix(postfix, refresh=False)
+
+    # ----------------------------------------------------------------------------------------------
+    # Saving and stopping
+
+    def save(self, folder: Path, final: bool = False) -> None:
+        """Write a checkpoint (``final``: the policy only, LoRA merged) and prune the older ones."""
+        cfg, step = self.cfg, self.step
+        epoch, position = divmod(step, self.plan.steps_per_epoch)
+        state = {"step": step, "examples": step * cfg.optim.batch_size, "epoch": epoch,
+                 "batch_in_epoch": position, "total_steps": self.total_steps, "loss": cfg.loss.name,
+                 "last_eval_step": self.last_eval_step, "divergence": self.monitor.state_dict(),
+                 "config": config_to_dict(cfg)}
+        try:
+            ckpt.save_checkpoint(self.accelerator, self.models.policy, self.tokenizer, folder, state,
+                                 optimizer=None if final else self.optimizer,
+                                 scheduler=None if final else self.scheduler, merge_lora=final and cfg.lora.enabled)
+        except ckpt.NonFiniteStateError as err:
+            last = ckpt.latest_checkpoint(self.run_dir) or "none saved yet"
+            raise TrainingDivergedError(f"{err} at step {step}; {folder} was not written. "
+                                        f"Last checkpoint: {last}") from None
+        if folder.parent.name == ckpt.CHECKPOINTS:
+            ckpt.prune_checkpoints(self.run_dir, cfg.checkpoint.keep_last,
+                                   is_main_process=self.accelerator.is_main_process)
+
+    def finish(self, interrupted: bool) -> None:
+        """Save where Ctrl-C stopped; or evaluate (unless done at this step), save the last step and ``final/``."""
+        if self.progress is not None:
+            self.progress.close()
+        last = ckpt.checkpoint_dir(self.run_dir, self.step)
+        if interrupted:
+            self.save(last)
+            if self.accelerator.is_main_process:
+                logger.info("saved %s; continue with --resume", last)
+            return
+        if self.last_eval_step != self.step:  # not evaluated yet (a resume from the last checkpoint was)
+            self.evaluate()
+        self.save(last)
+        self.save(self.run_dir / "final", final=True)
+
+    def _stopped(self, reason: str, applied: bool, diverged: bool = False) -> TrainingDivergedError:
+        """The error that stops the run at this step, naming the last good checkpoint and what to try."""
+        last = ckpt.latest_checkpoint(self.run_dir)
+        done = self.step - 1 if applied else self.step  # steps completed before the one that failed
+        what = "the run stopped" if applied else "the run stopped without applying this update"
+        batch_size = self.cfg.optim.batch_size
+        return TrainingDivergedError(
+            f"{reason} at step {done + 1} (examples {done * batch_size}-{(done + 1) * batch_size}"
+            f"); {what}. Last good checkpoint: {last or 'none saved yet'}.\n"
+            "  Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm"
+            + ("; divergence.check=false turns this check off" if diverged else ""))
+
+    @contextlib.contextmanager
+    def _closing(self):
+        """Close the progress bar and the metric sinks however the loop ends."""
+        try:
+            yield
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+            if self.metrics is not None:
+                self.metrics.close()
