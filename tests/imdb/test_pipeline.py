@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tdpo.imdb.experiment import ImdbConfig, parse_method
-from tdpo.imdb.pipeline import StepTimer, run_pipeline
+from tdpo.imdb.pipeline import run_pipeline
 
 
 def test_parse_method():
@@ -33,20 +33,6 @@ def test_config_from_command_line():
     assert cfg.train_prefixes == 64  # from the demo preset
     with pytest.raises(ValueError, match="batch_size"):
         config_from_args(build_parser().parse_args(["run", "--batch-size", "6", "--micro-batch-size", "4"]), "default")
-
-
-def test_step_timer_summary():
-    timer = StepTimer()
-    with timer.step("a"):
-        pass
-    text = timer.summary()
-    assert "where the time went" in text and "  a " in text and "total" in text
-    assert set(timer.to_dict()) == {"a", "total"}
-    long_name = "evaluate TDPO2 (beta=0.1, alpha=0.5)"
-    with timer.step(long_name):
-        pass
-    rows = timer.summary().splitlines()[1:]
-    assert len({row.index(" s ") for row in rows if " s " in row}) == 1  # the seconds column lines up
 
 
 @pytest.mark.slow

@@ -10,5 +10,8 @@ Modules, one per step:
 - :mod:`tdpo.imdb.pairs`: scored preference pairs for ``tdpo train``.
 - :mod:`tdpo.imdb.evaluate`: held-out reward, sequential KL and entropy of a policy.
 - :mod:`tdpo.imdb.plots` and :mod:`tdpo.imdb.report`: figures and the Markdown report.
-- :mod:`tdpo.imdb.pipeline`: each step as a function and the whole chain.
+- :mod:`tdpo.imdb.layout`: where the experiment writes, and the models it finds there.
+- :mod:`tdpo.imdb.run_configs`: the trainer configs of the SFT run and of every method.
+- :mod:`tdpo.imdb.steps`: each step as a function; :mod:`tdpo.imdb.timer`: where the time went.
+- :mod:`tdpo.imdb.pipeline`: the whole chain.
 """

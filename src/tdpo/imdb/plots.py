@@ -28,7 +28,7 @@ def plot_frontier(results: dict, path: str | Path) -> Path:
     """Reward vs sequential KL of every evaluated model.
 
     Args:
-        results: ``results.json`` of :func:`tdpo.imdb.pipeline.step_evaluate`: ``models`` is a list of
+        results: ``results.json`` of :func:`tdpo.imdb.steps.step_evaluate`: ``models`` is a list of
             dicts with ``loss``, ``beta``, ``alpha``, ``reward``, ``reward_sem``, ``seq_kl``.
         path: the PNG to write.
 

@@ -7,7 +7,9 @@ import json
 import os
 from pathlib import Path
 
+from tdpo.files import write_atomic
 from tdpo.imdb.experiment import ImdbConfig
+from tdpo.imdb.layout import paths
 
 
 def _rel(target: Path, base: Path) -> str:
@@ -35,6 +37,14 @@ def results_table(results: dict) -> list[str]:
     return lines
 
 
+def summary_lines(results: dict) -> list[str]:
+    """One line per evaluated model: its label, mean reward, sequential KL and entropy."""
+    return [
+        f"{m['label']:<32} reward {m['reward']:.4f}  seq KL {m['seq_kl']:.3f}  entropy {m['entropy']:.3f}"
+        for m in results["models"]
+    ]
+
+
 def sample_sections(eval_dir: Path, results: dict, count: int) -> list[str]:
     """Completions of the first ``count`` held-out prefixes by every model, with their rewards."""
     loaded = []
@@ -56,22 +66,12 @@ def sample_sections(eval_dir: Path, results: dict, count: int) -> list[str]:
     return lines
 
 
-def write_report(
-    cfg: ImdbConfig,
-    results: dict,
-    figures: dict[str, Path],
-    path: str | Path,
-    *,
-    timings: dict[str, float] | None = None,
-) -> Path:
-    """Write the report to ``path`` (figures linked relative to it); return ``path``."""
-    path = Path(path)
-    base = path.parent
-    out = Path(cfg.out_dir)
+def _setup_lines(cfg: ImdbConfig, results: dict) -> list[str]:
+    """The command that made the folder, the settings, and the preference data's statistics."""
+    p = paths(cfg)
     lines = ["# IMDb controlled sentiment generation", ""]
-    command = out / "command.txt"
-    if command.is_file():
-        lines += ["Made by:", "", "```", command.read_text().strip(), "```", ""]
+    if p.command.is_file():
+        lines += ["Made by:", "", "```", p.command.read_text().strip(), "```", ""]
     lines += [
         "## Set-up",
         "",
@@ -86,36 +86,59 @@ def write_report(
         "sampled tokens, the reference being the SFT model.",
         "",
     ]
-    stats_path = out / "data" / "pairs_stats.json"
-    if stats_path.is_file():
-        train = json.loads(stats_path.read_text()).get("train", {})
-        if train:
-            lines += [
-                f"Preference data: {train['pairs']} pairs from {train['prompts']} prefixes, mean reward of the "
-                f"samples {train['mean_reward']:.3f}, mean chosen-rejected reward margin {train['mean_margin']:.3f}.",
-                "",
-            ]
-    lines += ["## Results", ""] + results_table(results) + [""]
+    train = json.loads(p.pairs_stats.read_text()).get("train", {}) if p.pairs_stats.is_file() else {}
+    if train:
+        lines += [
+            f"Preference data: {train['pairs']} pairs from {train['prompts']} prefixes, mean reward of the "
+            f"samples {train['mean_reward']:.3f}, mean chosen-rejected reward margin {train['mean_margin']:.3f}.",
+            "",
+        ]
+    return lines
+
+
+def _comparison_lines(results: dict) -> list[str]:
+    """Which models end above the SFT model's mean reward and which do not."""
     sft = next((m for m in results["models"] if m["loss"] == "sft"), None)
-    if sft is not None:
-        better = [m["label"] for m in results["models"] if m is not sft and m["reward"] > sft["reward"]]
-        worse = [m["label"] for m in results["models"] if m is not sft and m["reward"] <= sft["reward"]]
-        if better:
-            lines.append(f"Above the SFT model's mean reward ({sft['reward']:.4f}): {', '.join(better)}.")
-        if worse:
-            lines.append(f"Not above it: {', '.join(worse)}.")
-        lines.append("")
+    if sft is None:
+        return []
+    lines = []
+    better = [m["label"] for m in results["models"] if m is not sft and m["reward"] > sft["reward"]]
+    worse = [m["label"] for m in results["models"] if m is not sft and m["reward"] <= sft["reward"]]
+    if better:
+        lines.append(f"Above the SFT model's mean reward ({sft['reward']:.4f}): {', '.join(better)}.")
+    if worse:
+        lines.append(f"Not above it: {', '.join(worse)}.")
+    return [*lines, ""]
+
+
+def _timing_lines(timings: dict[str, float]) -> list[str]:
+    """A table of seconds and share of the total per step."""
+    total = timings.get("total", sum(v for k, v in timings.items() if k != "total"))
+    lines = ["## Where the time went", "", "| step | seconds | share |", "|---|---|---|"]
+    for name, sec in timings.items():
+        if name != "total":
+            lines.append(f"| {name} | {sec:.1f} | {100 * sec / max(total, 1e-9):.1f} % |")
+    return [*lines, f"| total | {total:.1f} ({total / 60:.1f} min) | |", ""]
+
+
+def write_report(
+    cfg: ImdbConfig,
+    results: dict,
+    figures: dict[str, Path],
+    path: str | Path,
+    *,
+    timings: dict[str, float] | None = None,
+) -> Path:
+    """Write the report to ``path`` (figures linked relative to it); return ``path``."""
+    path = Path(path)
+    lines = _setup_lines(cfg, results)
+    lines += ["## Results", "", *results_table(results), ""]
+    lines += _comparison_lines(results)
     titles = {"frontier": "Reward against sequential KL", "kl": "Sequential KL of chosen and rejected over training"}
     for key, fig in figures.items():
-        lines += [f"### {titles.get(key, key)}", "", f"![{key}]({_rel(Path(fig), base)})", ""]
-    lines += sample_sections(out / "eval", results, cfg.report_samples)
+        lines += [f"### {titles.get(key, key)}", "", f"![{key}]({_rel(Path(fig), path.parent)})", ""]
+    lines += sample_sections(paths(cfg).eval, results, cfg.report_samples)
     if timings:
-        total = timings.get("total", sum(v for k, v in timings.items() if k != "total"))
-        lines += ["## Where the time went", "", "| step | seconds | share |", "|---|---|---|"]
-        for name, sec in timings.items():
-            if name != "total":
-                lines.append(f"| {name} | {sec:.1f} | {100 * sec / max(total, 1e-9):.1f} % |")
-        lines += [f"| total | {total:.1f} ({total / 60:.1f} min) | |", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+        lines += _timing_lines(timings)
+    write_atomic(path, "\n".join(lines) + "\n")
     return path

@@ -1,0 +1,73 @@
+"""The trainer configurations of the IMDb experiment's runs, built from its settings.
+
+Each run is a nested mapping in the layout of a ``tdpo train`` YAML file, turned into a validated
+:class:`~tdpo.config.TrainConfig` by :func:`tdpo.config.config_from_dict`. Every run writes into
+``runs/`` of the experiment folder with the experiment's seed, no TensorBoard and one checkpoint kept.
+Prompts (review prefixes of 2 to 8 tokens) are cut at 16 tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tdpo.imdb.experiment import ImdbConfig, Method
+from tdpo.imdb.layout import SFT_NAME, paths
+
+#: Longest prompt in tokens (the prefixes have at most 8).
+MAX_PROMPT_LENGTH = 16
+#: Largest SFT micro-batch.
+SFT_MICRO_BATCH = 8
+
+
+def _run(cfg: ImdbConfig, run_name: str, sections: dict[str, dict[str, Any]]) -> Any:
+    """The :class:`~tdpo.config.TrainConfig` of run ``run_name`` with the settings every run shares."""
+    from tdpo.config import config_from_dict
+
+    data = {
+        "output_dir": str(paths(cfg).runs),
+        "seed": cfg.seed,
+        "run_name": run_name,
+        "logging": {"tensorboard": False},
+        "checkpoint": {"keep_last": 1},
+        **sections,
+    }
+    return config_from_dict(data, f"IMDb run {run_name!r}")
+
+
+def sft_run_config(cfg: ImdbConfig) -> Any:
+    """Supervised fine-tuning of ``cfg.model`` on ``data/sft.jsonl``, no held-out split.
+
+    Sequences are cut at ``sft_max_length`` tokens, so the trainer appends no EOS: the model is not
+    taught to stop after a fixed length.
+    """
+    return _run(cfg, SFT_NAME, {
+        "loss": {"name": "sft"},
+        "model": {"name_or_path": cfg.model},
+        "data": {"source": str(paths(cfg).sft_data), "shape": "prompt_completion", "test_split": "none",
+                 "test_size": 0, "max_prompt_length": MAX_PROMPT_LENGTH, "max_length": cfg.sft_max_length},
+        "optim": {"batch_size": cfg.sft_batch_size, "micro_batch_size": min(cfg.sft_batch_size, SFT_MICRO_BATCH),
+                  "lr": cfg.sft_lr},
+        "schedule": {"warmup_steps": min(cfg.warmup_steps, cfg.sft_steps), "max_steps": cfg.sft_steps},
+        "eval": {"every_examples": None},
+    })
+
+
+def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
+    """Preference training of ``method`` from ``sft_model`` on ``data/pairs.jsonl``.
+
+    The held-out pairs, when there are any, are the evaluation split, evaluated at the start and every
+    ``eval_every_steps`` steps (``None``: no evaluation during training).
+    """
+    p = paths(cfg)
+    test = str(p.pairs_eval) if p.pairs_eval.is_file() else "none"
+    every = None if cfg.eval_every_steps is None or test == "none" else cfg.eval_every_steps * cfg.batch_size
+    return _run(cfg, method.name, {
+        "loss": {"name": method.loss, "beta": method.beta, "alpha": method.alpha},
+        "model": {"name_or_path": sft_model},
+        "data": {"source": str(p.pairs), "shape": "prompt_chosen_rejected", "test_split": test, "test_size": 0,
+                 "max_prompt_length": MAX_PROMPT_LENGTH,
+                 "max_length": MAX_PROMPT_LENGTH + cfg.max_new_tokens + 1},
+        "optim": {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "lr": cfg.lr},
+        "schedule": {"warmup_steps": cfg.warmup_steps, "max_steps": cfg.train_steps},
+        "eval": {"every_examples": every, "at_start": every is not None},
+    })

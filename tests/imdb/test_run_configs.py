@@ -1,0 +1,62 @@
+"""Tests of tdpo.imdb.run_configs: the runs' trainer configs, against the same runs written as
+``tdpo train`` command-line overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from tdpo.config import config_to_dict, load_config
+from tdpo.imdb.experiment import ImdbConfig, parse_method
+from tdpo.imdb.run_configs import method_run_config, sft_run_config
+
+
+def _settings(tmp_path, **kwargs) -> ImdbConfig:
+    base = dict(out_dir=str(tmp_path / "exp"), model="some/model", seed=7, max_new_tokens=12, sft_steps=5,
+                sft_batch_size=32, sft_lr=5e-6, sft_max_length=40, warmup_steps=9, batch_size=8,
+                micro_batch_size=4, lr=1e-6, train_steps=30, eval_every_steps=3)
+    return ImdbConfig(**{**base, **kwargs})
+
+
+def _common(cfg: ImdbConfig) -> list[str]:
+    """What every run shares, as overrides."""
+    return [f"output_dir={cfg.out_dir}/runs", f"seed={cfg.seed}", "logging.tensorboard=false",
+            "checkpoint.keep_last=1"]
+
+
+def test_sft_run_matches_its_command_line(tmp_path):
+    cfg = _settings(tmp_path)
+    expected = load_config(None, [
+        *_common(cfg), "loss.name=sft", "model.name_or_path=some/model",
+        f"data.source={cfg.out_dir}/data/sft.jsonl", "data.shape=prompt_completion", "data.test_split=none",
+        "data.test_size=0", "data.max_prompt_length=16", "data.max_length=40", "optim.batch_size=32",
+        "optim.micro_batch_size=8", "optim.lr=5e-6", "schedule.warmup_steps=5", "schedule.max_steps=5",
+        "eval.every_examples=null", "run_name=sft",
+    ])
+    assert config_to_dict(sft_run_config(cfg)) == config_to_dict(expected)
+
+
+@pytest.mark.parametrize("held_out", [True, False])
+def test_method_run_matches_its_command_line(tmp_path, held_out):
+    cfg = _settings(tmp_path)
+    pairs_eval = tmp_path / "exp" / "data" / "pairs_eval.jsonl"
+    if held_out:
+        pairs_eval.parent.mkdir(parents=True)
+        pairs_eval.write_text("")
+    method = parse_method("tdpo2:beta=0.2,alpha=0.3")
+    expected = load_config(None, [
+        *_common(cfg), "loss.name=tdpo2", "loss.beta=0.2", "loss.alpha=0.3", "model.name_or_path=sft/final",
+        f"data.source={cfg.out_dir}/data/pairs.jsonl", "data.shape=prompt_chosen_rejected",
+        f"data.test_split={pairs_eval if held_out else 'none'}", "data.test_size=0", "data.max_prompt_length=16",
+        "data.max_length=29", "optim.batch_size=8", "optim.micro_batch_size=4", "optim.lr=1e-6",
+        "schedule.warmup_steps=9", "schedule.max_steps=30",
+        f"eval.every_examples={24 if held_out else 'null'}", f"eval.at_start={'true' if held_out else 'false'}",
+        "run_name=tdpo2_beta0.2_alpha0.3",
+    ])
+    got = method_run_config(cfg, method, "sft/final")
+    assert config_to_dict(got) == config_to_dict(expected)
+    assert got.run_dir() == tmp_path / "exp" / "runs" / "tdpo2_beta0.2_alpha0.3"
+
+
+def test_a_bad_setting_names_the_run(tmp_path):
+    with pytest.raises(ValueError, match="IMDb run 'dpo_beta0.1'"):
+        method_run_config(_settings(tmp_path, lr=-1.0), parse_method("dpo"), "sft/final")
