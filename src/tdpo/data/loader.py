@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 
 from tdpo.data.collate import PreferenceCollator, SFTCollator, column_values
 from tdpo.data.config import DataConfig
+from tdpo.data.detect import SFT_SHAPES, detect_shape
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
-from tdpo.data.shapes import SFT_SHAPES, ParseContext, detect_shape, parse_preference_row, parse_sft_row
+from tdpo.data.shapes import ParseContext, parse_preference_row, parse_sft_row
 from tdpo.data.sources import (
     HUB_PRESETS,
     check_hub_source,
@@ -48,7 +49,7 @@ from tdpo.data.sources import (
 from tdpo.data.splits import split_groups
 from tdpo.data.tokenize import RecordTokenizer, pad_token_id, render
 
-logger = logging.getLogger("tdpo.data")
+logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 _DETECT_ROWS = 100  # rows looked at to detect the shape

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-logger = logging.getLogger("tdpo.data")
+logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
 """One chat message: ``{"role": "user" | "assistant" | "system", "content": "..."}``."""

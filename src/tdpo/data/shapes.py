@@ -1,6 +1,6 @@
 """Turning raw rows of every supported shape into :class:`PreferenceRecord` / :class:`SFTRecord`.
 
-Shapes (see :class:`~tdpo.data.config.DataConfig.shape`):
+Shapes (see :class:`~tdpo.data.config.DataConfig.shape`; :mod:`tdpo.data.detect` tells them apart):
 
 * ``prompt_chosen_rejected``: explicit ``prompt``, ``chosen``, ``rejected`` strings, or chat messages.
 * ``implicit_prompt``: ``chosen`` and ``rejected`` strings only; the prompt is their shared beginning,
@@ -19,39 +19,36 @@ Shapes (see :class:`~tdpo.data.config.DataConfig.shape`):
   the prompt and the chosen response.
 
 The parsers raise :class:`InvalidRecord` for a missing, empty or non-string field, undecodable bytes,
-chosen identical to rejected and malformed transcripts or messages.
+chosen identical to rejected and malformed transcripts or messages (the field checks are in
+:mod:`tdpo.data.fields`).
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tdpo.data.config import DataConfig
-from tdpo.data.hh import looks_like_hh, split_hh_pair
-from tdpo.data.records import InvalidRecord, Message, PreferenceRecord, SFTRecord, Text
+from tdpo.data.detect import PREFERENCE_SHAPES, SFT_SHAPES, detect_shape
+from tdpo.data.fields import RowFields, check_distinct, check_messages, check_text, has_undecodable, number
+from tdpo.data.hh import split_hh_pair
+from tdpo.data.records import Message, PreferenceRecord, SFTRecord, Text
 
-PREFERENCE_SHAPES = (
-    "prompt_chosen_rejected",
-    "implicit_prompt",
-    "hh",
-    "conversational",
-    "shp",
-    "stack_exchange",
-    "tldr",
-)
-SFT_SHAPES = ("text", "prompt_completion", "messages")
-
-_SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-def has_undecodable(text: str) -> bool:
-    """True when ``text`` holds bytes decoded with ``surrogateescape`` that are not valid UTF-8."""
-    return _SURROGATE.search(text) is not None
-
+__all__ = [  # detect_shape, the shape lists and the field checks are re-exported from their modules
+    "PREFERENCE_SHAPES",
+    "SFT_SHAPES",
+    "ParseContext",
+    "check_messages",
+    "check_text",
+    "detect_shape",
+    "has_undecodable",
+    "implicit_prompt_split",
+    "parse_preference_row",
+    "parse_sft_row",
+    "tldr_prompt",
+]
 
 @dataclass
 class ParseContext:
@@ -67,162 +64,6 @@ class ParseContext:
     cfg: DataConfig
     filtered: Counter = field(default_factory=Counter)
     pairs_per_prompt: Counter = field(default_factory=Counter)
-
-
-class _Row:
-    """Field access on one raw row, through the column mapping, with errors naming the field."""
-
-    def __init__(self, data: Mapping[str, Any], location: str, columns: Mapping[str, str]) -> None:
-        self.data, self.location, self.columns = data, location, columns
-
-    def name(self, canonical: str) -> str:
-        return self.columns.get(canonical, canonical)
-
-    def has(self, canonical: str) -> bool:
-        return self.data.get(self.name(canonical)) is not None
-
-    def error(self, kind: str, detail: str, name: str) -> InvalidRecord:
-        return InvalidRecord(kind, detail, location=self.location, field=name)
-
-    def raw(self, canonical: str) -> Any:
-        name = self.name(canonical)
-        if self.data.get(name) is None:
-            raise self.error("missing_field", "missing (absent or null)", name)
-        return self.data[name]
-
-    def text(self, canonical: str, *, allow_empty: bool = False) -> str:
-        return check_text(self.raw(canonical), self.name(canonical), self.location, allow_empty=allow_empty)
-
-    def text_or_messages(self, canonical: str, *, allow_empty: bool = False) -> Text:
-        value = self.raw(canonical)
-        if isinstance(value, (list, tuple)):
-            return check_messages(value, self.name(canonical), self.location)
-        return check_text(value, self.name(canonical), self.location, allow_empty=allow_empty)
-
-
-def check_text(value: Any, name: str, location: str, *, allow_empty: bool = False) -> str:
-    """Return ``value`` as a string, or raise :class:`InvalidRecord` naming field ``name``.
-
-    Bytes must be UTF-8 (kind ``undecodable``); other non-strings are kind ``wrong_type``; blank
-    strings are kind ``empty_field`` unless ``allow_empty``.
-    """
-    if value is None:
-        raise InvalidRecord("missing_field", "missing (absent or null)", location=location, field=name)
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            value = bytes(value).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise InvalidRecord(
-                "undecodable", f"not valid UTF-8 (byte {err.start})", location=location, field=name
-            ) from None
-    if not isinstance(value, str):
-        raise InvalidRecord(
-            "wrong_type", f"expected a string, got {type(value).__name__}", location=location, field=name
-        )
-    if has_undecodable(value):
-        raise InvalidRecord("undecodable", "contains bytes that are not valid UTF-8", location=location, field=name)
-    if not allow_empty and not value.strip():
-        raise InvalidRecord("empty_field", "empty", location=location, field=name)
-    return value
-
-
-def check_messages(value: Any, name: str, location: str) -> list[Message]:
-    """Validate a list of chat messages (each a mapping with string ``role`` and ``content``).
-
-    Keys whose value is None (Arrow fills absent keys of a struct with nulls) are dropped.
-    """
-    if not isinstance(value, (list, tuple)) or not value:
-        raise InvalidRecord("bad_messages", "expected a non-empty list of messages", location=location, field=name)
-    messages: list[Message] = []
-    for i, msg in enumerate(value):
-        where = f"{name}[{i}]"
-        if not isinstance(msg, Mapping):
-            raise InvalidRecord(
-                "bad_messages", f"message is a {type(msg).__name__}, not a mapping", location=location, field=where
-            )
-        clean = {k: v for k, v in msg.items() if v is not None}
-        role = clean.get("role")
-        if not isinstance(role, str) or not role.strip():
-            raise InvalidRecord("bad_messages", "message without a string 'role'", location=location, field=where)
-        clean["content"] = check_text(clean.get("content"), f"{where}.content", location, allow_empty=role == "system")
-        messages.append(clean)
-    return messages
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float if it is a number or a numeric string (CSV cells), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _choice(row: _Row, canonical: str) -> int:
-    value = _number(row.raw(canonical))
-    if value not in (0.0, 1.0):
-        raise row.error("wrong_type", f"expected 0 or 1, got {row.raw(canonical)!r}", row.name(canonical))
-    return int(value)
-
-
-def _check_distinct(chosen: Text, rejected: Text, location: str) -> None:
-    same = chosen == rejected if isinstance(chosen, list) else chosen.strip() == rejected.strip()
-    if same:
-        raise InvalidRecord(
-            "identical_responses", "chosen and rejected responses are identical", location=location, field="rejected"
-        )
-
-
-def _canonical_keys(keys: Iterable[str], columns: Mapping[str, str]) -> set[str]:
-    keys = set(keys)
-    return keys | {canon for canon, col in columns.items() if col in keys}
-
-
-def detect_shape(keys: Iterable[str], sample: Mapping[str, Any], columns: Mapping[str, str], *, sft: bool) -> str:
-    """Guess the shape of a source from its column names and one sample row.
-
-    Raises ValueError listing the columns when nothing fits.
-    """
-    keys = set(keys)
-    canon = _canonical_keys(keys, columns)
-
-    def value(name: str) -> Any:
-        return sample.get(columns.get(name, name))
-
-    if {"history", "human_ref_A", "human_ref_B"} <= canon:
-        shape = "shp"
-    elif {"question", "answers"} <= canon:
-        shape = "stack_exchange"
-    elif {"info", "summaries", "choice"} <= canon:
-        shape = "tldr"
-    elif {"chosen", "rejected"} <= canon:
-        if isinstance(value("chosen"), (list, tuple)):
-            shape = "conversational"
-        elif "prompt" in canon:
-            shape = "prompt_chosen_rejected"
-        elif looks_like_hh(value("chosen")):
-            shape = "hh"
-        else:
-            shape = "implicit_prompt"
-    elif sft and "messages" in canon:
-        shape = "messages"
-    elif sft and {"prompt", "completion"} <= canon:
-        shape = "prompt_completion"
-    elif sft and "text" in canon:
-        shape = "text"
-    else:
-        wanted = "chosen/rejected (+ prompt), text, prompt/completion or messages" if sft else "chosen/rejected"
-        raise ValueError(
-            f"cannot tell the data shape from the columns {sorted(keys)}: expected {wanted} (or SHP, "
-            "Stack Exchange, TL;DR columns). Set data.shape, or map columns with data.columns, "
-            "e.g. {'prompt': 'question', 'chosen': 'good', 'rejected': 'bad'}."
-        )
-    return shape
 
 
 def _common_message_prefix(a: list[Message], b: list[Message]) -> int:
@@ -257,7 +98,7 @@ def _as_user_messages(prompt: Text) -> list[Message]:
     return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
 
 
-def _parse_explicit(row: _Row, ctx: ParseContext) -> tuple[Text, Text, Text]:
+def _parse_explicit(row: RowFields, ctx: ParseContext) -> tuple[Text, Text, Text]:
     chosen = row.text_or_messages("chosen")
     rejected = row.text_or_messages("rejected")
     if isinstance(chosen, list) != isinstance(rejected, list):
@@ -273,9 +114,9 @@ def _parse_explicit(row: _Row, ctx: ParseContext) -> tuple[Text, Text, Text]:
     return chosen[:n], chosen[n:], rejected[n:]
 
 
-def _parse_implicit(row: _Row) -> tuple[str, str, str]:
+def _parse_implicit(row: RowFields) -> tuple[str, str, str]:
     chosen, rejected = row.text("chosen"), row.text("rejected")
-    _check_distinct(chosen, rejected, row.location)
+    check_distinct(chosen, rejected, row.location)
     prompt, c, r = implicit_prompt_split(chosen, rejected)
     for name, resp in (("chosen", c), ("rejected", r)):
         if not resp.strip():
@@ -296,14 +137,14 @@ def _take_pair(ctx: ParseContext, prompt: str) -> bool:
     return True
 
 
-def _parse_shp(row: _Row, ctx: ParseContext) -> list[tuple[str, str, str]]:
+def _parse_shp(row: RowFields, ctx: ParseContext) -> list[tuple[str, str, str]]:
     history = row.text("history")
     a, b = row.text("human_ref_A"), row.text("human_ref_B")
-    chosen, rejected = (a, b) if _choice(row, "labels") == 1 else (b, a)
+    chosen, rejected = (a, b) if row.choice("labels") == 1 else (b, a)
     if row.has("score_A") and row.has("score_B"):
         scores = []
         for key in ("score_A", "score_B"):
-            value = _number(row.raw(key))
+            value = number(row.raw(key))
             if value is None:
                 raise row.error("wrong_type", f"expected a number, got {row.raw(key)!r}", row.name(key))
             scores.append(value)
@@ -311,14 +152,14 @@ def _parse_shp(row: _Row, ctx: ParseContext) -> list[tuple[str, str, str]]:
         if high < ctx.cfg.min_score_ratio * low:
             ctx.filtered["score_ratio"] += 1
             return []
-    _check_distinct(chosen, rejected, row.location)
+    check_distinct(chosen, rejected, row.location)
     prompt = _dialogue(ctx, history)
     if not _take_pair(ctx, prompt):
         return []
     return [(prompt, " " + chosen, " " + rejected)]
 
 
-def _parse_stack_exchange(row: _Row, ctx: ParseContext) -> list[tuple[str, str, str]]:
+def _parse_stack_exchange(row: RowFields, ctx: ParseContext) -> list[tuple[str, str, str]]:
     question = row.text("question")
     answers = row.raw("answers")
     name = row.name("answers")
@@ -329,7 +170,7 @@ def _parse_stack_exchange(row: _Row, ctx: ParseContext) -> list[tuple[str, str, 
         if not isinstance(ans, Mapping):
             raise row.error("wrong_type", "answer is not a mapping", f"{name}[{i}]")
         text = check_text(ans.get("text"), f"{name}[{i}].text", row.location)
-        score = _number(ans.get("pm_score"))
+        score = number(ans.get("pm_score"))
         if score is None:
             raise row.error("wrong_type", f"expected a number, got {ans.get('pm_score')!r}", f"{name}[{i}].pm_score")
         scored.append((score, text))
@@ -359,7 +200,7 @@ def tldr_prompt(info: Mapping[str, Any], name: str = "info", location: str = "")
     return f"ARTICLE: {article.strip()}\nTL;DR:"
 
 
-def _parse_tldr(row: _Row) -> tuple[str, str, str]:
+def _parse_tldr(row: RowFields) -> tuple[str, str, str]:
     info = row.raw("info")
     if not isinstance(info, Mapping):
         raise row.error("wrong_type", f"expected a mapping, got {type(info).__name__}", row.name("info"))
@@ -373,9 +214,9 @@ def _parse_tldr(row: _Row) -> tuple[str, str, str]:
         if not isinstance(s, Mapping):
             raise row.error("wrong_type", "summary is not a mapping", f"{name}[{i}]")
         texts.append(" " + check_text(s.get("text"), f"{name}[{i}].text", row.location).strip())
-    choice = _choice(row, "choice")
+    choice = row.choice("choice")
     chosen, rejected = texts[choice], texts[1 - choice]
-    _check_distinct(chosen, rejected, row.location)
+    check_distinct(chosen, rejected, row.location)
     return prompt, chosen, rejected
 
 
@@ -388,7 +229,7 @@ def parse_preference_row(
     ``ctx.filtered``); several for Stack Exchange questions with many answers.
     Raises :class:`InvalidRecord` naming ``location`` and the field.
     """
-    row = _Row(data, location, ctx.cfg.columns)
+    row = RowFields(data, location, ctx.cfg.columns)
     if shape in ("prompt_chosen_rejected", "conversational"):
         triples = [_parse_explicit(row, ctx)]
     elif shape == "implicit_prompt":
@@ -405,7 +246,7 @@ def parse_preference_row(
         raise ValueError(f"{shape!r} is not a preference shape; use one of {', '.join(PREFERENCE_SHAPES)}")
     records = []
     for prompt, chosen, rejected in triples:
-        _check_distinct(chosen, rejected, location)
+        check_distinct(chosen, rejected, location)
         records.append(PreferenceRecord(prompt, chosen, rejected, location=location, group=group))
     return records
 
@@ -414,7 +255,7 @@ def parse_sft_row(
     data: Mapping[str, Any], shape: str, ctx: ParseContext, *, location: str = "", group: int = 0
 ) -> list[SFTRecord]:
     """Parse one raw row into SFT records (preference shapes give prompt + chosen response)."""
-    row = _Row(data, location, ctx.cfg.columns)
+    row = RowFields(data, location, ctx.cfg.columns)
     if shape == "text":
         return [SFTRecord("", row.text("text"), location=location, group=group)]
     if shape == "prompt_completion":
