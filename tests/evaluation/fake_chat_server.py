@@ -37,7 +37,8 @@ class FakeChatServer:
         self.delay = delay
         self.script: deque[tuple] = deque()
         self.requests: list[dict] = []
-        self.headers: list[dict[str, str]] = []
+        self.headers: list = []  # each request's headers (an email.message.Message: names are case-insensitive)
+        self.times: list[float] = []  # time.monotonic() at which each request arrived
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -105,7 +106,8 @@ class FakeChatServer:
                 body = json.loads(self.rfile.read(length))
                 with server._lock:
                     server.requests.append(body)
-                    server.headers.append(dict(self.headers))
+                    server.headers.append(self.headers)
+                    server.times.append(time.monotonic())
                     action = server.script.popleft() if server.script else ("ok",)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)

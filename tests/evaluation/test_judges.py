@@ -1,4 +1,5 @@
-"""The chat-completions judge against a real HTTP server on loopback (tests/evaluation/fake_chat_server.py)."""
+"""The chat-completions judge against a real HTTP server on loopback (tests/evaluation/fake_chat_server.py),
+through the real openai client: every judgment below is an HTTP request the fake server saw."""
 
 from __future__ import annotations
 
@@ -33,12 +34,20 @@ def server():
         yield srv
 
 
-def make_judge(server, cache=None, sleep=None, **overrides):
+FAST = {"Retry-After": "0.01"}
+"""Headers of a scripted failure that asks the client to retry at once (keeps the tests fast)."""
+
+
+def make_judge(server, cache=None, **overrides):
     settings = dict(base_url=server.url, model="fake-judge", api_key_env=KEY_ENV, timeout=5.0, max_retries=3,
-                    backoff_initial=0.01, backoff_max=2.0, max_workers=1)
+                    max_workers=1)
     settings.update(overrides)
-    kwargs = {} if sleep is None else {"sleep": sleep}
-    return ChatCompletionsJudge(ChatJudgeConfig(**settings), cache=cache, **kwargs)
+    return ChatCompletionsJudge(ChatJudgeConfig(**settings), cache=cache)
+
+
+def gaps(server):
+    """Seconds between the arrivals of consecutive requests at the server."""
+    return [later - earlier for earlier, later in zip(server.times, server.times[1:])]
 
 
 def qa(n_questions=3):
@@ -133,16 +142,24 @@ def test_one_order_says_tie(server):
 
 def test_429_is_retried_honouring_retry_after(server, caplog):
     questions, a, b = qa(1)
-    server.queue(("status", 429, {"Retry-After": "1.5"}), ("status", 429, {}))
-    waits: list[float] = []
-    judge = make_judge(server, sleep=waits.append, backoff_initial=0.25)
+    server.queue(("status", 429, {"Retry-After": "0.05"}), ("status", 429, {}))
+    judge = make_judge(server)
     with caplog.at_level(logging.WARNING):
         (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "win"
-    assert judge.requests_sent == 4
-    assert waits[0] == pytest.approx(1.5)  # from Retry-After
-    assert 0.5 <= waits[1] <= 0.5 * 1.1 + 1e-9  # exponential back-off (second try), with jitter
+    assert judge.requests_sent == 4 and len(server.requests) == 4
+    first, second = gaps(server)[:2]
+    assert 0.05 <= first < 0.3  # as long as Retry-After asked, shorter than the client's own back-off
+    assert second >= 0.3  # no Retry-After: the client's back-off (about 0.5 s for a first retry)
     assert "429" in caplog.text and SECRET not in caplog.text
+
+
+def test_no_retries_when_max_retries_is_0(server):
+    questions, a, b = qa(1)
+    server.queue(("status", 429, FAST))
+    (judgment,) = make_judge(server, max_retries=0).judge(questions, a, b, progress=False)
+    assert judgment.outcome == "error" and "HTTP 429 (gave up after 1 tries)" in judgment.error
+    assert len(server.requests) == 2  # one per order: the 429 was not asked again
 
 
 def test_retry_after_is_really_waited(server):
@@ -157,27 +174,26 @@ def test_retry_after_is_really_waited(server):
 
 def test_500_backs_off_exponentially(server):
     questions, a, b = qa(1)
-    server.queue(("status", 500), ("status", 503), ("status", 502))
-    waits: list[float] = []
-    judge = make_judge(server, sleep=waits.append, backoff_initial=0.1, backoff_max=0.3)
+    server.queue(("status", 500), ("status", 503), ("status", 502, FAST))
+    judge = make_judge(server)
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "win"
-    assert len(waits) == 3
-    for attempt, wait in enumerate(waits):
-        base = min(0.3, 0.1 * 2 ** attempt)
-        assert base <= wait <= min(0.3, base * 1.1) + 1e-9
+    assert judge.requests_sent == 5 and len(server.requests) == 5
+    first, second, third = gaps(server)[:3]
+    assert 0.3 <= first < second  # the client's back-off doubles (with up to 25% jitter)
+    assert third < first  # a Retry-After overrides the back-off
 
 
 def test_retries_exhausted_is_an_error_and_not_cached(server, tmp_path):
     questions, a, b = qa(1)
-    server.queue(*[("status", 500)] * 3)
+    server.queue(*[("status", 500, FAST)] * 3)
     cache = JudgmentCache(tmp_path / "cache.jsonl")
-    judge = make_judge(server, cache=cache, sleep=lambda s: None, max_retries=2)
+    judge = make_judge(server, cache=cache, max_retries=2)
     (judgment,) = judge.judge(questions, a, b, progress=False)
     # max_workers=1: the first order took all three failures, the second order went through
     assert judgment.outcome == "error"
     assert "gave up after 3 tries" in judgment.error
-    assert judge.requests_sent == 4
+    assert judge.requests_sent == 4 and len(server.requests) == 4
     assert len(cache) == 1
     # a rerun asks only for the failed order
     rerun = make_judge(server, cache=JudgmentCache(tmp_path / "cache.jsonl"))
@@ -189,42 +205,42 @@ def test_retries_exhausted_is_an_error_and_not_cached(server, tmp_path):
 def test_non_retryable_status_fails_at_once(server):
     questions, a, b = qa(1)
     server.queue(("status", 401), ("status", 400))
-    judge = make_judge(server, sleep=lambda s: None)
+    judge = make_judge(server)
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "error"
     assert "HTTP 401" in judgment.error and "HTTP 400" in judgment.error
     assert "scripted failure" in judgment.error  # the server's own explanation is shown
-    assert judge.requests_sent == 2
+    assert judge.requests_sent == 2 and len(server.requests) == 2
     assert SECRET not in judgment.error
 
 
 def test_timeout_is_retried(server):
     questions, a, b = qa(1)
-    server.queue(("slow", 1.5))
+    server.queue(("slow", 3.0))
     judge = make_judge(server, timeout=0.3)
     start = time.monotonic()
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "win"
-    assert judge.requests_sent == 3
-    assert time.monotonic() - start < 1.4  # did not wait for the slow reply
+    assert judge.requests_sent == 3 and len(server.requests) == 3
+    assert time.monotonic() - start < 2.5  # did not wait for the slow reply (0.3 s, a back-off, two replies)
 
 
 def test_trickled_reply_times_out_as_a_whole(server):
     """Every byte comes within the socket time-out, but the whole reply takes longer than the time-out."""
     questions, a, b = qa(1)
-    server.queue(("trickle", 2.0))
+    server.queue(("trickle", 4.0))
     judge = make_judge(server, timeout=0.5)
     start = time.monotonic()
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "win"
-    assert judge.requests_sent == 3
-    assert time.monotonic() - start < 1.5  # gave up on the trickle after about 0.5 s
+    assert judge.requests_sent == 3 and len(server.requests) == 3
+    assert time.monotonic() - start < 2.5  # gave up on the 4 s trickle after about 0.5 s (then a back-off)
 
 
 def test_timeouts_exhausted_are_an_error(server):
     questions, a, b = qa(1)
     server.queue(("slow", 1.0), ("slow", 1.0))
-    judge = make_judge(server, timeout=0.2, max_retries=1, sleep=lambda s: None)
+    judge = make_judge(server, timeout=0.2, max_retries=1)
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "error" and "timed out after 0.2 s (gave up after 2 tries)" in judgment.error
 
@@ -232,10 +248,18 @@ def test_timeouts_exhausted_are_an_error(server):
 def test_garbled_body_is_retried(server):
     questions, a, b = qa(1)
     server.queue(("garbled",), ("garbled",))
-    judge = make_judge(server, sleep=lambda s: None)
+    judge = make_judge(server)
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "win"
-    assert judge.requests_sent == 4
+    assert judge.requests_sent == 4 and len(server.requests) == 4
+
+
+def test_garbled_replies_exhausted_are_an_error(server):
+    questions, a, b = qa(1)
+    server.queue(("garbled",), ("garbled",))
+    (judgment,) = make_judge(server, max_retries=1).judge(questions, a, b, progress=False)
+    assert judgment.outcome == "error"
+    assert "garbled reply (not a chat-completions body) (gave up after 2 tries)" in judgment.error
 
 
 def test_unparseable_reply_is_invalid_cached_and_retryable(server, tmp_path):
@@ -335,25 +359,25 @@ def test_connection_refused_is_retried_then_an_error():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = ChatJudgeConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key_env=KEY_ENV, max_retries=2,
-                             max_workers=1, timeout=2.0)
-    waits: list[float] = []
-    judge = ChatCompletionsJudge(config, sleep=waits.append)
+                             max_workers=2, timeout=2.0)
+    judge = ChatCompletionsJudge(config)
     questions, a, b = qa(1)
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "error" and "connection error" in judgment.error
-    assert judge.requests_sent == 6 and len(waits) == 4
+    assert "gave up after 3 tries" in judgment.error and f"127.0.0.1:{port}/v1/chat/completions" in judgment.error
+    assert judge.requests_sent == 6  # three tries of each order
 
 
-def test_retry_after_forms():
+def test_retry_after_forms(server):
+    """Retry-After as an HTTP date is honoured too; one that cannot be read falls back on the back-off."""
     from email.utils import formatdate
 
-    from tdpo.evaluation.judges import _retry_after_seconds
-
-    assert _retry_after_seconds("7") == 7.0
-    assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
-    in_ten = _retry_after_seconds(formatdate(time.time() + 10, usegmt=True))
-    assert 8 <= in_ten <= 10
-    assert _retry_after_seconds(formatdate(time.time() - 100, usegmt=True)) == 0.0
+    questions, a, b = qa(1)
+    server.queue(("status", 429, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}),
+                 ("status", 503, {"Retry-After": "soon"}))
+    (judgment,) = make_judge(server).judge(questions, a, b, progress=False)
+    assert judgment.outcome == "win" and len(server.requests) == 4
+    assert gaps(server)[0] >= 0.9  # until the date (1 to 2 s away): longer than the client's first back-off
 
 
 def test_reference_answers_are_shown_when_present(server):
@@ -377,7 +401,7 @@ def test_key_echoed_by_the_server_is_redacted(server, tmp_path, caplog):
     questions, a, b = qa(2)
     server.queue(("echo_auth", 401), ("echo_auth", 500), ("echo_auth", 200), ("ok",))
     cache_path = tmp_path / "cache.jsonl"
-    judge = make_judge(server, cache=JudgmentCache(cache_path), sleep=lambda s: None)
+    judge = make_judge(server, cache=JudgmentCache(cache_path))
     with caplog.at_level(logging.DEBUG):
         judgments = judge.judge(questions, a, b, progress=False)
     assert judge.requests_sent == 5 and len(server.requests) == 5
@@ -410,8 +434,48 @@ def test_long_key_echoed_in_an_error_body_is_redacted_before_the_body_is_cut(ser
     questions, a, b = qa(1)
     server.queue(("echo_auth", 401), ("echo_auth", 401))
     cache_path = tmp_path / "cache.jsonl"
-    judgments = make_judge(server, cache=JudgmentCache(cache_path), sleep=lambda s: None).judge(
-        questions, a, b, progress=False)
+    judgments = make_judge(server, cache=JudgmentCache(cache_path)).judge(questions, a, b, progress=False)
     assert judgments[0].outcome == "error" and "bad credentials: Bearer [API key]" in judgments[0].error
     for text in (repr(judgments), cache_path.read_text() if cache_path.exists() else ""):
         assert long_secret[:20] not in text and "sk-000001" not in text
+
+
+def test_missing_openai_client_is_a_clear_error(monkeypatch, server):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if the judge extra were not installed
+    monkeypatch.delitem(sys.modules, "tdpo.evaluation.judge_client", raising=False)
+    with pytest.raises(ImportError, match=r"pip install 'tdpo\[judge\]'"):
+        make_judge(server)
+    assert server.requests == []
+
+
+def test_no_request_or_retry_after_stop(server):
+    """After a stop (Ctrl-C) nothing more is sent: neither a new request nor a retry of one in progress."""
+    import threading
+
+    from tdpo.evaluation.judge_client import JudgeClient
+    from tdpo.evaluation.judges import JudgeRequestError
+
+    payload = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    client = JudgeClient(server.url, None, timeout=5.0, max_retries=3, redact=str)
+    client.stop()
+    with pytest.raises(JudgeRequestError, match="interrupted before the request was sent"):
+        client.complete(payload)
+    assert server.requests == [] and client.requests_sent == 0
+    client.resume()
+    server.queue(("status", 503, {"Retry-After": "0.5"}))
+    threading.Timer(0.2, client.stop).start()  # during the wait before the retry
+    with pytest.raises(JudgeRequestError, match="interrupted"):
+        client.complete(payload)
+    assert len(server.requests) == 1 and client.requests_sent == 1
+    client.close()
+
+
+def test_backoff_settings_are_accepted_but_no_longer_used(server, caplog):
+    with caplog.at_level(logging.WARNING):
+        make_judge(server)
+    assert "backoff" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        make_judge(server, backoff_initial=0.5, backoff_max=10.0)
+    assert "backoff_initial and backoff_max are no longer used" in caplog.text

@@ -1,0 +1,164 @@
+"""The chat judge's HTTP side: an ``openai.OpenAI`` client for one OpenAI-compatible endpoint.
+
+The openai client (the optional extra ``pip install 'tdpo[judge]'``) sends the requests and does the
+retries: a time-out, a connection error or an HTTP 408, 409, 429 or 5xx is retried up to ``max_retries``
+times, waiting with its exponential back-off or as long as a ``Retry-After`` header asks. This module adds
+what tdpo needs around it:
+
+* the time-out bounds the **whole reply** (a server trickling its body out byte by byte times out too), not
+  only each socket read;
+* every HTTP request is counted (:attr:`JudgeClient.requests_sent`, retries included);
+* a reply that is not a chat-completions body is asked for again, up to ``max_retries`` times;
+* after :meth:`JudgeClient.stop` no further request (or retry) is sent;
+* failures become a :class:`~tdpo.evaluation.judgment.JudgeRequestError` naming the endpoint, the status code
+  and the server's explanation (cut to 300 characters), with every occurrence of the API key replaced by
+  ``[API key]`` before anything is cut, so no part of a key echoed by a server can leak.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tdpo.evaluation.judgment import JudgeRequestError
+
+try:
+    import httpx2
+    import openai
+except ImportError as err:  # the judge extra is not installed
+    raise ImportError(f"the chat-completions judge needs the openai client ({err}); install it with "
+                      "pip install 'tdpo[judge]'") from err
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_DETAIL = 300
+"""Characters of an HTTP error body kept in an error message (after redaction)."""
+RETRIED_STATUSES = (408, 409, 429)
+"""HTTP statuses the openai client retries, besides every 5xx."""
+
+
+def reply_text(completion: Any) -> str | None:
+    """The text of a chat completion's first choice, or ``None`` when ``completion`` is not a
+    chat-completions body (the openai client hands back the raw text of a non-JSON reply)."""
+    try:
+        content = completion.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
+def _retried(status: int) -> bool:
+    return status in RETRIED_STATUSES or status >= 500
+
+
+class _DeadlineStream(httpx2.SyncByteStream):
+    """A response body that raises ``httpx2.ReadTimeout`` once the whole reply has taken too long."""
+
+    def __init__(self, stream: httpx2.SyncByteStream, deadline: float, timeout: float,
+                 request: httpx2.Request) -> None:
+        self._stream, self._deadline, self._timeout, self._request = stream, deadline, timeout, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._stream:
+            if time.monotonic() > self._deadline:
+                raise httpx2.ReadTimeout(f"the reply took longer than {self._timeout:g} s", request=self._request)
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class JudgeClient:
+    """Sends chat-completions requests to ``{base_url}/chat/completions`` through the openai client.
+
+    Args:
+        base_url: the API's base URL.
+        api_key: sent as ``Authorization: Bearer ...``; empty or None: no ``Authorization`` header.
+        timeout: seconds for a whole reply, per try.
+        max_retries: retries after the first try.
+        redact: applied to every error message (replaces the API key).
+    """
+
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, max_retries: int,
+                 redact: Callable[[str], str]) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.redact = redact
+        self.requests_sent = 0
+        """HTTP requests sent (retries included)."""
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._local = threading.local()  # per thread: tries of the current call, deadline of the current try
+        http_client = openai.DefaultHttpxClient(
+            event_hooks={"request": [self._on_request], "response": [self._on_response]})
+        # no key: send no Authorization header (and read no key from OPENAI_API_KEY or OPENAI_ADMIN_KEY)
+        self._headers = {} if api_key else {"Authorization": openai.omit}
+        self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "", admin_api_key="", timeout=timeout,
+                                     max_retries=max_retries, http_client=http_client)
+
+    def stop(self) -> None:
+        """Send no further request: calls in progress fail with "interrupted" at their next try."""
+        self._stopped.set()
+
+    def resume(self) -> None:
+        """Undo :meth:`stop`."""
+        self._stopped.clear()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()
+
+    def _on_request(self, request: httpx2.Request) -> None:
+        if self._stopped.is_set():
+            raise JudgeRequestError("interrupted before the request was sent")
+        with self._lock:
+            self.requests_sent += 1
+        self._local.tries = getattr(self._local, "tries", 0) + 1
+        self._local.deadline = time.monotonic() + self.timeout
+
+    def _on_response(self, response: httpx2.Response) -> None:
+        if _retried(response.status_code):
+            logger.warning("judge request answered HTTP %d (retried while retries are left)", response.status_code)
+        response.stream = _DeadlineStream(response.stream, self._local.deadline, self.timeout, response.request)
+
+    def complete(self, payload: dict[str, Any]) -> str:
+        """Send one chat-completions request (``payload``: the ``create`` arguments); returns the reply text.
+
+        Raises:
+            JudgeRequestError: a non-retryable HTTP error, a time-out or connection error after the client's
+                retries, a reply that was not a chat-completions body ``max_retries + 1`` times, or a stop.
+        """
+        self._local.tries = 0
+        for _ in range(self.max_retries + 1):
+            try:
+                completion = self._client.chat.completions.create(**payload, extra_headers=self._headers)
+            except openai.OpenAIError as err:
+                raise JudgeRequestError(self.redact(self.describe(err))) from None
+            text = reply_text(completion)
+            if text is not None:
+                return text
+            logger.warning("judge reply is not a chat-completions body; asking again")
+        raise JudgeRequestError(f"{self.url}: garbled reply (not a chat-completions body) "
+                                f"(gave up after {self._local.tries} tries)")
+
+    def describe(self, err: Exception) -> str:
+        """What went wrong, from an openai exception (not yet redacted)."""
+        tries = getattr(self._local, "tries", 1)
+        gave_up = f" (gave up after {tries} tries)"
+        if isinstance(err, openai.APIStatusError):
+            status = err.status_code
+            if _retried(status):
+                return f"{self.url}: HTTP {status}{gave_up}"
+            # redact the whole body before cutting it: a cut key would no longer match the redaction
+            detail = self.redact(err.response.text).strip()[:MAX_ERROR_DETAIL]
+            return (f"{self.url} answered HTTP {status} ({err.response.reason_phrase})"
+                    + (f": {detail}" if detail else ""))
+        if isinstance(err, openai.APITimeoutError):
+            return f"{self.url}: timed out after {self.timeout:g} s{gave_up}"
+        if isinstance(err, openai.APIConnectionError):
+            return f"{self.url}: connection error: {err.__cause__ or err}{gave_up}"
+        return f"{self.url}: {type(err).__name__}: {err}"
