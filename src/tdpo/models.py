@@ -8,6 +8,7 @@ training and evaluation run forward through is :class:`tdpo.token_stats_model.To
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -26,6 +27,22 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+@contextlib.contextmanager
+def _load_errors(name_or_path: str, **where: str):
+    """Turn a failed load of ``name_or_path`` into a one-line :class:`tdpo.pretrained.ModelLoadError`
+    (``where``: the ``key`` or ``what`` it names)."""
+    from tdpo.pretrained import model_load_error
+
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        raise model_load_error(name_or_path, err, **where) from err
+    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
+        if name_or_path != "builtin":
+            raise
+        raise model_load_error(name_or_path, err, **where) from err
+
+
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
     """Load a tokenizer; a missing pad token is set to the EOS token (padding is masked anyway).
 
@@ -35,18 +52,10 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     """
     from transformers import AutoTokenizer
 
-    from tdpo.pretrained import model_load_error
-
-    try:
+    with _load_errors(name_or_path, what="tokenizer"):
         tokenizer = AutoTokenizer.from_pretrained(
             resolve_model_path(name_or_path), revision=revision, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
-        raise model_load_error(name_or_path, err, what="tokenizer") from err
-    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
-        if name_or_path != "builtin":
-            raise
-        raise model_load_error(name_or_path, err, what="tokenizer") from err
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"the tokenizer of {name_or_path} has neither a pad nor an EOS token")
@@ -120,9 +129,7 @@ def load_policy(model_cfg, lora_cfg=None, *, seed: int = 0, keep_initial: bool =
         ``(policy, initial_copy)``: ``initial_copy`` is a frozen deep copy of the loaded weights
         taken before LoRA and checkpointing, or None (with LoRA, or ``keep_initial=False``).
     """
-    from tdpo.pretrained import model_load_error
-
-    try:
+    with _load_errors(model_cfg.name_or_path, key="model.name_or_path"):
         model = load_causal_lm(
             model_cfg.name_or_path,
             dtype=model_cfg.dtype,
@@ -130,12 +137,6 @@ def load_policy(model_cfg, lora_cfg=None, *, seed: int = 0, keep_initial: bool =
             trust_remote_code=model_cfg.trust_remote_code,
             attn_implementation=model_cfg.attn_implementation,
         )
-    except (OSError, ValueError) as err:
-        raise model_load_error(model_cfg.name_or_path, err, key="model.name_or_path") from err
-    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
-        if model_cfg.name_or_path != "builtin":
-            raise
-        raise model_load_error(model_cfg.name_or_path, err, key="model.name_or_path") from err
     if not getattr(model_cfg, "dropout", False):
         disable_dropout(model)
     lora_on = lora_cfg is not None and lora_cfg.enabled
@@ -164,9 +165,7 @@ def load_reference(reference_cfg, model_cfg) -> nn.Module:
     Raises:
         tdpo.pretrained.ModelLoadError: it cannot be loaded; the message names ``reference.name_or_path``.
     """
-    from tdpo.pretrained import model_load_error
-
-    try:
+    with _load_errors(reference_cfg.name_or_path, key="reference.name_or_path"):
         model = load_causal_lm(
             reference_cfg.name_or_path,
             dtype=reference_cfg.dtype or model_cfg.dtype,
@@ -174,12 +173,6 @@ def load_reference(reference_cfg, model_cfg) -> nn.Module:
             trust_remote_code=model_cfg.trust_remote_code,
             attn_implementation=model_cfg.attn_implementation,
         )
-    except (OSError, ValueError) as err:
-        raise model_load_error(reference_cfg.name_or_path, err, key="reference.name_or_path") from err
-    except RuntimeError as err:  # the built-in model's package missing or its conversion failing
-        if reference_cfg.name_or_path != "builtin":
-            raise
-        raise model_load_error(reference_cfg.name_or_path, err, key="reference.name_or_path") from err
     disable_dropout(model)
     return freeze(model)
 

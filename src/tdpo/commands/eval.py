@@ -25,17 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Shows a flag's default unless it is None/False or the help already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (action.option_strings and "default" not in text and default is not None and default is not False
-                and default != argparse.SUPPRESS and default != []):
-            text += " (default: %(default)s)"
-        return text
+from tdpo.commands.formatting import DefaultsHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tdpo eval",
         description="Reward accuracy (DPO- and TDPO-style), margins, sequential KL, log-probs and diversity of "
         "one or more policies against a reference on a preference test set; a table and a JSON file.",
-        formatter_class=_HelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--model", action="append", required=True, metavar="PATH",
                    help="a policy (local folder or hub id, 'builtin' for SmolLM2-135M-Instruct); repeat for "
