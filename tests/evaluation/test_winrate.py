@@ -1,4 +1,4 @@
-"""Win/tie/loss tables and the Wilson interval, against independent computations."""
+"""Win/tie/loss tables, against independent computations (the Wilson interval: test_intervals.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import re
 from collections import Counter
 
 import pytest
-from scipy.optimize import brentq
-from scipy.stats import norm
+from test_intervals import score_test_interval
 
-from tdpo.evaluation.judges import PairJudgment
+from tdpo.evaluation.judgment import PairJudgment
 from tdpo.evaluation.winrate import (
     format_table,
     wilson_interval,
@@ -21,38 +20,6 @@ from tdpo.evaluation.winrate import (
     write_per_question_csv,
     write_summary_json,
 )
-
-
-def score_test_interval(k: int, n: int, confidence: float) -> tuple[float, float]:
-    """The proportions a two-sided score test does not reject, found by root finding."""
-    z = norm.ppf(0.5 + confidence / 2)
-    p_hat = k / n
-
-    def f(p):
-        return (p_hat - p) ** 2 - z * z * p * (1 - p) / n
-
-    # f vanishes at p_hat = 0 or 1 itself: step off it to bracket the other root
-    low = 0.0 if k == 0 else brentq(f, 0.0, min(p_hat, 1 - 1e-12))
-    high = 1.0 if k == n else brentq(f, max(p_hat, 1e-12), 1.0)
-    return low, high
-
-
-@pytest.mark.parametrize(("k", "n"), [(0, 5), (1, 1), (3, 10), (7, 10), (50, 80), (80, 80), (1, 200)])
-@pytest.mark.parametrize("confidence", [0.9, 0.95])
-def test_wilson_matches_score_test_inversion(k, n, confidence):
-    low, high = wilson_interval(k, n, confidence)
-    ref_low, ref_high = score_test_interval(k, n, confidence)
-    assert low == pytest.approx(ref_low, abs=1e-9)
-    assert high == pytest.approx(ref_high, abs=1e-9)
-    assert low <= k / n <= high
-
-
-def test_wilson_edge_cases():
-    assert all(math.isnan(x) for x in wilson_interval(0, 0))
-    with pytest.raises(ValueError):
-        wilson_interval(3, 2)
-    with pytest.raises(ValueError):
-        wilson_interval(1, 2, confidence=1.0)
 
 
 def random_judgments(seed: int = 0, n: int = 60):

@@ -8,13 +8,9 @@ out of the rates, never guessed.
 * ``win_rate = wins / valid``, ``tie_rate = ties / valid``, ``loss_rate = losses / valid``;
 * ``score = (wins + ties / 2) / valid``, the win rate with ties counted as half a win.
 
-Each rate comes with a two-sided **Wilson score interval** (default 95%): the set of proportions ``p``
-that a two-sided score test of ``k`` successes in ``n`` trials does not reject,
-
-    ``(p_hat + z^2 / 2n  +-  z * sqrt(p_hat (1 - p_hat) / n + z^2 / 4n^2)) / (1 + z^2 / n)``
-
-with ``z`` the standard normal quantile. Unlike the normal-approximation interval it stays inside
-[0, 1] and behaves at 0 and ``n`` successes and for small ``n``. For ``score``, whose ties count half,
+Each rate comes with a two-sided **Wilson score interval** (default 95%,
+:func:`~tdpo.evaluation.intervals.wilson_interval`), which stays inside [0, 1] and behaves at 0 and ``n``
+successes and for small ``n``. For ``score``, whose ties count half,
 the interval is Wilson's on the half-counted successes ``wins + ties / 2``, an approximation (ties make
 the outcome three-valued). With ``valid = 0`` every rate and bound is NaN.
 """
@@ -22,43 +18,18 @@ the outcome three-valued). With ``valid = 0`` every rate and bound is NaN.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from statistics import NormalDist
 
-from tdpo.evaluation.judges import OUTCOMES, PairJudgment
+from tdpo.evaluation.intervals import wilson_interval  # re-exported: preference_eval imports it from here
+from tdpo.evaluation.judgment import OUTCOMES, PairJudgment
+from tdpo.files import write_atomic
 
 OVERALL = "overall"
-
-
-def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Wilson score interval for a binomial proportion.
-
-    Args:
-        successes: number of successes ``k`` (0 <= k <= trials; may be fractional, see the module docs).
-        trials: number of trials ``n`` (>= 0).
-        confidence: coverage in (0, 1).
-
-    Returns:
-        ``(low, high)``; ``(nan, nan)`` when ``trials == 0``.
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
-    if trials < 0 or successes < 0 or successes > trials:
-        raise ValueError(f"need 0 <= successes <= trials; got {successes} of {trials}")
-    if trials == 0:
-        return math.nan, math.nan
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / trials
-    denom = 1 + z * z / trials
-    center = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    low = 0.0 if successes == 0 else max(0.0, center - half)  # exact ends (rounding leaves ~1e-17)
-    high = 1.0 if successes == trials else min(1.0, center + half)
-    return low, high
 
 
 @dataclass
@@ -167,25 +138,22 @@ first); ``*_prefers`` translate them into the model preferred (``a``, ``b`` or `
 def write_per_question_csv(path: str | Path, judgments: Sequence[PairJudgment]) -> None:
     """One CSV row per question (:data:`PER_QUESTION_FIELDS`): id, category, outcome, the model each order
     prefers, both orders' raw verdicts, reward scores, error. Empty cells for values that do not apply."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PER_QUESTION_FIELDS)
-        writer.writeheader()
-        for judgment in judgments:
-            record = judgment.as_dict()
-            record["a_first_prefers"] = {"A": "a", "B": "b", "tie": "tie"}.get(judgment.verdict_a_first)
-            record["b_first_prefers"] = {"A": "b", "B": "a", "tie": "tie"}.get(judgment.verdict_b_first)
-            writer.writerow({k: ("" if record[k] is None else record[k]) for k in PER_QUESTION_FIELDS})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=PER_QUESTION_FIELDS)
+    writer.writeheader()
+    for judgment in judgments:
+        record = judgment.as_dict()
+        record["a_first_prefers"] = {"A": "a", "B": "b", "tie": "tie"}.get(judgment.verdict_a_first)
+        record["b_first_prefers"] = {"A": "b", "B": "a", "tie": "tie"}.get(judgment.verdict_b_first)
+        writer.writerow({k: ("" if record[k] is None else record[k]) for k in PER_QUESTION_FIELDS})
+    write_atomic(path, text.getvalue())
 
 
 def write_summary_json(path: str | Path, rows: Sequence[WinRateRow], meta: dict) -> None:
     """The table as JSON, ``{"meta": ..., "rows": [...]}`` (NaN written as null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
-    def clean(value):
+    def clean(value: object) -> object:
         return None if isinstance(value, float) and math.isnan(value) else value
 
     data = {"meta": meta, "rows": [{k: clean(v) for k, v in asdict(r).items()} for r in rows]}
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
