@@ -226,3 +226,13 @@ def test_bad_judge_config_is_named(files, tmp_path, capsys):
     cfg.write_text("base_url: http://127.0.0.1:9/v1\nmodle: gpt-4\n")
     assert main(base) == 1
     assert f"{cfg}: unknown judge setting(s) modle" in capsys.readouterr().err
+
+
+def test_missing_openai_client_is_named(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if the judge extra were not installed
+    monkeypatch.delitem(sys.modules, "tdpo.evaluation.judge_client", raising=False)
+    questions, a, b = files
+    code = main(["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b), "--api-key-env", "",
+                 "--base-url", "http://127.0.0.1:9/v1", "--output-dir", str(tmp_path / "out")])
+    assert code == 1
+    assert "pip install 'tdpo[judge]'" in capsys.readouterr().err

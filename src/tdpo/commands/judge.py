@@ -34,17 +34,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-class _HelpFormatter(argparse.HelpFormatter):
-    """Shows a flag's default unless it is None/False or the help already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (action.option_strings and "default" not in text and default is not None and default is not False
-                and default != argparse.SUPPRESS):
-            text += " (default: %(default)s)"
-        return text
+from tdpo.commands.formatting import DefaultsHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tdpo judge",
         description="Win/tie/loss rates of model a against model b on a question file (MT-bench JSONL or a prompt "
         "list), judged by a chat-completions model in both answer orders or by a reward model.",
-        formatter_class=_HelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     p.add_argument("--questions", required=True, metavar="FILE",
                    help="MT-bench question JSONL, a .txt prompt list (one per line), or a .json/.jsonl prompt list")
@@ -179,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``tdpo judge``; returns the exit code (1 for bad input or failed judgments)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # no line per HTTP request
     try:
         return _run(args)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:  # ImportError: the judge extra is not installed
         print(f"tdpo judge: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -190,15 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace) -> int:
-    from tdpo.evaluation.questions import load_questions
-    from tdpo.evaluation.winrate import (
-        format_table,
-        winrate_table,
-        write_per_question_csv,
-        write_summary_json,
-    )
-
+def _check_args(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` for flags out of range."""
     if args.judge == "reward" and not args.reward_model:
         raise ValueError("--judge reward needs --reward-model")
     if args.batch_size < 1:
@@ -207,43 +191,77 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--confidence must be between 0 and 1; got {args.confidence}")
     if args.tie_margin < 0:
         raise ValueError(f"--tie-margin must be >= 0; got {args.tie_margin}")
+
+
+def _chat_judge(args: argparse.Namespace, output_dir: Path):
+    """The chat judge of ``args`` with its cache (before any generation: bad settings or a missing key or
+    openai client fail early)."""
+    from tdpo.evaluation.cache import JudgmentCache
+    from tdpo.evaluation.judges import ChatCompletionsJudge
+
+    return ChatCompletionsJudge(_chat_config(args), JudgmentCache(args.cache or output_dir / "judgments.jsonl"))
+
+
+def _judge_with_chat(judge, args: argparse.Namespace, questions, answers_a, answers_b, meta: dict[str, Any]):
+    """Judge with the chat judge; adds its settings and request counts to ``meta``."""
+    config = judge.config
+    try:
+        judgments = judge.judge(questions, answers_a, answers_b, retry_invalid=args.retry_invalid,
+                                progress=not args.no_progress)
+    finally:
+        judge.close()
+    meta.update(judge_model=config.model, base_url=config.base_url, temperature=config.temperature,
+                max_tokens=config.max_tokens, use_reference=config.use_reference, requests_sent=judge.requests_sent,
+                cache_hits=judge.cache_hits, cache=str(judge.cache.path))
+    print(f"tdpo judge: {judge.requests_sent} request(s) sent, {judge.cache_hits} judgment(s) from the cache",
+          file=sys.stderr)
+    return judgments
+
+
+def _judge_with_reward_model(args: argparse.Namespace, questions, answers_a, answers_b, meta: dict[str, Any]):
+    """Judge with the reward model of ``--reward-model``; adds it to ``meta``."""
+    from transformers import AutoModelForSequenceClassification
+
+    from tdpo.evaluation.judges import RewardModelJudge
+    from tdpo.models import DTYPES, load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(args.reward_model)
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=DTYPES[args.dtype])
+    tokenizer = load_tokenizer(args.reward_model)
+    judge = RewardModelJudge(model, tokenizer, batch_size=args.batch_size, tie_margin=args.tie_margin)
+    judgments = judge.judge(questions, answers_a, answers_b, progress=not args.no_progress)
+    meta.update(reward_model=args.reward_model, tie_margin=args.tie_margin)
+    return judgments
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tdpo.evaluation.questions import load_questions
+
+    _check_args(args)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     questions = load_questions(args.questions)
-    chat_config = chat_judge = cache = None
-    if args.judge == "chat":  # before any generation: fail early on bad settings or a missing key
-        from tdpo.evaluation.cache import JudgmentCache
-        from tdpo.evaluation.judges import ChatCompletionsJudge
-
-        chat_config = _chat_config(args)
-        cache = JudgmentCache(args.cache or output_dir / "judgments.jsonl")
-        chat_judge = ChatCompletionsJudge(chat_config, cache)
+    chat_judge = _chat_judge(args, output_dir) if args.judge == "chat" else None
     name_a, answers_a = _answers(args, "a", questions, output_dir)
     name_b, answers_b = _answers(args, "b", questions, output_dir)
-    progress = not args.no_progress
     meta: dict[str, Any] = {"questions": str(args.questions), "model_a": name_a, "model_b": name_b,
                             "judge": args.judge, "confidence": args.confidence, "interval": "wilson"}
     if chat_judge is not None:
-        judge = chat_judge
-        judgments = judge.judge(questions, answers_a, answers_b, retry_invalid=args.retry_invalid, progress=progress)
-        meta.update(judge_model=chat_config.model, base_url=chat_config.base_url,
-                    temperature=chat_config.temperature, max_tokens=chat_config.max_tokens,
-                    use_reference=chat_config.use_reference, requests_sent=judge.requests_sent,
-                    cache_hits=judge.cache_hits, cache=str(cache.path))
-        print(f"tdpo judge: {judge.requests_sent} request(s) sent, {judge.cache_hits} judgment(s) from the cache",
-              file=sys.stderr)
+        judgments = _judge_with_chat(chat_judge, args, questions, answers_a, answers_b, meta)
     else:
-        from transformers import AutoModelForSequenceClassification
+        judgments = _judge_with_reward_model(args, questions, answers_a, answers_b, meta)
+    return _report(judgments, args, name_a, name_b, output_dir, meta)
 
-        from tdpo.evaluation.judges import RewardModelJudge
-        from tdpo.models import DTYPES, load_tokenizer, resolve_model_path
 
-        path = resolve_model_path(args.reward_model)
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=DTYPES[args.dtype])
-        tokenizer = load_tokenizer(args.reward_model)
-        judge = RewardModelJudge(model, tokenizer, batch_size=args.batch_size, tie_margin=args.tie_margin)
-        judgments = judge.judge(questions, answers_a, answers_b, progress=progress)
-        meta.update(reward_model=args.reward_model, tie_margin=args.tie_margin)
+def _report(judgments, args: argparse.Namespace, name_a: str, name_b: str, output_dir: Path,
+            meta: dict[str, Any]) -> int:
+    """Print the table, write ``winrates.json`` and ``per_question.csv``; the exit code (1 if some failed)."""
+    from tdpo.evaluation.winrate import (
+        format_table,
+        winrate_table,
+        write_per_question_csv,
+        write_summary_json,
+    )
 
     rows = winrate_table(judgments, args.confidence)
     print(format_table(rows, name_a, name_b, args.confidence))
