@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, field
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from tdpo.config_section import Bool, Float, Int, section
 
 SHAPES = (
     "auto",
@@ -21,9 +25,10 @@ SHAPES = (
 """Record shapes understood by :mod:`tdpo.data.shapes` (``"auto"`` detects one from the columns)."""
 
 DATA_FORMATS = ("jsonl", "json", "parquet", "csv", "tsv")
+"""Local file formats (``data.data_format``)."""
 
 
-@dataclass
+@section
 class DataConfig:
     """Where the training data comes from and how it is tokenized.
 
@@ -37,7 +42,7 @@ class DataConfig:
     ``shp``, ``stack_exchange``, ``tldr``, ``imdb``), or a local ``.jsonl``/``.json``/``.parquet``/
     ``.csv``/``.tsv`` file."""
 
-    shape: str = "auto"
+    shape: Literal[SHAPES] = "auto"  # type: ignore[valid-type]
     """Record shape; ``"auto"`` detects it from the column names. One of
     ``prompt_chosen_rejected`` (explicit strings or messages), ``implicit_prompt`` (chosen/rejected
     whose shared beginning is the prompt), ``hh`` (``"\\n\\nHuman: ... \\n\\nAssistant: ..."``
@@ -64,11 +69,11 @@ class DataConfig:
     built-in hub source, otherwise ``test_size`` held out from the training rows. ``"none"``: no
     evaluation set at all."""
 
-    test_size: float = 0.05
+    test_size: Float = Field(0.05, ge=0)
     """When there is no test split: the fraction (``0 < x < 1``) or number (``x >= 1``) of source
     rows held out for evaluation, drawn deterministically from ``seed``. 0 disables it."""
 
-    seed: int = 0
+    seed: Int = 0
     """Seed of the held-out split."""
 
     columns: dict[str, str] = field(default_factory=dict)
@@ -76,79 +81,76 @@ class DataConfig:
     ``{"prompt": "question", "chosen": "response_j", "rejected": "response_k"}``. Canonical names are
     those of the shapes (prompt, chosen, rejected, completion, text, messages, history, ...)."""
 
-    data_format: str | None = None
+    data_format: Literal[DATA_FORMATS] | None = None  # type: ignore[valid-type]
     """Local file format (``jsonl``, ``json``, ``parquet``, ``csv``, ``tsv``); None: from the suffix."""
 
-    max_length: int = 512
+    max_length: Int = Field(512, ge=2)
     """Maximum tokens of prompt + response (each chosen and rejected sequence is cut to fit)."""
 
-    max_prompt_length: int | None = 256
+    max_prompt_length: Int | None = Field(256, gt=0)
     """Prompt tokens kept when prompt + longest response exceeds ``max_length``. None: prompts are
     never cut, and a prompt leaving no room for a response token is an invalid record."""
 
-    prompt_truncation: str = "keep_end"
+    prompt_truncation: Literal["keep_end", "keep_start"] = "keep_end"
     """Which end of a long prompt is kept: ``"keep_end"`` (dialogues keep their last turn and the
     ``Assistant:`` cue) or ``"keep_start"`` (documents keep their beginning)."""
 
-    allow_empty_prompt: bool = False
+    allow_empty_prompt: Bool = False
     """Accept records whose explicit prompt is empty (an empty prompt is otherwise invalid)."""
 
-    skip_invalid: bool = False
+    skip_invalid: Bool = False
     """False: the first invalid record stops the load with one error naming the file, line/row and
     field. True: invalid records are skipped, counted per kind, logged and listed in the report."""
 
-    max_records: int | None = None
+    max_records: Int | None = Field(None, ge=1)
     """Read only the first N source rows of each split (quick experiments)."""
 
-    min_score_ratio: float = 2.0
+    min_score_ratio: Float = Field(2.0, ge=1)
     """SHP only: keep a pair only if the preferred answer's score is at least this many times the
     other's (the DPO authors use 2). Dropped pairs are counted in the report as filtered."""
 
-    max_pairs_per_prompt: int | None = None
+    max_pairs_per_prompt: Int | None = None
     """SHP / Stack Exchange: at most this many pairs per prompt (the first ones in the data order)."""
 
     dialogue_template: str = "\n\nHuman: {prompt}\n\nAssistant:"
     """How single-question sources (SHP, Stack Exchange) are turned into a prompt; responses get a
     leading space, as in HH."""
 
-    group_by_length: bool = False
+    group_by_length: Bool = False
     """Put records of similar token length in the same batches (less padding) with
     :func:`tdpo.data.length_grouped_sampler`; the order stays shuffled from the run's seed."""
 
-    num_proc: int | None = None
+    num_proc: Int | None = None
     """Processes for tokenization (``datasets.map``); None: one."""
 
-    cache: bool = True
+    cache: Bool = True
     """Keep the parsed and tokenized sets on disk and reuse them when the source, the options and the
     tokenizer are unchanged."""
 
     cache_dir: str | None = None
     """Where the cache lives; None: ``$TDPO_CACHE`` or ``~/.cache/tdpo``, sub-folder ``data``."""
 
-    def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"data.shape must be one of {', '.join(SHAPES)}; got {self.shape!r}")
-        if self.data_format is not None and self.data_format not in DATA_FORMATS:
-            raise ValueError(f"data.data_format must be one of {', '.join(DATA_FORMATS)}; got {self.data_format!r}")
-        if self.max_length < 2:
-            raise ValueError(f"data.max_length must be at least 2; got {self.max_length}")
-        if self.max_prompt_length is not None and not 0 < self.max_prompt_length < self.max_length:
-            raise ValueError(
-                f"data.max_prompt_length must be > 0 and < max_length ({self.max_length}) so that a response "
-                f"fits; got {self.max_prompt_length}"
-            )
-        if self.prompt_truncation not in ("keep_end", "keep_start"):
-            raise ValueError(f"data.prompt_truncation must be 'keep_end' or 'keep_start'; got {self.prompt_truncation!r}")
-        if self.test_size < 0:
-            raise ValueError(f"data.test_size must be >= 0; got {self.test_size}")
-        if self.test_size >= 1 and self.test_size != int(self.test_size):
-            raise ValueError(f"data.test_size must be a fraction below 1 or a whole number; got {self.test_size}")
-        if self.max_records is not None and self.max_records < 1:
-            raise ValueError(f"data.max_records must be >= 1; got {self.max_records}")
-        if self.min_score_ratio < 1:
-            raise ValueError(f"data.min_score_ratio must be >= 1; got {self.min_score_ratio}")
-        if "{prompt}" not in self.dialogue_template:
-            raise ValueError("data.dialogue_template must contain '{prompt}'")
+    @field_validator("test_size")
+    @classmethod
+    def _whole_if_a_count(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError(f"must be a fraction below 1 or a whole number, got {value}")
+        return value
+
+    @field_validator("max_prompt_length")
+    @classmethod
+    def _room_for_a_response(cls, value: int | None, info: ValidationInfo) -> int | None:
+        max_length = info.data.get("max_length")
+        if value is not None and max_length is not None and value >= max_length:
+            raise ValueError(f"must be below max_length ({max_length}) so that a response fits, got {value}")
+        return value
+
+    @field_validator("dialogue_template")
+    @classmethod
+    def _has_the_prompt(cls, value: str) -> str:
+        if "{prompt}" not in value:
+            raise ValueError(f"must contain '{{prompt}}', got {value!r}")
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (for run summaries and cache keys)."""

@@ -1,0 +1,24 @@
+"""Checks across fields of a configuration, and the loss parameters' ranges from the loss registry."""
+
+from __future__ import annotations
+
+from tdpo.config.errors import ConfigError
+from tdpo.config.sections import TrainConfig
+from tdpo.loss_registry import cache_problem, parameter_problems
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check what the field types and ranges alone do not: the loss parameters against
+    :data:`tdpo.loss_registry.PARAMETERS`, batch sizes against each other, the reference cache
+    against the loss. Raise :class:`ConfigError` naming the key."""
+    for key, reason in parameter_problems(beta=cfg.loss.beta, alpha=cfg.loss.alpha,
+                                          label_smoothing=cfg.loss.label_smoothing):
+        raise ConfigError(f"loss.{key}: {reason}")
+    if cfg.optim.batch_size % cfg.optim.micro_batch_size:
+        raise ConfigError(
+            f"optim.batch_size ({cfg.optim.batch_size}) must be a multiple of optim.micro_batch_size "
+            f"({cfg.optim.micro_batch_size})"
+        )
+    problem = cache_problem(cfg.loss.name) if cfg.reference.cache_logps else None
+    if problem is not None:
+        raise ConfigError(f"reference.cache_logps: cannot be used with loss.name={cfg.loss.name}: {problem}")
