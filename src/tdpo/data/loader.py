@@ -3,9 +3,9 @@
 ``load_preference_data(cfg, tokenizer)`` and ``load_sft_data(cfg, tokenizer)`` read the source
 (:mod:`tdpo.data.sources`), parse every row into records (:mod:`tdpo.data.shapes`), hold out a test
 part when the source has no test split (:mod:`tdpo.data.splits`), render chat messages and tokenize
-with ``datasets.Dataset.map`` (:mod:`tdpo.data.tokenize`), and cache the result on disk. Invalid
-records stop the load or are skipped and counted (``cfg.skip_invalid``); the counts are logged and
-returned in a :class:`~tdpo.data.report.DataReport`.
+with ``datasets.Dataset.map`` (:mod:`tdpo.data.tokenize`), and cache the result on disk
+(:mod:`tdpo.data.cache`). Invalid records stop the load or are skipped and counted
+(``cfg.skip_invalid``); the counts are logged and returned in a :class:`~tdpo.data.report.DataReport`.
 
 The returned datasets hold one row per record with the columns ``prompt_input_ids``,
 ``chosen_input_ids`` and ``rejected_input_ids`` (or ``completion_input_ids``), ``index`` (the row
@@ -16,20 +16,25 @@ Feed them to :class:`~tdpo.data.collate.PreferenceCollator` / :class:`~tdpo.data
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain, islice
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from tdpo.data.cache import (
+    CACHE_VERSION,
+    cache_key,
+    cache_path,
+    default_cache_dir,
+    is_cached,
+    read_cache,
+    stamp,
+    tokenizer_fingerprint,
+    write_cache,
+)
 from tdpo.data.collate import PreferenceCollator, SFTCollator, column_values
 from tdpo.data.config import DataConfig
 from tdpo.data.detect import SFT_SHAPES, detect_shape
@@ -44,14 +49,22 @@ from tdpo.data.sources import (
     read_hub,
     read_local,
     resolve_source,
-    source_identity,
 )
 from tdpo.data.splits import split_groups
 from tdpo.data.tokenize import RecordTokenizer, pad_token_id, render
 
+__all__ = [  # the cache's names are re-exported from tdpo.data.cache
+    "CACHE_VERSION",
+    "LoadedData",
+    "check_source",
+    "default_cache_dir",
+    "load_preference_data",
+    "load_sft_data",
+    "tokenizer_fingerprint",
+]
+
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
 _DETECT_ROWS = 100  # rows looked at to detect the shape
 _RESPONSES = {"preference": ("chosen", "rejected"), "sft": ("completion",)}
 
@@ -75,29 +88,6 @@ class LoadedData:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.train, self.eval, self.report))
-
-
-def default_cache_dir() -> Path:
-    """``$TDPO_CACHE/data``, or ``~/.cache/tdpo/data``."""
-    root = os.environ.get("TDPO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tdpo")
-    return Path(root) / "data"
-
-
-def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A hash of everything in the tokenizer that changes token ids or rendering."""
-    h = hashlib.sha256()
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        h.update(backend.to_str().encode())
-    else:
-        h.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
-    extra = {
-        "class": type(tokenizer).__name__,
-        "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
-        "chat_template": getattr(tokenizer, "chat_template", None),
-    }
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 def _plan(cfg: DataConfig, task: str) -> tuple[str, str | None, bool]:
@@ -129,17 +119,6 @@ def check_source(cfg: DataConfig) -> None:
     source, _, _ = _plan(cfg, "preference")
     if not is_local(source):
         check_hub_source(source, subset=cfg.subset, data_dir=cfg.data_dir, revision=cfg.revision)
-
-
-def _cache_key(cfg: DataConfig, tokenizer: Any, task: str, source: str, test: str | None) -> str:
-    fields = cfg.to_dict()
-    for name in ("cache", "cache_dir", "num_proc", "group_by_length"):
-        fields.pop(name)
-    ids = {"train": source_identity(source, cfg.split)}
-    if test is not None:
-        ids["eval"] = source_identity(test, None) if is_local(test) else source_identity(source, test)
-    blob = json.dumps({"v": CACHE_VERSION, "task": task, "cfg": fields, "ids": ids}, sort_keys=True, default=str)
-    return hashlib.sha256((blob + tokenizer_fingerprint(tokenizer)).encode()).hexdigest()[:24]
 
 
 def _rows(cfg: DataConfig, source: str, split: str, counter: InvalidRecordCounter) -> Iterator[tuple[str, dict]]:
@@ -259,119 +238,106 @@ def _tokenize(cols: dict[str, list], task: str, tokenizer: Any, cfg: DataConfig,
     return dataset.add_column("index", list(range(len(dataset)))), truncated
 
 
-def _stamp(dataset: Any, fingerprint: str) -> Any:
-    """Give ``dataset`` a fingerprint determined by the load's cache key (source, options, tokenizer),
-    the same whether it was just built or read back from the cache (the reference log-prob cache keys
-    on it). ``select_columns`` of all columns copies no data."""
-    return dataset.select_columns(dataset.column_names, new_fingerprint=fingerprint)
-
-
 def _load(cfg: DataConfig, tokenizer: Any, task: str) -> LoadedData:
     key, train, evaluation, report = _load_sets(cfg, tokenizer, task)
-    train = _stamp(train, f"{key}-train")
-    evaluation = _stamp(evaluation, f"{key}-eval") if evaluation is not None else None
+    train = stamp(train, f"{key}-train")
+    evaluation = stamp(evaluation, f"{key}-eval") if evaluation is not None else None
     collator = SFTCollator if task == "sft" else PreferenceCollator
     return LoadedData(train, evaluation, report, collator(pad_token_id(tokenizer)))
 
 
-def _load_sets(cfg: DataConfig, tokenizer: Any, task: str):
+def _load_sets(cfg: DataConfig, tokenizer: Any, task: str) -> tuple[str, Any, Any, DataReport]:
+    """``(cache key, train, eval or None, report)``: read from the cache, or read, tokenized and cached."""
     source, test, hold_out = _plan(cfg, task)
-    key = _cache_key(cfg, tokenizer, task, source, test)
-    cache_path = Path(cfg.cache_dir) / key if cfg.cache_dir else default_cache_dir() / key
-    if cfg.cache and (cache_path / "report.json").is_file():
-        return (key, *_read_cache(cache_path))
+    key = cache_key(cfg, tokenizer, task, source, test)
+    path = cache_path(cfg, key)
+    if is_cached(cfg, path):
+        return (key, *read_cache(path))
 
     counter = InvalidRecordCounter(skip=cfg.skip_invalid)
     ctx = ParseContext(cfg)
+    parsed = _read_records(cfg, task, source, test, hold_out, counter, ctx)
+    train, cuts = _tokenize(_to_columns(parsed.train, task, tokenizer), task, tokenizer, cfg, counter, key + "-train")
+    evaluation = None
+    if parsed.eval:
+        evaluation, eval_cuts = _tokenize(
+            _to_columns(parsed.eval, task, tokenizer), task, tokenizer, cfg, counter, key + "-eval"
+        )
+        cuts = (cuts[0] + eval_cuts[0], cuts[1] + eval_cuts[1])
+    report = _report(source, task, parsed, (train, evaluation), cuts, counter, ctx)
+    if cfg.cache:
+        write_cache(path, train, evaluation, report)
+    return key, train, evaluation, report
+
+
+@dataclass
+class _Parsed:
+    """The records of one load before tokenization, and where they came from."""
+
+    train: list
+    shape: str
+    train_from: str
+    rows_read: dict[str, int]
+    eval: list = field(default_factory=list)
+    eval_from: str = "none"
+
+
+def _read_records(cfg: DataConfig, task: str, source: str, test: str | None, hold_out: bool,
+                  counter: InvalidRecordCounter, ctx: ParseContext) -> _Parsed:
+    """Read and parse the training rows, then the evaluation rows (a split or a file) or a held-out part."""
     preset = None if is_local(source) else HUB_PRESETS.get(source)
     shape = cfg.shape if cfg.shape != "auto" or preset is None else preset.shape
     train_name = source if is_local(source) else f"{source}[{cfg.split}]"
     records, shape, n_train = _parse(_rows(cfg, source, cfg.split, counter), shape, task, ctx, counter,
                                      f"Reading {train_name}")
-    rows_read = {"train": n_train}
-    eval_records: list = []
-    eval_from = "none"
+    parsed = _Parsed(records, shape, train_name, {"train": n_train})
     if test is not None:
         eval_name = test if is_local(test) else f"{source}[{test}]"
         eval_rows = _rows(cfg, test, test, counter) if is_local(test) else _rows(cfg, source, test, counter)
-        eval_records, _, rows_read["eval"] = _parse(eval_rows, shape, task, ctx, counter, f"Reading {eval_name}")
-        eval_from = eval_name
+        parsed.eval, _, parsed.rows_read["eval"] = _parse(eval_rows, shape, task, ctx, counter, f"Reading {eval_name}")
+        parsed.eval_from = eval_name
     elif hold_out:
-        train_pos, test_pos = split_groups([r.group for r in records], cfg.test_size, cfg.seed)
-        eval_records = [records[i] for i in test_pos]
-        records = [records[i] for i in train_pos]
-        size = f"{cfg.test_size:.0%}" if cfg.test_size < 1 else f"{int(cfg.test_size)}"
-        eval_from = f"held out {size} of {train_name} rows (seed {cfg.seed})"
-        if not eval_records:
-            eval_from = f"none ({len(set(r.group for r in records))} usable source row(s): too few to hold any out)"
-    if not records:
+        _hold_out(parsed, cfg)
+    if not parsed.train:
         raise ValueError(
             f"no usable records in {train_name} ({n_train} rows read, {counter.total} invalid skipped, "
             f"{sum(ctx.filtered.values())} filtered)"
         )
+    return parsed
 
-    train, cuts = _tokenize(_to_columns(records, task, tokenizer), task, tokenizer, cfg, counter, key + "-train")
-    evaluation = None
-    if eval_records:
-        evaluation, eval_cuts = _tokenize(
-            _to_columns(eval_records, task, tokenizer), task, tokenizer, cfg, counter, key + "-eval"
-        )
-        cuts = (cuts[0] + eval_cuts[0], cuts[1] + eval_cuts[1])
+
+def _hold_out(parsed: _Parsed, cfg: DataConfig) -> None:
+    """Move ``cfg.test_size`` of the training records (whole source rows) to the evaluation side."""
+    records = parsed.train
+    train_pos, test_pos = split_groups([r.group for r in records], cfg.test_size, cfg.seed)
+    parsed.eval = [records[i] for i in test_pos]
+    parsed.train = [records[i] for i in train_pos]
+    size = f"{cfg.test_size:.0%}" if cfg.test_size < 1 else f"{int(cfg.test_size)}"
+    parsed.eval_from = f"held out {size} of {parsed.train_from} rows (seed {cfg.seed})"
+    if not parsed.eval:
+        usable = len(set(r.group for r in parsed.train))
+        parsed.eval_from = f"none ({usable} usable source row(s): too few to hold any out)"
+
+
+def _report(source: str, task: str, parsed: _Parsed, sets: tuple[Any, Any], cuts: tuple[int, int],
+            counter: InvalidRecordCounter, ctx: ParseContext) -> DataReport:
+    """The :class:`DataReport` of a load just made, with its counts logged."""
+    train, evaluation = sets
     report = DataReport(
-        source=source,
-        shape=shape,
-        task=task,
-        train_from=train_name,
-        eval_from=eval_from,
-        rows_read=rows_read,
-        num_train=len(train),
-        num_eval=len(evaluation) if evaluation is not None else 0,
-        invalid=dict(sorted(counter.counts.items())),
-        invalid_examples=dict(sorted(counter.first.items())),
-        filtered=dict(sorted(ctx.filtered.items())),
-        prompt_truncated=cuts[0],
-        response_truncated=cuts[1],
+        source, parsed.shape, task, parsed.train_from, parsed.eval_from, parsed.rows_read,
+        num_train=len(train), num_eval=len(evaluation) if evaluation is not None else 0,
+        invalid=dict(sorted(counter.counts.items())), invalid_examples=dict(sorted(counter.first.items())),
+        filtered=dict(sorted(ctx.filtered.items())), prompt_truncated=cuts[0], response_truncated=cuts[1],
     )
     counter.log()
     for reason, n in report.filtered.items():
         logger.info("left out %d pairs (%s)", n, reason)
     logger.info(
         "data: %d train / %d eval records from %s (%s); %d prompts and %d responses truncated",
-        report.num_train, report.num_eval, train_name, shape, report.prompt_truncated, report.response_truncated,
+        report.num_train, report.num_eval, parsed.train_from, parsed.shape, report.prompt_truncated,
+        report.response_truncated,
     )
-    if cfg.cache:
-        _write_cache(cache_path, train, evaluation, report)
-    return key, train, evaluation, report
-
-
-def _write_cache(path: Path, train, evaluation, report: DataReport) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-    try:
-        train.save_to_disk(str(tmp / "train"))
-        if evaluation is not None:
-            evaluation.save_to_disk(str(tmp / "eval"))
-        (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
-    except OSError as err:
-        logger.warning("could not write the data cache %s: %s", path, err)
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    try:
-        os.replace(tmp, path)  # atomic; only complete folders ever appear under the key
-    except OSError:  # another process wrote the same key first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _read_cache(path: Path):
-    import datasets
-
-    report = DataReport.from_dict(json.loads((path / "report.json").read_text()))
-    report.from_cache = True
-    train = datasets.load_from_disk(str(path / "train"))
-    evaluation = datasets.load_from_disk(str(path / "eval")) if (path / "eval").is_dir() else None
-    logger.info("data: read %d train / %d eval records from the cache %s", len(train),
-                len(evaluation) if evaluation is not None else 0, path)
-    return train, evaluation, report
+    return report
 
 
 def load_preference_data(cfg: DataConfig, tokenizer: Any) -> LoadedData:
