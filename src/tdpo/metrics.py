@@ -17,6 +17,17 @@ def _mean(x: Tensor) -> Tensor:
     return x.detach().float().mean()
 
 
+def _reward_stats(prefix: str, chosen: Tensor, rejected: Tensor) -> dict[str, Tensor]:
+    """``{prefix}/{chosen,rejected,margins,accuracies}``: batch means of ``[B]`` rewards, of their
+    differences, and of how often the chosen reward is the higher (ties count as wrong)."""
+    return {
+        f"{prefix}/chosen": _mean(chosen),
+        f"{prefix}/rejected": _mean(rejected),
+        f"{prefix}/margins": _mean(chosen - rejected),
+        f"{prefix}/accuracies": _mean(chosen > rejected),
+    }
+
+
 def preference_metrics(
     chosen_logps: Tensor,
     rejected_logps: Tensor,
@@ -56,30 +67,21 @@ def preference_metrics(
         if chosen_reference_logps is not None and rejected_reference_logps is not None:
             chosen_delta = chosen_delta - chosen_reference_logps.double()
             rejected_delta = rejected_delta - rejected_reference_logps.double()
-        chosen_rewards = beta * chosen_delta
-        rejected_rewards = beta * rejected_delta
-        out = {
-            "rewards/chosen": _mean(chosen_rewards),
-            "rewards/rejected": _mean(rejected_rewards),
-            "rewards/margins": _mean(chosen_rewards - rejected_rewards),
-            "rewards/accuracies": _mean(chosen_rewards > rejected_rewards),
+        out = _reward_stats("rewards", beta * chosen_delta, beta * rejected_delta)
+        out.update({
             "logps/chosen": _mean(chosen_logps),
             "logps/rejected": _mean(rejected_logps),
             "entropy/chosen": _mean(chosen_entropy),
             "entropy/rejected": _mean(rejected_entropy),
-        }
+        })
         if chosen_reference_logps is not None and rejected_reference_logps is not None:
             out["logps_ref/chosen"] = _mean(chosen_reference_logps)
             out["logps_ref/rejected"] = _mean(rejected_reference_logps)
         if chosen_kl is not None and rejected_kl is not None:
-            chosen_tdpo = beta * (chosen_delta + chosen_kl.double())
-            rejected_tdpo = beta * (rejected_delta + rejected_kl.double())
+            out.update(_reward_stats("tdpo_rewards", beta * (chosen_delta + chosen_kl.double()),
+                                     beta * (rejected_delta + rejected_kl.double())))
             margin = rejected_kl.float() - chosen_kl.float()
             out.update({
-                "tdpo_rewards/chosen": _mean(chosen_tdpo),
-                "tdpo_rewards/rejected": _mean(rejected_tdpo),
-                "tdpo_rewards/margins": _mean(chosen_tdpo - rejected_tdpo),
-                "tdpo_rewards/accuracies": _mean(chosen_tdpo > rejected_tdpo),
                 "kl/chosen": _mean(chosen_kl),
                 "kl/rejected": _mean(rejected_kl),
                 "kl/margin": _mean(margin),

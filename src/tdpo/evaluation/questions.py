@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tdpo.files import write_jsonl
 
 DEFAULT_CATEGORY = "general"
 _PROMPT_KEYS = ("prompt", "question", "instruction")
@@ -47,6 +49,17 @@ def _bad(path: Path, line: int | None, message: str, unit: str = "line") -> Valu
     """An error naming the file and, when known, the line (or, for a ``.json`` list, the item)."""
     where = f"{path}, {unit} {line}" if line is not None else str(path)
     return ValueError(f"{where}: {message}")
+
+
+def _json_lines(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of every non-blank line of JSONL ``text``; invalid JSON names the line."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise _bad(path, number, f"invalid JSON: {err.msg}") from None
 
 
 def _question_id(value: Any, path: Path, line: int, unit: str = "line") -> str:
@@ -117,13 +130,7 @@ def load_questions(path: str | Path) -> list[Question]:
             questions.append(_question_from_record(record, path, i, i, unit))
             lines_of.append(i)
     else:
-        for number, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise _bad(path, number, f"invalid JSON: {err.msg}") from None
+        for number, record in _json_lines(path, text):
             questions.append(_question_from_record(record, path, number, len(questions) + 1))
             lines_of.append(number)
     if not questions:
@@ -148,13 +155,7 @@ def load_answers(path: str | Path, questions: Sequence[Question] | None = None) 
         raise FileNotFoundError(f"answer file not found: {path}")
     answers: dict[str, tuple[str, ...]] = {}
     line_of: dict[str, int] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise _bad(path, number, f"invalid JSON: {err.msg}") from None
+    for number, record in _json_lines(path, path.read_text(encoding="utf-8")):
         if not isinstance(record, dict) or "question_id" not in record:
             raise _bad(path, number, "expected a JSON object with a 'question_id'")
         if "choices" in record:
@@ -193,15 +194,14 @@ def load_answers(path: str | Path, questions: Sequence[Question] | None = None) 
 def save_answers(path: str | Path, questions: Iterable[Question], answers: dict[str, Sequence[str]],
                  model_id: str) -> None:
     """Write answers in MT-bench's model-answer JSONL format (one line per question, in question order)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for question in questions:
-            record = {
-                "question_id": question.question_id,
-                "answer_id": uuid.uuid4().hex,
-                "model_id": model_id,
-                "choices": [{"index": 0, "turns": list(answers[question.question_id])}],
-                "tstamp": time.time(),
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    records = [
+        {
+            "question_id": question.question_id,
+            "answer_id": uuid.uuid4().hex,
+            "model_id": model_id,
+            "choices": [{"index": 0, "turns": list(answers[question.question_id])}],
+            "tstamp": time.time(),
+        }
+        for question in questions
+    ]
+    write_jsonl(records, path)

@@ -19,12 +19,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from tdpo.data.tokenize import pad_token_id
 from tdpo.evaluation.diversity import pack_sequences
+from tdpo.files import write_atomic
 from tdpo.imdb.sampling import Completion, sample_completions
 from tdpo.imdb.sentiment import RewardModel
 from tdpo.token_stats import sequence_stats, token_stats_from_logits
@@ -67,22 +69,15 @@ class EvalResult:
         }
 
 
-def _batch(tokenizer, completions: Sequence[Completion]) -> dict[str, torch.Tensor]:
+def _batch(tokenizer: Any, completions: Sequence[Completion]) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask``, ``labels`` ``[S, T]`` of prompt + completion."""
     prompts = [c.prompt_ids for c in completions]
     return pack_sequences(prompts, [c.completion_ids for c in completions], pad_token_id(tokenizer))
 
 
 @torch.no_grad()
-def completion_stats(
-    policy,
-    reference,
-    tokenizer,
-    completions: Sequence[Completion],
-    *,
-    batch_size: int = 16,
-    progress: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def completion_stats(policy: Any, reference: Any, tokenizer: Any, completions: Sequence[Completion], *,
+                     batch_size: int = 16, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sequential KL, mean entropy and length of completions under ``policy`` vs ``reference``.
 
     Args:
@@ -120,20 +115,9 @@ def completion_stats(
     return torch.cat(kls), torch.cat(entropies), torch.cat(lengths)
 
 
-def evaluate_policy(
-    policy,
-    reference,
-    tokenizer,
-    reward: RewardModel,
-    prompts: Sequence[str],
-    *,
-    num_samples: int = 1,
-    max_new_tokens: int = 32,
-    batch_size: int = 32,
-    seed: int = 1234,
-    progress: bool = True,
-    desc: str = "evaluating",
-) -> EvalResult:
+def evaluate_policy(policy: Any, reference: Any, tokenizer: Any, reward: RewardModel, prompts: Sequence[str], *,
+                    num_samples: int = 1, max_new_tokens: int = 32, batch_size: int = 32, seed: int = 1234,
+                    progress: bool = True, desc: str = "evaluating") -> EvalResult:
     """Sample completions of held-out prompts and measure reward, sequential KL and entropy.
 
     Args:
@@ -150,17 +134,8 @@ def evaluate_policy(
     Returns:
         :class:`EvalResult` over the ``P * num_samples`` samples.
     """
-    nested = sample_completions(
-        policy,
-        tokenizer,
-        prompts,
-        num_samples=num_samples,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-        desc=desc,
-    )
+    nested = sample_completions(policy, tokenizer, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens,
+                                batch_size=batch_size, seed=seed, progress=progress, desc=desc)
     samples = [c for row in nested for c in row]
     rewards = reward.score([c.prompt + c.text for c in samples])
     kl, entropy, lengths = completion_stats(
@@ -175,10 +150,8 @@ def evaluate_policy(
     )
 
 
-def save_eval(result: EvalResult, path: str | Path, **extra) -> Path:
+def save_eval(result: EvalResult, path: str | Path, **extra: Any) -> Path:
     """Write the summary, any ``extra`` fields and every sample with its numbers as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     samples = [
         {
             "prompt": c.prompt,
@@ -193,6 +166,5 @@ def save_eval(result: EvalResult, path: str | Path, **extra) -> Path:
         )
     ]
     payload = {**extra, "summary": result.summary(), "samples": samples}
-    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
-    return path
+    return write_atomic(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -106,19 +107,9 @@ def build_pairs(
     return records, stats
 
 
-def make_preference_file(
-    model,
-    tokenizer,
-    reward: RewardModel,
-    prompts: Sequence[str],
-    path: str | Path,
-    *,
-    num_samples: int = 4,
-    max_new_tokens: int = 32,
-    batch_size: int = 32,
-    seed: int = 0,
-    progress: bool = True,
-) -> PairStats:
+def make_preference_file(model: Any, tokenizer: Any, reward: RewardModel, prompts: Sequence[str], path: str | Path,
+                         *, num_samples: int = 4, max_new_tokens: int = 32, batch_size: int = 32, seed: int = 0,
+                         progress: bool = True) -> PairStats:
     """Sample ``num_samples`` completions per prompt, score them and write all pairs to ``path``.
 
     Returns:
@@ -126,17 +117,8 @@ def make_preference_file(
     """
     if num_samples < 2:
         raise ValueError(f"need at least 2 completions per prompt to make pairs, got {num_samples}")
-    completions = sample_completions(
-        model,
-        tokenizer,
-        prompts,
-        num_samples=num_samples,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-        desc="sampling pairs",
-    )
+    completions = sample_completions(model, tokenizer, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens,
+                                     batch_size=batch_size, seed=seed, progress=progress, desc="sampling pairs")
     with torch.no_grad():
         scores = score_completions(reward, completions)
     records, stats = build_pairs(completions, scores)

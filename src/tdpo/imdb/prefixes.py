@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from tdpo.imdb.corpus import Review
 
 
-def split_decode(tokenizer, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> tuple[str, str]:
+def split_decode(tokenizer: Any, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> tuple[str, str]:
     """Decode a token sequence cut in two so that the two texts join to the whole.
 
     Returns ``(prompt_text, completion_text)`` with ``prompt_text + completion_text`` equal to the
@@ -61,15 +62,8 @@ def _cut(
     return out
 
 
-def review_prefixes(
-    reviews: Sequence[Review],
-    tokenizer,
-    num: int | None = None,
-    *,
-    min_tokens: int = 2,
-    max_tokens: int = 8,
-    seed: int = 0,
-) -> list[str]:
+def review_prefixes(reviews: Sequence[Review], tokenizer: Any, num: int | None = None, *, min_tokens: int = 2,
+                    max_tokens: int = 8, seed: int = 0) -> list[str]:
     """Prefixes of ``num`` reviews drawn in a seeded random order (None: all reviews).
 
     Each prefix is the first ``k`` tokens of its review with ``k`` uniform in
@@ -78,16 +72,8 @@ def review_prefixes(
     return [p for p, _ in _cut(reviews, tokenizer, num, min_tokens, max_tokens, 0, seed)]
 
 
-def sft_examples(
-    reviews: Sequence[Review],
-    tokenizer,
-    num: int | None = None,
-    *,
-    completion_tokens: int = 48,
-    min_tokens: int = 2,
-    max_tokens: int = 8,
-    seed: int = 0,
-) -> list[dict[str, str]]:
+def sft_examples(reviews: Sequence[Review], tokenizer: Any, num: int | None = None, *, completion_tokens: int = 48,
+                 min_tokens: int = 2, max_tokens: int = 8, seed: int = 0) -> list[dict[str, str]]:
     """SFT records ``{"prompt": prefix, "completion": the next completion_tokens tokens}``.
 
     Reviews shorter than prefix + ``completion_tokens`` tokens are skipped.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -35,7 +36,7 @@ class Completion:
     completion_ids: tuple[int, ...]
 
 
-def encode_prompt(tokenizer, prompt: str) -> list[int]:
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of a prompt as the policy sees it (with the tokenizer's usual special tokens)."""
     ids = tokenizer(prompt).input_ids
     if not ids:
@@ -44,19 +45,9 @@ def encode_prompt(tokenizer, prompt: str) -> list[int]:
 
 
 @torch.no_grad()
-def sample_completions(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    num_samples: int = 1,
-    max_new_tokens: int = 32,
-    batch_size: int = 32,
-    temperature: float = 1.0,
-    seed: int = 0,
-    progress: bool = True,
-    desc: str = "sampling",
-) -> list[list[Completion]]:
+def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, num_samples: int = 1,
+                       max_new_tokens: int = 32, batch_size: int = 32, temperature: float = 1.0, seed: int = 0,
+                       progress: bool = True, desc: str = "sampling") -> list[list[Completion]]:
     """Sample ``num_samples`` completions of every prompt.
 
     Args:

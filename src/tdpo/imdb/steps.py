@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from tdpo.files import write_atomic, write_jsonl
 from tdpo.imdb.experiment import ImdbConfig, Method
 from tdpo.imdb.layout import SFT_NAME, paths, sft_model_path, trained_model_path
 from tdpo.imdb.run_configs import method_run_config, sft_run_config
@@ -80,7 +81,6 @@ def step_sft(cfg: ImdbConfig) -> str:
     if cfg.sft_steps == 0:
         logger.info("tdpo imdb: SFT skipped (sft_steps=0): the SFT model is %s", cfg.model)
         return cfg.model
-    from tdpo.files import write_jsonl
     from tdpo.imdb.prefixes import sft_examples
 
     tokenizer = _load_tokenizer(cfg.model)
@@ -124,7 +124,7 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
             out["eval"] = dataclasses.asdict(eval_stats)
         elif p.pairs_eval.exists():
             p.pairs_eval.unlink()
-    p.pairs_stats.write_text(json.dumps(out, indent=2) + "\n")
+    write_atomic(p.pairs_stats, json.dumps(out, indent=2) + "\n")
     logger.info(
         "tdpo imdb: %d pairs from %d prefixes (mean reward %.3f, mean chosen-rejected margin %.3f) -> %s",
         stats.pairs, stats.prompts, stats.mean_reward, stats.mean_margin, p.pairs,
@@ -191,7 +191,7 @@ def step_evaluate(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None =
             results["models"].append({**info, **summary})
             logger.info("tdpo imdb: %s: reward %.4f +- %.4f, seq KL %.3f, entropy %.3f", info["label"],
                         summary["reward"], summary["reward_sem"], summary["seq_kl"], summary["entropy"])
-    p.results.write_text(json.dumps(results, indent=2) + "\n")
+    write_atomic(p.results, json.dumps(results, indent=2) + "\n")
     return results
 
 
