@@ -479,3 +479,16 @@ def test_backoff_settings_are_accepted_but_no_longer_used(server, caplog):
     with caplog.at_level(logging.WARNING):
         make_judge(server, backoff_initial=0.5, backoff_max=10.0)
     assert "backoff_initial and backoff_max are no longer used" in caplog.text
+
+
+def test_reply_text_of_chat_completion_bodies():
+    from types import SimpleNamespace
+
+    from tdpo.evaluation.judge_client import reply_text
+
+    def completion(content):
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=content))])
+
+    assert reply_text(completion("Verdict: A")) == "Verdict: A"
+    for garbled in ("<html>not json", completion(None), SimpleNamespace(choices=[]), SimpleNamespace(), None):
+        assert reply_text(garbled) is None
