@@ -15,8 +15,9 @@ class ConfigError(ValueError):
     """A configuration key is unknown or its value is invalid; the message names the key."""
 
 
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-_BOUND_NAMES = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"), "less_than": ("<", "lt"),
+           "less_than_equal": ("<=", "le")}
+"""Pydantic's bound errors: the comparison in words and the name of the bound in the error's context."""
 _UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
 
 
@@ -48,7 +49,8 @@ def _reason(error: ErrorDetails) -> str:
     if kind == "finite_number":
         return f"expected a finite number, got {value!r}"
     if kind in _BOUNDS:
-        return f"must be {_BOUNDS[kind]} {ctx[_BOUND_NAMES[kind]]:g}, got {value!r}"
+        comparison, bound = _BOUNDS[kind]
+        return f"must be {comparison} {ctx[bound]:g}, got {value!r}"
     if kind in ("too_short", "too_long"):
         limit = ctx["min_length"] if kind == "too_short" else ctx["max_length"]
         return f"must have {'at least' if kind == 'too_short' else 'at most'} {limit} items, got {value!r}"
