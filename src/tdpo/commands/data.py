@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Any
 
@@ -153,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.source is not None and args.source != args.source_option:
             parser.error(f"two sources given: {args.source!r} and --source {args.source_option!r}")
         args.source = args.source_option
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from tdpo.config import ConfigError
     from tdpo.data import InvalidRecord, load_preference_data, load_sft_data
 
@@ -194,4 +192,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from tdpo.cli import main as tdpo_main
+
+    raise SystemExit(tdpo_main(["data", *sys.argv[1:]]))
