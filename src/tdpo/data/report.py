@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tdpo.files import write_atomic
+
 REPORT_FILE = "data_report.json"
 """The report's file name in a run folder."""
 
@@ -69,9 +71,7 @@ class DataReport:
         path = Path(path)
         if path.is_dir():
             path = path / REPORT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> DataReport:
