@@ -15,6 +15,16 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]
 
 
+def test_write_atomic_gives_the_permissions_of_an_ordinary_write(tmp_path):
+    import os
+    import stat
+
+    ordinary = tmp_path / "ordinary.txt"
+    ordinary.write_text("x")
+    atomic = write_atomic(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(ordinary).st_mode)
+
+
 def test_atomic_folder_keeps_the_old_folder_when_the_writer_fails(tmp_path):
     target = tmp_path / "table"
     with atomic_folder(target) as tmp:

@@ -19,7 +19,8 @@ from typing import Any
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` (text as UTF-8) to ``path`` through a temporary file renamed into place.
 
-    The parent folder is created. A reader sees the old file or the new one, never a part.
+    The parent folder is created. A reader sees the old file or the new one, never a part. The file
+    gets the permissions an ordinary ``open(path, "w")`` would give (``0o666`` minus the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,11 +28,18 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def temporary_folder(folder: str | Path) -> Path:
