@@ -5,7 +5,6 @@ in plain transformers, NaN stops the run, Ctrl-C saves."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 import torch
 from train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
-from tdpo.training import BatchPlan, TrainingDivergedError, train
+from tdpo.training import TrainingDivergedError, train
 from tdpo.training import batch as batch_module
 from tdpo.training import checkpoint as ckpt
 from tdpo.training.tracking import MetricsLogger, read_metrics
@@ -183,38 +182,6 @@ def test_lora_final_is_merged_and_loads_without_peft_code(model_dir, tmp_path):
     assert (run / "final" / "adapter" / "adapter_config.json").is_file()
     initial = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
     assert _max_diff(merged.state_dict(), initial) > 0
-
-
-def test_batch_plan_covers_each_epoch_once_and_splits_evenly():
-    plan = BatchPlan(num_examples=10, batch_size=4, micro_batch_size=1, num_processes=2, seed=3)
-    assert plan.steps_per_epoch == 2 and plan.accumulation_steps == 2
-    epoch0 = plan.global_batch(0) + plan.global_batch(1)
-    assert len(set(epoch0)) == 8 and set(epoch0) <= set(range(10))
-    assert plan.global_batch(2) != plan.global_batch(0)  # a new order each epoch
-    for step in range(4):
-        shares = [sum(plan.micro_batches(step, rank), []) for rank in range(2)]
-        assert shares[0] + shares[1] == plan.global_batch(step)
-        assert all(len(mb) == 1 for rank in range(2) for mb in plan.micro_batches(step, rank))
-    single = BatchPlan(num_examples=10, batch_size=4, micro_batch_size=2, num_processes=1, seed=3)
-    assert sum(single.micro_batches(1, 0), []) == plan.global_batch(1)
-
-
-def test_length_grouped_plan_is_a_seeded_permutation_with_less_padding():
-    rng = random.Random(0)
-    lengths = tuple(rng.randrange(5, 500) for _ in range(400))
-    grouped = BatchPlan(400, 8, 4, 1, seed=1, lengths=lengths)
-    plain = BatchPlan(400, 8, 4, 1, seed=1)
-    steps = range(grouped.steps_per_epoch)
-    epoch = sum((grouped.global_batch(s) for s in steps), [])
-    assert sorted(epoch) == list(range(400))  # each example once per epoch
-    assert grouped.global_batch(0) == BatchPlan(400, 8, 4, 1, seed=1, lengths=lengths).global_batch(0)  # resumable
-    assert grouped.global_batch(grouped.steps_per_epoch) != grouped.global_batch(0)  # a new order each epoch
-
-    def padding(plan):  # padded tokens of every micro-batch of the first epoch
-        return sum(len(mb) * max(lengths[i] for i in mb) - sum(lengths[i] for i in mb)
-                   for s in steps for mb in plan.micro_batches(s, 0))
-
-    assert padding(grouped) < padding(plain) / 5
 
 
 def test_length_grouping_needs_lengths(model_dir, tmp_path):
