@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 
@@ -17,6 +18,13 @@ from tdpo.imdb import sentiment
 from tdpo.imdb.corpus import load_splits
 
 TEXTS = ["a wonderful, brilliant film", "an awful, boring waste", "the film", "great fun", ""]
+
+
+def logged(caplog, level=logging.INFO):
+    """The messages tdpo.imdb.sentiment logged at ``level`` or above since the last call (then cleared)."""
+    messages = [r.getMessage() for r in caplog.records if r.name == sentiment.__name__ and r.levelno >= level]
+    caplog.clear()
+    return messages
 
 
 @pytest.fixture(scope="module")
@@ -61,30 +69,10 @@ def rewrite_tensors(json_path, blob):
     json_path.write_text(json.dumps(meta))
 
 
-def test_tfidf_scores_are_the_logistic_of_the_linear_model(splits):
-    clf = sentiment.TfidfSentimentClassifier(min_df=1).fit(splits.train)
-    texts = ["a wonderful, brilliant film", "an awful, boring waste", "the film"]
-    got = clf.score(texts)
-    assert got.shape == (3,) and got.dtype == torch.float32
-    vectorizer, logreg = clf.pipeline[0], clf.pipeline[1]
-    x = vectorizer.transform(texts).toarray()
-    assert list(logreg.classes_) == [0, 1]
-    expected = 1 / (1 + np.exp(-(x @ logreg.coef_[0] + logreg.intercept_[0])))
-    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
-    assert got[0] > 0.5 > got[1]
-    assert clf.evaluate(splits.test) == 1.0
-    assert "acc 1.000" in clf.name
-    assert isinstance(clf, sentiment.RewardModel)
-
-
-def test_fit_needs_both_labels(splits):
-    with pytest.raises(ValueError, match="both labels"):
-        sentiment.TfidfSentimentClassifier().fit([r for r in splits.train if r.label == 1])
-
-
-def test_builtin_reward_model_is_cached(splits, tmp_path, monkeypatch, capsys):
+def test_builtin_reward_model_is_cached(splits, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger=sentiment.__name__)
     first = sentiment.builtin_reward_model(splits, cache=tmp_path, min_accuracy=0.9)
-    assert "fitted" in capsys.readouterr().err
+    assert "fitted" in " ".join(logged(caplog))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         cache_json(splits, tmp_path).name,
         cache_json(splits, tmp_path).with_suffix(".safetensors").name,
@@ -95,7 +83,7 @@ def test_builtin_reward_model_is_cached(splits, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(sentiment.TfidfSentimentClassifier, "fit", no_fit)
     second = sentiment.builtin_reward_model(splits, cache=tmp_path)
-    err = capsys.readouterr().err
+    err = " ".join(logged(caplog))
     assert "cached" in err and "held-out accuracy 1.0000" in err
     texts = ["great fun", "a waste of time"]
     torch.testing.assert_close(first.score(texts), second.score(texts))
@@ -138,7 +126,7 @@ def test_cache_round_trip_gives_identical_scores(splits, tmp_path, monkeypatch):
     assert loads == []
 
 
-def test_planted_pickles_are_never_loaded(splits, tmp_path, monkeypatch, capsys):
+def test_planted_pickles_are_never_loaded(splits, tmp_path, monkeypatch, caplog):
     marker = tmp_path / "pwned"
     payload = pickle.dumps(Exploit(marker))
     cache = tmp_path / "cache"
@@ -158,7 +146,7 @@ def test_planted_pickles_are_never_loaded(splits, tmp_path, monkeypatch, capsys)
 
     # 1. every file is a pickle: the JSON cannot be parsed, refit
     clf = sentiment.builtin_reward_model(splits, cache=cache, min_accuracy=None, verbose=False)
-    err = capsys.readouterr().err
+    err = " ".join(logged(caplog, logging.WARNING))
     assert f"sentiment classifier cache {json_path}" in err and "refitting" in err
     assert not marker.exists()
     assert torch.equal(clf.score(TEXTS), reference.score(TEXTS))
@@ -167,14 +155,14 @@ def test_planted_pickles_are_never_loaded(splits, tmp_path, monkeypatch, capsys)
     # 2. a valid JSON whose checksum matches a pickle in place of the tensors
     rewrite_tensors(json_path, payload)
     clf = sentiment.builtin_reward_model(splits, cache=cache, min_accuracy=None, verbose=False)
-    err = capsys.readouterr().err
+    err = " ".join(logged(caplog, logging.WARNING))
     assert f"sentiment classifier cache {tensors_path}" in err and "refitting" in err
     assert not marker.exists()
     assert torch.equal(clf.score(TEXTS), reference.score(TEXTS))
 
     # 3. the cache was rewritten: read back without any message, still no code run
     clf = sentiment.builtin_reward_model(splits, cache=cache, min_accuracy=None, verbose=False)
-    assert capsys.readouterr().err == ""
+    assert logged(caplog) == []
     assert not marker.exists()
     assert torch.equal(clf.score(TEXTS), reference.score(TEXTS))
     # the payload does work when unpickled, so the checks above are meaningful
@@ -256,22 +244,24 @@ def _missing_tensors(path):
         "missing-tensors",
     ],
 )
-def test_corrupt_cache_is_reported_and_refitted(splits, tmp_path, capsys, corrupt, bad_file):
+def test_corrupt_cache_is_reported_and_refitted(splits, tmp_path, caplog, corrupt, bad_file):
+    caplog.set_level(logging.INFO, logger=sentiment.__name__)
     first = sentiment.builtin_reward_model(splits, cache=tmp_path, min_accuracy=None, verbose=False)
     json_path = cache_json(splits, tmp_path)
     corrupt(json_path)
     with pytest.raises(sentiment.SentimentCacheError):
         sentiment.TfidfSentimentClassifier.load(json_path)
 
+    caplog.clear()
     clf = sentiment.builtin_reward_model(splits, cache=tmp_path, min_accuracy=None, verbose=False)
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(f"tdpo: ignoring the sentiment classifier cache {json_path.with_suffix('.' + bad_file)}")
+    lines = logged(caplog)
+    assert len(lines) == 1 and len(lines[0].splitlines()) == 1, lines
+    assert lines[0].startswith(f"ignoring the sentiment classifier cache {json_path.with_suffix('.' + bad_file)}")
     assert lines[0].endswith("refitting")
     assert torch.equal(clf.score(TEXTS), first.score(TEXTS))
     # rewritten: the next call reads it back quietly
     again = sentiment.builtin_reward_model(splits, cache=tmp_path, min_accuracy=None, verbose=False)
-    assert capsys.readouterr().err == ""
+    assert logged(caplog) == []
     assert torch.equal(again.score(TEXTS), first.score(TEXTS))
 
 
@@ -296,10 +286,11 @@ def test_hf_reward_is_softmax_of_the_positive_label(tiny_classifier_dir):
 
 
 @pytest.mark.slow
-def test_builtin_classifier_accuracy_on_imdb(capsys):
+def test_builtin_classifier_accuracy_on_imdb(caplog):
     """The real corpus: held-out accuracy >= 0.88 (fits once, then read from the tdpo cache)."""
+    caplog.set_level(logging.INFO, logger=sentiment.__name__)
     clf = sentiment.load_reward_model("builtin")
     assert clf.accuracy is not None and clf.accuracy >= 0.88
-    assert "held-out accuracy" in capsys.readouterr().err
+    assert "held-out accuracy" in " ".join(logged(caplog))
     scores = clf.score(["One of the best films I have ever seen, brilliant.", "Terrible, boring, awful."])
     assert scores[0] > 0.8 and scores[1] < 0.2
