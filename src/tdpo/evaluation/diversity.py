@@ -88,7 +88,7 @@ def response_entropy(
         chunk_size: response tokens projected onto the vocabulary at a time (chunked path).
         progress: show a progress bar.
     """
-    from tdpo.models import TokenStatsModel
+    from tdpo.token_stats_model import TokenStatsModel
 
     if not prompts:
         raise ValueError("no responses to measure")
@@ -105,7 +105,7 @@ def response_entropy(
             batch = pack_sequences(prompts[start:start + batch_size], responses[start:start + batch_size],
                                    pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            stats = wrapper(batch["input_ids"], batch["attention_mask"], batch["labels"])
+            stats = wrapper.policy_stats(batch["input_ids"], batch["attention_mask"], batch["labels"])
             rows = batch["input_ids"].shape[0]
             entropy = stats.entropy.double()
             sums += torch.zeros(rows, dtype=torch.float64, device=entropy.device).index_add_(

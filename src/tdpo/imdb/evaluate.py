@@ -5,7 +5,8 @@ For each held-out prefix the policy samples completions; for each sample we repo
 - its reward (the sentiment classifier's positive probability of prefix + completion);
 - its sequential KL from the reference, ``D_SeqKL = sum_t KL(pi_ref(.|x, y_<t) || pi_theta(.|x, y_<t))``
   summed along the sampled tokens (the x-axis of the paper's reward-KL frontier), computed exactly
-  over the vocabulary with :func:`tdpo.token_stats.token_stats_from_logits`;
+  over the vocabulary from full logits in the reference-then-policy pass of
+  :class:`tdpo.token_stats_model.PolicyAndReference`;
 - the policy's mean per-token entropy along the sample (nats/token).
 
 The token statistics run over prompt + completion with the prompt and padding positions labelled
@@ -29,7 +30,7 @@ from tdpo.evaluation.diversity import pack_sequences
 from tdpo.files import write_atomic
 from tdpo.imdb.sampling import Completion, sample_completions
 from tdpo.imdb.sentiment import RewardModel
-from tdpo.token_stats import sequence_stats, token_stats_from_logits
+from tdpo.token_stats import sequence_stats
 
 
 @dataclass
@@ -91,21 +92,18 @@ def completion_stats(policy: Any, reference: Any, tokenizer: Any, completions: S
         ``(kl [S], entropy [S], num_tokens [S])`` float32 tensors: summed per-token
         KL(pi_ref || pi_theta), mean per-token policy entropy, and completion lengths.
     """
+    from tdpo.token_stats_model import PolicyAndReference, TokenStatsModel
+
     policy.eval()
-    if reference is not None:
-        reference.eval()
+    passes = PolicyAndReference(TokenStatsModel(policy, token_stats="full"),
+                                None if reference is None else TokenStatsModel(reference, token_stats="full"))
     device = next(policy.parameters()).device
     kls, entropies, lengths = [], [], []
     starts = range(0, len(completions), batch_size)
     for start in tqdm(starts, desc="scoring KL", disable=not progress, unit="batch"):
         batch = {k: v.to(device) for k, v in _batch(tokenizer, completions[start : start + batch_size]).items()}
-        policy_logits = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        reference_logits = None
-        if reference is not None:
-            reference_logits = reference(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-        stats = sequence_stats(token_stats_from_logits(policy_logits, reference_logits, batch["labels"]))
+        stats = sequence_stats(passes.statistics(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                                 with_reference=reference is not None))
         kls.append(stats.kl.cpu() if stats.kl is not None else torch.zeros_like(stats.entropy).cpu())
         entropies.append(stats.entropy.cpu())
         lengths.append(stats.num_tokens.cpu())
