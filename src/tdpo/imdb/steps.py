@@ -55,7 +55,7 @@ def _splits(cfg: ImdbConfig) -> Any:
 
 def _train(cfg: ImdbConfig, train_cfg: Any) -> Path:
     """Train ``train_cfg`` in a fresh run folder; drop its checkpoints unless ``cfg.keep_checkpoints``."""
-    from tdpo.trainer import train
+    from tdpo.training import train
 
     shutil.rmtree(train_cfg.run_dir(), ignore_errors=True)
     run_dir = train(train_cfg)
