@@ -192,7 +192,7 @@ def is_peft_model(model: nn.Module) -> bool:
 
 
 def __getattr__(name: str):
-    # TokenStatsModel lives in tdpo.token_stats_model; ``from tdpo.models import TokenStatsModel`` keeps working
+    # TokenStatsModel lives in tdpo.token_stats_model; importing it from here keeps working
     if name == "TokenStatsModel":
         from tdpo.token_stats_model import TokenStatsModel
 

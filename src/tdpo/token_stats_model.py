@@ -144,7 +144,8 @@ class TokenStatsModel(nn.Module):
                         disable_adapters: bool = False) -> TokenStats:
         """This model's own statistics as the reference (eval mode; its log-probs in
         ``policy_logps``), computed inside the forward; used to cache reference log-probs."""
-        return self(input_ids, attention_mask, labels, mode=REFERENCE_STATS, disable_adapters=disable_adapters)
+        return self(input_ids, attention_mask, labels, mode=REFERENCE_STATS,
+                    disable_adapters=disable_adapters)
 
     # -- the entry point the distributed wrapper runs -------------------------------------------
 
@@ -188,7 +189,8 @@ class TokenStatsModel(nn.Module):
         finally:
             self.model.train(was_training)
 
-    def _reference_outputs(self, input_ids: Tensor, attention_mask: Tensor, disable_adapters: bool) -> ReferenceOutputs:
+    def _reference_outputs(self, input_ids: Tensor, attention_mask: Tensor,
+                           disable_adapters: bool) -> ReferenceOutputs:
         if self.token_stats == "full":
             return ReferenceOutputs(logits=full_logits(self.model, input_ids, attention_mask).detach())
         hidden = body_hidden_states(self.model, input_ids, attention_mask).detach()
@@ -245,7 +247,7 @@ class PolicyAndReference:
         if not self.has_reference:
             raise ValueError("this loss needs a reference model, and none is loaded")
         device = self.reference_device or input_ids.device
-        args = (input_ids.to(device), attention_mask.to(device)) + (() if labels is None else (labels.to(device),))
+        args = [input_ids.to(device), attention_mask.to(device)] + ([] if labels is None else [labels.to(device)])
         with torch.no_grad():
             if self.lora_reference:
                 return self.policy(*args, mode=mode, disable_adapters=True)

@@ -132,8 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.overwrite and resume is not False:
         print("tdpo train: error: --overwrite and --resume exclude each other", file=sys.stderr)
         return 2
+    return _run_training(cfg, resume, args.overwrite)
+
+
+def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
+    """Check, then train; the exit status (1 stopped, 2 a set-up error, 130 interrupted, 0 done)."""
+    from tdpo.console import show_messages
     from tdpo.data import HubDatasetError
     from tdpo.pretrained import ModelLoadError
+    from tdpo.training import TrainingDivergedError, train
 
     setup_errors = (ModelLoadError, HubDatasetError, FileExistsError, FileNotFoundError, ValueError)
     try:
@@ -141,13 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except setup_errors as err:
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
-
-    from tdpo.console import show_messages
-    from tdpo.training import TrainingDivergedError, train
-
     show_messages()  # the trainer's progress messages, on stdout
     try:
-        run_dir = train(cfg, resume=resume, overwrite=args.overwrite)
+        run_dir = train(cfg, resume=resume, overwrite=overwrite)
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
@@ -160,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130  # interrupted: a checkpoint was saved, continue with --resume
     print(f"tdpo train: done; final policy in {run_dir / 'final'}, metrics in {run_dir / 'metrics.jsonl'}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

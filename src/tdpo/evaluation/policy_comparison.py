@@ -125,7 +125,8 @@ def _evaluate_policy(policy, reference, data, collate, tokenizer, prompts: list[
     batches = (collate([data[i] for i in range(start, min(start + size, len(data)))])
                for start in range(0, len(data), size))
     pairs = pair_statistics(policy, reference, batches, token_stats=settings.token_stats,
-                            chunk_size=settings.chunk_size, progress=settings.progress, total=-(-len(data) // size))
+                            chunk_size=settings.chunk_size, progress=settings.progress,
+                            total=-(-len(data) // size))
     metrics = summarize_pairs(pairs, settings.beta)
     rows = per_pair_rows(pairs, settings.beta) if settings.per_pair else []
     if prompts:
@@ -164,7 +165,8 @@ def _cell(metrics: dict[str, float], key: str, kind: str) -> str:
 
 
 def format_results(results: dict[str, dict[str, float]]) -> str:
-    """A table with one column per model and one row per metric (accuracies with their 95% Wilson interval)."""
+    """A table with one column per model and one row per metric (accuracies with their 95% Wilson
+    interval)."""
     names = list(results)
     rows = [(label, [_cell(results[n], key, kind) for n in names]) for key, label, kind in TABLE_ROWS
             if any(key in results[n] for n in names)]
@@ -174,7 +176,8 @@ def format_results(results: dict[str, dict[str, float]]) -> str:
     lines = ["metric".ljust(first) + "  " + "  ".join(n.rjust(w) for n, w in zip(names, widths, strict=True))]
     lines.append("-" * len(lines[0]))
     for label, cells in rows:
-        lines.append(label.ljust(first) + "  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+        row = "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+        lines.append(label.ljust(first) + "  " + row)
     return "\n".join(lines)
 
 

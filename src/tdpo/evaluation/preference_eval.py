@@ -152,7 +152,8 @@ def _eval_mode(*models: Any):
 
 
 def _check_batch(batch: dict[str, Tensor], number: int) -> int:
-    """The number of pairs ``B`` of a preference batch ``[2B, T]``; a ValueError naming the batch otherwise."""
+    """The number of pairs ``B`` of a preference batch ``[2B, T]``; a ValueError naming the batch
+    otherwise."""
     labels = batch["labels"]
     rows = labels.shape[0]
     if labels.dim() != 2 or rows % 2 or batch["input_ids"].shape != labels.shape:

@@ -48,7 +48,8 @@ def batch_loss(cfg, models: PolicyAndReference, batch: Batch, cache=None) -> tup
     needs_reference = get_loss(cfg.loss.name).needs_reference
     cached = cache.lookup(batch["index"]).to(ids.device) if needs_reference and cache is not None else None
     offload = cfg.model.activation_offloading and ids.is_cuda and torch.is_grad_enabled()
-    tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and cache is None, offload=offload)
+    tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and cache is None,
+                               offload=offload)
     stats = sequence_stats(tokens, average=cfg.loss.average_log_prob)
     return compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
                         label_smoothing=cfg.loss.label_smoothing, reference_logps=cached)

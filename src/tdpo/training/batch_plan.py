@@ -86,5 +86,6 @@ def check_batch_sizes(cfg, num_processes: int, num_examples: int) -> None:
         )
     if num_examples < cfg.optim.batch_size:
         raise ValueError(
-            f"the training set has {num_examples} examples, fewer than optim.batch_size ({cfg.optim.batch_size})"
+            f"the training set has {num_examples} examples, fewer than optim.batch_size "
+            f"({cfg.optim.batch_size})"
         )

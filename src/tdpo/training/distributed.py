@@ -104,7 +104,8 @@ class InterruptFlag:
         if self.raised:
             raise KeyboardInterrupt
         self.raised = True
-        logger.info("interrupted; finishing this step, saving a checkpoint and exiting (Ctrl-C again to stop at once)")
+        logger.info("interrupted; finishing this step, saving a checkpoint and exiting "
+                    "(Ctrl-C again to stop at once)")
 
     def __exit__(self, *exc) -> None:
         if self._previous is not None:

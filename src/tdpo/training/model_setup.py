@@ -26,11 +26,12 @@ def build_models(cfg, accelerator, data: TrainingData, tokenizer) -> tuple[Model
     if uses_reference and cfg.reference.cache_logps:
         # a complete cache: no reference is loaded at all
         cached = reference_cache.find_cached_reference_logps(cfg, data.train, data.eval)
-    wants_initial_copy = uses_reference and cached is None and not lora_reference and not cfg.reference.name_or_path
+    separate_reference = uses_reference and cached is None and not lora_reference
+    wants_initial_copy = separate_reference and not cfg.reference.name_or_path
     policy, initial = load_policy(cfg.model, cfg.lora, seed=cfg.seed, keep_initial=wants_initial_copy)
     wrapper = TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size)
     reference = None
-    if uses_reference and cached is None and not lora_reference:
+    if separate_reference:
         ref_model = load_reference(cfg.reference, cfg.model) if cfg.reference.name_or_path else initial
         reference = TokenStatsModel(ref_model, cfg.loss.token_stats, cfg.loss.chunk_size)
     del initial

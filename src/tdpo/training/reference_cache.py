@@ -32,7 +32,8 @@ from tdpo.training.distributed import padded_batches
 
 logger = logging.getLogger(__name__)
 ReferenceStats = Callable[[Tensor, Tensor, Tensor], TokenStats]
-"""``f(input_ids, attention_mask, labels) -> TokenStats`` of the reference (its log-probs in ``policy_logps``)."""
+"""``f(input_ids, attention_mask, labels) -> TokenStats`` of the reference (its log-probs in
+``policy_logps``)."""
 
 TABLE_FILE = "reference_logps.safetensors"
 INFO_FILE = "info.json"
@@ -152,8 +153,8 @@ def compute_reference_logps(
     with torch.no_grad():
         for idx, batch in padded_batches(dataset, collate, micro_batch_size, accelerator):
             # every process contributes the same number of rows to the gather: filler rows have index -1
-            stats = sequence_stats(reference_forward(batch["input_ids"], batch["attention_mask"], batch["labels"]),
-                                   average=average)
+            tokens = reference_forward(batch["input_ids"], batch["attention_mask"], batch["labels"])
+            stats = sequence_stats(tokens, average=average)
             logps = stats.policy_logps.float()
             b = logps.shape[0] // 2
             found = torch.full((micro_batch_size, 3), -1.0, dtype=torch.float64, device=logps.device)
@@ -255,8 +256,8 @@ def cached_reference_logps(cfg, accelerator, reference_stats: ReferenceStats, tr
         folder = root / cache_key(cfg, split, dataset)
         table = load_table(folder)
         if table is None or table.shape[0] != len(dataset):
-            table = compute_reference_logps(reference_stats, dataset, collate, accelerator, micro_batch_size=micro,
-                                            average=cfg.loss.average_log_prob,
+            table = compute_reference_logps(reference_stats, dataset, collate, accelerator,
+                                            micro_batch_size=micro, average=cfg.loss.average_log_prob,
                                             desc=f"reference log-probs ({split})",
                                             show_progress=cfg.logging.progress_bar)
             if accelerator.is_main_process:

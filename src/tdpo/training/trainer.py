@@ -90,8 +90,8 @@ class Trainer:
     Args: those of :func:`train`.
     """
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None,
-                 overwrite: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, *, resume: bool | str | Path = False,
+                 data: TrainingData | None = None, overwrite: bool = False) -> None:
         self.cfg = cfg
         self.run_dir = cfg.run_dir()
         self.data = data
@@ -133,7 +133,8 @@ class Trainer:
         launch = PartialState()
         self.deepspeed = launch.distributed_type == DistributedType.DEEPSPEED
         accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
-        self.accelerator = accelerator = Accelerator(gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
+        accelerator = Accelerator(gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
+        self.accelerator = accelerator
         resume_from = resume_folder(cfg, self._resume, self._overwrite, accelerator.is_main_process)
         if resume_from is not None:
             check_resume_config(cfg, resume_from)
@@ -144,8 +145,8 @@ class Trainer:
                         accelerator.num_processes, accelerator.distributed_type.value)
         # The main process first: it converts the built-in model and writes the data cache once.
         with accelerator.main_process_first():
-            self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path,
-                                            revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code)
+            self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, revision=cfg.model.revision,
+                                            trust_remote_code=cfg.model.trust_remote_code)
             self.data = self.data if self.data is not None else load_training_data(cfg, self.tokenizer)
         world = accelerator.num_processes
         check_batch_sizes(cfg, world, len(self.data.train))
@@ -153,14 +154,16 @@ class Trainer:
         self.plan = BatchPlan(len(self.data.train), cfg.optim.batch_size, cfg.optim.micro_batch_size, world,
                               cfg.seed, lengths)
         self.total_steps = cfg.schedule.max_steps or cfg.schedule.epochs * self.plan.steps_per_epoch
-        self.models, self.optimizer, self.scheduler = build_models(cfg, accelerator, self.data, self.tokenizer)
+        self.models, self.optimizer, self.scheduler = build_models(cfg, accelerator, self.data,
+                                                                   self.tokenizer)
         d = cfg.divergence
         self.monitor = DivergenceMonitor(d.loss_factor, d.window, d.weight_norm_factor, d.patience)
         return resume_from
 
     def resume(self, folder: Path) -> None:
         """Restore the policy, the optimizer, the schedule, the RNG states and the run's progress."""
-        resumed = ckpt.load_checkpoint(self.accelerator, self.models.policy, self.optimizer, self.scheduler, folder)
+        resumed = ckpt.load_checkpoint(self.accelerator, self.models.policy, self.optimizer, self.scheduler,
+                                       folder)
         self.step, self.last_eval_step = int(resumed["step"]), resumed.get("last_eval_step")
         self.monitor.load_state_dict(resumed.get("divergence", {}))
         if self.accelerator.is_main_process:
@@ -176,10 +179,12 @@ class Trainer:
             saved = data.report.save(self.run_dir)
             if data.report.num_invalid:
                 kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(data.report.invalid.items()))
-                logger.info("skipped %d invalid record(s) (%s); see %s", data.report.num_invalid, kinds, saved)
-        self.metrics = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
-                                     wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg),
-                                     resume=resume_from is not None, resume_step=self.step)
+                logger.info("skipped %d invalid record(s) (%s); see %s", data.report.num_invalid, kinds,
+                            saved)
+        self.metrics = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
+                                     wandb=cfg.logging.wandb, wandb_project=cfg.logging.wandb_project,
+                                     config=config_to_dict(cfg), resume=resume_from is not None,
+                                     resume_step=self.step)
 
     # ----------------------------------------------------------------------------------------------
     # The loop
@@ -190,8 +195,8 @@ class Trainer:
         if self.accelerator.is_main_process and cfg.logging.progress_bar:
             from tqdm.auto import tqdm
 
-            self.progress = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.loss.name}", unit="step",
-                                 dynamic_ncols=True)
+            self.progress = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.loss.name}",
+                                 unit="step", dynamic_ncols=True)
         window, window_start = MetricSums(), time.perf_counter()
         eval_every = cfg.eval.every_examples
         while self.step < self.total_steps:
@@ -200,7 +205,8 @@ class Trainer:
             window.add(step_metrics, 1.0)
             if self.step % cfg.logging.every_steps == 0 or self.step == self.total_steps:
                 means = window.local_means()
-                means["examples_per_second"] = window.count * batch_size / max(time.perf_counter() - window_start, 1e-9)
+                elapsed = time.perf_counter() - window_start
+                means["examples_per_second"] = window.count * batch_size / max(elapsed, 1e-9)
                 self.log("train", means)
                 window, window_start = MetricSums(), time.perf_counter()
             self._show_progress(step_metrics, step_start)
@@ -291,7 +297,8 @@ class Trainer:
         if self.progress is None:
             return
         shown = {"loss": "loss", "rewards/accuracies": "acc", "kl/margin": "kl_margin", "kl/chosen": "kl_w"}
-        postfix = {short: f"{step_metrics[name]:.4g}" for name, short in shown.items() if name in step_metrics}
+        postfix = {short: f"{step_metrics[name]:.4g}" for name, short in shown.items()
+                   if name in step_metrics}
         postfix["ex/s"] = f"{self.cfg.optim.batch_size / max(time.perf_counter() - step_start, 1e-9):.3g}"
         self.progress.update(1)
         self.progress.set_postfix(postfix, refresh=False)
@@ -310,7 +317,8 @@ class Trainer:
         try:
             ckpt.save_checkpoint(self.accelerator, self.models.policy, self.tokenizer, folder, state,
                                  optimizer=None if final else self.optimizer,
-                                 scheduler=None if final else self.scheduler, merge_lora=final and cfg.lora.enabled)
+                                 scheduler=None if final else self.scheduler,
+                                 merge_lora=final and cfg.lora.enabled)
         except ckpt.NonFiniteStateError as err:
             last = ckpt.latest_checkpoint(self.run_dir) or "none saved yet"
             raise TrainingDivergedError(f"{err} at step {step}; {folder} was not written. "
@@ -320,7 +328,8 @@ class Trainer:
                                    is_main_process=self.accelerator.is_main_process)
 
     def finish(self, interrupted: bool) -> None:
-        """Save where Ctrl-C stopped; or evaluate (unless done at this step), save the last step and ``final/``."""
+        """Save where Ctrl-C stopped; or evaluate (unless done at this step), save the last step and
+        ``final/``."""
         if self.progress is not None:
             self.progress.close()
         last = ckpt.checkpoint_dir(self.run_dir, self.step)
