@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -28,14 +30,16 @@ class ForwardKL(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, ref_logp, policy_logp):
+    def forward(ctx: Any, ref_logp: Tensor, policy_logp: Tensor) -> Tensor:
+        """``[C, V], [C, V] -> [C]`` the KL; saves the reference probabilities for backward."""
         ref_p = ref_logp.exp()
         ctx.save_for_backward(ref_p)
         return kl_values(ref_logp, ref_p, policy_logp)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_kl):
+    def backward(ctx: Any, grad_kl: Tensor) -> tuple[None, Tensor]:
+        """``[C] -> [C, V]`` the gradient w.r.t. ``policy_logp``: ``-q * grad_kl`` (none for the reference)."""
         (ref_p,) = ctx.saved_tensors
         return None, ref_p * grad_kl.neg()[:, None]
 
