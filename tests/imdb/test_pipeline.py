@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_config_from_command_line():
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, tiny_lm_dir):
+def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, tiny_lm_dir, caplog, capsys):
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "exp"
     cfg = ImdbConfig(
@@ -46,7 +47,12 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
         methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"], train_steps=2, batch_size=4,
         micro_batch_size=2, lr=1e-3, warmup_steps=1, eval_every_steps=1, eval_prefixes=4, report_samples=2,
     )
-    report = run_pipeline(cfg, command="test")
+    with caplog.at_level(logging.INFO, logger="tdpo"):
+        report = run_pipeline(cfg, command="test")
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("tdpo.imdb")]
+    assert "tdpo imdb: --- SFT ---" in messages and any(m.startswith("where the time went:") for m in messages)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == f"report: {report}" and printed[-4].startswith("SFT ") and "seq KL" in printed[-2]
     text = report.read_text()
     assert "| SFT |" in text and "DPO (beta=0.1)" in text and "TDPO2 (beta=0.1, alpha=0.5)" in text
     assert "## Where the time went" in text and "## Sample completions" in text
