@@ -36,6 +36,7 @@ class _MessageHandler(logging.Handler):
     """Writes each record's message alone to the current ``sys.stderr``, above any tqdm progress bar."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write the formatted record with ``tqdm.write`` (a bar in progress is redrawn below it)."""
         try:
             from tqdm import tqdm
 
