@@ -148,9 +148,9 @@ def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
     except setup_errors as err:
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
-    show_messages()  # the trainer's progress messages, on stdout
     try:
-        run_dir = train(cfg, resume=resume, overwrite=overwrite)
+        with show_messages():  # the trainer's progress messages, on stdout
+            run_dir = train(cfg, resume=resume, overwrite=overwrite)
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
