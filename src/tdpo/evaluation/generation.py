@@ -4,6 +4,9 @@
   left-padded batches, with sampling settings given explicitly. The model's own ``generation_config``
   (a checkpoint's ``generation_config.json``: top-k, top-p, min-p, repetition penalties, suppressed
   tokens, a minimum length, ...) is set aside while generating, so it never changes what is measured.
+* :func:`generate_batch` is the one ``generate`` call on a left-padded batch (:func:`left_pad`), each
+  continuation cut after its first EOS (:func:`cut_at_eos`); the IMDb sampler uses it too, with
+  :func:`generation_config` for its settings.
 * :func:`answer_questions` answers :class:`~tdpo.evaluation.questions.Question` s turn by turn: each
   later turn sees the earlier turns and the model's own earlier answers.
 
