@@ -247,7 +247,7 @@ class PolicyAndReference:
         if not self.has_reference:
             raise ValueError("this loss needs a reference model, and none is loaded")
         device = self.reference_device or input_ids.device
-        args = [input_ids.to(device), attention_mask.to(device)] + ([] if labels is None else [labels.to(device)])
+        args = [t.to(device) for t in (input_ids, attention_mask, labels) if t is not None]
         with torch.no_grad():
             if self.lora_reference:
                 return self.policy(*args, mode=mode, disable_adapters=True)

@@ -4,7 +4,7 @@ and :func:`tdpo.objective.compute_loss`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -12,6 +12,9 @@ from tdpo.loss_registry import get_loss
 from tdpo.objective import compute_loss
 from tdpo.token_stats import sequence_stats
 from tdpo.token_stats_model import PolicyAndReference
+
+if TYPE_CHECKING:
+    from tdpo.config import TrainConfig
 
 Batch = dict[str, torch.Tensor]
 
@@ -32,7 +35,8 @@ class Models(PolicyAndReference):
     eval_cache: Any | None = None
 
 
-def batch_loss(cfg, models: PolicyAndReference, batch: Batch, cache=None) -> tuple[torch.Tensor, dict]:
+def batch_loss(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
+               cache: Any | None = None) -> tuple[torch.Tensor, dict]:
     """Loss and metrics of one micro-batch (policy pass with gradients if enabled).
 
     Args:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from tdpo.config import TrainConfig
 
 
 def example_lengths(examples: Sequence[Any]) -> tuple[int, ...]:
@@ -75,7 +78,7 @@ def epoch_order(num_examples: int, batch_size: int, seed: int, lengths: tuple[in
     return list(LengthGroupedSampler(batch_size, lengths=list(lengths), generator=generator))
 
 
-def check_batch_sizes(cfg, num_processes: int, num_examples: int) -> None:
+def check_batch_sizes(cfg: TrainConfig, num_processes: int, num_examples: int) -> None:
     """Raise a ValueError naming the option when the batch sizes of ``cfg`` (a
     :class:`~tdpo.config.TrainConfig`) do not fit the processes or the data."""
     per_step = cfg.optim.micro_batch_size * num_processes

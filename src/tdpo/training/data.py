@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from tdpo.config import TrainConfig
 
 Batch = dict[str, torch.Tensor]
 
@@ -31,7 +34,7 @@ class TrainingData:
     written into the run folder as ``data_report.json``; None for data built by hand."""
 
 
-def load_training_data(cfg, tokenizer) -> TrainingData:
+def load_training_data(cfg: TrainConfig, tokenizer: Any) -> TrainingData:
     """Load and tokenize ``cfg.data`` (a :class:`~tdpo.config.TrainConfig`'s) with :mod:`tdpo.data`:
     preference pairs, or SFT sequences for ``loss.name=sft``."""
     from tdpo import data as tdpo_data

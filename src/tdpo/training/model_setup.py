@@ -4,7 +4,7 @@ prepared for the accelerator."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tdpo.loss_registry import get_loss
 from tdpo.models import load_policy, load_reference
@@ -13,8 +13,12 @@ from tdpo.training.batch import Models
 from tdpo.training.data import TrainingData
 from tdpo.training.optim import build_optimizer, build_scheduler
 
+if TYPE_CHECKING:
+    from tdpo.config import TrainConfig
 
-def build_models(cfg, accelerator, data: TrainingData, tokenizer) -> tuple[Models, Any, Any]:
+
+def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
+                 tokenizer: Any) -> tuple[Models, Any, Any]:
     """Load the policy and the reference (or the cached reference log-probs) of ``cfg`` (a
     :class:`~tdpo.config.TrainConfig`); return the models, the optimizer and the scheduler, prepared
     for the accelerator."""
@@ -51,7 +55,7 @@ def build_models(cfg, accelerator, data: TrainingData, tokenizer) -> tuple[Model
     return models, optimizer, scheduler
 
 
-def _prepare(cfg, accelerator, wrapper, reference: TokenStatsModel | None):
+def _prepare(cfg: TrainConfig, accelerator: Any, wrapper: Any, reference: TokenStatsModel | None):
     """Register the head for ZeRO-3 (chunked path); prepare (FSDP, DeepSpeed) or place the reference."""
     from accelerate.utils import DistributedType
 

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -29,6 +29,9 @@ from tdpo.files import atomic_folder, cache_root
 from tdpo.loss_registry import cache_problem
 from tdpo.token_stats import TokenStats, sequence_stats
 from tdpo.training.distributed import padded_batches
+
+if TYPE_CHECKING:
+    from tdpo.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 ReferenceStats = Callable[[Tensor, Tensor, Tensor], TokenStats]
@@ -59,7 +62,8 @@ class ReferenceLogps:
         """``[2B]`` reference log-probs of the pairs ``index`` ``[B]``: chosen rows, then rejected,
         matching the concatenated batch."""
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(self)):
-            raise IndexError(f"pair index out of range of the cached table ({len(self)} pairs): {index.tolist()}")
+            raise IndexError(f"pair index out of range of the cached table ({len(self)} pairs): "
+                             f"{index.tolist()}")
         rows = self.table[index.cpu()]
         return torch.cat([rows[:, 0], rows[:, 1]])
 
@@ -91,7 +95,7 @@ def _model_identity(name_or_path: str) -> dict[str, Any]:
     return identity
 
 
-def cache_key(cfg, split: str, dataset: Any) -> str:
+def cache_key(cfg: TrainConfig, split: str, dataset: Any) -> str:
     """A hash of everything the cached numbers depend on: the reference model (or the policy's
     initial weights with LoRA), its dtype, the token-statistics path, averaging, and the data."""
     reference = cfg.reference.name_or_path or cfg.model.name_or_path
@@ -108,7 +112,7 @@ def cache_key(cfg, split: str, dataset: Any) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def default_cache_root(cfg) -> Path:
+def default_cache_root(cfg: TrainConfig) -> Path:
     """``reference.cache_dir``, else ``reference_logps/`` beside the data cache."""
     if cfg.reference.cache_dir:
         return Path(cfg.reference.cache_dir)
@@ -213,7 +217,8 @@ def _splits(train: Sequence[Any], eval: Sequence[Any] | None):
     return (("train", train), ("eval", eval))
 
 
-def find_cached_reference_logps(cfg, train: Sequence[Any], eval: Sequence[Any] | None) -> Tables | None:
+def find_cached_reference_logps(cfg: TrainConfig, train: Sequence[Any],
+                                eval: Sequence[Any] | None) -> Tables | None:
     """The cached ``(train, eval)`` tables if both splits (``eval`` may be None) are already cached,
     else None (then the reference must be loaded and :func:`cached_reference_logps` run)."""
     check_cacheable(cfg.loss.name)
@@ -230,8 +235,8 @@ def find_cached_reference_logps(cfg, train: Sequence[Any], eval: Sequence[Any] |
     return tables[0], tables[1]
 
 
-def cached_reference_logps(cfg, accelerator, reference_stats: ReferenceStats, train: Sequence[Any],
-                           eval: Sequence[Any] | None, collate) -> Tables:
+def cached_reference_logps(cfg: TrainConfig, accelerator: Any, reference_stats: ReferenceStats,
+                           train: Sequence[Any], eval: Sequence[Any] | None, collate: Any) -> Tables:
     """Load or compute the cached reference log-probs of the training and eval splits.
 
     Args:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tdpo.config import RESUMABLE_CHANGES, ConfigError, training_changes
+from tdpo.config import RESUMABLE_CHANGES, ConfigError, TrainConfig, training_changes
 from tdpo.training import checkpoint as ckpt
 
 RUN_OUTPUTS = (ckpt.CHECKPOINTS, "final", "metrics.jsonl", "tensorboard", "config.yaml", "data_report.json",
@@ -15,7 +15,7 @@ RUN_OUTPUTS = (ckpt.CHECKPOINTS, "final", "metrics.jsonl", "tensorboard", "confi
 overwrite, when exactly these are deleted and nothing else)."""
 
 
-def resume_folder(cfg, resume: bool | str | Path | None, overwrite: bool = False,
+def resume_folder(cfg: TrainConfig, resume: bool | str | Path | None, overwrite: bool = False,
                   is_main_process: bool = True) -> Path | None:
     """The checkpoint a run continues from, or None for a new run.
 
@@ -37,8 +37,8 @@ def resume_folder(cfg, resume: bool | str | Path | None, overwrite: bool = False
             latest = ckpt.latest_checkpoint(run_dir)
             held = f"checkpoints (latest {latest.name})" if latest else " and ".join(existing[:2])
             raise FileExistsError(
-                f"run folder {run_dir} already holds a run ({held}); pass --resume to continue it, --overwrite "
-                "to replace it, or choose another run_name"
+                f"run folder {run_dir} already holds a run ({held}); pass --resume to continue it, "
+                "--overwrite to replace it, or choose another run_name"
             )
         if existing and is_main_process:
             for name in existing:
@@ -56,7 +56,7 @@ def resume_folder(cfg, resume: bool | str | Path | None, overwrite: bool = False
     return folder
 
 
-def check_resume_config(cfg, folder: Path) -> None:
+def check_resume_config(cfg: TrainConfig, folder: Path) -> None:
     """Refuse (:class:`~tdpo.config.ConfigError`) to resume checkpoint ``folder`` with a config that
     changes the training; see :data:`tdpo.config.RESUMABLE_CHANGES` for what may change."""
     saved = ckpt.read_state(folder).get("config")

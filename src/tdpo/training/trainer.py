@@ -145,8 +145,9 @@ class Trainer:
                         accelerator.num_processes, accelerator.distributed_type.value)
         # The main process first: it converts the built-in model and writes the data cache once.
         with accelerator.main_process_first():
-            self.tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path, revision=cfg.model.revision,
-                                            trust_remote_code=cfg.model.trust_remote_code)
+            model = cfg.model
+            self.tokenizer = load_tokenizer(model.tokenizer or model.name_or_path, revision=model.revision,
+                                            trust_remote_code=model.trust_remote_code)
             self.data = self.data if self.data is not None else load_training_data(cfg, self.tokenizer)
         world = accelerator.num_processes
         check_batch_sizes(cfg, world, len(self.data.train))
