@@ -4,7 +4,8 @@
 statistics come from :class:`tdpo.token_stats_model.TokenStatsModel`, losses and metrics from
 :func:`tdpo.objective.compute_loss` (through :func:`tdpo.training.batch.batch_loss`). Its lifecycle
 reads top to bottom: :meth:`~Trainer.setup`, :meth:`~Trainer.resume`, then :meth:`~Trainer.fit`
-(:meth:`~Trainer.step`, :meth:`~Trainer.evaluate`, :meth:`~Trainer.save`) and :meth:`~Trainer.finish`.
+(:meth:`~Trainer.train_step`, :meth:`~Trainer.evaluate`, :meth:`~Trainer.save`) and
+:meth:`~Trainer.finish`.
 
 One optimizer step, for a global batch of ``optim.batch_size`` examples:
 
