@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from tdpo.files import atomic_folder, cache_root, read_jsonl, replace_folder, write_atomic, write_jsonl
+from tdpo.files import (
+    atomic_folder,
+    cache_root,
+    publish_once,
+    read_jsonl,
+    replace_folder,
+    write_atomic,
+    write_jsonl,
+)
 
 
 def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -69,3 +77,22 @@ def test_cache_root_follows_tdpo_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("TDPO_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cache_root() == tmp_path / ".cache" / "tdpo"
+
+
+def test_publish_once_keeps_the_first_complete_folder(tmp_path):
+    target = tmp_path / "entry"
+    with publish_once(target) as first_tmp, publish_once(target) as second_tmp:
+        assert first_tmp != second_tmp  # two writers never share a temporary folder
+        (first_tmp / "who").write_text("first")
+        (second_tmp / "who").write_text("second")
+    # the inner writer (second) finished first and is kept; the other copy is discarded
+    assert (target / "who").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]
+
+
+def test_publish_once_leaves_nothing_when_the_writer_fails(tmp_path):
+    with pytest.raises(OSError):
+        with publish_once(tmp_path / "entry") as tmp:
+            (tmp / "half").write_text("x")
+            raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == []

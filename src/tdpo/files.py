@@ -91,6 +91,30 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     replace_folder(tmp, folder)
 
 
+@contextmanager
+def publish_once(folder: str | Path) -> Iterator[Path]:
+    """Write a folder that several processes may produce at once; the first complete one is kept.
+
+    Yields an empty temporary folder with a unique name beside ``folder`` (no two writers share
+    it), then renames it to ``folder``. If ``folder`` exists by then, another writer finished first:
+    its copy is kept and this one removed. On an exception the temporary folder is removed.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        if folder.exists():
+            raise FileExistsError(folder)
+        tmp.rename(folder)
+    except OSError:  # another writer put its complete folder there first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON Lines file, one per non-blank line.
 

@@ -12,7 +12,7 @@ so that the rest of the project loads it like any other model::
 
     model = AutoModelForCausalLM.from_pretrained(builtin_model_path())
 
-The folder is written under a temporary name and renamed when complete (:func:`tdpo.files.atomic_folder`),
+The folder is written under a temporary name and renamed when complete (:func:`tdpo.files.publish_once`),
 so a conversion that is killed half way never leaves a half-written cache behind.
 
 This module also says, in one line, why a model could not be loaded (:class:`ModelLoadError`,
@@ -30,7 +30,7 @@ import os
 import time
 from pathlib import Path
 
-from tdpo.files import atomic_folder, cache_root
+from tdpo.files import cache_root, publish_once
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def builtin_model_path(cache: str | Path | None = None, *, verbose: bool = True)
         logger.info("tdpo: converting the built-in model SmolLM2-135M-Instruct from %s to %s (once, about a minute)...",
                     folder / gguf_file, target)
     start = time.perf_counter()
-    with atomic_folder(target) as tmp:
+    with publish_once(target) as tmp:  # a process converting at the same time may finish first
         convert_gguf(folder, gguf_file, tmp)
     if verbose:
         logger.info("tdpo: built-in model ready in %.0f s", time.perf_counter() - start)

@@ -12,16 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tdpo.data.config import DataConfig
 from tdpo.data.report import DataReport
 from tdpo.data.sources import is_local, source_identity
-from tdpo.files import cache_root
+from tdpo.files import cache_root, publish_once
 
 logger = logging.getLogger(__name__)
 
@@ -86,21 +83,14 @@ def write_cache(path: Path, train: Any, evaluation: Any, report: DataReport) -> 
     rename fails when another process put its entry there first, and that one is kept. A failure to
     write is logged, not raised: the data is loaded, only not cached.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
     try:
-        train.save_to_disk(str(tmp / "train"))
-        if evaluation is not None:
-            evaluation.save_to_disk(str(tmp / "eval"))
-        (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
+        with publish_once(path) as tmp:  # only complete folders ever appear under the key
+            train.save_to_disk(str(tmp / "train"))
+            if evaluation is not None:
+                evaluation.save_to_disk(str(tmp / "eval"))
+            (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1))
     except OSError as err:
         logger.warning("could not write the data cache %s: %s", path, err)
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    try:
-        os.replace(tmp, path)  # only complete folders ever appear under the key
-    except OSError:  # another process wrote the same key first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_cache(path: Path) -> tuple[Any, Any, DataReport]:
