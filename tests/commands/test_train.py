@@ -81,9 +81,13 @@ def test_end_to_end_from_a_jsonl_file_then_resume_is_refused_without_flag(tmp_pa
         "logging": {"tensorboard": False, "progress_bar": False},
         "output_dir": str(tmp_path / "runs"),
     }))
-    assert main([str(config), "run_name=first"]) == 0
+    from tdpo.cli import main as tdpo_main
+
+    assert tdpo_main(["train", str(config), "run_name=first"]) == 0  # as on the command line
     run = tmp_path / "runs" / "first"
-    assert "skipped 1 invalid record(s) (identical_responses 1)" in capsys.readouterr().out
+    shown = capsys.readouterr()
+    assert "skipped 1 invalid record(s) (identical_responses 1)" in shown.err  # the trainer's message, shown
+    assert f"tdpo train: done; final policy in {run / 'final'}" in shown.out
     report = json.loads((run / "data_report.json").read_text())
     assert report["invalid"] == {"identical_responses": 1}
     assert "pairs.jsonl:11" in report["invalid_examples"]["identical_responses"]

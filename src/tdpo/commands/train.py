@@ -137,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
     """Check, then train; the exit status (1 stopped, 2 a set-up error, 130 interrupted, 0 done)."""
-    from tdpo.console import show_messages
     from tdpo.data import HubDatasetError
     from tdpo.pretrained import ModelLoadError
     from tdpo.training import TrainingDivergedError, train
@@ -148,9 +147,8 @@ def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
     except setup_errors as err:
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
-    try:
-        with show_messages():  # the trainer's progress messages, on stdout
-            run_dir = train(cfg, resume=resume, overwrite=overwrite)
+    try:  # the trainer's progress messages reach the terminal through tdpo.cli.messages_to_stderr
+        run_dir = train(cfg, resume=resume, overwrite=overwrite)
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
