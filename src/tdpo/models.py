@@ -189,12 +189,3 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
 def is_peft_model(model: nn.Module) -> bool:
     """Whether ``model`` is a ``peft.PeftModel``."""
     return hasattr(model, "disable_adapter") and hasattr(model, "get_base_model")
-
-
-def __getattr__(name: str):
-    # TokenStatsModel lives in tdpo.token_stats_model; importing it from here keeps working
-    if name == "TokenStatsModel":
-        from tdpo.token_stats_model import TokenStatsModel
-
-        return TokenStatsModel
-    raise AttributeError(f"module 'tdpo.models' has no attribute {name!r}")
