@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "tdpo imdb " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     if ns.step in ("run", "frontier"):
-        pipeline.run_pipeline(cfg, command=command)
+        report = pipeline.run_pipeline(cfg, command=command)
+        print(pipeline.results_summary(cfg, report), flush=True)
         return 0
     pipeline.prepare_out_dir(cfg)
     if ns.step == "sft":

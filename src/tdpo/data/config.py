@@ -117,8 +117,8 @@ class DataConfig:
     leading space, as in HH."""
 
     group_by_length: Bool = False
-    """Put records of similar token length in the same batches (less padding) with
-    :func:`tdpo.data.length_grouped_sampler`; the order stays shuffled from the run's seed."""
+    """Put records of similar token length in the same batches (less padding): the trainer's batch
+    plan groups them by length; the order stays shuffled from the run's seed."""
 
     num_proc: Int | None = None
     """Processes for tokenization (``datasets.map``); None: one."""

@@ -40,7 +40,7 @@ from tdpo.imdb.steps import (
 from tdpo.imdb.timer import StepTimer
 
 __all__ = [
-    "SFT_NAME", "StepTimer", "paths", "prepare_out_dir", "run_pipeline", "sft_model_path", "step_evaluate",
+    "SFT_NAME", "StepTimer", "paths", "prepare_out_dir", "results_summary", "run_pipeline", "sft_model_path", "step_evaluate",
     "step_pairs", "step_report", "step_reward", "step_sft", "step_train", "train_method",
 ]
 
@@ -50,11 +50,8 @@ logger = logging.getLogger(__name__)
 def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     """Run every step into ``cfg.out_dir``; log and save where the time went; return the report.
 
-    The results, one line per model (reward, sequential KL, entropy), and the report's path are printed
-    on standard output: they are what the run produced.
+    The commands print :func:`results_summary` of the returned report: what the run produced.
     """
-    from tdpo.imdb.report import summary_lines
-
     cfg.validate()
     p = paths(cfg)
     prepare_out_dir(cfg)
@@ -74,6 +71,12 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
         report = step_report(cfg, timer.to_dict())
     write_atomic(p.timings, json.dumps(timer.to_dict(), indent=2) + "\n")
     logger.info("%s", timer.summary())
-    results = json.loads(p.results.read_text())
-    print("\n".join([*summary_lines(results), f"report: {report}"]), flush=True)
     return report
+
+
+def results_summary(cfg: ImdbConfig, report: Path) -> str:
+    """The results, one line per model (reward, sequential KL, entropy), then the report's path."""
+    from tdpo.imdb.report import summary_lines
+
+    results = json.loads(paths(cfg).results.read_text())
+    return "\n".join([*summary_lines(results), f"report: {report}"])
