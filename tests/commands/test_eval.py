@@ -16,8 +16,8 @@ from tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
 
 from tdpo.commands.eval import main  # noqa: E402
 from tdpo.data.collate import PreferenceCollator  # noqa: E402
+from tdpo.evaluation.intervals import wilson_interval  # noqa: E402
 from tdpo.evaluation.preference_eval import pair_statistics, summarize_pairs  # noqa: E402
-from tdpo.evaluation.winrate import wilson_interval  # noqa: E402
 
 WORDS = "the a cat dog sat ran fast slow happy sad movie film good bad great awful".split()
 

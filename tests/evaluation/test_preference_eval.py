@@ -117,8 +117,8 @@ def test_accuracy_is_counted_in_float64():
     """Log-probs of a few hundred nats: a chosen response ahead by 1e-5 nats is ranked first (float32, whose
     spacing there is 3e-5, would call it a tie, and ties count as wrong); the summary agrees with the per-pair
     rows and its Wilson interval is that of the exact count."""
+    from tdpo.evaluation.intervals import wilson_interval
     from tdpo.evaluation.preference_eval import PairStatistics
-    from tdpo.evaluation.winrate import wilson_interval
 
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     pairs = PairStatistics(

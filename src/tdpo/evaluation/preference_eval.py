@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tdpo.evaluation.winrate import wilson_interval
+from tdpo.evaluation.intervals import wilson_interval
 from tdpo.metrics import preference_metrics
 
 
