@@ -8,7 +8,7 @@ configuration too large for the machine does not end the benchmark.
     python benchmarks/long_context.py                                   # the issue's grid
     python benchmarks/long_context.py --pairs 1 --lengths 32,64 --steps 1 # a quick check
 
-A step is the engine's own (tdpo.trainer.batch_loss): reference forward, policy forward on chosen and
+A step is the engine's own (tdpo.training.batch_loss): reference forward, policy forward on chosen and
 rejected concatenated, loss, backward, RMSprop step. Checks printed at the end: chunked TDPO2 at the
 longest length completes within the limit; at 256 tokens its peak is at most half the full-logits
 path's; chunked TDPO2's step time stays within 1.15x chunked DPO's at every length.

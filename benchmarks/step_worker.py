@@ -1,7 +1,7 @@
 """One full training step of the tdpo engine, measured in a process of its own.
 
 Used by ``benchmarks/train_step.py`` and ``benchmarks/long_context.py``. A step is exactly what
-``tdpo.trainer`` does for one micro-batch: the reference forward under ``no_grad``, the policy
+``tdpo.training`` does for one micro-batch: the reference forward under ``no_grad``, the policy
 forward on the chosen and rejected rows concatenated, the loss, backward, and an RMSprop step.
 The batch is random token ids: ``pairs`` pairs of ``seq`` tokens each, the first ``prompt`` of them
 prompt (label -100), no padding.
@@ -40,9 +40,10 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from tdpo.config import load_config
-    from tdpo.models import TokenStatsModel, load_policy
-    from tdpo.optim import build_optimizer
-    from tdpo.trainer import Models, batch_loss
+    from tdpo.models import load_policy
+    from tdpo.token_stats_model import TokenStatsModel
+    from tdpo.training import Models, batch_loss
+    from tdpo.training.optim import build_optimizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

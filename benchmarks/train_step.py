@@ -7,7 +7,7 @@ TDPO's step at most 1.15x DPO's time and 1.1x its peak memory.
     python benchmarks/train_step.py                              # the sizes
     python benchmarks/train_step.py --pairs 1 --seq 32 --steps 1 # a quick check
 
-A step is the engine's own (tdpo.trainer.batch_loss): reference forward, policy forward on chosen
+A step is the engine's own (tdpo.training.batch_loss): reference forward, policy forward on chosen
 and rejected concatenated, loss, backward, RMSprop step. "Peak" is the process's peak resident
 memory (model, reference, optimizer state and the step); "step extra" is the peak minus the resident
 memory just before the first step.
