@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from tdpo import losses
-from tdpo.loss_registry import cache_problem, check_parameters, get_loss
+from tdpo.loss_registry import LossSpec, cache_problem, check_parameters, get_loss
 from tdpo.metrics import preference_metrics
 from tdpo.token_stats import (
     OutputHead,
@@ -61,37 +61,12 @@ def compute_loss(
     spec = get_loss(name)
     check_parameters(beta=beta, alpha=alpha, label_smoothing=label_smoothing)
     if not spec.pairwise:
-        loss = losses.sft_loss(stats.policy_logps).mean()
-        with torch.no_grad():
-            tokens = stats.num_tokens.sum().clamp(min=1)
-            metrics = {
-                "loss": loss.detach().float(),
-                "logps/policy": stats.policy_logps.detach().float().mean(),
-                "entropy/policy": stats.entropy.detach().float().mean(),
-                "num_tokens": stats.num_tokens.sum().float(),
-            }
-            token_logps = stats.policy_logps.detach().float()
-            if stats.averaged:
-                token_logps = token_logps * stats.num_tokens
-            metrics["nll_per_token"] = -token_logps.sum() / tokens
-        return loss, metrics
-
+        return _sft_loss(stats)
     rows = stats.policy_logps.shape[0]
     if rows % 2:
         raise ValueError(f"a preference batch has an even number of rows (chosen then rejected); got {rows}")
     b = rows // 2
-    ref = stats.reference_logps if reference_logps is None else reference_logps
-    if reference_logps is not None:
-        if spec.needs_reference_distribution:
-            raise ValueError(cache_problem(name))
-        if tuple(reference_logps.shape) != (rows,):
-            raise ValueError(f"reference_logps must be [{rows}]; got {tuple(reference_logps.shape)}")
-    if not spec.needs_reference:
-        ref = None
-    elif ref is None:
-        raise ValueError(f"loss {name!r} needs reference log-probs: give a reference model or cached log-probs")
-    if spec.needs_reference_distribution and stats.kl is None:
-        raise ValueError(f"loss {name!r} needs the per-token KL: compute the statistics with a reference model")
+    ref = _reference_logps(spec, stats, reference_logps)
 
     policy = stats.policy_logps
     delta = policy if ref is None else policy - ref.to(policy.dtype)
@@ -108,6 +83,44 @@ def compute_loss(
         beta,
     )
     metrics["loss"] = loss.detach().float()
+    return loss, metrics
+
+
+def _reference_logps(spec: LossSpec, stats: SequenceStats, cached: Tensor | None) -> Tensor | None:
+    """The ``[2B]`` reference log-probs loss ``spec`` uses: ``cached`` if given, else the statistics';
+    None for a reference-free loss. Raises a ValueError when what the loss needs is missing."""
+    rows = stats.policy_logps.shape[0]
+    name = spec.name
+    ref = stats.reference_logps if cached is None else cached
+    if cached is not None:
+        if spec.needs_reference_distribution:
+            raise ValueError(cache_problem(name))
+        if tuple(cached.shape) != (rows,):
+            raise ValueError(f"reference_logps must be [{rows}]; got {tuple(cached.shape)}")
+    if not spec.needs_reference:
+        return None
+    if ref is None:
+        raise ValueError(f"loss {name!r} needs reference log-probs: give a reference model or cached log-probs")
+    if spec.needs_reference_distribution and stats.kl is None:
+        raise ValueError(f"loss {name!r} needs the per-token KL: compute the statistics with a reference model")
+    return ref
+
+
+def _sft_loss(stats: SequenceStats) -> tuple[Tensor, dict[str, Tensor]]:
+    """The mean NLL of ``[B]`` plain rows and its metrics (per-token NLL over all response tokens)."""
+    loss = losses.sft_loss(stats.policy_logps).mean()
+    with torch.no_grad():
+        tokens = stats.num_tokens.sum().clamp(min=1)
+        token_logps = stats.policy_logps.detach().float()
+        if stats.averaged:
+            token_logps = token_logps * stats.num_tokens
+        metrics = {
+            "loss": loss.detach().float(),
+            "logps/policy": stats.policy_logps.detach().float().mean(),
+            "entropy/policy": stats.entropy.detach().float().mean(),
+            "num_tokens": stats.num_tokens.sum().float(),
+            "nll_per_token": -token_logps.sum() / tokens,
+        }
     return loss, metrics
 
 

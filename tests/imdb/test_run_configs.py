@@ -58,5 +58,9 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
 
 
 def test_a_bad_setting_names_the_run(tmp_path):
+    with pytest.raises(ValueError, match="lr"):  # the experiment's settings refuse it first
+        _settings(tmp_path, lr=-1.0)
+    settings = _settings(tmp_path)
+    object.__setattr__(settings, "lr", -1.0)  # past the settings' own check: the run config still names the run
     with pytest.raises(ValueError, match="IMDb run 'dpo_beta0.1'"):
-        method_run_config(_settings(tmp_path, lr=-1.0), parse_method("dpo"), "sft/final")
+        method_run_config(settings, parse_method("dpo"), "sft/final")

