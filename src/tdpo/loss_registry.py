@@ -11,61 +11,17 @@ Adding a loss is one pure function in :mod:`tdpo.losses` and one entry in :data:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import Tensor
 
 from tdpo import losses
+from tdpo.loss_parameters import PARAMETERS, Parameter, check_parameters, parameter_problems
 
+__all__ = ["LOSSES", "PARAMETERS", "LossSpec", "PairLoss", "Parameter", "cache_problem", "check_parameters",
+           "get_loss", "parameter_problems"]
 
-@dataclass(frozen=True)
-class Parameter:
-    """A loss hyper-parameter and its allowed range.
-
-    Attributes:
-        name: the key under ``loss.`` in a config (``beta``, ``alpha``, ``label_smoothing``).
-        description: one line for ``--options`` and errors.
-        low: the smallest allowed value, or None for no lower bound.
-        high: the largest allowed value, or None for no upper bound.
-        low_open: whether ``low`` itself is excluded.
-        high_open: whether ``high`` itself is excluded.
-    """
-
-    name: str
-    description: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    @property
-    def range_text(self) -> str:
-        """The range in interval notation, e.g. ``> 0`` or ``in [0, 0.5)``."""
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
-
-    def problem(self, value: object) -> str | None:
-        """Why ``value`` is not allowed (a sentence without the key), or None when it is."""
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and self.low is not None:
-            ok = value > self.low if self.low_open else value >= self.low
-        if ok and self.high is not None:
-            ok = value < self.high if self.high_open else value <= self.high
-        return None if ok else f"must be a finite number {self.range_text}, got {value!r}"
-
-
-#: The hyper-parameters losses read, with their ranges.
-PARAMETERS: dict[str, Parameter] = {
-    p.name: p
-    for p in (
-        Parameter("beta", "inverse temperature of the DPO family and TDPO (IPO's tau)", low=0, low_open=True),
-        Parameter("alpha", "TDPO2's weight of the sequential-KL margin", low=0),
-        Parameter("label_smoothing", "conservative DPO's label-noise epsilon", low=0, high=0.5, high_open=True),
-    )
-}
 
 #: ``per_pair(chosen, rejected, kl_chosen, kl_rejected, beta, alpha, label_smoothing) -> [B]``:
 #: the per-pair loss from ``[B]`` policy-minus-reference log-ratios and ``[B]`` sequential KLs
@@ -142,24 +98,6 @@ def get_loss(name: str) -> LossSpec:
         return LOSSES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}") from None
-
-
-def parameter_problems(**values: object) -> list[tuple[str, str]]:
-    """``(name, reason)`` for every hyper-parameter in ``values`` outside its range, in order."""
-    out = []
-    for name, value in values.items():
-        reason = PARAMETERS[name].problem(value)
-        if reason is not None:
-            out.append((name, reason))
-    return out
-
-
-def check_parameters(**values: object) -> None:
-    """Raise a ValueError naming the first out-of-range hyper-parameter, e.g. ``beta=...``."""
-    problems = parameter_problems(**values)
-    if problems:
-        name, reason = problems[0]
-        raise ValueError(f"{name} {reason}")
 
 
 def cache_problem(name: str) -> str | None:

@@ -16,13 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def _check_parameters(**values: float) -> None:
-    """Raise a ValueError naming the first hyper-parameter outside its range (the ranges are
-    :data:`tdpo.loss_registry.PARAMETERS`)."""
-    from tdpo.loss_registry import check_parameters  # imported here: the registry imports this module
-
-    check_parameters(**values)
+from tdpo.loss_parameters import check_parameters as _check_parameters
 
 
 def _check_same_shape(**tensors: Tensor) -> None:
