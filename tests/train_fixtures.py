@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_models import tiny_llama_config
 
 from tdpo.config import TrainConfig, load_config
 
@@ -33,13 +34,11 @@ def make_tokenizer(folder: Path):
 
 def make_model_dir(folder: Path, *, seed: int = 0, tie: bool = False) -> Path:
     """Save a tiny random LlamaForCausalLM and its tokenizer into ``folder``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128,
-                         tie_word_embeddings=tie, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = tiny_llama_config(VOCAB, num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=tie)
     model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
     make_tokenizer(folder)

@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
 from fake_chat_server import FakeChatServer  # noqa: E402
-from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_config  # noqa: E402
+from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config  # noqa: E402
 
 from tdpo.commands.judge import main  # noqa: E402
 
@@ -104,7 +104,7 @@ def test_reward_judge_with_generated_answers(tmp_path, capsys):
         tiny_causal_lm(seed, len(tokenizer), scale=20.0).save_pretrained(tmp_path / name)
         tokenizer.save_pretrained(tmp_path / name)
     torch.manual_seed(5)
-    LlamaForSequenceClassification(tiny_config(len(tokenizer), num_labels=1)).save_pretrained(tmp_path / "rm")
+    LlamaForSequenceClassification(tiny_llama_config(len(tokenizer), num_labels=1)).save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Say hi\nCount to three\nName a colour\n")

@@ -4,15 +4,11 @@ through tdpo.data from a local JSONL file."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train_fixtures import final_parameters, make_model_dir, single_thread  # noqa: E402, F401
+from train_fixtures import final_parameters, make_model_dir, single_thread  # noqa: F401
 
 from tdpo.commands.train import main, split_items  # noqa: E402
 from tdpo.training.tracking import read_metrics  # noqa: E402

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_config
+from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config
 from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
 
@@ -26,4 +26,4 @@ def reference(tokenizer) -> LlamaForCausalLM:
 @pytest.fixture(scope="session")
 def reward_model(tokenizer) -> LlamaForSequenceClassification:
     torch.manual_seed(2)
-    return LlamaForSequenceClassification(tiny_config(len(tokenizer), num_labels=1)).eval()
+    return LlamaForSequenceClassification(tiny_llama_config(len(tokenizer), num_labels=1)).eval()

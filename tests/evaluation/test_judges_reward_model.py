@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from tiny_models import tiny_config
+from tiny_models import tiny_llama_config
 from transformers import LlamaForSequenceClassification
 
 from tdpo.evaluation.judges import RewardModelJudge, conversation_text
@@ -58,7 +58,7 @@ def test_hh_layout_without_chat_template(tokenizer):
 
 
 def test_rejects_models_with_several_outputs(tokenizer):
-    model = LlamaForSequenceClassification(tiny_config(len(tokenizer), num_labels=2))
+    model = LlamaForSequenceClassification(tiny_llama_config(len(tokenizer), num_labels=2))
     with pytest.raises(ValueError, match="num_labels=1"):
         RewardModelJudge(model, tokenizer)
 

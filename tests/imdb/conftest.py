@@ -81,20 +81,11 @@ def tokenizer(tokenizer_dir):
 
 
 def tiny_llama_config(tokenizer, **kwargs):
-    from transformers import LlamaConfig
+    """The shared tiny Llama over the test tokenizer (its EOS and pad ids, no BOS)."""
+    from tiny_models import tiny_llama_config as shared_config
 
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        **kwargs,
-    )
+    return shared_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, **kwargs)
 
 
 @pytest.fixture()

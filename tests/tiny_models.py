@@ -1,4 +1,5 @@
-"""Tiny test models: a byte-level tokenizer and small random Llama models built from a config."""
+"""Tiny test models shared by every test folder: one small Llama configuration, random causal LMs
+built from it, and a byte-level tokenizer. (tests/conftest.py puts this folder on ``sys.path``.)"""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
-def tiny_config(vocab_size: int, **overrides) -> LlamaConfig:
+def tiny_llama_config(vocab_size: int, **overrides) -> LlamaConfig:
+    """A 2-layer Llama of width 32 over ``vocab_size`` tokens (pad 0, BOS 1, EOS 2, untied head);
+    ``overrides`` replace any setting."""
     settings = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     num_key_value_heads=4, intermediate_size=64, max_position_embeddings=256,
                     pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
@@ -32,7 +35,7 @@ def tiny_config(vocab_size: int, **overrides) -> LlamaConfig:
 def tiny_causal_lm(seed: int, vocab_size: int = 259, scale: float = 1.0) -> LlamaForCausalLM:
     """A tiny random Llama; ``scale`` multiplies the head weight (larger: sharper distributions)."""
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_config(vocab_size)).eval()
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size)).eval()
     with torch.no_grad():
         model.lm_head.weight.mul_(scale)
     return model
