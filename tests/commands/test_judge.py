@@ -125,7 +125,18 @@ def test_reward_judge_with_generated_answers(tmp_path, capsys):
     assert summary["rows"][-1]["questions"] == 3 and summary["meta"]["judge"] == "reward"
 
 
-def test_interrupted_run_resumes_without_paying_twice(files, tmp_path, monkeypatch, capsys):
+@pytest.fixture()
+def ctrl_c_raises():
+    """Python's own SIGINT handler for the test: a runner started in the background (``cmd &`` in a script,
+    as CI may be) inherits SIGINT ignored, and Python then leaves it ignored, so Ctrl-C would never arrive."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupted_run_resumes_without_paying_twice(files, tmp_path, monkeypatch, capsys, ctrl_c_raises):
     """A real SIGINT to the main thread while the fourth request is in flight: the queued requests are dropped,
     the one in flight finishes and is cached, the command exits 130 with a message, and the rerun asks only for
     the other four."""
