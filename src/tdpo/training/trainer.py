@@ -21,6 +21,10 @@ One optimizer step, for a global batch of ``optim.batch_size`` examples:
 
 Data order depends only on the seed and the epoch, and the checkpoint holds the optimizer,
 scheduler and every process's RNG states, so a resumed run equals an uninterrupted one.
+
+A caller may watch the policy as it trains: ``train(cfg, on_step=callback)`` calls
+``callback(step, model)`` after every optimizer step with the unwrapped causal LM (the IMDb frontier
+evaluates its curve points this way, without writing weights). See :data:`StepCallback`.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from tdpo.config import TrainConfig, config_to_dict, save_config
 from tdpo.models import load_tokenizer
@@ -54,6 +60,13 @@ from tdpo.training.tracking import MetricsLogger
 
 logger = logging.getLogger(__name__)
 
+StepCallback = Callable[[int, nn.Module], None]
+"""``callback(step, model)``, called by the trainer after optimizer step ``step`` (1, 2, ...) on every
+process, with the policy's causal LM unwrapped from the trainer's wrappers (under FSDP or ZeRO-3 its
+parameters are shards: a callback that needs the whole model runs in a single process). The model is
+in eval mode and gradients are off for the call; the run's random state is restored afterwards, so a
+callback changes nothing the run computes. Not called for the steps a resumed run had already done."""
+
 
 class TrainingDivergedError(RuntimeError):
     """The loss or gradient became NaN or infinite (the run stopped without applying the update), or
@@ -61,7 +74,7 @@ class TrainingDivergedError(RuntimeError):
 
 
 def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None,
-          overwrite: bool = False) -> Path:
+          overwrite: bool = False, on_step: StepCallback | None = None) -> Path:
     """Train the policy described by ``cfg``; return the run folder.
 
     Args:
@@ -71,6 +84,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
             run's (:func:`~tdpo.training.run_folder.check_resume_config`).
         data: the tokenized data, or None to load ``cfg.data`` with :mod:`tdpo.data`.
         overwrite: a new run replaces what an earlier run wrote into its folder (refused otherwise).
+        on_step: called after every optimizer step with the step and the policy (:data:`StepCallback`).
 
     Returns:
         The run folder: ``config.yaml``, ``metrics.jsonl`` (rows with ``split`` train/eval),
@@ -82,7 +96,7 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
         FileExistsError: a new run in a folder that holds one, without ``overwrite``.
         ConfigError: resuming with a config that changes the training.
     """
-    return Trainer(cfg, resume=resume, data=data, overwrite=overwrite).run()
+    return Trainer(cfg, resume=resume, data=data, overwrite=overwrite, on_step=on_step).run()
 
 
 class Trainer:
@@ -92,8 +106,10 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, *, resume: bool | str | Path = False,
-                 data: TrainingData | None = None, overwrite: bool = False) -> None:
+                 data: TrainingData | None = None, overwrite: bool = False,
+                 on_step: StepCallback | None = None) -> None:
         self.cfg = cfg
+        self.on_step = on_step
         self.run_dir = cfg.run_dir()
         self.data = data
         self._resume, self._overwrite = resume, overwrite
@@ -212,6 +228,7 @@ class Trainer:
                 self.log("train", means)
                 window, window_start = MetricSums(), time.perf_counter()
             self._show_progress(step_metrics, step_start)
+            self.after_step()
             examples = self.step * batch_size
             if eval_every and examples // eval_every > (examples - batch_size) // eval_every \
                     and self.step < self.total_steps:
@@ -256,6 +273,20 @@ class Trainer:
             if reason is not None:
                 raise self._stopped(reason, applied=True, diverged=True)
         return step_metrics
+
+    def after_step(self) -> None:
+        """Hand the policy to the ``on_step`` callback, if any (eval mode, no gradients, the random
+        state restored afterwards)."""
+        if self.on_step is None:
+            return
+        wrapper = self.accelerator.unwrap_model(self.models.policy)
+        devices = [self.accelerator.device] if self.accelerator.device.type == "cuda" else []
+        wrapper.eval()
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                self.on_step(self.step, wrapper.model)
+        finally:
+            wrapper.train()
 
     def _check_step(self, loss: float, grad_norm: float | None) -> None:
         """Stop the run before the update when the loss or gradient norm is not finite, or diverges."""
