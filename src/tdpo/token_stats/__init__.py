@@ -37,8 +37,10 @@ hidden states.
 Modules: :mod:`~tdpo.token_stats.records` (the result types and the output head),
 :mod:`~tdpo.token_stats.inputs` (input checks, response positions),
 :mod:`~tdpo.token_stats.divergence` (KL and entropy), :mod:`~tdpo.token_stats.full`,
-:mod:`~tdpo.token_stats.chunked` and :mod:`~tdpo.token_stats.reduction`; this package re-exports
-their public names.
+:mod:`~tdpo.token_stats.chunked` and :mod:`~tdpo.token_stats.reduction`, and, for evaluation only,
+:mod:`~tdpo.token_stats.sample_kl` (per-sample reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's
+own samples, by the chain rule and by the log-ratio, with the forward sum alongside); this package
+re-exports their public names.
 """
 
 from tdpo.token_stats.chunked import token_stats_from_hidden
@@ -46,13 +48,21 @@ from tdpo.token_stats.full import token_stats_from_logits
 from tdpo.token_stats.inputs import response_positions
 from tdpo.token_stats.records import IGNORE_INDEX, OutputHead, SequenceStats, TokenStats
 from tdpo.token_stats.reduction import sequence_stats
+from tdpo.token_stats.sample_kl import (
+    SampleDivergences,
+    sample_divergences_from_hidden,
+    sample_divergences_from_logits,
+)
 
 __all__ = [
     "IGNORE_INDEX",
     "OutputHead",
+    "SampleDivergences",
     "SequenceStats",
     "TokenStats",
     "response_positions",
+    "sample_divergences_from_hidden",
+    "sample_divergences_from_logits",
     "sequence_stats",
     "token_stats_from_hidden",
     "token_stats_from_logits",
