@@ -260,3 +260,75 @@ def test_chunked_statistics_under_fsdp2_on_two_cpu_processes_match_one_process(m
     for name in single:
         torch.testing.assert_close(sharded[name], single[name], rtol=1e-4, atol=1e-7)
     assert single["model.lm_head.weight"].abs().max() > 0
+
+
+def _loss_and_grads(models, policy, batch):
+    """TDPO2's loss on the statistics, and the policy's gradients, with float64 per-row sums."""
+    for p in policy.parameters():
+        p.grad = None
+    stats = models.statistics(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    rows = stats.num_sequences
+
+    def per_row(values):
+        return torch.zeros(rows, dtype=torch.float64).index_add(0, stats.sequence_index, values.double())
+
+    delta = per_row(stats.policy_logps) - per_row(stats.reference_logps)
+    kl = per_row(stats.kl)
+    half = rows // 2
+    u = (delta[:half] - delta[half:]) - 0.5 * (kl[half:] - kl[:half].detach())
+    loss = -torch.nn.functional.logsigmoid(0.1 * u).mean()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+    return loss.detach(), per_row(stats.policy_logps).detach(), grads
+
+
+@pytest.mark.parametrize("path", ["chunked", "full"])
+@pytest.mark.parametrize("reference", ["separate", "lora"])
+def test_padding_free_pass_equals_the_padded_pass_in_loss_and_gradients(path, reference, model_dir):
+    extra = ["lora.enabled=true", "lora.r=4"] if reference == "lora" else []
+    cfg = _cfg(model_dir, *extra)
+    policy, initial = load_policy(cfg.model, cfg.lora)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if reference == "separate" or "lora_B" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    batch = collate_pairs(make_pairs(5, seed=9, prompt_len=(1, 6), response_len=(1, 9)))
+    assert (batch["attention_mask"] == 0).float().mean() > 0.2  # enough padding to matter
+    wrapper = TokenStatsModel(policy, path, chunk_size=5)
+    ref = None if reference == "lora" else TokenStatsModel(initial, path)
+    padded = PolicyAndReference(wrapper, ref, lora_reference=reference == "lora")
+    packed = PolicyAndReference(wrapper, ref, lora_reference=reference == "lora", padding_free=True)
+    loss_a, logps_a, grads_a = _loss_and_grads(padded, policy, batch)
+    loss_b, logps_b, grads_b = _loss_and_grads(packed, policy, batch)
+    torch.testing.assert_close(logps_b, _reference_logps(policy, batch), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logps_b, logps_a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys() and grads_a
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-4, atol=1e-6, msg=name)
+    own_a = padded.reference_stats(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    own_b = packed.reference_stats(batch["input_ids"], batch["attention_mask"], batch["labels"])
+    rows = batch["input_ids"].shape[0]
+    sums = [torch.zeros(rows, dtype=torch.float64).index_add(0, s.sequence_index, s.policy_logps.double())
+            for s in (own_a, own_b)]
+    torch.testing.assert_close(sums[1], sums[0], rtol=1e-5, atol=1e-5)
+
+
+def test_packing_probe_accepts_llama_and_refuses_a_model_that_ignores_positions(model_dir):
+    from tdpo.token_stats_model import supports_packing
+
+    policy, _ = load_policy(_cfg(model_dir).model)
+    policy.train()
+    assert supports_packing(policy) and policy.training
+
+    class IgnoresPositions(torch.nn.Module):
+        """Forwards to the model but drops position_ids: packed sequences would see each other."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config = inner, inner.config
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    assert not supports_packing(IgnoresPositions(policy))

@@ -77,6 +77,18 @@ def test_chunked_and_full_paths_train_to_the_same_parameters(lora, model_dir, tm
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
 
 
+@pytest.mark.parametrize("loss", ["tdpo2", "sft"])
+def test_padding_free_and_padded_runs_train_to_the_same_parameters(loss, model_dir, tmp_path):
+    runs = {}
+    for padding_free in ("true", "false"):
+        cfg = tiny_config(model_dir, tmp_path, f"loss.name={loss}", f"data.padding_free={padding_free}",
+                          f"run_name=packed-{padding_free}", "schedule.max_steps=3", "optim.micro_batch_size=4")
+        runs[padding_free] = train(cfg, data=training_data(8, sft=loss == "sft"))
+    assert _max_diff(final_parameters(runs["true"]), final_parameters(runs["false"])) < 1e-5
+    a, b = read_metrics(runs["true"], "train"), read_metrics(runs["false"], "train")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+
+
 def test_gradient_accumulation_equals_one_big_batch(model_dir, tmp_path):
     runs = {}
     for micro in (1, 4):

@@ -116,6 +116,12 @@ class DataConfig:
     """How single-question sources (SHP, Stack Exchange) are turned into a prompt; responses get a
     leading space, as in HH."""
 
+    padding_free: Bool = True
+    """Pack each micro-batch's rows end to end into as few rows as fit the longest one, with
+    position ids restarting per sequence so that attention does not cross sequences: no compute on
+    padding, the same losses and gradients (up to float rounding). Checked once per run on the
+    model; a model that does not keep packed sequences apart trains padded, with a warning."""
+
     group_by_length: Bool = False
     """Put records of similar token length in the same batches (less padding): the trainer's batch
     plan groups them by length; the order stays shuffled from the run's seed."""

@@ -4,11 +4,12 @@ prepared for the accelerator."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from tdpo.loss_registry import get_loss
 from tdpo.models import load_policy, load_reference
-from tdpo.token_stats_model import TokenStatsModel
+from tdpo.token_stats_model import TokenStatsModel, supports_packing
 from tdpo.training.batch import Models
 from tdpo.training.data import TrainingData
 from tdpo.training.optim import build_optimizer, build_scheduler
@@ -16,14 +17,18 @@ from tdpo.training.optim import build_optimizer, build_scheduler
 if TYPE_CHECKING:
     from tdpo.config import TrainConfig
 
+logger = logging.getLogger(__name__)
+
 
 def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
                  tokenizer: Any) -> tuple[Models, Any, Any]:
     """Load the policy and the reference (or the cached reference log-probs) of ``cfg`` (a
     :class:`~tdpo.config.TrainConfig`); return the models, the optimizer and the scheduler, prepared
     for the accelerator."""
+    from tdpo.threads import configure_threads, local_processes
     from tdpo.training import reference_cache
 
+    configure_threads(local_processes())
     lora_reference = cfg.lora.enabled and cfg.reference.name_or_path is None
     uses_reference = get_loss(cfg.loss.name).needs_reference
     cached = None
@@ -33,6 +38,10 @@ def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
     separate_reference = uses_reference and cached is None and not lora_reference
     wants_initial_copy = separate_reference and not cfg.reference.name_or_path
     policy, initial = load_policy(cfg.model, cfg.lora, seed=cfg.seed, keep_initial=wants_initial_copy)
+    padding_free = cfg.data.padding_free and supports_packing(policy)
+    if cfg.data.padding_free and not padding_free:
+        logger.warning("data.padding_free: %s does not keep packed sequences apart (position ids without an "
+                       "attention mask); training on padded rows instead", type(policy).__name__)
     wrapper = TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size)
     reference = None
     if separate_reference:
@@ -40,12 +49,12 @@ def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
         reference = TokenStatsModel(ref_model, cfg.loss.token_stats, cfg.loss.chunk_size)
     del initial
 
-    optimizer = build_optimizer(wrapper.parameters(), cfg.optim)
+    optimizer = build_optimizer(wrapper.parameters(), cfg.optim, accelerator.device.type)
     scheduler = build_scheduler(optimizer, cfg.schedule.warmup_steps)
     wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
     reference = _prepare(cfg, accelerator, wrapper, reference)
 
-    models = Models(wrapper, reference, lora_reference)
+    models = Models(wrapper, reference, lora_reference, padding_free=padding_free)
     if cached is not None:
         models.cache, models.eval_cache = cached
     elif uses_reference and cfg.reference.cache_logps:
