@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     module_name, _ = COMMANDS[ns.command]
     module = importlib.import_module(module_name)
+    from tdpo.threads import configure_threads, local_processes
+
+    configure_threads(local_processes())
     try:
         with messages_to_stderr():
             return int(module.main(ns.args) or 0)
