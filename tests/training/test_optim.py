@@ -41,3 +41,34 @@ def test_linear_warmup_then_constant():
     assert seen == pytest.approx(expected)
     assert seen[0] == pytest.approx(lr / 5) and seen[4:] == pytest.approx([lr] * 4)
     assert warmup_factor(0, 0) == 1.0
+
+
+def _adamw_float64(param, grads, lr, betas, eps, weight_decay):
+    """AdamW written out in float64 (decoupled weight decay, bias-corrected moments)."""
+    p = param.double().clone()
+    m = torch.zeros_like(p)
+    v = torch.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        g = g.double()
+        p = p * (1 - lr * weight_decay)
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+        p = p - lr * m_hat / (v_hat.sqrt() + eps)
+    return p
+
+
+def test_adamw_uses_the_fused_kernel_on_the_cpu_and_matches_float64():
+    torch.manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(300))
+    start = param.detach().clone()
+    cfg = load_config(None, ["optim.name=adamw", "optim.lr=1e-2", "optim.betas=[0.9, 0.99]",
+                             "optim.weight_decay=0.1"]).optim
+    opt = build_optimizer([param], cfg, "cpu")
+    assert opt.defaults["fused"] is True
+    grads = [torch.randn(300) for _ in range(5)]
+    for g in grads:
+        param.grad = g.clone()
+        opt.step()
+    expected = _adamw_float64(start, grads, 1e-2, (0.9, 0.99), cfg.eps, 0.1)
+    torch.testing.assert_close(param.detach().double(), expected, rtol=1e-5, atol=1e-6)

