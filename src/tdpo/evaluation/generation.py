@@ -6,9 +6,26 @@
   tokens, a minimum length, ...) is set aside while generating, so it never changes what is measured.
 * :func:`generate_batch` is the one ``generate`` call on a left-padded batch (:func:`left_pad`), each
   continuation cut after its first EOS (:func:`cut_at_eos`); the IMDb sampler uses it too, with
-  :func:`generation_config` for its settings.
+  :func:`generation_config` for its settings. The model's own ``generation_config`` is set aside
+  there, so every caller gets only the settings it asked for.
 * :func:`answer_questions` answers :class:`~tdpo.evaluation.questions.Question` s turn by turn: each
   later turn sees the earlier turns and the model's own earlier answers.
+
+Decoding uses the key/value cache: the prompt goes through the model once (the prefill), then every
+step feeds only the newest token of each row (``[P, 1]``), with logits computed at that position
+only; the loaded models' ``config.use_cache = False`` (a training setting) does not turn this off,
+since the generation config asks for the cache explicitly. Two options, both off by default:
+
+* ``SamplingConfig.cache_implementation="static"``: transformers' ``StaticCache``, preallocated for
+  prompt + ``max_new_tokens``, instead of the ``DynamicCache`` that grows by one position per step.
+  The attention then runs over the whole preallocated length with the unused positions masked, so
+  the logits can differ from the default in the last bits (samples almost always identical, not
+  guaranteed). On CPU transformers does not compile the model for it.
+* ``SamplingConfig.bucket_by_length=True``: :func:`generate_continuations` sorts the prompts by
+  length before cutting them into batches (and returns the answers in the input order), so a batch
+  holds prompts of similar length and little left padding. The samples stay seeded and reproducible
+  but are not the ones of the unsorted order: a prompt lands in another batch and row, with other
+  random numbers.
 
 Prompts are rendered with the tokenizer's chat template (``prompt_format="chat"``, generation prompt
 added, no further special tokens) or in the Anthropic HH layout ``"\\n\\nHuman: ...\\n\\nAssistant:"``
@@ -31,6 +48,7 @@ from tdpo.data.tokenize import pad_token_id as pad_id_of
 from tdpo.evaluation.questions import Question
 
 PROMPT_FORMATS = ("auto", "chat", "hh")
+CACHE_IMPLEMENTATIONS = ("dynamic", "static")
 
 
 @dataclass
@@ -51,6 +69,11 @@ class SamplingConfig:
     """Prompts generated together (left-padded)."""
     seed: int = 0
     """Seed of the sampling; the global random state is left as it was."""
+    cache_implementation: str = "dynamic"
+    """Key/value cache: ``dynamic`` (grows per step; the default, exact) or ``static`` (preallocated;
+    see the module docs)."""
+    bucket_by_length: bool = False
+    """:func:`generate_continuations` batches prompts sorted by length (see the module docs)."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -63,16 +86,22 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0; got {self.top_k}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if self.cache_implementation not in CACHE_IMPLEMENTATIONS:
+            raise ValueError(f"cache_implementation must be one of {', '.join(CACHE_IMPLEMENTATIONS)}; "
+                             f"got {self.cache_implementation!r}")
 
 
 def generation_config(sampling: SamplingConfig, eos_token_id: int, pad_token_id: int) -> Any:
     """The ``transformers.GenerationConfig`` of ``sampling``: every decoding setting given explicitly
-    (no beams, no repetition penalty; temperature, top-p and top-k only when sampling)."""
+    (no beams, no repetition penalty, the key/value cache on; temperature, top-p and top-k only when
+    sampling; ``cache_implementation="static"`` only when asked for)."""
     from transformers import GenerationConfig
 
     settings: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=eos_token_id,
                                     pad_token_id=pad_token_id, do_sample=sampling.do_sample,
                                     num_beams=1, repetition_penalty=1.0, use_cache=True)
+    if sampling.cache_implementation != "dynamic":
+        settings.update(cache_implementation=sampling.cache_implementation)
     if sampling.do_sample:
         settings.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
     else:
@@ -93,18 +122,6 @@ def cut_at_eos(ids: Sequence[int], eos_token_id: int) -> list[int]:
     """``ids`` up to and including the first ``eos_token_id`` (all of them when there is none)."""
     ids = list(ids)
     return ids[: ids.index(eos_token_id) + 1] if eos_token_id in ids else ids
-
-
-@torch.no_grad()
-def generate_batch(model: Any, prompts: Sequence[Sequence[int]], config: Any, *, eos_token_id: int,
-                   pad_token_id: int) -> list[list[int]]:
-    """One ``model.generate`` call on the left-padded ``prompts`` (``P`` non-empty id lists) with the
-    ``GenerationConfig`` ``config``; returns the ``P`` continuations, each cut after its first EOS."""
-    input_ids, attention = left_pad(prompts, pad_token_id)
-    device = next(model.parameters()).device
-    generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                               generation_config=config)
-    return [cut_at_eos(row, eos_token_id) for row in generated[:, input_ids.shape[1]:].tolist()]
 
 
 @contextmanager
@@ -129,6 +146,31 @@ def _model_generation_defaults_set_aside(model: Any) -> Iterator[None]:
 
 
 @torch.no_grad()
+def generate_batch(model: Any, prompts: Sequence[Sequence[int]], config: Any, *, eos_token_id: int,
+                   pad_token_id: int) -> list[list[int]]:
+    """One ``model.generate`` call on the left-padded ``prompts`` (``P`` non-empty id lists, padded to
+    ``[P, T]``) with the ``GenerationConfig`` ``config`` alone (the model's own generation defaults set
+    aside); returns the ``P`` continuations, each cut after its first EOS.
+
+    The random numbers come from the global torch generator: seed it before the call. With the cache
+    on, the prompt is run once and each later step feeds only the ``[P, 1]`` newest tokens.
+    """
+    input_ids, attention = left_pad(prompts, pad_token_id)
+    device = next(model.parameters()).device
+    with _model_generation_defaults_set_aside(model):
+        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                   generation_config=config)
+    return [cut_at_eos(row, eos_token_id) for row in generated[:, input_ids.shape[1]:].tolist()]
+
+
+def length_buckets(prompts: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Batches of prompt indices, ``batch_size`` at a time, after a stable sort of the prompts by
+    length (shortest first): consecutive batches hold prompts of similar lengths."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
 def generate_continuations(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -146,7 +188,8 @@ def generate_continuations(
         prompts: ``P`` prompts, each a non-empty list of token ids.
         eos_token_id: generation stops after this token.
         pad_token_id: id used for left padding (masked out).
-        sampling: decoding settings.
+        sampling: decoding settings (``sampling.seed`` seeds the first batch; the batches follow one
+            another in one random stream).
         progress: show a progress bar.
         desc: the progress bar's label.
 
@@ -160,18 +203,22 @@ def generate_continuations(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    outputs: list[list[int]] = []
+    outputs: dict[int, list[int]] = {}
     try:
-        with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-              _model_generation_defaults_set_aside(model)):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(sampling.seed)
-            batches = range(0, len(prompts), sampling.batch_size)
-            for start in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-                outputs += generate_batch(model, prompts[start:start + sampling.batch_size], config,
-                                          eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+            if sampling.bucket_by_length:
+                batches = length_buckets(prompts, sampling.batch_size)
+            else:
+                batches = [list(range(s, min(s + sampling.batch_size, len(prompts))))
+                           for s in range(0, len(prompts), sampling.batch_size)]
+            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+                new = generate_batch(model, [prompts[i] for i in batch], config, eos_token_id=eos_token_id,
+                                     pad_token_id=pad_token_id)
+                outputs.update(zip(batch, new, strict=True))
     finally:
         model.train(was_training)
-    return outputs
+    return [outputs[i] for i in range(len(prompts))]
 
 
 def render_prompt(tokenizer: Any, turns: Sequence[str], answers: Sequence[str], prompt_format: str = "auto"
