@@ -89,6 +89,15 @@ def test_padding_free_and_padded_runs_train_to_the_same_parameters(loss, model_d
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
 
 
+def test_compiled_model_trains_to_the_parameters_of_the_eager_one(model_dir, tmp_path):
+    runs = {}
+    for compiled in ("true", "false"):
+        cfg = tiny_config(model_dir, tmp_path, "loss.name=tdpo2", f"model.compile={compiled}",
+                          f"run_name=compile-{compiled}", "schedule.max_steps=2", "optim.micro_batch_size=4")
+        runs[compiled] = train(cfg, data=training_data(4, eval_on_train=False))
+    assert _max_diff(final_parameters(runs["true"]), final_parameters(runs["false"])) < 1e-5
+
+
 def test_gradient_accumulation_equals_one_big_batch(model_dir, tmp_path):
     runs = {}
     for micro in (1, 4):

@@ -48,6 +48,10 @@ def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
         ref_model = load_reference(cfg.reference, cfg.model) if cfg.reference.name_or_path else initial
         reference = TokenStatsModel(ref_model, cfg.loss.token_stats, cfg.loss.chunk_size)
     del initial
+    if cfg.model.compile:
+        compile_model(wrapper)
+        if reference is not None:
+            compile_model(reference)
 
     optimizer = build_optimizer(wrapper.parameters(), cfg.optim, accelerator.device.type)
     scheduler = build_scheduler(optimizer, cfg.schedule.warmup_steps)
@@ -62,6 +66,15 @@ def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
             cfg, accelerator, models.reference_stats, data.train, data.eval, data.collate)
         models.reference = None  # train without the reference from here on
     return models, optimizer, scheduler
+
+
+def compile_model(wrapper: TokenStatsModel) -> None:
+    """``torch.compile`` (dynamic shapes) the part of the model the token statistics run: the body on
+    the chunked path (the chunked head statistics stay eager), the whole model on the full path."""
+    from tdpo.token_stats_model import model_body
+
+    target = model_body(wrapper.model) if wrapper.token_stats == "chunked" else wrapper.model
+    target.compile(dynamic=True)
 
 
 def _prepare(cfg: TrainConfig, accelerator: Any, wrapper: Any, reference: TokenStatsModel | None):
