@@ -1,4 +1,5 @@
-"""Tests of tdpo.imdb.evaluate."""
+"""Tests of tdpo.imdb.evaluate: the three KLs and the entropy of sampled completions against an independent
+float64 computation (chunked and full-logits paths), and common random numbers across models."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import pytest
 import torch
 
-from tdpo.imdb.evaluate import completion_stats, evaluate_policy, save_eval
+from tdpo.imdb import evaluate as evaluate_module
+from tdpo.imdb.evaluate import KL_DESCRIPTIONS, completion_divergences, evaluate_policy, save_eval
 from tdpo.imdb.sampling import sample_completions
 
 PROMPTS = ["A wonderful", "Dull, stupid and painfully", "I"]
@@ -21,52 +23,94 @@ class LengthReward:
 
 
 def _independent(policy, reference, completion):
-    """Sequential KL(ref || policy), mean entropy and length of one unpadded sequence."""
+    """Reverse KL, log-ratio, forward KL, mean entropy and length of one unpadded sequence, in float64."""
     ids = torch.tensor([list(completion.prompt_ids) + list(completion.completion_ids)])
     start = len(completion.prompt_ids)
     with torch.no_grad():
         lp = torch.log_softmax(policy(ids).logits[0].double(), -1)
         lr = torch.log_softmax(reference(ids).logits[0].double(), -1)
-    positions = range(start - 1, ids.shape[1] - 1)  # logits at t score token t + 1
-    kl = sum(float((lr[t].exp() * (lr[t] - lp[t])).sum()) for t in positions)
-    ent = [float(-(lp[t].exp() * lp[t]).sum()) for t in positions]
-    return kl, sum(ent) / len(ent), len(ent)
+    reverse = log_ratio = forward = 0.0
+    entropies = []
+    for t in range(start - 1, ids.shape[1] - 1):  # logits at t score token t + 1
+        y = ids[0, t + 1]
+        reverse += float((lp[t].exp() * (lp[t] - lr[t])).sum())
+        forward += float((lr[t].exp() * (lr[t] - lp[t])).sum())
+        log_ratio += float(lp[t, y] - lr[t, y])
+        entropies.append(float(-(lp[t].exp() * lp[t]).sum()))
+    return reverse, log_ratio, forward, sum(entropies) / len(entropies), len(entropies)
 
 
-def test_completion_stats_match_unpadded_computation(tiny_lm_pair, tokenizer):
+@pytest.fixture()
+def completions(tiny_lm_pair, tokenizer):
+    policy, _ = tiny_lm_pair
+    rows = sample_completions(policy, tokenizer, PROMPTS, num_samples=2, max_new_tokens=7, progress=False)
+    return [c for row in rows for c in row]
+
+
+@pytest.mark.parametrize("path", ["chunked", "full"])
+def test_divergences_match_an_unpadded_float64_computation(path, tiny_lm_pair, tokenizer, completions, monkeypatch):
     policy, reference = tiny_lm_pair
-    completions = [
-        c for row in sample_completions(policy, tokenizer, PROMPTS, num_samples=2, max_new_tokens=7, progress=False)
-        for c in row
-    ]
-    kl, entropy, lengths = completion_stats(policy, reference, tokenizer, completions, batch_size=4)
-    assert kl.shape == entropy.shape == lengths.shape == (6,)
+    calls = {"hidden": 0, "logits": 0}
+    for name, key in (("sample_divergences_from_hidden", "hidden"), ("sample_divergences_from_logits", "logits")):
+        original = getattr(evaluate_module, name)
+
+        def counted(*args, _original=original, _key=key, **kwargs):
+            calls[_key] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(evaluate_module, name, counted)
+    if path == "full":  # as for a model whose head the chunked path cannot reproduce
+        monkeypatch.setattr(evaluate_module, "_chunked_parts", lambda model: None)
+    div = completion_divergences(policy, reference, tokenizer, completions, batch_size=4, chunk_size=3)
+    assert calls == ({"hidden": 2, "logits": 0} if path == "chunked" else {"hidden": 0, "logits": 2})  # 6 rows, 4 a batch
+    assert div.reverse_kl.shape == div.forward_kl.shape == (6,)
     for i, c in enumerate(completions):
-        ekl, eent, elen = _independent(policy, reference, c)
-        assert kl[i].item() == pytest.approx(ekl, rel=1e-4, abs=1e-5)
-        assert entropy[i].item() == pytest.approx(eent, rel=1e-4)
-        assert lengths[i].item() == elen == len(c.completion_ids)
-    assert (kl > 0).all()
+        reverse, log_ratio, forward, entropy, length = _independent(policy, reference, c)
+        assert div.reverse_kl[i].item() == pytest.approx(reverse, rel=1e-4, abs=1e-5)
+        assert div.log_ratio[i].item() == pytest.approx(log_ratio, rel=1e-4, abs=1e-4)
+        assert div.forward_kl[i].item() == pytest.approx(forward, rel=1e-4, abs=1e-5)
+        assert div.entropy[i].item() == pytest.approx(entropy, rel=1e-4)
+        assert div.num_tokens[i].item() == length == len(c.completion_ids)
+    assert (div.reverse_kl > 0).all() and not torch.allclose(div.reverse_kl, div.forward_kl)
 
 
-def test_evaluate_policy_against_itself_has_zero_kl(tiny_lm, tokenizer, tmp_path):
-    result = evaluate_policy(
-        tiny_lm, tiny_lm, tokenizer, LengthReward(), PROMPTS, num_samples=2, max_new_tokens=5, progress=False
-    )
+def test_policy_against_itself_has_zero_kls_and_the_file_names_each_kl(tiny_lm, tokenizer, tmp_path):
+    result = evaluate_policy(tiny_lm, tiny_lm, tokenizer, LengthReward(), PROMPTS, num_samples=2, max_new_tokens=5,
+                             progress=False)
     assert len(result.rewards) == len(result.samples) == 6
-    assert max(abs(k) for k in result.kl) < 1e-5
+    assert result.reverse_kl == result.log_ratio == result.forward_kl == [0.0] * 6
+    assert result.prefix_index == [0, 0, 1, 1, 2, 2] and result.sample_index == [0, 1] * 3
     expected = [len(c.prompt + c.text) / 100 for c in result.samples]
     assert result.rewards == pytest.approx(expected)
     summary = result.summary()
-    assert summary["reward"] == pytest.approx(sum(expected) / 6)
+    assert summary["reward"] == pytest.approx(sum(expected) / 6) and summary["reverse_kl"] == 0.0
     assert summary["length"] == pytest.approx(sum(result.num_tokens) / 6)
-    path = save_eval(result, tmp_path / "eval.json", model="tiny")
-    loaded = json.loads(path.read_text())
+    loaded = json.loads(save_eval(result, tmp_path / "eval.json", model="tiny").read_text())
     assert loaded["model"] == "tiny" and loaded["summary"]["reward"] == pytest.approx(summary["reward"])
+    assert loaded["kl_fields"] == KL_DESCRIPTIONS and "D_KL(π_θ‖π_ref)" in loaded["kl_fields"]["reverse_kl"]
+    first = loaded["samples"][0]
+    assert set(first) == {"prefix", "sample", "seed", "prompt", "completion", "reward", "reverse_kl", "log_ratio",
+                          "forward_kl", "entropy", "num_tokens"}
     assert [s["completion"] for s in loaded["samples"]] == [c.text for c in result.samples]
-    # the same seed gives the same samples: policies are compared on one random stream
-    again = evaluate_policy(
-        tiny_lm, None, tokenizer, LengthReward(), PROMPTS, num_samples=2, max_new_tokens=5, progress=False
-    )
-    assert [c.completion_ids for c in again.samples] == [c.completion_ids for c in result.samples]
-    assert again.kl == [0.0] * 6
+
+
+def test_common_random_numbers_across_models_and_repeats(tiny_lm_pair, tokenizer):
+    policy, other = tiny_lm_pair
+    kwargs = dict(num_samples=2, max_new_tokens=6, batch_size=4, seed=11, progress=False)
+    a = evaluate_policy(policy, None, tokenizer, LengthReward(), PROMPTS, **kwargs)
+    again = evaluate_policy(policy, None, tokenizer, LengthReward(), PROMPTS, **kwargs)
+    assert [c.completion_ids for c in again.samples] == [c.completion_ids for c in a.samples]
+    # another model: sample j of prefix i comes from the same batch seed (batches of 4: seeds 11, 11, 11, 11, 12, 12)
+    b = evaluate_policy(other, policy, tokenizer, LengthReward(), PROMPTS, **kwargs)
+    assert a.seeds == b.seeds == [11, 11, 11, 11, 12, 12]
+    assert (a.prefix_index, a.sample_index) == (b.prefix_index, b.sample_index)
+    # the shared random numbers couple the samples: a slightly changed model draws the same tokens,
+    # which another seed does not
+    nudged = type(policy)(policy.config).eval()
+    nudged.load_state_dict(policy.state_dict())
+    with torch.no_grad():
+        nudged.lm_head.weight.add_(1e-4 * torch.randn_like(nudged.lm_head.weight))
+    same_seed = evaluate_policy(nudged, None, tokenizer, LengthReward(), PROMPTS, **kwargs)
+    assert [c.completion_ids for c in same_seed.samples] == [c.completion_ids for c in a.samples]
+    other_seed = evaluate_policy(nudged, None, tokenizer, LengthReward(), PROMPTS, **{**kwargs, "seed": 99})
+    assert [c.completion_ids for c in other_seed.samples] != [c.completion_ids for c in a.samples]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tdpo.commands import imdb as imdb_command
-from tdpo.imdb.experiment import ImdbConfig, demo_config, frontier_config, make_config
+from tdpo.imdb.experiment import ImdbConfig, demo_config, frontier_config, make_config, parse_method
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -18,6 +18,11 @@ from tdpo.imdb.experiment import ImdbConfig, demo_config, frontier_config, make_
     ({"keep_checkpoints": "yes"}, "keep_checkpoints: 'yes' is not a boolean"),
     ({"batch_size": 6}, r"batch_size \(6\) must be a multiple of micro_batch_size"),
     ({"methods": ["dpo:beta=-1"]}, "beta must be a finite number > 0"),
+    ({"methods": ["dpo:seed=-1"]}, "seed must be >= 0"),
+    ({"methods": ["dpo:seed=0.5"]}, "seed must be a whole number"),
+    ({"methods": ["dpo", "dpo:beta=0.1"]}, r"a run is listed twice \(dpo_beta0.1\)"),
+    ({"train_steps": 4, "eval_points": 5}, r"eval_points \(5\) must be at most train_steps \(4\)"),
+    ({"pair_eval_methods": ["ppo"]}, "unknown loss 'ppo'"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_field(changes, message):
     with pytest.raises(ValueError, match=message) as err:
@@ -25,12 +30,46 @@ def test_a_bad_setting_is_one_line_naming_the_field(changes, message):
     assert "\n" not in str(err.value)
 
 
-def test_presets_keep_their_sizes():
+def test_presets_run_the_papers_settings_as_curves():
     demo, frontier = demo_config(), frontier_config()
-    assert (demo.train_steps, demo.batch_size, demo.lr, demo.eval_every_steps, demo.out_dir) == (48, 8, 2e-5, None,
-                                                                                                  "runs/demo")
-    assert (frontier.train_steps, frontier.sft_max_length, frontier.eval_every_steps) == (40, 36, 8)
-    assert demo_config("elsewhere", seed=3).seed == 3
+    assert demo.out_dir == "runs/demo" and demo_config("elsewhere", seed=3).seed == 3
+    assert [m.name for m in demo.method_list()] == ["dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"]
+    assert demo.eval_points >= 4 and len(demo.eval_steps()) >= 4
+    assert [m.name for m in frontier.method_list()] == [
+        "dpo_beta0.1", "dpo_beta0.1_seed1", "tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1", "tdpo2_beta0.1_alpha0.3",
+        "tdpo2_beta0.1_alpha0.5", "tdpo2_beta0.1_alpha0.5_seed1", "tdpo2_beta0.1_alpha0.7",
+    ]
+    assert frontier.eval_points >= 8 and frontier.eval_prefixes >= 256 and frontier.eval_samples >= 2
+    # at least 128 held-out pairs (every pair of the samples of each held-out prefix) for DPO and TDPO2
+    assert frontier.eval_pair_prefixes * frontier.samples_per_prefix * (frontier.samples_per_prefix - 1) // 2 >= 128
+    assert {m.loss for m in frontier.pair_eval_method_list()} == {"dpo", "tdpo2"}
+
+
+def test_eval_steps_cover_every_eighth_of_training():
+    cfg = make_config(ImdbConfig(), train_steps=100, eval_points=8)
+    assert cfg.eval_steps() == [12, 25, 38, 50, 62, 75, 88, 100]
+    assert all(b - a <= 100 / 8 + 1 for a, b in zip([0, *cfg.eval_steps()], cfg.eval_steps()))
+    assert cfg.pair_eval_every_steps() == 13
+    assert make_config(ImdbConfig(), train_steps=100, eval_every_steps=7).pair_eval_every_steps() == 7
+    assert make_config(ImdbConfig(), train_steps=8, eval_points=8).eval_steps() == list(range(1, 9))
+
+
+def test_a_second_seed_is_its_own_run_of_the_same_setting():
+    first, second = parse_method("tdpo2:beta=0.1,alpha=0.5"), parse_method("tdpo2:alpha=0.5,seed=1")
+    assert (second.name, second.label) == ("tdpo2_beta0.1_alpha0.5_seed1", "TDPO2 (beta=0.1, alpha=0.5, seed 1)")
+    assert second.setting == first.setting == first and second.setting.name == first.name
+    assert parse_method("dpo:alpha=0.3").setting == parse_method("dpo")  # alpha is not DPO's
+
+
+def test_saved_results_depend_on_the_settings_that_make_them():
+    cfg = ImdbConfig()
+    assert "lr" in cfg.result_settings() and "methods" not in cfg.result_settings()
+    assert "eval_points" not in cfg.result_settings() and "eval_batch_size" not in cfg.result_settings()
+    changed = make_config(cfg, lr=3e-5)
+    assert changed.sft_point_settings() == cfg.sft_point_settings() and changed.pair_settings() == cfg.pair_settings()
+    assert make_config(cfg, eval_prefixes=7).pair_settings() == cfg.pair_settings()
+    assert make_config(cfg, eval_prefixes=7).sft_point_settings() != cfg.sft_point_settings()
+    assert make_config(cfg, sft_lr=1e-6).sft_settings() != cfg.sft_settings()
 
 
 def test_saved_settings_load_back_and_unknown_keys_name_the_file(tmp_path):
@@ -46,3 +85,11 @@ def test_saved_settings_load_back_and_unknown_keys_name_the_file(tmp_path):
 def test_the_command_reports_a_bad_option_in_one_line(capsys):
     assert imdb_command.main(["run", "--train-steps", "0", "--out", "unused"]) == 2
     assert capsys.readouterr().err.strip() == "tdpo imdb: train_steps: must be >= 1, got 0"
+
+
+def test_the_estimate_step_prints_the_time_and_runs_nothing(capsys, tmp_path):
+    out = tmp_path / "never"
+    assert imdb_command.main(["estimate", "--preset", "frontier", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("estimated time (from the sizes, uncalibrated): ") and "8 run(s) x" in printed
+    assert not out.exists()

@@ -14,6 +14,7 @@ def test_paths_under_the_out_dir(tmp_path):
     p = paths(ImdbConfig(out_dir=str(tmp_path)))
     assert p.pairs == tmp_path / "data" / "pairs.jsonl" and p.results == tmp_path / "results.json"
     assert p.final_model("dpo_beta0.1") == tmp_path / "runs" / "dpo_beta0.1" / "final"
+    assert p.eval_point("dpo_beta0.1", 12) == tmp_path / "eval" / "dpo_beta0.1" / "step-000012.json"
 
 
 def test_prepare_out_dir_saves_the_settings_and_keeps_weights_out_of_git(tmp_path):

@@ -36,27 +36,37 @@ def test_config_from_command_line():
         config_from_args(build_parser().parse_args(["run", "--batch-size", "6", "--micro-batch-size", "4"]), "default")
 
 
+def _tiny(out, reviews_csv, tiny_lm_dir, **changes) -> ImdbConfig:
+    base = dict(
+        out_dir=str(out), model=str(tiny_lm_dir), corpus=str(reviews_csv), test_fraction=0.25,
+        max_new_tokens=6, sample_batch_size=8, sft_examples=16, sft_steps=2, sft_batch_size=8,
+        sft_max_length=24, train_prefixes=6, eval_pair_prefixes=2, samples_per_prefix=3,
+        methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"], train_steps=8, batch_size=4,
+        micro_batch_size=2, lr=1e-3, warmup_steps=1, eval_points=8, eval_prefixes=4, eval_samples=2,
+        report_samples=2,
+    )
+    return ImdbConfig(**{**base, **changes})
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, tiny_lm_dir, caplog, capsys):
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "exp"
-    cfg = ImdbConfig(
-        out_dir=str(out), model=str(tiny_lm_dir), corpus=str(reviews_csv), test_fraction=0.25,
-        max_new_tokens=6, sample_batch_size=8, sft_examples=16, sft_steps=2, sft_batch_size=8,
-        sft_max_length=24, train_prefixes=6, eval_pair_prefixes=2, samples_per_prefix=3,
-        methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"], train_steps=2, batch_size=4,
-        micro_batch_size=2, lr=1e-3, warmup_steps=1, eval_every_steps=1, eval_prefixes=4, report_samples=2,
-    )
+    cfg = _tiny(out, reviews_csv, tiny_lm_dir)
     with caplog.at_level(logging.INFO, logger="tdpo"):
         report = run_pipeline(cfg, command="test")
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("tdpo.imdb")]
     assert "tdpo imdb: --- SFT ---" in messages and any(m.startswith("where the time went:") for m in messages)
+    assert any("estimated time (uncalibrated)" in m for m in messages)
+    assert any(m.startswith("tdpo imdb: DPO (beta=0.1) step 4/8: reward") for m in messages)
     assert capsys.readouterr().out == ""  # the library logs; the commands print the summary
     printed = results_summary(cfg, report).splitlines()
-    assert printed[-1] == f"report: {report}" and printed[-4].startswith("SFT ") and "seq KL" in printed[-2]
+    assert printed[-1] == f"report: {report}" and printed[0].startswith("SFT ") and "reverse KL" in printed[1]
+    assert any(line.startswith("TDPO2 (beta=0.1, alpha=0.5) vs DPO (beta=0.1) at reverse KL") for line in printed)
     text = report.read_text()
     assert "| SFT |" in text and "DPO (beta=0.1)" in text and "TDPO2 (beta=0.1, alpha=0.5)" in text
     assert "## Where the time went" in text and "## Sample completions" in text
+    assert "## Reward at matched reverse KL" in text and "From the intervals only:" in text
     for png in ("frontier.png", "kl_over_training.png"):
         assert (out / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in text
@@ -65,31 +75,38 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert 0 < len(pairs) <= 6 * 3
     assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
 
+    # step 0 (the SFT model, once for every run) and every eighth of each run's training
+    assert sorted(f.name for f in (out / "eval").iterdir()) == ["dpo_beta0.1", "sft", "tdpo2_beta0.1_alpha0.5"]
+    assert [f.name for f in (out / "eval" / "sft").iterdir()] == ["step-000000.json"]
+    for name in ("dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"):
+        assert sorted(f.name for f in (out / "eval" / name).iterdir()) == [f"step-{s:06d}.json" for s in range(1, 9)]
     results = json.loads((out / "results.json").read_text())
-    names = [m["name"] for m in results["models"]]
-    assert names == ["sft", "dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"]
+    assert [m["name"] for m in results["models"]] == ["sft", "dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"]
     sft = results["models"][0]
-    assert sft["seq_kl"] == 0.0
-    assert all(m["seq_kl"] > 0 for m in results["models"][1:])  # trained policies moved away from SFT
+    assert sft["reverse_kl"] == sft["forward_kl"] == sft["log_ratio"] == 0.0
+    assert all(m["reverse_kl"] > 0 and m["step"] == 8 for m in results["models"][1:])  # trained policies moved
+    assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [list(range(9))] * 2
+    assert [len(c["ranges"]) for c in results["matched_kl"]] == [3]
 
     # rewards in the evaluation files are the classifier's scores of prefix + completion
     from tdpo.imdb.corpus import load_splits
     from tdpo.imdb.sentiment import builtin_reward_model
 
     reward = builtin_reward_model(load_splits(reviews_csv, 0.25), verbose=False)
-    samples = json.loads((out / "eval" / "dpo_beta0.1.json").read_text())["samples"]
+    samples = json.loads((out / "eval" / "dpo_beta0.1" / "step-000008.json").read_text())["samples"]
+    assert len(samples) == 4 * 2
     expected = reward.score([s["prompt"] + s["completion"] for s in samples]).tolist()
     assert [s["reward"] for s in samples] == pytest.approx(expected, abs=1e-6)
     assert results["models"][1]["reward"] == pytest.approx(sum(expected) / len(expected), abs=1e-6)
 
-    for name in names[1:]:
+    for name in ("dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"):
         run = out / "runs" / name
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert any(r["split"] == "eval" and r.get("kl/chosen") is not None for r in rows)
         assert (run / "final").is_dir() and not (run / "checkpoints").exists()
     assert "runs/*/final/" in (out / ".gitignore").read_text()
     timings = json.loads((out / "timings.json").read_text())
-    assert timings["total"] >= timings["SFT"] > 0
+    assert timings["total"] >= timings["SFT"] > 0 and timings["curve evaluation"] > 0
 
     # the report step alone, through the command
     from tdpo.commands.imdb import main
@@ -97,3 +114,56 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     (out / "report.md").unlink()
     assert main(["report", "--out", str(out), "--methods", "dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]) == 0
     assert (out / "report.md").is_file()
+
+
+class Interrupted(Exception):
+    """Stands for Ctrl-C or a crash in the middle of a run."""
+
+
+@pytest.mark.slow
+def test_an_interrupted_frontier_resumes_without_redoing_finished_work(tmp_path, monkeypatch, reviews_csv,
+                                                                      tiny_lm_dir):
+    from tdpo.imdb import curves, steps
+
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "exp"
+    cfg = _tiny(out, reviews_csv, tiny_lm_dir, train_steps=4, eval_points=4)
+    evaluations, trained = [], []
+    evaluate_policy, train_method = curves.evaluate_policy, steps.train_method
+
+    def evaluate_or_stop(*args, **kwargs):
+        if len(evaluations) == 6:  # SFT, DPO's 4 points and TDPO2's first are saved
+            raise Interrupted
+        evaluations.append(kwargs["desc"])
+        return evaluate_policy(*args, **kwargs)
+
+    def train_counted(cfg, method, **kwargs):
+        trained.append(method.name)
+        return train_method(cfg, method, **kwargs)
+
+    monkeypatch.setattr(curves, "evaluate_policy", evaluate_or_stop)
+    monkeypatch.setattr(steps, "train_method", train_counted)
+    with pytest.raises(Interrupted):
+        run_pipeline(cfg, command="test")
+    assert trained == ["dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"] and not (out / "results.json").exists()
+    saved = {f: f.stat().st_mtime_ns for f in (out / "eval").rglob("*.json")}
+    assert len(saved) == 6
+    kept = {f: f.stat().st_mtime_ns for f in (out / "data" / "pairs.jsonl", out / "runs" / "sft" / "final",
+                                             out / "runs" / "dpo_beta0.1" / "metrics.jsonl")}
+
+    evaluations.clear(), trained.clear()
+    monkeypatch.setattr(curves, "evaluate_policy", lambda *a, **k: evaluations.append(k["desc"]) or evaluate_policy(
+        *a, **k))
+    report = run_pipeline(cfg, command="test")
+    assert trained == ["tdpo2_beta0.1_alpha0.5"]  # DPO finished: not trained again
+    assert evaluations == [f"evaluating TDPO2 (beta=0.1, alpha=0.5) at step {s}" for s in (2, 3, 4)]
+    assert {f: f.stat().st_mtime_ns for f in saved} == saved  # saved points are not written again
+    assert {f: f.stat().st_mtime_ns for f in kept} == kept  # nor the pairs, the SFT model or DPO's run
+    results = json.loads((out / "results.json").read_text())
+    assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [[0, 1, 2, 3, 4]] * 2
+    assert report.is_file()
+
+    # once finished, a rerun evaluates and trains nothing
+    evaluations.clear()
+    run_pipeline(cfg, command="test")
+    assert evaluations == [] and trained == ["tdpo2_beta0.1_alpha0.5"]

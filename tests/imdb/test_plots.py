@@ -6,15 +6,30 @@ import json
 
 import pytest
 
-from tdpo.imdb.plots import kl_curves, plot_frontier, plot_kl_over_training
+from tdpo.imdb.experiment import parse_method
+from tdpo.imdb.plots import (
+    FIGURE3_YLABEL,
+    FRONTIER_XLABEL,
+    figure3_runs,
+    kl_curves,
+    plot_frontier,
+    plot_kl_over_training,
+)
+
+
+def _curve(loss, alpha, seed, points):
+    return {"label": f"{loss} {alpha} {seed}", "loss": loss, "alpha": alpha, "seed": seed,
+            "points": [{"step": s, "reward": r, "reverse_kl": k} for s, r, k in points]}
+
 
 RESULTS = {
-    "models": [
-        {"loss": "sft", "beta": None, "alpha": None, "reward": 0.5, "reward_sem": 0.02, "seq_kl": 0.0},
-        {"loss": "dpo", "beta": 0.1, "alpha": None, "reward": 0.6, "reward_sem": 0.02, "seq_kl": 2.0},
-        {"loss": "dpo", "beta": 0.5, "alpha": None, "reward": 0.55, "reward_sem": 0.02, "seq_kl": 1.0},
-        {"loss": "tdpo2", "beta": 0.1, "alpha": 0.5, "reward": 0.65, "reward_sem": 0.02, "seq_kl": 1.5},
-    ]
+    "models": [{"loss": "sft", "reward": 0.5, "reverse_kl": 0.0}],
+    "curves": [
+        _curve("dpo", None, 0, [(0, 0.5, 0.0), (5, 0.6, 1.0), (10, 0.62, 2.0)]),
+        _curve("dpo", None, 1, [(0, 0.5, 0.0), (5, 0.58, 1.2), (10, 0.63, 2.2)]),
+        _curve("tdpo2", 0.1, 0, [(0, 0.5, 0.0), (5, 0.61, 0.8), (10, 0.66, 1.5)]),
+        _curve("tdpo2", 0.5, 0, [(0, 0.5, 0.0), (5, 0.6, 0.5), (10, 0.64, 1.1)]),
+    ],
 }
 
 
@@ -22,11 +37,30 @@ def _png(path):
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_frontier_png(tmp_path):
+def test_frontier_png_and_its_axis(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    labels = []
+    original = matplotlib.axes.Axes.set_xlabel
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel",
+                        lambda self, text, *a, **k: labels.append(text) or original(self, text, *a, **k))
     path = plot_frontier(RESULTS, tmp_path / "sub" / "frontier.png")
     assert _png(path)
-    with pytest.raises(ValueError, match="no evaluated models"):
-        plot_frontier({"models": []}, tmp_path / "x.png")
+    assert labels == [FRONTIER_XLABEL] and "D_KL(π_θ‖π_ref)" in FRONTIER_XLABEL
+    assert "policy's own samples" in FRONTIER_XLABEL
+    with pytest.raises(ValueError, match="no evaluated curves"):
+        plot_frontier({"curves": []}, tmp_path / "x.png")
+
+
+def test_figure3_takes_the_given_runs_that_have_metrics(tmp_path):
+    methods = [parse_method(s) for s in ("dpo", "tdpo2:alpha=0.5", "tdpo2:alpha=0.7")]
+    for m in methods[:2]:
+        (tmp_path / m.name).mkdir()
+        (tmp_path / m.name / "metrics.jsonl").write_text("")
+    runs = figure3_runs(methods, tmp_path)
+    assert runs == {"DPO (beta=0.1)": tmp_path / "dpo_beta0.1" / "metrics.jsonl",
+                    "TDPO2 (beta=0.1, alpha=0.5)": tmp_path / "tdpo2_beta0.1_alpha0.5" / "metrics.jsonl"}
+    assert "Σ_t KL(π_ref‖π_θ)" in FIGURE3_YLABEL and "forward" in FIGURE3_YLABEL
 
 
 def _rows():

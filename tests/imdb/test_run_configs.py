@@ -57,6 +57,24 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
     assert got.run_dir() == tmp_path / "exp" / "runs" / "tdpo2_beta0.2_alpha0.3"
 
 
+def test_a_second_seed_changes_only_the_training_seed_and_the_run_name(tmp_path):
+    cfg = _settings(tmp_path)
+    first = config_to_dict(method_run_config(cfg, parse_method("dpo:beta=0.1"), "sft/final"))
+    second = config_to_dict(method_run_config(cfg, parse_method("dpo:beta=0.1,seed=1"), "sft/final"))
+    assert second["seed"] == cfg.seed + 1 and second["run_name"] == "dpo_beta0.1_seed1"
+    assert {k: v for k, v in second.items() if k not in ("seed", "run_name")} == \
+        {k: v for k, v in first.items() if k not in ("seed", "run_name")}
+
+
+def test_held_out_pairs_are_evaluated_at_the_curve_spacing_by_default(tmp_path):
+    cfg = _settings(tmp_path, eval_every_steps=None, train_steps=30, eval_points=4)
+    pairs_eval = tmp_path / "exp" / "data" / "pairs_eval.jsonl"
+    pairs_eval.parent.mkdir(parents=True)
+    pairs_eval.write_text("")
+    got = method_run_config(cfg, parse_method("dpo"), "sft/final")
+    assert got.eval.every_examples == 8 * cfg.batch_size and got.eval.at_start  # ceil(30 / 4) steps
+
+
 def test_a_bad_setting_names_the_run(tmp_path):
     with pytest.raises(ValueError, match="lr"):  # the experiment's settings refuse it first
         _settings(tmp_path, lr=-1.0)
@@ -64,3 +82,18 @@ def test_a_bad_setting_names_the_run(tmp_path):
     object.__setattr__(settings, "lr", -1.0)  # past the settings' own check: the run config still names the run
     with pytest.raises(ValueError, match="IMDb run 'dpo_beta0.1'"):
         method_run_config(settings, parse_method("dpo"), "sft/final")
+
+
+def test_only_the_chosen_runs_evaluate_the_held_out_pairs(tmp_path):
+    pairs_eval = tmp_path / "exp" / "data" / "pairs_eval.jsonl"
+    pairs_eval.parent.mkdir(parents=True)
+    pairs_eval.write_text("")
+    methods = ["dpo", "dpo:seed=1", "tdpo1", "tdpo2:alpha=0.3"]
+    default = _settings(tmp_path, methods=methods)
+    assert [m.name for m in default.pair_eval_method_list()] == ["dpo_beta0.1", "tdpo2_beta0.1_alpha0.3"]
+    chosen = _settings(tmp_path, methods=methods, pair_eval_methods=["tdpo1"])
+    for cfg, evaluated in ((default, {"dpo", "tdpo2:alpha=0.3"}), (chosen, {"tdpo1"})):
+        for spec in methods:
+            run = method_run_config(cfg, parse_method(spec), "sft/final")
+            assert (run.data.test_split == str(pairs_eval)) == (spec in evaluated), spec
+            assert (run.eval.every_examples is not None) == (spec in evaluated)

@@ -76,3 +76,11 @@ def test_eos_is_kept_and_cut(tiny_lm, tokenizer):
     for comp in got[0]:
         assert comp.completion_ids == (tokenizer.eos_token_id,)
         assert comp.text == ""
+
+
+def test_sampling_plan_lays_out_prompt_major_batches():
+    from tdpo.imdb.sampling import sampling_plan
+
+    assert sampling_plan(3, 2, 4) == [[(0, 0), (0, 1), (1, 0), (1, 1)], [(2, 0), (2, 1)]]
+    assert sampling_plan(2, 1, 8) == [[(0, 0), (1, 0)]]
+    assert sampling_plan(0, 2, 4) == []

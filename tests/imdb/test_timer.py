@@ -27,3 +27,10 @@ def test_step_timer_logs_each_step(caplog):
         pass
     assert [r.getMessage() for r in caplog.records][0] == "tdpo imdb: --- pairs ---"
     assert caplog.records[-1].getMessage().startswith("tdpo imdb: pairs: ")
+
+
+def test_time_measured_elsewhere_is_added_up():
+    timer = StepTimer()
+    timer.add("curve evaluation", 2.0)
+    timer.add("curve evaluation", 3.5)
+    assert timer.to_dict()["curve evaluation"] == 5.5 and "curve evaluation" in timer.summary()

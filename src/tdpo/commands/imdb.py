@@ -2,13 +2,17 @@
 
     tdpo imdb sft       --out DIR   # fine-tune the base model on review text
     tdpo imdb pairs     --out DIR   # sample, score and pair completions of review prefixes
-    tdpo imdb train     --out DIR   # train every method (DPO, TDPO1, TDPO2 ...) from the SFT model
-    tdpo imdb evaluate  --out DIR   # held-out reward, sequential KL and entropy; plots and report
+    tdpo imdb train     --out DIR   # evaluate the SFT model (step 0), then train every run (DPO, TDPO1,
+                                    # TDPO2 ...) from it, evaluating its reward-KL curve as it trains
+    tdpo imdb evaluate  --out DIR   # gather the curves and the matched-KL comparison; plots and report
+    tdpo imdb report    --out DIR   # plots and report only
     tdpo imdb run       --out DIR   # all of the above
-    tdpo imdb frontier  --out DIR   # all of the above with the frontier preset (beta and alpha sweeps)
+    tdpo imdb frontier  --out DIR   # all of the above with the frontier preset (the paper's settings)
+    tdpo imdb estimate  --out DIR   # print the estimated time of 'run' with these settings, run nothing
 
-Every size is an option (``--train-steps 40``, ``--methods dpo:beta=0.1 tdpo2:alpha=0.5``); a
-``--preset`` (default, demo, frontier) gives the starting values.
+Every size is an option (``--train-steps 40``, ``--methods dpo:beta=0.1 tdpo2:alpha=0.5,seed=1``); a
+``--preset`` (default, demo, frontier) gives the starting values. Rerunning an interrupted ``run`` or
+``frontier`` with the same options resumes it: finished runs and saved curve points are not redone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import shlex
 import sys
 import typing
 
-STEPS = ("sft", "pairs", "train", "evaluate", "report", "run", "frontier")
+STEPS = ("sft", "pairs", "train", "evaluate", "report", "run", "frontier", "estimate")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +42,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict = {"dest": f.name, "default": None, "help": docs.get(f.name, "").replace("%", "%%")}
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(tp) is list:
+        elif typing.get_origin(tp) is list or any(typing.get_origin(a) is list for a in typing.get_args(tp)):
             kwargs.update(nargs="+", metavar="METHOD")
         elif tp in (int, float, str):
             kwargs["type"] = tp
@@ -64,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("step", choices=STEPS, help="which step to run (run = all, frontier = all with the sweep)")
+    parser.add_argument("step", choices=STEPS, help="which step to run (run = all, frontier = all with the "
+                        "frontier preset, estimate = print the time 'run' would take)")
     parser.add_argument("--preset", choices=("default", "demo", "frontier"), default=None,
                         help="starting values of the settings (default: 'frontier' for the frontier step, "
                         "else 'default')")
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"tdpo imdb: {err}", file=sys.stderr)
         return 2
+    if ns.step == "estimate":
+        print("\n".join(pipeline.estimate_lines(cfg)), flush=True)
+        return 0
     command = "tdpo imdb " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     if ns.step in ("run", "frontier"):
         report = pipeline.run_pipeline(cfg, command=command)
@@ -94,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     elif ns.step == "pairs":
         pipeline.step_pairs(cfg)
     elif ns.step == "train":
-        for name, run_dir in pipeline.step_train(cfg).items():
+        reward = pipeline.step_reward(cfg)
+        for name, run_dir in pipeline.step_train(cfg, reward).items():
             print(f"{name}: {run_dir}")
     elif ns.step == "evaluate":
         pipeline.step_evaluate(cfg)

@@ -1,16 +1,24 @@
-"""Held-out evaluation of a policy: reward, sequential KL from the reference, and entropy.
+"""Held-out evaluation of a policy on its own samples: reward, three KL quantities, and entropy.
 
-For each held-out prefix the policy samples completions; for each sample we report
+For each held-out prefix ``x`` the policy samples completions ``y ~ pi_theta(.|x)``; for each sample
+we report
 
-- its reward (the sentiment classifier's positive probability of prefix + completion);
-- its sequential KL from the reference, ``D_SeqKL = sum_t KL(pi_ref(.|x, y_<t) || pi_theta(.|x, y_<t))``
-  summed along the sampled tokens (the x-axis of the paper's reward-KL frontier), computed exactly
-  over the vocabulary from full logits in the reference-then-policy pass of
-  :class:`tdpo.token_stats_model.PolicyAndReference`;
-- the policy's mean per-token entropy along the sample (nats/token).
+- ``reward``: the sentiment classifier's positive probability of prefix + completion;
+- ``reverse_kl``: ``sum_t KL(pi_theta(.|x, y_<t) || pi_ref(.|x, y_<t))`` over the full vocabulary
+  at every position of the sample (chain rule, exact per position). Averaged over samples it
+  estimates the sequence-level reverse KL ``D_KL(pi_theta || pi_ref)``, the x-axis of the reward-KL
+  frontier of the DPO and TDPO papers;
+- ``log_ratio``: ``sum_t [log pi_theta(y_t|.) - log pi_ref(y_t|.)]``, the plain Monte-Carlo estimate
+  of the same reverse KL (noisier);
+- ``forward_kl``: ``sum_t KL(pi_ref(.|x, y_<t) || pi_theta(.|x, y_<t))``, TDPO's sequential KL (the
+  reference first) along the policy's sample: its own quantity, not an estimate of either sequence KL;
+- ``entropy``: the policy's mean per-token entropy along the sample (nats/token).
 
-The token statistics run over prompt + completion with the prompt and padding positions labelled
--100, the same convention as training.
+The reference is the SFT model. The statistics come from :mod:`tdpo.token_stats.sample_kl`: from the
+models' final hidden states and output heads a chunk of response positions at a time (no
+``[batch, seq, vocab]`` tensor) when both models have a separate plain head, else from full logits.
+They run over prompt + completion with the prompt and padding positions labelled -100, the same
+convention as training, in batches of ``batch_size`` sequences.
 """
 
 from __future__ import annotations
@@ -28,45 +36,81 @@ from tqdm.auto import tqdm
 from tdpo.data.tokenize import pad_token_id
 from tdpo.evaluation.diversity import pack_sequences
 from tdpo.files import write_atomic
-from tdpo.imdb.sampling import Completion, sample_completions
+from tdpo.imdb.sampling import Completion, sample_completions, sampling_plan
 from tdpo.imdb.sentiment import RewardModel
-from tdpo.token_stats import sequence_stats
+from tdpo.token_stats import SampleDivergences, sample_divergences_from_hidden, sample_divergences_from_logits
+
+#: The per-sample numbers of an :class:`EvalResult` (and of a saved evaluation's samples).
+SAMPLE_FIELDS = ("reward", "reverse_kl", "log_ratio", "forward_kl", "entropy", "num_tokens")
+
+#: What each KL field is, for tables, plots and saved files.
+KL_DESCRIPTIONS = {
+    "reverse_kl": "reverse KL D_KL(π_θ‖π_ref): Σ_t KL(π_θ‖π_ref) over the vocabulary along the policy's samples",
+    "log_ratio": "reverse KL, Monte-Carlo estimate Σ_t [log π_θ(y_t) − log π_ref(y_t)] on the policy's samples",
+    "forward_kl": "forward sequential KL Σ_t KL(π_ref‖π_θ) along the policy's samples (TDPO's sequential KL)",
+}
+
+
+def _mean_sem(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (NaN where undefined)."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
 
 
 @dataclass
 class EvalResult:
-    """Per-sample results of :func:`evaluate_policy` (all lists have one entry per sample).
+    """Per-sample results of :func:`evaluate_policy` (every list has one entry per sample, in the order
+    prefix 0 samples 0..n-1, prefix 1, ...).
 
     Attributes:
         rewards: reward of prefix + completion.
-        kl: sequential KL from the reference (nats), or all zeros without a reference.
+        reverse_kl: ``sum_t KL(pi_theta || pi_ref)`` along the sample (nats; estimates the sequence-level
+            reverse KL ``D_KL(pi_theta || pi_ref)``); zeros without a reference.
+        log_ratio: ``log pi_theta(y|x) - log pi_ref(y|x)`` (nats; Monte-Carlo estimate of the same).
+        forward_kl: ``sum_t KL(pi_ref || pi_theta)`` along the sample (nats; TDPO's sequential KL).
         entropy: mean per-token policy entropy along the completion (nats/token).
         num_tokens: completion length in tokens (including a final EOS).
+        prefix_index: the sample's prefix ``i``.
+        sample_index: the sample's number ``j`` among the samples of its prefix.
+        seeds: the seed of the batch the sample was drawn in (the same for every model: common
+            random numbers, :mod:`tdpo.imdb.sampling`).
         samples: the completions.
     """
 
     rewards: list[float]
-    kl: list[float]
+    reverse_kl: list[float]
+    log_ratio: list[float]
+    forward_kl: list[float]
     entropy: list[float]
     num_tokens: list[int]
+    prefix_index: list[int]
+    sample_index: list[int]
+    seeds: list[int]
     samples: list[Completion] = field(repr=False)
 
     def summary(self) -> dict[str, float]:
-        """Means (and the reward's standard error) over the samples."""
-        n = len(self.rewards)
-
-        def mean(values: Sequence[float]) -> float:
-            return sum(values) / len(values) if values else float("nan")
-
-        reward_mean = mean(self.rewards)
-        var = sum((r - reward_mean) ** 2 for r in self.rewards) / (n - 1) if n > 1 else float("nan")
+        """Means over the samples, with standard errors (``*_sem``) of the reward and the two reverse-KL
+        estimates."""
+        reward, reward_sem = _mean_sem(self.rewards)
+        reverse, reverse_sem = _mean_sem(self.reverse_kl)
+        ratio, ratio_sem = _mean_sem(self.log_ratio)
         return {
-            "reward": reward_mean,
-            "reward_sem": math.sqrt(var / n) if n > 1 else float("nan"),
-            "seq_kl": mean(self.kl),
-            "entropy": mean(self.entropy),
-            "length": mean(self.num_tokens),
-            "samples": float(n),
+            "reward": reward,
+            "reward_sem": reward_sem,
+            "reverse_kl": reverse,
+            "reverse_kl_sem": reverse_sem,
+            "log_ratio": ratio,
+            "log_ratio_sem": ratio_sem,
+            "forward_kl": _mean_sem(self.forward_kl)[0],
+            "entropy": _mean_sem(self.entropy)[0],
+            "length": _mean_sem(self.num_tokens)[0],
+            "samples": float(len(self.rewards)),
         }
 
 
@@ -76,93 +120,146 @@ def _batch(tokenizer: Any, completions: Sequence[Completion]) -> dict[str, torch
     return pack_sequences(prompts, [c.completion_ids for c in completions], pad_token_id(tokenizer))
 
 
+def _chunked_parts(model: Any) -> tuple[Any, Any] | None:
+    """``(model, its output head)`` when the chunked path can reproduce the model's logits, else None."""
+    from tdpo.heads import UnsupportedHeadError, output_head
+    from tdpo.token_stats_model import model_body
+
+    try:
+        model_body(model)
+        return model, output_head(model)
+    except (UnsupportedHeadError, ValueError):
+        return None
+
+
 @torch.no_grad()
-def completion_stats(policy: Any, reference: Any, tokenizer: Any, completions: Sequence[Completion], *,
-                     batch_size: int = 16, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sequential KL, mean entropy and length of completions under ``policy`` vs ``reference``.
+def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch.Tensor], *,
+                      chunk_size: int = 1024) -> SampleDivergences:
+    """Per-sample divergences of one right-padded batch (see the module docs).
 
     Args:
-        policy: the causal LM that sampled the completions.
-        reference: the reference causal LM, or None (then the KL is zero).
+        policy: the causal LM whose samples the rows are.
+        reference: the reference causal LM; None (or ``policy`` itself) for the policy against itself,
+            one forward pass and zero KLs.
+        batch: ``input_ids``, ``attention_mask``, ``labels`` ``[S, T]`` (prompt and padding -100).
+        chunk_size: response positions projected onto the vocabulary at a time (chunked path).
+
+    Returns:
+        :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors.
+    """
+    from tdpo.token_stats_model import body_hidden_states, full_logits
+
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    same = reference is None or reference is policy
+    policy_parts = _chunked_parts(policy)
+    reference_parts = policy_parts if same else _chunked_parts(reference)
+    if policy_parts is not None and reference_parts is not None:
+        hidden = body_hidden_states(policy, ids, mask)
+        reference_hidden = hidden if same else body_hidden_states(reference, ids, mask)
+        return sample_divergences_from_hidden(hidden, policy_parts[1], reference_hidden, reference_parts[1], labels,
+                                              chunk_size=chunk_size)
+    logits = full_logits(policy, ids, mask)
+    reference_logits = logits if same else full_logits(reference, ids, mask)
+    return sample_divergences_from_logits(logits, reference_logits, labels, chunk_size=chunk_size)
+
+
+@torch.no_grad()
+def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, completions: Sequence[Completion], *,
+                           batch_size: int = 32, chunk_size: int = 1024, progress: bool = False) -> SampleDivergences:
+    """:func:`batch_divergences` of completions, ``batch_size`` sequences per forward pass.
+
+    Args:
+        policy: the causal LM that sampled the completions (put in eval mode).
+        reference: the reference causal LM, or None (then every KL is zero).
         tokenizer: the shared tokenizer (used for its pad id).
         completions: ``S`` completions (with their prompt and completion token ids).
         batch_size: sequences per forward pass.
+        chunk_size: response positions per chunk of the chunked statistics.
 
     Returns:
-        ``(kl [S], entropy [S], num_tokens [S])`` float32 tensors: summed per-token
-        KL(pi_ref || pi_theta), mean per-token policy entropy, and completion lengths.
+        :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors, in the order of
+        ``completions``.
     """
-    from tdpo.token_stats_model import PolicyAndReference, TokenStatsModel
-
     policy.eval()
-    passes = PolicyAndReference(TokenStatsModel(policy, token_stats="full"),
-                                None if reference is None else TokenStatsModel(reference, token_stats="full"))
+    if reference is not None:
+        reference.eval()
     device = next(policy.parameters()).device
-    kls, entropies, lengths = [], [], []
+    parts: list[SampleDivergences] = []
     starts = range(0, len(completions), batch_size)
     for start in tqdm(starts, desc="scoring KL", disable=not progress, unit="batch"):
         batch = {k: v.to(device) for k, v in _batch(tokenizer, completions[start : start + batch_size]).items()}
-        stats = sequence_stats(passes.statistics(batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                                 with_reference=reference is not None))
-        kls.append(stats.kl.cpu() if stats.kl is not None else torch.zeros_like(stats.entropy).cpu())
-        entropies.append(stats.entropy.cpu())
-        lengths.append(stats.num_tokens.cpu())
-    if not kls:
-        empty = torch.zeros(0)
-        return empty, empty, empty
-    return torch.cat(kls), torch.cat(entropies), torch.cat(lengths)
+        parts.append(batch_divergences(policy, reference, batch, chunk_size=chunk_size))
+    names = SampleDivergences.__dataclass_fields__
+    if not parts:
+        return SampleDivergences(**{name: torch.zeros(0) for name in names})
+    return SampleDivergences(**{name: torch.cat([getattr(p, name).cpu() for p in parts]) for name in names})
 
 
 def evaluate_policy(policy: Any, reference: Any, tokenizer: Any, reward: RewardModel, prompts: Sequence[str], *,
                     num_samples: int = 1, max_new_tokens: int = 32, batch_size: int = 32, seed: int = 1234,
-                    progress: bool = True, desc: str = "evaluating") -> EvalResult:
-    """Sample completions of held-out prompts and measure reward, sequential KL and entropy.
+                    kl_batch_size: int | None = None, progress: bool = True, desc: str = "evaluating") -> EvalResult:
+    """Sample completions of held-out prompts; measure reward, the reverse KL (two estimates), the forward
+    sequential KL and the entropy on them.
 
     Args:
         policy: the causal LM to evaluate.
-        reference: the reference causal LM (the SFT model), or None to skip the KL.
+        reference: the reference causal LM (the SFT model), or None (or ``policy``) for zero KLs.
         tokenizer: tokenizer shared by both models.
         reward: the reward model.
         prompts: ``P`` held-out prefixes.
         num_samples: completions per prompt.
         max_new_tokens: longest completion.
-        batch_size: sequences per generation batch (half that per KL forward).
-        seed: sampling seed (the same for every policy, so they see the same random stream).
+        batch_size: sequences per generation batch; with the prompts, ``num_samples`` and ``seed``
+            it fixes which random numbers each sample gets (common random numbers across models).
+        seed: sampling seed (batch ``b`` uses ``seed + b``).
+        kl_batch_size: sequences per KL forward pass (default ``batch_size``).
 
     Returns:
         :class:`EvalResult` over the ``P * num_samples`` samples.
     """
     nested = sample_completions(policy, tokenizer, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens,
                                 batch_size=batch_size, seed=seed, progress=progress, desc=desc)
+    seeds = {job: seed + b for b, batch in enumerate(sampling_plan(len(prompts), num_samples, batch_size))
+             for job in batch}
     samples = [c for row in nested for c in row]
+    jobs = [(i, j) for i, row in enumerate(nested) for j in range(len(row))]
     rewards = reward.score([c.prompt + c.text for c in samples])
-    kl, entropy, lengths = completion_stats(
-        policy, reference, tokenizer, samples, batch_size=max(1, batch_size // 2), progress=False
-    )
+    div = completion_divergences(policy, reference, tokenizer, samples, batch_size=kl_batch_size or batch_size)
     return EvalResult(
         rewards=rewards.tolist(),
-        kl=kl.tolist(),
-        entropy=entropy.tolist(),
-        num_tokens=[int(n) for n in lengths.tolist()],
+        reverse_kl=div.reverse_kl.tolist(),
+        log_ratio=div.log_ratio.tolist(),
+        forward_kl=div.forward_kl.tolist(),
+        entropy=div.entropy.tolist(),
+        num_tokens=[int(n) for n in div.num_tokens.tolist()],
+        prefix_index=[i for i, _ in jobs],
+        sample_index=[j for _, j in jobs],
+        seeds=[seeds[job] for job in jobs],
         samples=samples,
     )
 
 
-def save_eval(result: EvalResult, path: str | Path, **extra: Any) -> Path:
-    """Write the summary, any ``extra`` fields and every sample with its numbers as JSON."""
+def eval_payload(result: EvalResult, **extra: Any) -> dict[str, Any]:
+    """The JSON of an evaluation: ``extra`` fields, the summary, what each KL is, and every sample
+    (prompt, completion, prefix and sample index, seed, and its numbers)."""
     samples = [
         {
+            "prefix": i,
+            "sample": j,
+            "seed": seed,
             "prompt": c.prompt,
             "completion": c.text,
-            "reward": r,
-            "seq_kl": k,
-            "entropy": e,
-            "num_tokens": n,
+            **dict(zip(SAMPLE_FIELDS, values, strict=True)),
         }
-        for c, r, k, e, n in zip(
-            result.samples, result.rewards, result.kl, result.entropy, result.num_tokens, strict=True
+        for c, i, j, seed, *values in zip(
+            result.samples, result.prefix_index, result.sample_index, result.seeds, result.rewards,
+            result.reverse_kl, result.log_ratio, result.forward_kl, result.entropy, result.num_tokens, strict=True
         )
     ]
-    payload = {**extra, "summary": result.summary(), "samples": samples}
-    return write_atomic(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    return {**extra, "summary": result.summary(), "kl_fields": KL_DESCRIPTIONS, "samples": samples}
 
+
+def save_eval(result: EvalResult, path: str | Path, **extra: Any) -> Path:
+    """Write :func:`eval_payload` atomically as JSON; return ``path``."""
+    payload = eval_payload(result, **extra)
+    return write_atomic(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")

@@ -1,8 +1,9 @@
-"""Settings of the IMDb experiment and its presets (``demo``, ``frontier``), and the methods it trains.
+"""Settings of the IMDb experiment and its presets (``demo``, ``frontier``), and the runs it trains.
 
-An :class:`ImdbConfig` fixes every size of the pipeline (:mod:`tdpo.imdb.pipeline`). A method is
-written as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta`` and ``alpha``, e.g.
-``dpo:beta=0.1`` or ``tdpo2:beta=0.1,alpha=0.5``.
+An :class:`ImdbConfig` fixes every size of the pipeline (:mod:`tdpo.imdb.pipeline`). A run is written
+as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta``, ``alpha`` and ``seed``, e.g. ``dpo:beta=0.1``,
+``tdpo2:beta=0.1,alpha=0.5`` or ``dpo:beta=0.1,seed=1`` (the same setting trained again in another data
+order, from the same SFT model on the same pairs).
 """
 
 from __future__ import annotations
@@ -31,23 +32,33 @@ class Method:
         loss: the objective (``dpo``, ``tdpo1``, ``tdpo2``, ...).
         beta: DPO/TDPO inverse temperature.
         alpha: TDPO2's weight of the sequential-KL margin (ignored by other losses).
+        seed: the training seed's offset from the experiment's ``seed``: another data order (0: the
+            first run of the setting; the SFT model, the pairs and the evaluation are the same).
     """
 
     loss: str
     beta: float = 0.1
     alpha: float = 0.5
+    seed: int = 0
 
     @property
     def name(self) -> str:
-        """Folder name of the run, e.g. ``tdpo2_beta0.1_alpha0.5``."""
+        """Folder name of the run, e.g. ``tdpo2_beta0.1_alpha0.5`` (``..._seed1`` for seed 1)."""
         out = f"{self.loss}_beta{self.beta:g}"
-        return out + f"_alpha{self.alpha:g}" if self.uses_alpha else out
+        out = out + f"_alpha{self.alpha:g}" if self.uses_alpha else out
+        return out + f"_seed{self.seed}" if self.seed else out
 
     @property
     def label(self) -> str:
-        """Human label, e.g. ``TDPO2 (beta=0.1, alpha=0.5)``."""
+        """Human label, e.g. ``TDPO2 (beta=0.1, alpha=0.5)`` (``..., seed 1)`` for seed 1)."""
         out = f"{self.loss.upper()} (beta={self.beta:g}"
-        return out + (f", alpha={self.alpha:g})" if self.uses_alpha else ")")
+        out += f", alpha={self.alpha:g}" if self.uses_alpha else ""
+        return out + (f", seed {self.seed})" if self.seed else ")")
+
+    @property
+    def setting(self) -> Method:
+        """The run's setting: the same method with seed 0 (the runs of one setting form one curve group)."""
+        return Method(self.loss, self.beta, self.alpha if self.uses_alpha else 0.5)
 
     @property
     def uses_alpha(self) -> bool:
@@ -56,20 +67,24 @@ class Method:
 
 
 def parse_method(spec: str) -> Method:
-    """Parse ``LOSS[:beta=B][,alpha=A]``; errors name the bad part."""
+    """Parse ``LOSS[:beta=B][,alpha=A][,seed=N]``; errors name the bad part."""
     loss, _, rest = spec.partition(":")
     loss = loss.strip().lower()
     if loss not in PREFERENCE_LOSSES:
         raise ValueError(f"method {spec!r}: unknown loss {loss!r}; choose from {', '.join(PREFERENCE_LOSSES)}")
-    values: dict[str, float] = {}
+    values: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
-        if not eq or key.strip() not in ("beta", "alpha"):
-            raise ValueError(f"method {spec!r}: expected beta=NUMBER or alpha=NUMBER, got {part!r}")
+        key = key.strip()
+        if not eq or key not in ("beta", "alpha", "seed"):
+            raise ValueError(f"method {spec!r}: expected beta=NUMBER, alpha=NUMBER or seed=N, got {part!r}")
         try:
-            values[key.strip()] = float(value)
+            values[key] = int(value) if key == "seed" else float(value)
         except ValueError:
-            raise ValueError(f"method {spec!r}: {key.strip()} must be a number, got {value!r}") from None
+            kind = "a whole number" if key == "seed" else "a number"
+            raise ValueError(f"method {spec!r}: {key} must be {kind}, got {value!r}") from None
+    if values.get("seed", 0) < 0:
+        raise ValueError(f"method {spec!r}: seed must be >= 0, got {values['seed']}")
     method = Method(loss, **values)
     for key, reason in parameter_problems(beta=method.beta, alpha=method.alpha):
         raise ValueError(f"method {spec!r}: {key} {reason}")
@@ -150,14 +165,30 @@ class ImdbConfig:
     warmup_steps: Int = Field(5, ge=0)
     """Linear learning-rate warm-up steps of every run."""
 
-    eval_every_steps: Int | None = 10
-    """Evaluate the trainer's held-out pairs every this many steps (for the KL-over-training plot)."""
+    eval_every_steps: Int | None = Field(None, ge=1)
+    """Evaluate the trainer's held-out pairs (sequential KL of chosen and rejected, the paper's Figure 3)
+    every this many steps; null: at the spacing of the curve points, ``ceil(train_steps / eval_points)``."""
+
+    pair_eval_methods: list[str] | None = None
+    """The runs (written as in ``methods``) whose trainer evaluates the held-out pairs over training: the
+    forward sequential KL of chosen and rejected (the TDPO paper's Figure 3) and the held-out preference
+    accuracy. Null: every first-seed DPO and TDPO2 run. Each evaluation is a forward pass of both models
+    over every held-out pair."""
+
+    eval_points: Int = Field(8, ge=1)
+    """Points of every run's reward-KL curve besides step 0 (the SFT model, evaluated once for all runs):
+    steps ``round(k * train_steps / eval_points)`` for ``k = 1 .. eval_points``, evaluated inside the
+    training process as the run reaches them."""
 
     eval_prefixes: Int = Field(128, ge=1)
-    """Held-out prefixes of the final evaluation."""
+    """Held-out prefixes of every curve point (the same prefixes for every model and step)."""
 
     eval_samples: Int = Field(1, ge=1)
-    """Completions sampled per evaluation prefix."""
+    """Completions sampled per evaluation prefix at every curve point (common random numbers: sample j
+    of prefix i has the same seed for every model and step)."""
+
+    eval_batch_size: Int = Field(32, ge=1)
+    """Sequences per forward pass of the evaluation's KL pass (policy and reference)."""
 
     report_samples: Int = Field(6, ge=0)
     """Prefixes whose completions (SFT and every method) are shown in the report."""
@@ -168,6 +199,45 @@ class ImdbConfig:
     def method_list(self) -> list[Method]:
         """The parsed :attr:`methods`."""
         return [parse_method(m) for m in self.methods]
+
+    def eval_steps(self) -> list[int]:
+        """The training steps of every run's curve points after step 0: ``round(k * train_steps /
+        eval_points)`` for ``k = 1 .. eval_points`` (the last is ``train_steps``)."""
+        return [round(k * self.train_steps / self.eval_points) for k in range(1, self.eval_points + 1)]
+
+    def evaluates_pairs(self, method: Method) -> bool:
+        """Whether ``method``'s run evaluates the held-out pairs over training (:attr:`pair_eval_methods`)."""
+        if self.pair_eval_methods is None:
+            return method.loss in ("dpo", "tdpo2") and method.seed == 0
+        return method.name in {parse_method(m).name for m in self.pair_eval_methods}
+
+    def pair_eval_method_list(self) -> list[Method]:
+        """The runs of :attr:`methods` that evaluate the held-out pairs (:meth:`evaluates_pairs`)."""
+        return [m for m in self.method_list() if self.evaluates_pairs(m)]
+
+    def pair_eval_every_steps(self) -> int:
+        """Steps between the trainer's evaluations of the held-out pairs (:attr:`eval_every_steps`)."""
+        return self.eval_every_steps or -(-self.train_steps // self.eval_points)
+
+    def sft_settings(self) -> dict[str, Any]:
+        """The settings the SFT model depends on."""
+        return {k: getattr(self, k) for k in _SFT_FIELDS}
+
+    def pair_settings(self) -> dict[str, Any]:
+        """The settings the preference pairs depend on."""
+        return {k: getattr(self, k) for k in (*_SFT_FIELDS, *_SAMPLING_FIELDS, *_PAIR_FIELDS)}
+
+    def sft_point_settings(self) -> dict[str, Any]:
+        """The settings the SFT model's curve point (step 0 of every curve) depends on."""
+        return {k: getattr(self, k) for k in (*_SFT_FIELDS, *_SAMPLING_FIELDS, *_EVAL_FIELDS)}
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that determine the trained models and their curve points: every field but those
+        that only choose which runs and points exist, how the report looks or how fast it runs.
+        Saved results whose settings differ are not reused."""
+        skip = {"out_dir", "methods", "eval_points", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
+                "report_samples", "keep_checkpoints", "eval_batch_size"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self) -> ImdbConfig:
         """Check what single-field ranges (checked by pydantic on construction) cannot; raise
@@ -180,7 +250,13 @@ class ImdbConfig:
             raise ValueError("sft_examples must be at least sft_batch_size")
         if not self.methods:
             raise ValueError("methods: give at least one method")
-        self.method_list()
+        if self.eval_points > self.train_steps:
+            raise ValueError(f"eval_points ({self.eval_points}) must be at most train_steps ({self.train_steps})")
+        for spec in self.pair_eval_methods or []:
+            parse_method(spec)
+        names = [m.name for m in self.method_list()]
+        if len(set(names)) < len(names):
+            raise ValueError(f"methods: a run is listed twice ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))})")
         return self
 
     def save(self, path: str | Path) -> Path:
@@ -199,6 +275,17 @@ class ImdbConfig:
         return make_config(cls(), **data)
 
 
+#: The fields the SFT model depends on (SFT's warm-up is ``min(warmup_steps, sft_steps)``).
+_SFT_FIELDS = ("model", "corpus", "test_fraction", "seed", "sft_examples", "sft_steps", "sft_batch_size", "sft_lr",
+               "sft_max_length", "warmup_steps")
+#: The fields every sampled completion depends on besides the model.
+_SAMPLING_FIELDS = ("reward", "max_new_tokens", "sample_batch_size")
+#: The sizes of the preference pairs.
+_PAIR_FIELDS = ("train_prefixes", "samples_per_prefix", "eval_pair_prefixes")
+#: The sizes of a curve point.
+_EVAL_FIELDS = ("eval_prefixes", "eval_samples")
+
+
 def make_config(base: ImdbConfig, **changes: Any) -> ImdbConfig:
     """``base`` with ``changes`` applied, checked; a ``ValueError`` naming the first bad field."""
     from tdpo.config.errors import explain
@@ -209,45 +296,58 @@ def make_config(base: ImdbConfig, **changes: Any) -> ImdbConfig:
         raise ValueError(explain(err)) from None
 
 
-#: What the ``demo`` and ``frontier`` presets share: short completions, SFT and preference runs at
-#: lr 2e-5 with 8 pairs per step in one micro-batch and a 3-step warm-up.
+#: What the ``demo`` and ``frontier`` presets share: short completions, 8 pairs per step in one
+#: micro-batch. The sizes below are placeholders for the lead to set from a recorded pilot.
 _SMALL_PRESET = {"max_new_tokens": 24, "sft_batch_size": 16, "sft_lr": 2e-5, "batch_size": 8,
-                 "micro_batch_size": 8, "lr": 2e-5, "warmup_steps": 3, "report_samples": 5}
+                 "micro_batch_size": 8, "report_samples": 5}
 
 
 def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
-    """The ``tdpo demo`` sizes: the whole pipeline in about 10-15 minutes on 2 CPU cores.
+    """The ``tdpo demo`` sizes: the whole pipeline, DPO and TDPO2 as reward-KL curves of step 0 (the SFT
+    model) and 4 points over training, at a size meant to finish in minutes on 2 CPU cores.
 
     12 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
-    (up to 384 pairs), 48 steps of 8 pairs (one epoch, lr 2e-5) for DPO and TDPO2, 64 held-out prefixes;
-    8 further held-out prefixes give preference pairs (``data/pairs_eval.jsonl``) that no run trains
-    on, for the trainer's final evaluation and for ``tdpo eval``.
+    (up to 384 pairs), 40 steps of 8 pairs for DPO and TDPO2, 48 held-out prefixes x 2 samples at
+    every curve point; 8 further held-out prefixes give preference pairs (``data/pairs_eval.jsonl``)
+    that no run trains on, for the sequential KL of chosen and rejected over training.
     """
     preset = dict(_SMALL_PRESET, sft_examples=256, sft_steps=12, sft_max_length=40, train_prefixes=64,
-                  eval_pair_prefixes=8, methods=["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"],
-                  train_steps=48, eval_every_steps=None, eval_prefixes=64)
+                  eval_pair_prefixes=8, methods=list(DEMO_METHODS), train_steps=40, lr=1e-5, warmup_steps=4,
+                  eval_points=4, eval_prefixes=48, eval_samples=2)
     return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
 
 
+#: The runs of ``tdpo demo``.
+DEMO_METHODS = ["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]
+
+#: The settings of the authors' IMDb figure: DPO, TDPO1 and TDPO2 at beta 0.1 with TDPO2's alpha in
+#: {0.1, 0.3, 0.5, 0.7}; DPO and TDPO2 alpha=0.5 trained a second time in another data order.
 FRONTIER_METHODS = [
-    "dpo:beta=0.05",
     "dpo:beta=0.1",
-    "dpo:beta=0.2",
-    "dpo:beta=0.5",
+    "dpo:beta=0.1,seed=1",
     "tdpo1:beta=0.1",
     "tdpo2:beta=0.1,alpha=0.1",
+    "tdpo2:beta=0.1,alpha=0.3",
     "tdpo2:beta=0.1,alpha=0.5",
-    "tdpo2:beta=0.1,alpha=1.0",
-    "tdpo2:beta=0.1,alpha=2.0",
+    "tdpo2:beta=0.1,alpha=0.5,seed=1",
+    "tdpo2:beta=0.1,alpha=0.7",
 ]
 
 
+#: The frontier's runs whose held-out pairs are evaluated over training (the TDPO paper's Figure 3).
+FIGURE3_METHODS = ["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]
+
+
 def frontier_config(out_dir: str = "runs/imdb_frontier", **overrides: Any) -> ImdbConfig:
-    """The documented frontier: a beta sweep for DPO and an alpha sweep for TDPO2 (plus TDPO1),
-    about 45-60 minutes on 2 CPU cores."""
-    preset = dict(_SMALL_PRESET, sft_examples=512, sft_steps=16, sft_max_length=36, train_prefixes=128,
-                  eval_pair_prefixes=4, methods=list(FRONTIER_METHODS), train_steps=40, eval_every_steps=8,
-                  eval_prefixes=96)
+    """The paper's frontier: every run of :data:`FRONTIER_METHODS` traced as a reward-KL curve (step 0
+    and every 1/8 of training) on 256 held-out prefixes x 2 samples, and, for :data:`FIGURE3_METHODS`,
+    the sequential KL of chosen and rejected on the held-out pairs of 24 prefixes (up to 144 pairs).
+    The training sizes are placeholders to be set from a pilot (``tdpo imdb estimate --preset frontier``
+    prints the time they take)."""
+    preset = dict(_SMALL_PRESET, sft_examples=512, sft_steps=16, sft_max_length=36, train_prefixes=256,
+                  eval_pair_prefixes=24, methods=list(FRONTIER_METHODS), pair_eval_methods=list(FIGURE3_METHODS),
+                  train_steps=64, lr=1e-5, warmup_steps=8, eval_points=8, eval_prefixes=256, eval_samples=2,
+                  sample_batch_size=64, eval_batch_size=64)
     return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
 
 

@@ -7,8 +7,9 @@ path                   holds
 ``data/sft.jsonl``     the SFT examples (prefix -> the review's next tokens)
 ``data/pairs*.jsonl``  the preference pairs (``pairs_eval.jsonl``: held-out pairs), their stats
 ``runs/<name>/``       one trainer run per model (``sft`` and every method): ``metrics.jsonl``, ``final/``
-``eval/<name>.json``   each model's held-out samples and their numbers
-``results.json``       the summary of every evaluated model
+``eval/<name>/``       each run's curve points ``step-NNNNNN.json``: held-out samples and their numbers
+                       (``eval/sft/step-000000.json``: the SFT model, step 0 of every curve)
+``results.json``       the summary: every run's curve, its last point, the matched-KL comparison
 ``plots/``, ``report.md``, ``timings.json``: figures, the report, where the time went
 =====================  ========================================================================
 """
@@ -51,7 +52,7 @@ class ExperimentPaths:
     runs: Path
     """The trainer's ``output_dir``: one run folder per model."""
     eval: Path
-    """The per-model evaluation files."""
+    """The curve points, one folder per run (:meth:`eval_point`)."""
     results: Path
     """The summary of every evaluated model."""
     plots: Path
@@ -64,6 +65,10 @@ class ExperimentPaths:
     def final_model(self, run_name: str) -> Path:
         """The trained model of run ``run_name``."""
         return self.runs / run_name / "final"
+
+    def eval_point(self, run_name: str, step: int) -> Path:
+        """The evaluation of run ``run_name`` after ``step`` optimizer steps."""
+        return self.eval / run_name / f"step-{step:06d}.json"
 
 
 def paths(cfg: ImdbConfig) -> ExperimentPaths:

@@ -10,13 +10,19 @@ step                   writes
 :func:`step_reward`    (the sentiment classifier, cached in the tdpo cache; accuracy reported)
 :func:`step_sft`       ``data/sft.jsonl``, ``runs/sft/`` (trainer run), SFT model ``runs/sft/final``
 :func:`step_pairs`     ``data/pairs.jsonl`` (+ ``data/pairs_eval.jsonl``), ``data/pairs_stats.json``
-:func:`step_train`     ``runs/<method>/`` (``metrics.jsonl``, ``final/``) for every method
-:func:`step_evaluate`  ``eval/<model>.json``, ``results.json``
+:func:`step_train`     ``eval/sft/step-000000.json`` (step 0 of every curve), then for every run
+                       ``runs/<run>/`` (``metrics.jsonl``, ``final/``) and its curve points
+                       ``eval/<run>/step-NNNNNN.json``, evaluated inside the training process
+:func:`step_evaluate`  ``results.json``: the curves, the last points, the matched-KL comparison
 :func:`step_report`    ``plots/*.png``, ``report.md``
 =====================  ========================================================================
 
-:func:`run_pipeline` runs them all with a :class:`StepTimer` and reports where the time went. Progress
-messages are logged (logger ``tdpo.imdb``); the command line shows them on standard error.
+:func:`run_pipeline` runs them all with a :class:`StepTimer`: it logs an estimate of the time from the
+sizes before it starts (:mod:`tdpo.imdb.budget`), the time left as it is calibrated, and where the
+time went at the end. It resumes an interrupted experiment: the SFT model and the pairs made with the
+same settings are kept, finished runs and saved curve points are not done again (an unfinished run is
+trained again from the SFT model). Progress messages are logged (logger ``tdpo.imdb``); the command
+line shows them on standard error.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import logging
 from pathlib import Path
 
 from tdpo.files import write_atomic
+from tdpo.imdb.budget import Budget, describe, estimate, work_of
+from tdpo.imdb.curves import points_left, run_finished
 from tdpo.imdb.experiment import ImdbConfig
 from tdpo.imdb.layout import SFT_NAME, paths, prepare_out_dir, sft_model_path
 from tdpo.imdb.steps import (
@@ -40,15 +48,24 @@ from tdpo.imdb.steps import (
 from tdpo.imdb.timer import StepTimer
 
 __all__ = [
-    "SFT_NAME", "StepTimer", "paths", "prepare_out_dir", "results_summary", "run_pipeline", "sft_model_path", "step_evaluate",
-    "step_pairs", "step_report", "step_reward", "step_sft", "step_train", "train_method",
+    "SFT_NAME", "StepTimer", "estimate_lines", "paths", "prepare_out_dir", "results_summary", "run_pipeline",
+    "sft_model_path", "step_evaluate", "step_pairs", "step_report", "step_reward", "step_sft", "step_train",
+    "train_method",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+def estimate_lines(cfg: ImdbConfig) -> list[str]:
+    """The estimated time of the whole experiment from its sizes (uncalibrated costs), per phase."""
+    work = work_of(cfg)
+    seconds = estimate(work)
+    return [f"estimated time (from the sizes, uncalibrated): {describe(seconds, work)}"]
+
+
 def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
-    """Run every step into ``cfg.out_dir``; log and save where the time went; return the report.
+    """Run every step into ``cfg.out_dir`` (resuming what an interrupted run left); log the estimated
+    time, progress and where the time went; return the report.
 
     The commands print :func:`results_summary` of the returned report: what the run produced.
     """
@@ -57,6 +74,12 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     prepare_out_dir(cfg)
     if command:
         p.command.write_text(command + "\n")
+    methods = cfg.method_list()
+    todo = [m for m in methods if not run_finished(cfg, m)]
+    work = work_of(cfg, runs=todo, points=points_left(cfg, todo), sft=not p.final_model(SFT_NAME).is_dir())
+    logger.info("tdpo imdb: %d run(s), %d to train; estimated time (uncalibrated): %s", len(methods), len(todo),
+                describe(estimate(work), work))
+    budget = Budget(cfg, work)
     timer = StepTimer()
     with timer.step("reward classifier"):
         reward = step_reward(cfg)
@@ -64,7 +87,7 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
         step_sft(cfg)
     with timer.step("preference pairs"):
         step_pairs(cfg, reward)
-    step_train(cfg, timer)
+    step_train(cfg, reward, timer, budget)
     step_evaluate(cfg, reward, timer)
     write_atomic(p.timings, json.dumps(timer.to_dict(), indent=2) + "\n")
     with timer.step("plots and report"):
@@ -75,7 +98,8 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
 
 
 def results_summary(cfg: ImdbConfig, report: Path) -> str:
-    """The results, one line per model (reward, sequential KL, entropy), then the report's path."""
+    """The results, one line per model at its last point (reward, reverse KL, forward sequential KL,
+    entropy), the matched-KL verdicts, then the report's path."""
     from tdpo.imdb.report import summary_lines
 
     results = json.loads(paths(cfg).results.read_text())

@@ -1,13 +1,16 @@
 """Figures of the IMDb experiment (matplotlib, Agg backend: no display needed).
 
-- :func:`plot_frontier`: mean held-out reward against mean sequential KL from the reference, one
-  point per trained model, joined per method family (the reward-KL frontier of the papers).
-- :func:`plot_kl_over_training`: the sequential KL of the chosen and of the rejected responses over
-  training, one panel per run (the TDPO paper's Figure 3), from the trainer's ``metrics.jsonl``.
+- :func:`plot_frontier`: reward against the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's
+  own samples, one line per run through its curve points (step 0, the SFT model, at the origin), the
+  reward-KL frontier of the DPO and TDPO papers.
+- :func:`plot_kl_over_training`: the forward sequential KL ``sum_t KL(pi_ref || pi_theta)`` of the
+  chosen and of the rejected held-out responses over training, one panel per run on one y-scale (the
+  TDPO paper's Figure 3), from the trainer's ``metrics.jsonl``; :func:`figure3_runs` picks the runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -18,57 +21,73 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tdpo.files import read_jsonl  # noqa: E402
 
 _COLORS = {"sft": "black", "dpo": "tab:blue", "tdpo1": "tab:green", "tdpo2": "tab:red"}
+#: The x label of the frontier: which KL it shows, and on which samples.
+FRONTIER_XLABEL = "reverse KL D_KL(π_θ‖π_ref) on the policy's own samples (nats)"
+#: The y label of Figure 3.
+FIGURE3_YLABEL = "forward sequential KL Σ_t KL(π_ref‖π_θ) (nats)"
+_SEED_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
 
 
 def _family_color(loss: str) -> str:
     return _COLORS.get(loss, "tab:purple")
 
 
+def _curve_color(curve: dict, alphas: Sequence[float]) -> object:
+    """DPO blue, TDPO1 green, TDPO2 a shade of red per alpha (darker for larger alpha), others purple."""
+    if curve["loss"] == "tdpo2" and curve.get("alpha") is not None and len(alphas) > 1:
+        shade = 0.35 + 0.6 * sorted(alphas).index(curve["alpha"]) / (len(alphas) - 1)
+        return plt.get_cmap("Reds")(shade)
+    return _family_color(curve["loss"])
+
+
 def plot_frontier(results: dict, path: str | Path) -> Path:
-    """Reward vs sequential KL of every evaluated model.
+    """Reward against reverse KL, one line per run through its curve points.
 
     Args:
-        results: ``results.json`` of :func:`tdpo.imdb.steps.step_evaluate`: ``models`` is a list of
-            dicts with ``loss``, ``beta``, ``alpha``, ``reward``, ``reward_sem``, ``seq_kl``.
+        results: ``results.json`` of :func:`tdpo.imdb.steps.step_evaluate`: ``curves`` is a list of runs,
+            each with ``label``, ``loss``, ``alpha``, ``seed`` and ``points`` (``step``, ``reward``,
+            ``reverse_kl``); step 0 is the SFT model.
         path: the PNG to write.
 
     Returns:
-        ``path``.
+        ``path``. Runs of one setting share a colour; the second seed is dashed with square markers.
+        No error bars: the report's matched-KL table carries the uncertainty of the comparison.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    models = results.get("models", [])
-    if not models:
-        raise ValueError("no evaluated models to plot")
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    families: dict[str, list[dict]] = {}
-    for m in models:
-        families.setdefault(m["loss"], []).append(m)
-    for loss, ms in families.items():
-        ms = sorted(ms, key=lambda m: m["seq_kl"])
-        xs = [m["seq_kl"] for m in ms]
-        ys = [m["reward"] for m in ms]
-        errs = [m.get("reward_sem") or 0.0 for m in ms]
-        marker = "*" if loss == "sft" else "o"
-        ax.errorbar(xs, ys, yerr=errs, fmt=marker + ("-" if len(ms) > 1 else ""), color=_family_color(loss),
-                    label=loss.upper(), markersize=10 if loss == "sft" else 6, capsize=2, linewidth=1.2)
-        for m in ms:
-            if loss == "tdpo2" and m.get("alpha") is not None:
-                tag = f"α={m['alpha']:g}"
-            elif m.get("beta") is not None:
-                tag = f"β={m['beta']:g}"
-            else:
-                continue
-            ax.annotate(tag, (m["seq_kl"], m["reward"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("sequential KL from the SFT reference, Σ_t KL(π_ref‖π_θ) (nats)")
-    ax.set_ylabel("mean reward (P(positive))")
-    ax.set_title("IMDb: reward vs KL on held-out prefixes")
+    curves = results.get("curves", [])
+    if not curves:
+        raise ValueError("no evaluated curves to plot")
+    alphas = sorted({c["alpha"] for c in curves if c["loss"] == "tdpo2" and c.get("alpha") is not None})
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for curve in curves:
+        points = curve["points"]
+        line, marker = _SEED_STYLES[curve.get("seed", 0) % len(_SEED_STYLES)]
+        ax.plot([p["reverse_kl"] for p in points], [p["reward"] for p in points], marker + line, markersize=4,
+                linewidth=1.2, color=_curve_color(curve, alphas), label=curve["label"])
+    sft = next((m for m in results.get("models", []) if m["loss"] == "sft"), None)
+    if sft is not None:
+        ax.plot([sft["reverse_kl"]], [sft["reward"]], "*", color="black", markersize=12, label="SFT (step 0)", zorder=5)
+    ax.set_xlabel(FRONTIER_XLABEL)
+    ax.set_ylabel("mean reward (P(positive)) on held-out prefixes")
+    ax.set_title("IMDb: reward vs reverse KL over training", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def figure3_runs(methods: Sequence, runs_dir: str | Path) -> dict[str, Path]:
+    """``{label: metrics.jsonl}`` of the runs of ``methods`` (those that evaluate the held-out pairs:
+    :meth:`~tdpo.imdb.experiment.ImdbConfig.pair_eval_method_list`) that have metrics in ``runs_dir``."""
+    out = {}
+    for m in methods:
+        metrics = Path(runs_dir) / m.name / "metrics.jsonl"
+        if metrics.is_file():
+            out[m.label] = metrics
+    return out
 
 
 def kl_curves(rows: list[dict]) -> tuple[str, list[int], list[float], list[float]]:
@@ -83,7 +102,9 @@ def kl_curves(rows: list[dict]) -> tuple[str, list[int], list[float], list[float
 
 
 def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path:
-    """Sequential KL of chosen and rejected responses over training, one panel per run, on one y-scale.
+    """Forward sequential KL ``sum_t KL(pi_ref || pi_theta)`` of the chosen and of the rejected responses
+    over training (the held-out pairs' evaluation rows when there are any), one panel per run, on one
+    y-scale.
 
     Args:
         runs: ``{label: metrics.jsonl path}``.
@@ -105,9 +126,10 @@ def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path
         split, steps, chosen, rejected = kl_curves(read_jsonl(metrics))
         ax.plot(steps, chosen, "-o", color="tab:blue", markersize=3, label="chosen")
         ax.plot(steps, rejected, "-s", color="tab:red", markersize=3, label="rejected")
-        ax.set_title(f"{label}" + ("" if split == "none" else f" ({split})"), fontsize=9)
+        where = {"eval": "held-out pairs", "train": "training pairs"}.get(split, "no KL logged")
+        ax.set_title(f"{label} ({where})", fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel("sequential KL (nats)")
+        ax.set_ylabel(FIGURE3_YLABEL, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:

@@ -1,5 +1,12 @@
-"""The Markdown report of an IMDb experiment: settings, results table, figures, sample completions
-before and after training, and where the time went."""
+"""The Markdown report of an IMDb experiment: settings, the last point of every run, the matched-KL
+comparison with its bootstrap intervals and verdicts, the figures, every curve point, sample
+completions before and after training, and where the time went.
+
+Every KL is named: the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples (the
+frontier's x-axis; exact per position, and its Monte-Carlo log-ratio estimate) and TDPO's forward
+sequential KL ``sum_t KL(pi_ref || pi_theta)``. Comparisons between methods are stated only from the
+bootstrap intervals of the matched-KL comparison.
+"""
 
 from __future__ import annotations
 
@@ -20,36 +27,107 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
 def results_table(results: dict) -> list[str]:
-    """Markdown table rows: model, reward (± s.e.), change vs SFT, sequential KL, entropy, length."""
+    """Markdown rows, one per model at its last curve point: reward (± s.e.), change vs SFT, reverse KL
+    D_KL(π_θ‖π_ref) (± s.e.), its log-ratio estimate, forward sequential KL, entropy, length."""
     models = results["models"]
     sft = next((m for m in models if m["loss"] == "sft"), None)
     lines = [
-        "| model | mean reward (± s.e.) | vs SFT | sequential KL | entropy (nats/token) | length (tokens) |",
-        "|---|---|---|---|---|---|",
+        "| model | step | mean reward (± s.e.) | vs SFT | reverse KL D_KL(π_θ‖π_ref) (± s.e.) | "
+        "log-ratio estimate of D_KL(π_θ‖π_ref) | forward seq. KL Σ_t KL(π_ref‖π_θ) | entropy (nats/token) | "
+        "length (tokens) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         delta = "" if sft is None or m is sft else f"{m['reward'] - sft['reward']:+.4f}"
         lines.append(
-            f"| {m['label']} | {m['reward']:.4f} ± {m['reward_sem']:.4f} | {delta} | {m['seq_kl']:.3f} | "
+            f"| {m['label']} | {m['step']} | {m['reward']:.4f} ± {_num(m['reward_sem'], 4)} | {delta} | "
+            f"{m['reverse_kl']:.3f} ± {_num(m['reverse_kl_sem'])} | {m['log_ratio']:.3f} | {m['forward_kl']:.3f} | "
             f"{m['entropy']:.3f} | {m['length']:.1f} |"
         )
     return lines
 
 
 def summary_lines(results: dict) -> list[str]:
-    """One line per evaluated model: its label, mean reward, sequential KL and entropy."""
-    return [
-        f"{m['label']:<32} reward {m['reward']:.4f}  seq KL {m['seq_kl']:.3f}  entropy {m['entropy']:.3f}"
+    """One line per evaluated model at its last curve point (reward, reverse KL, forward sequential KL,
+    entropy), then one per matched-KL comparison and KL range (difference, interval, verdict)."""
+    lines = [
+        f"{m['label']:<36} step {m['step']:>4}  reward {m['reward']:.4f}  reverse KL {m['reverse_kl']:.3f}  "
+        f"forward KL {m['forward_kl']:.3f}  entropy {m['entropy']:.3f}"
         for m in results["models"]
     ]
+    for comp in results.get("matched_kl", []):
+        for r in comp["ranges"]:
+            lines.append(f"{comp['a']} vs {comp['b']} at reverse KL {r['kl_low']:.2f}-{r['kl_high']:.2f}: "
+                         f"{r['difference']:+.4f} [{_num(r['lower'], 4)}, {_num(r['upper'], 4)}] {r['verdict']}")
+    return lines
+
+
+def matched_kl_lines(results: dict) -> list[str]:
+    """The matched-KL section: a table of every comparison per reverse-KL range, and one sentence per
+    comparison made from the verdicts of the intervals only."""
+    comps = results.get("matched_kl", [])
+    if not comps:
+        return []
+    level = next((c["level"] for c in comps if "level" in c), 0.95)
+    lines = [
+        "## Reward at matched reverse KL",
+        "",
+        "Each run's reward is interpolated linearly along its curve in the reverse KL D_KL(π_θ‖π_ref) (step 0, "
+        "the SFT model, at 0), on a grid over the KL range that every run of both settings covers; the table "
+        "averages the difference over each third of that range. Intervals: "
+        f"{100 * level:.0f}% percentile bootstrap over the held-out prefixes (one resample shared by both "
+        "settings, the KL axis re-estimated) and over the training seeds of a setting trained more than once. "
+        "The verdict is \"above\" or \"below\" only when the interval excludes 0, else \"no difference at "
+        "this scale\".",
+        "",
+        "| comparison | runs (seeds) | reverse KL range (nats) | reward difference | "
+        f"{100 * level:.0f}% interval | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    sentences = []
+    for c in comps:
+        name = f"{c['a']} − {c['b']}"
+        if not c["ranges"]:
+            lines.append(f"| {name} | {c['runs_a']} vs {c['runs_b']} | no common KL range | | | |")
+            sentences.append(f"- {c['a']} vs {c['b']}: the curves cover no common reverse-KL range; no comparison.")
+            continue
+        parts = []
+        for r in c["ranges"]:
+            lines.append(f"| {name} | {c['runs_a']} vs {c['runs_b']} | {r['kl_low']:.2f}–{r['kl_high']:.2f} | "
+                         f"{_num(r['difference'], 4)} | [{_num(r['lower'], 4)}, {_num(r['upper'], 4)}] | "
+                         f"{r['verdict']} |")
+            parts.append(f"{r['verdict']} at {r['kl_low']:.2f}–{r['kl_high']:.2f}")
+        sentences.append(f"- {c['a']} against {c['b']}: " + "; ".join(parts) + " nats.")
+    return [*lines, "", "From the intervals only:", "", *sentences, ""]
+
+
+def curve_lines(results: dict) -> list[str]:
+    """Every curve point: run, step, reward, reverse KL (and its log-ratio estimate), forward KL."""
+    curves = results.get("curves", [])
+    if not curves:
+        return []
+    lines = ["## Curve points", "", "<details><summary>every run at every evaluation step</summary>", "",
+             "| run | step | mean reward (± s.e.) | reverse KL D_KL(π_θ‖π_ref) | log-ratio estimate | "
+             "forward seq. KL Σ_t KL(π_ref‖π_θ) | entropy |",
+             "|---|---|---|---|---|---|---|"]
+    for c in curves:
+        for p in c["points"]:
+            lines.append(f"| {c['label']} | {p['step']} | {p['reward']:.4f} ± {_num(p['reward_sem'], 4)} | "
+                         f"{p['reverse_kl']:.3f} | {p['log_ratio']:.3f} | {p['forward_kl']:.3f} | {p['entropy']:.3f} |")
+    return [*lines, "", "</details>", ""]
 
 
 def sample_sections(eval_dir: Path, results: dict, count: int) -> list[str]:
-    """Completions of the first ``count`` held-out prefixes by every model, with their rewards."""
+    """Completions of the first ``count`` held-out prefixes by every model at its last curve point, with
+    their rewards."""
     loaded = []
     for m in results["models"]:
-        path = eval_dir / f"{m['name']}.json"
+        path = eval_dir / m["name"] / f"step-{m['step']:06d}.json"
         if path.is_file():
             loaded.append((m["label"], json.loads(path.read_text())["samples"]))
     if not loaded or count == 0:
@@ -80,10 +158,16 @@ def _setup_lines(cfg: ImdbConfig, results: dict) -> list[str]:
         f"- Pairs: {cfg.train_prefixes} training prefixes (2-8 tokens) x {cfg.samples_per_prefix} completions "
         f"of {cfg.max_new_tokens} tokens, every pair (chosen = higher reward).",
         f"- Training: {cfg.train_steps} steps of {cfg.batch_size} pairs, RMSprop lr {cfg.lr:g}, "
-        f"warm-up {cfg.warmup_steps} steps.",
-        f"- Evaluation: {results.get('prefixes', cfg.eval_prefixes)} held-out prefixes x {cfg.eval_samples} "
-        "sample(s), the same random seed for every model. Sequential KL is Σ_t KL(π_ref‖π_θ) along the "
-        "sampled tokens, the reference being the SFT model.",
+        f"warm-up {cfg.warmup_steps} steps; runs: {', '.join(m.label for m in cfg.method_list())} (a second "
+        "seed is another data order from the same SFT model and pairs).",
+        f"- Curves: every run evaluated at step 0 (the SFT model, shared) and at steps "
+        f"{', '.join(map(str, cfg.eval_steps()))}, on the same {results.get('prefixes', cfg.eval_prefixes)} "
+        f"held-out prefixes x {results.get('samples_per_prefix', cfg.eval_samples)} sample(s), with common "
+        "random numbers (sample j of prefix i has the same seed for every model and step).",
+        "- KLs, the reference being the SFT model, on the policy's own samples: the **reverse KL** "
+        "D_KL(π_θ‖π_ref) = Σ_t KL(π_θ‖π_ref) over the vocabulary at every sampled position (the frontier's "
+        "x-axis, as in the DPO and TDPO papers), its Monte-Carlo **log-ratio** estimate Σ_t [log π_θ(y_t) − "
+        "log π_ref(y_t)], and TDPO's **forward sequential KL** Σ_t KL(π_ref‖π_θ).",
         "",
     ]
     train = json.loads(p.pairs_stats.read_text()).get("train", {}) if p.pairs_stats.is_file() else {}
@@ -94,21 +178,6 @@ def _setup_lines(cfg: ImdbConfig, results: dict) -> list[str]:
             "",
         ]
     return lines
-
-
-def _comparison_lines(results: dict) -> list[str]:
-    """Which models end above the SFT model's mean reward and which do not."""
-    sft = next((m for m in results["models"] if m["loss"] == "sft"), None)
-    if sft is None:
-        return []
-    lines = []
-    better = [m["label"] for m in results["models"] if m is not sft and m["reward"] > sft["reward"]]
-    worse = [m["label"] for m in results["models"] if m is not sft and m["reward"] <= sft["reward"]]
-    if better:
-        lines.append(f"Above the SFT model's mean reward ({sft['reward']:.4f}): {', '.join(better)}.")
-    if worse:
-        lines.append(f"Not above it: {', '.join(worse)}.")
-    return [*lines, ""]
 
 
 def _timing_lines(timings: dict[str, float]) -> list[str]:
@@ -132,11 +201,14 @@ def write_report(
     """Write the report to ``path`` (figures linked relative to it); return ``path``."""
     path = Path(path)
     lines = _setup_lines(cfg, results)
-    lines += ["## Results", "", *results_table(results), ""]
-    lines += _comparison_lines(results)
-    titles = {"frontier": "Reward against sequential KL", "kl": "Sequential KL of chosen and rejected over training"}
+    lines += ["## Results at the end of training", "", *results_table(results), ""]
+    lines += matched_kl_lines(results)
+    titles = {"frontier": "Reward against the reverse KL D_KL(π_θ‖π_ref) over training",
+              "kl": "Forward sequential KL Σ_t KL(π_ref‖π_θ) of chosen and rejected held-out responses over "
+                    "training (the TDPO paper's Figure 3)"}
     for key, fig in figures.items():
         lines += [f"### {titles.get(key, key)}", "", f"![{key}]({_rel(Path(fig), path.parent)})", ""]
+    lines += curve_lines(results)
     lines += sample_sections(paths(cfg).eval, results, cfg.report_samples)
     if timings:
         lines += _timing_lines(timings)

@@ -2,7 +2,8 @@
 
 Each run is a nested mapping in the layout of a ``tdpo train`` YAML file, turned into a validated
 :class:`~tdpo.config.TrainConfig` by :func:`tdpo.config.config_from_dict`. Every run writes into
-``runs/`` of the experiment folder with the experiment's seed, no TensorBoard and one checkpoint kept.
+``runs/`` of the experiment folder with the experiment's seed (plus the method's seed offset: another
+data order), no TensorBoard and one checkpoint kept.
 Prompts (review prefixes of 2 to 8 tokens) are cut at 16 tokens.
 """
 
@@ -19,13 +20,13 @@ MAX_PROMPT_LENGTH = 16
 SFT_MICRO_BATCH = 8
 
 
-def _run(cfg: ImdbConfig, run_name: str, sections: dict[str, dict[str, Any]]) -> Any:
+def _run(cfg: ImdbConfig, run_name: str, sections: dict[str, dict[str, Any]], seed_offset: int = 0) -> Any:
     """The :class:`~tdpo.config.TrainConfig` of run ``run_name`` with the settings every run shares."""
     from tdpo.config import config_from_dict
 
     data = {
         "output_dir": str(paths(cfg).runs),
-        "seed": cfg.seed,
+        "seed": cfg.seed + seed_offset,
         "run_name": run_name,
         "logging": {"tensorboard": False},
         "checkpoint": {"keep_last": 1},
@@ -55,12 +56,15 @@ def sft_run_config(cfg: ImdbConfig) -> Any:
 def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     """Preference training of ``method`` from ``sft_model`` on ``data/pairs.jsonl``.
 
-    The held-out pairs, when there are any, are the evaluation split, evaluated at the start and every
-    ``eval_every_steps`` steps (``None``: no evaluation during training).
+    For the runs that :meth:`~tdpo.imdb.experiment.ImdbConfig.evaluates_pairs`, the held-out pairs
+    (when there are any) are the evaluation split, evaluated at the start, every
+    :meth:`~tdpo.imdb.experiment.ImdbConfig.pair_eval_every_steps` steps and at the end. The training
+    seed is the experiment's plus ``method.seed`` (the data order; the model and pairs are the same).
     """
     p = paths(cfg)
-    test = str(p.pairs_eval) if p.pairs_eval.is_file() else "none"
-    every = None if cfg.eval_every_steps is None or test == "none" else cfg.eval_every_steps * cfg.batch_size
+    held_out = p.pairs_eval.is_file() and cfg.evaluates_pairs(method)
+    test = str(p.pairs_eval) if held_out else "none"
+    every = None if test == "none" else cfg.pair_eval_every_steps() * cfg.batch_size
     return _run(cfg, method.name, {
         "loss": {"name": method.loss, "beta": method.beta, "alpha": method.alpha},
         "model": {"name_or_path": sft_model},
@@ -70,4 +74,4 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
         "optim": {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "lr": cfg.lr},
         "schedule": {"warmup_steps": cfg.warmup_steps, "max_steps": cfg.train_steps},
         "eval": {"every_examples": every, "at_start": every is not None},
-    })
+    }, seed_offset=method.seed)

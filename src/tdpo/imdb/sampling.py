@@ -3,6 +3,14 @@
 Prompts are left-padded for ``generate`` (:func:`tdpo.evaluation.generation.generate_batch`) and
 sampled with plain ancestral sampling (temperature 1, no top-k or top-p truncation, as in the papers). A completion stops at the first EOS, which it
 keeps (the EOS is a response token, like in training), or after ``max_new_tokens`` tokens.
+
+Common random numbers. The ``(prompt i, sample j)`` jobs are laid out in batches by
+:func:`sampling_plan`, which depends only on the number of prompts, ``num_samples`` and
+``batch_size``; batch ``b`` is drawn after ``torch.manual_seed(seed + b)``. Every model sampled with
+the same prompts, sizes and seed therefore draws sample ``j`` of prompt ``i`` as the same row of a batch
+of the same shape from the same random stream: at every decoding step that row receives the same
+random numbers (the sampler draws one noise value per row and vocabulary entry, whatever the
+probabilities), so two models differ in their samples only where their distributions differ.
 """
 
 from __future__ import annotations
@@ -44,6 +52,13 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     return list(ids)
 
 
+def sampling_plan(num_prompts: int, num_samples: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    """The batches of :func:`sample_completions`: ``(prompt i, sample j)`` in prompt-major order, cut
+    every ``batch_size`` jobs. Batch ``b`` is sampled with seed ``seed + b``."""
+    jobs = [(i, j) for i in range(num_prompts) for j in range(num_samples)]
+    return [jobs[s : s + batch_size] for s in range(0, len(jobs), batch_size)]
+
+
 @torch.no_grad()
 def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, num_samples: int = 1,
                        max_new_tokens: int = 32, batch_size: int = 32, temperature: float = 1.0, seed: int = 0,
@@ -58,8 +73,9 @@ def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, nu
         max_new_tokens: longest completion in tokens.
         batch_size: sequences generated at once (each prompt repeated ``num_samples`` times).
         temperature: sampling temperature.
-        seed: each batch is sampled with ``torch.manual_seed(seed + batch number)``, so results do
-            not depend on what ran before.
+        seed: batch ``b`` of :func:`sampling_plan` is sampled after ``torch.manual_seed(seed + b)``, so
+            results do not depend on what ran before, and sample ``j`` of prompt ``i`` gets the same
+            random numbers from every model (see the module docs).
         progress: show a tqdm bar.
 
     Returns:
@@ -75,9 +91,8 @@ def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, nu
         SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size), eos_id, pad_id
     )
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
-    jobs = [(i, j) for i in range(len(prompts)) for j in range(num_samples)]
     results: list[list[Completion | None]] = [[None] * num_samples for _ in prompts]
-    batches = [jobs[s : s + batch_size] for s in range(0, len(jobs), batch_size)]
+    batches = sampling_plan(len(prompts), num_samples, batch_size)
     for number, batch in enumerate(tqdm(batches, desc=desc, disable=not progress, unit="batch")):
         torch.manual_seed(seed + number)
         new = generate_batch(model, [encoded[i] for i, _ in batch], config, eos_token_id=eos_id, pad_token_id=pad_id)

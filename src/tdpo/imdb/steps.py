@@ -10,17 +10,33 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tdpo.files import write_atomic, write_jsonl
+from tdpo.imdb.budget import Budget, work_of
+from tdpo.imdb.curves import (
+    PREFIX_SEED_OFFSET,
+    CurveEvaluator,
+    points_left,
+    points_to_do,
+    run_finished,
+    saved_point,
+)
 from tdpo.imdb.experiment import ImdbConfig, Method
-from tdpo.imdb.layout import SFT_NAME, paths, sft_model_path, trained_model_path
+from tdpo.imdb.layout import paths, sft_model_path
 from tdpo.imdb.run_configs import method_run_config, sft_run_config
 from tdpo.imdb.timer import StepTimer
 
+if TYPE_CHECKING:
+    from tdpo.training.trainer import StepCallback
+
 logger = logging.getLogger(__name__)
+
+#: The settings an SFT model was trained with, in its run folder.
+SFT_SETTINGS = "imdb_sft_settings.json"
 
 
 def _load_lm(name_or_path: str) -> Any:
@@ -53,12 +69,12 @@ def _splits(cfg: ImdbConfig) -> Any:
     return _SPLITS_CACHE[key]
 
 
-def _train(cfg: ImdbConfig, train_cfg: Any) -> Path:
+def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None) -> Path:
     """Train ``train_cfg`` in a fresh run folder; drop its checkpoints unless ``cfg.keep_checkpoints``."""
     from tdpo.training import train
 
     shutil.rmtree(train_cfg.run_dir(), ignore_errors=True)
-    run_dir = train(train_cfg)
+    run_dir = train(train_cfg, on_step=on_step)
     if not cfg.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return run_dir
@@ -76,7 +92,8 @@ def step_reward(cfg: ImdbConfig) -> Any:
 def step_sft(cfg: ImdbConfig) -> str:
     """Fine-tune the base model on review text (prefix -> the review's next tokens); return the SFT model.
 
-    An SFT model already in ``runs/sft/final`` is kept (delete it to train again).
+    An SFT model already in ``runs/sft/final`` is kept if it was trained with the same settings
+    (``runs/sft/imdb_sft_settings.json``; a folder without that file is kept too), else trained again.
     """
     if cfg.sft_steps == 0:
         logger.info("tdpo imdb: SFT skipped (sft_steps=0): the SFT model is %s", cfg.model)
@@ -90,21 +107,33 @@ def step_sft(cfg: ImdbConfig) -> str:
     write_jsonl(examples, paths(cfg).sft_data)
     train_cfg = sft_run_config(cfg)
     final = train_cfg.run_dir() / "final"
-    if final.is_dir():
+    record = train_cfg.run_dir() / SFT_SETTINGS
+    settings = json.loads(json.dumps(cfg.sft_settings()))
+    if final.is_dir() and (not record.is_file() or json.loads(record.read_text()) == settings):
         logger.info("tdpo imdb: SFT model already at %s; delete it to train again", final)
         return str(final)
-    return str(_train(cfg, train_cfg) / "final")
+    run_dir = _train(cfg, train_cfg)
+    write_atomic(run_dir / SFT_SETTINGS, json.dumps(settings, indent=2) + "\n")
+    return str(run_dir / "final")
 
 
 def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
     """Sample ``samples_per_prefix`` completions of training prefixes from the SFT model, score them
-    and write all pairs (and the held-out evaluation pairs); return the pair statistics."""
+    and write all pairs (and the held-out evaluation pairs); return the pair statistics.
+
+    Pairs already written with the same settings are kept (an interrupted experiment resumes)."""
     import torch
 
     from tdpo.imdb.pairs import make_preference_file
     from tdpo.imdb.prefixes import review_prefixes
 
     p = paths(cfg)
+    settings = json.loads(json.dumps(cfg.pair_settings()))
+    if p.pairs.is_file() and p.pairs_stats.is_file():
+        saved = json.loads(p.pairs_stats.read_text())
+        if saved.get("settings") == settings and (p.pairs_eval.is_file() or not cfg.eval_pair_prefixes):
+            logger.info("tdpo imdb: preference pairs already at %s with these settings; kept", p.pairs)
+            return saved
     reward = reward if reward is not None else step_reward(cfg)
     sft = sft_model_path(cfg)
     tokenizer, model, splits = _load_tokenizer(sft), _load_lm(sft), _splits(cfg)
@@ -113,9 +142,9 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
     with torch.no_grad():
         prefixes = review_prefixes(splits.train, tokenizer, cfg.train_prefixes, seed=cfg.seed + 1)
         stats = make_preference_file(model, tokenizer, reward, prefixes, p.pairs, seed=cfg.seed, **common)
-        out = {"train": dataclasses.asdict(stats)}
+        out: dict[str, Any] = {"train": dataclasses.asdict(stats)}
         if cfg.eval_pair_prefixes:
-            # the last held-out reviews: the final evaluation draws its prefixes from the first ones
+            # the last held-out reviews: the curve points draw their prefixes from the first ones
             held = list(reversed(splits.test))
             eval_prefixes = review_prefixes(held, tokenizer, cfg.eval_pair_prefixes, seed=cfg.seed + 2)
             eval_stats = make_preference_file(
@@ -124,6 +153,7 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
             out["eval"] = dataclasses.asdict(eval_stats)
         elif p.pairs_eval.exists():
             p.pairs_eval.unlink()
+    out["settings"] = settings
     write_atomic(p.pairs_stats, json.dumps(out, indent=2) + "\n")
     logger.info(
         "tdpo imdb: %d pairs from %d prefixes (mean reward %.3f, mean chosen-rejected margin %.3f) -> %s",
@@ -132,72 +162,90 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
     return out
 
 
-def train_method(cfg: ImdbConfig, method: Method) -> Path:
-    """Train one method from the SFT model on the pairs; return its run folder (``final/`` inside)."""
+def train_method(cfg: ImdbConfig, method: Method, on_step: StepCallback | None = None) -> Path:
+    """Train one method from the SFT model on the pairs (in a fresh run folder); return its run folder
+    (``final/`` inside). ``on_step`` is handed to the trainer (:data:`tdpo.training.trainer.StepCallback`)."""
     p = paths(cfg)
     if not p.pairs.is_file():
         raise FileNotFoundError(f"no preference pairs at {p.pairs}: run 'tdpo imdb pairs --out {cfg.out_dir}'")
-    return _train(cfg, method_run_config(cfg, method, sft_model_path(cfg)))
+    return _train(cfg, method_run_config(cfg, method, sft_model_path(cfg)), on_step=on_step)
 
 
-def step_train(cfg: ImdbConfig, timer: StepTimer | None = None) -> dict[str, Path]:
-    """Train every method of ``cfg.methods``; return ``{method name: run folder}``."""
-    runs = {}
-    for method in cfg.method_list():
-        with timer.step(f"train {method.label}") if timer is not None else nullcontext():
-            runs[method.name] = train_method(cfg, method)
+def held_out_prompts(cfg: ImdbConfig, tokenizer: Any) -> list[str]:
+    """The held-out prefixes of every curve point (the first held-out reviews, in a seeded order)."""
+    from tdpo.imdb.prefixes import review_prefixes
+
+    return review_prefixes(_splits(cfg).test, tokenizer, cfg.eval_prefixes, seed=cfg.seed + PREFIX_SEED_OFFSET)
+
+
+def curve_evaluator(cfg: ImdbConfig, reward: Any = None, budget: Budget | None = None) -> CurveEvaluator:
+    """A :class:`~tdpo.imdb.curves.CurveEvaluator` with the SFT model as reference."""
+    reward = reward if reward is not None else step_reward(cfg)
+    sft = sft_model_path(cfg)
+    tokenizer = _load_tokenizer(sft)
+    return CurveEvaluator(cfg, _load_lm(sft), tokenizer, reward, held_out_prompts(cfg, tokenizer), budget)
+
+
+def step_train(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = None,
+               budget: Budget | None = None) -> dict[str, Path]:
+    """Evaluate the SFT model (step 0 of every curve), then train every run of ``cfg.methods`` with its
+    curve points evaluated as training reaches them; return ``{run name: run folder}``.
+
+    A run whose last point is saved (with the same settings) is finished and skipped; an unfinished
+    run is trained again from the SFT model, its points already saved not evaluated again.
+    """
+    timer = timer if timer is not None else StepTimer()
+    methods = cfg.method_list()
+    todo = [m for m in methods if not run_finished(cfg, m)]
+    if budget is None:
+        budget = Budget(cfg, work_of(cfg, runs=todo, points=points_left(cfg, todo), sft=False, pairs=False))
+    runs = {m.name: paths(cfg).runs / m.name for m in methods}
+    if not todo and saved_point(cfg, None, 0) is not None:
+        logger.info("tdpo imdb: every run finished earlier (their last curve points are saved)")
+        return runs
+    evaluator = curve_evaluator(cfg, reward, budget)
+    with timer.step("evaluate SFT (step 0)"):
+        evaluator.evaluate(evaluator.reference, None, 0, model_path=sft_model_path(cfg))
+    for method in methods:
+        if method not in todo:
+            logger.info("tdpo imdb: %s finished earlier (its last curve point is saved); skipped", method.label)
+            continue
+        logger.info("tdpo imdb: --- train %s (%d steps, curve points at steps %s) ---", method.label,
+                    cfg.train_steps, ", ".join(map(str, points_to_do(cfg, method))) or "none left")
+        start, evaluated = time.perf_counter(), evaluator.seconds
+        runs[method.name] = train_method(cfg, method, on_step=evaluator.callback(method))
+        spent = evaluator.seconds - evaluated
+        timer.add(f"train {method.label}", time.perf_counter() - start - spent)
+        timer.add("curve evaluation", spent)
+        budget.run_finished()
+        logger.info("tdpo imdb: %s trained in %.0f s (+ %.0f s of curve evaluation)", method.label,
+                    time.perf_counter() - start - spent, spent)
     return runs
 
 
-def _model_info(name: str, label: str, method: Method | None, path: str) -> dict[str, Any]:
-    """What ``results.json`` and the evaluation file say about a model besides its numbers."""
-    return {
-        "name": name,
-        "label": label,
-        "loss": "sft" if method is None else method.loss,
-        "beta": None if method is None else method.beta,
-        "alpha": method.alpha if method is not None and method.uses_alpha else None,
-        "model_path": path,
-    }
-
-
 def step_evaluate(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = None) -> dict:
-    """Evaluate the SFT model and every trained method on held-out prefixes; write ``results.json``.
-
-    Every model samples with the same seed, so differences come from the models, not the random stream.
-    """
-    import torch
-
-    from tdpo.imdb.evaluate import evaluate_policy, save_eval
-    from tdpo.imdb.prefixes import review_prefixes
+    """Evaluate the SFT model if that is not done yet, gather every saved curve point and the matched-KL
+    comparison into ``results.json``; return the results."""
+    from tdpo.imdb.results import collect_results
 
     p = paths(cfg)
     reward = reward if reward is not None else step_reward(cfg)
-    sft = sft_model_path(cfg)
-    tokenizer, reference = _load_tokenizer(sft), _load_lm(sft)
-    prompts = review_prefixes(_splits(cfg).test, tokenizer, cfg.eval_prefixes, seed=cfg.seed + 3)
-    models = [(None, _model_info(SFT_NAME, "SFT", None, sft))]
-    models += [(m, _model_info(m.name, m.label, m, trained_model_path(cfg, m))) for m in cfg.method_list()]
-    results = {"reward_model": getattr(reward, "name", cfg.reward), "prefixes": len(prompts), "models": []}
-    for method, info in models:
-        with timer.step(f"evaluate {info['label']}") if timer is not None else nullcontext(), torch.no_grad():
-            result = evaluate_policy(
-                reference if method is None else _load_lm(info["model_path"]), None if method is None else reference,
-                tokenizer, reward, prompts, num_samples=cfg.eval_samples, max_new_tokens=cfg.max_new_tokens,
-                batch_size=cfg.sample_batch_size, seed=cfg.seed + 4, desc=f"evaluating {info['label']}",
-            )
-            save_eval(result, p.eval / f"{info['name']}.json", **info)
-            summary = result.summary()
-            results["models"].append({**info, **summary})
-            logger.info("tdpo imdb: %s: reward %.4f +- %.4f, seq KL %.3f, entropy %.3f", info["label"],
-                        summary["reward"], summary["reward_sem"], summary["seq_kl"], summary["entropy"])
+    if saved_point(cfg, None, 0) is None:
+        with timer.step("evaluate SFT (step 0)") if timer is not None else nullcontext():
+            evaluator = curve_evaluator(cfg, reward)
+            evaluator.evaluate(evaluator.reference, None, 0, model_path=sft_model_path(cfg))
+    with timer.step("results and matched-KL comparison") if timer is not None else nullcontext():
+        results = collect_results(cfg, getattr(reward, "name", cfg.reward))
     write_atomic(p.results, json.dumps(results, indent=2) + "\n")
+    for m in results["models"]:
+        logger.info("tdpo imdb: %s (step %d): reward %.4f ± %.4f, reverse KL %.3f nats, forward KL %.3f, entropy %.3f",
+                    m["label"], m["step"], m["reward"], m["reward_sem"], m["reverse_kl"], m["forward_kl"], m["entropy"])
     return results
 
 
 def step_report(cfg: ImdbConfig, timings: dict[str, float] | None = None) -> Path:
     """Draw the plots and write ``report.md``; return its path."""
-    from tdpo.imdb.plots import plot_frontier, plot_kl_over_training
+    from tdpo.imdb.plots import figure3_runs, plot_frontier, plot_kl_over_training
     from tdpo.imdb.report import write_report
 
     p = paths(cfg)
@@ -205,8 +253,7 @@ def step_report(cfg: ImdbConfig, timings: dict[str, float] | None = None) -> Pat
         raise FileNotFoundError(f"no {p.results}: run 'tdpo imdb evaluate --out {cfg.out_dir}' first")
     results = json.loads(p.results.read_text())
     figures = {"frontier": plot_frontier(results, p.plots / "frontier.png")}
-    runs = {m.label: p.runs / m.name / "metrics.jsonl" for m in cfg.method_list()}
-    runs = {label: path for label, path in runs.items() if path.is_file()}
+    runs = figure3_runs(cfg.pair_eval_method_list(), p.runs)
     if runs:
         figures["kl"] = plot_kl_over_training(runs, p.plots / "kl_over_training.png")
     if timings is None and p.timings.is_file():

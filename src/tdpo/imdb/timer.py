@@ -29,6 +29,10 @@ class StepTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
             logger.info("tdpo imdb: %s: %.0f s", name, elapsed)
 
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` under ``name`` (for time measured elsewhere, e.g. inside a training run)."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
     def total(self) -> float:
         """Seconds since the timer was created."""
         return time.perf_counter() - self._start

@@ -1,0 +1,180 @@
+"""How long an IMDb experiment takes: an estimate from its sizes, calibrated as it runs.
+
+The work of an experiment, in the units each phase is measured in (:func:`work_of`):
+
+- SFT: ``sft_steps`` optimizer steps of ``sft_batch_size`` sequences of ``sft_max_length`` tokens;
+- pairs: ``(train_prefixes + eval_pair_prefixes) * samples_per_prefix`` sampled and scored completions;
+- training: ``train_steps`` preference steps per run, each ``batch_size`` pairs (policy forward and
+  backward, reference forward);
+- the trainer's held-out pair evaluations (the sequential KL of chosen and rejected over training) of
+  the runs that make them;
+- curve points: step 0 (the SFT model, once) and ``eval_points`` per run, each
+  ``eval_prefixes * eval_samples`` completions sampled, scored and passed through both models.
+
+:class:`Costs` gives seconds per token of each kind, measured once on a 2-core CPU with
+SmolLM2-135M in float32 (the ``tdpo demo`` of issue 12: SFT 7.4 ms per training token, preference
+training 10 ms per token of a chosen or rejected row, sampling and scoring 5.7 ms per sampled token,
+evaluation 9 ms per sampled token). They give the estimate printed before the experiment starts.
+:class:`Budget` then replaces the training and evaluation costs by the ones it measures (the median
+seconds of the training steps seen so far, the mean seconds of the curve points) and logs what is
+left.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass, field, replace
+
+from tdpo.imdb.experiment import ImdbConfig
+
+logger = logging.getLogger(__name__)
+
+#: Mean prompt length in tokens (review prefixes of 2 to 8 tokens, plus special tokens).
+PROMPT_TOKENS = 6
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per token of each kind of work (defaults: see the module docs)."""
+
+    sft_token: float = 7.4e-3
+    """One token of an SFT sequence (forward and backward)."""
+    pair_token: float = 5.7e-3
+    """One sampled token of the preference pairs (sampling and the reward)."""
+    train_token: float = 1.0e-2
+    """One token of a chosen or rejected row in a preference step (policy forward and backward,
+    reference forward)."""
+    pair_eval_token: float = 5.0e-3
+    """One token of a held-out pair row in the trainer's evaluation (two forwards: about half a
+    training token)."""
+    eval_token: float = 9.0e-3
+    """One sampled token of a curve point (sampling, the reward, the KL pass of both models)."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """The sizes of an experiment's phases (see the module docs).
+
+    Attributes:
+        sft_tokens: tokens of all SFT steps.
+        pair_tokens: sampled tokens of the preference pairs.
+        runs: preference runs to train.
+        train_steps: steps per run.
+        step_tokens: tokens of one preference step (chosen and rejected rows).
+        pair_eval_tokens: tokens of the trainer's held-out pair evaluations of all the runs.
+        points: curve points to evaluate (step 0 included, when it is still to do).
+        point_tokens: sampled tokens of one curve point.
+    """
+
+    sft_tokens: int
+    pair_tokens: int
+    runs: int
+    train_steps: int
+    step_tokens: int
+    pair_eval_tokens: int
+    points: int
+    point_tokens: int
+
+
+def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = None, sft: bool = True,
+            pairs: bool = True) -> Work:
+    """The work of ``cfg``: every run and point unless ``runs`` (the methods left to train) / ``points``
+    (the number of curve points left) say what is left to do; ``sft`` / ``pairs`` False when those
+    phases are already done."""
+    methods = cfg.method_list() if runs is None else runs
+    num_runs = len(methods)
+    sequence = PROMPT_TOKENS + cfg.max_new_tokens
+    held_out_pairs = cfg.eval_pair_prefixes * cfg.samples_per_prefix * (cfg.samples_per_prefix - 1) // 2
+    pair_eval_runs = len({m.name for m in cfg.pair_eval_method_list()} & {m.name for m in methods})
+    pair_evals = pair_eval_runs * (1 + -(-cfg.train_steps // cfg.pair_eval_every_steps()))
+    return Work(
+        sft_tokens=cfg.sft_steps * cfg.sft_batch_size * cfg.sft_max_length if sft else 0,
+        pair_tokens=(cfg.train_prefixes + cfg.eval_pair_prefixes) * cfg.samples_per_prefix * cfg.max_new_tokens
+        if pairs else 0,
+        runs=num_runs,
+        train_steps=cfg.train_steps,
+        step_tokens=cfg.batch_size * 2 * sequence,
+        pair_eval_tokens=pair_evals * held_out_pairs * 2 * sequence,
+        points=1 + num_runs * cfg.eval_points if points is None else points,
+        point_tokens=cfg.eval_prefixes * cfg.eval_samples * cfg.max_new_tokens,
+    )
+
+
+def estimate(work: Work, costs: Costs = Costs()) -> dict[str, float]:
+    """Seconds of each phase of ``work`` and their ``total``."""
+    out = {
+        "SFT": work.sft_tokens * costs.sft_token,
+        "preference pairs": work.pair_tokens * costs.pair_token,
+        "training": work.runs * work.train_steps * work.step_tokens * costs.train_token
+        + work.pair_eval_tokens * costs.pair_eval_token,
+        "curve evaluation": work.points * work.point_tokens * costs.eval_token,
+    }
+    out["total"] = sum(out.values())
+    return out
+
+
+def describe(seconds: dict[str, float], work: Work) -> str:
+    """One line: the total in minutes and each phase's share."""
+    parts = [f"{name} {sec / 60:.1f}" for name, sec in seconds.items() if name != "total" and sec > 0]
+    return (f"{seconds['total'] / 60:.1f} min ({', '.join(parts)} min; {work.runs} run(s) x {work.train_steps} "
+            f"steps, {work.points} curve point(s))")
+
+
+@dataclass
+class Budget:
+    """The time left, from the work left and costs calibrated by what has been measured.
+
+    Attributes:
+        cfg: the experiment's settings.
+        work: the work still to do when the budget was made.
+        costs: the per-token costs (defaults until calibrated).
+    """
+
+    cfg: ImdbConfig
+    work: Work
+    costs: Costs = field(default_factory=Costs)
+    steps_done: int = 0
+    points_done: int = 0
+    runs_done: int = 0
+    _step_seconds: list[float] = field(default_factory=list)
+    _point_seconds: list[float] = field(default_factory=list)
+
+    def step_measured(self, seconds: float) -> None:
+        """A preference step took ``seconds``; from the second measured step on, the training cost is
+        the median step time."""
+        self.steps_done += 1
+        self._step_seconds.append(seconds)
+        if len(self._step_seconds) >= 2:
+            per_token = statistics.median(self._step_seconds[1:]) / max(self.work.step_tokens, 1)
+            ratio = per_token / self.costs.train_token
+            self.costs = replace(self.costs, train_token=per_token,
+                                 pair_eval_token=self.costs.pair_eval_token * ratio)
+
+    def point_measured(self, seconds: float) -> None:
+        """A curve point took ``seconds``; the evaluation cost becomes the mean point time."""
+        self.points_done += 1
+        self._point_seconds.append(seconds)
+        per_token = statistics.fmean(self._point_seconds) / max(self.work.point_tokens, 1)
+        self.costs = replace(self.costs, eval_token=per_token)
+
+    def run_finished(self) -> None:
+        """A run's training ended (its steps counted as done whatever was measured)."""
+        self.runs_done += 1
+        self.steps_done = self.runs_done * self.work.train_steps
+
+    def left(self) -> dict[str, float]:
+        """Seconds of training and curve evaluation left, and their ``total``."""
+        w, c = self.work, self.costs
+        steps_left = max(w.runs * w.train_steps - self.steps_done, 0)
+        runs_left = max(w.runs - self.runs_done, 0)
+        pair_evals_left = w.pair_eval_tokens * runs_left / max(w.runs, 1)
+        training = steps_left * w.step_tokens * c.train_token + pair_evals_left * c.pair_eval_token
+        evaluation = max(w.points - self.points_done, 0) * w.point_tokens * c.eval_token
+        return {"training": training, "curve evaluation": evaluation, "total": training + evaluation}
+
+    def log_left(self, what: str = "left") -> None:
+        """Log the time left."""
+        left = self.left()
+        logger.info("tdpo imdb: about %.1f min %s (training %.1f, curve evaluation %.1f)", left["total"] / 60, what,
+                    left["training"] / 60, left["curve evaluation"] / 60)

@@ -1,0 +1,98 @@
+"""The results of an IMDb experiment, gathered from its saved curve points into ``results.json``.
+
+- ``curves``: every run's curve, step 0 (the SFT model) first: per point the step, the reward (± s.e.),
+  the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples (± s.e.; the x-axis), its
+  Monte-Carlo log-ratio estimate, the forward sequential KL ``sum_t KL(pi_ref || pi_theta)``, entropy
+  and length;
+- ``models``: the SFT model and the last point of every run (the end of training);
+- ``matched_kl``: every non-DPO setting against DPO (the DPO run of the same beta, else the first),
+  their rewards compared at matched reverse KL over the KL range both curves cover
+  (:func:`tdpo.evaluation.matched_kl.matched_kl_difference`, bootstrap over prefixes and, for
+  settings trained twice, seeds), summarised per KL range with the interval and the verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tdpo.evaluation.matched_kl import KLCurve, common_kl_grid, matched_kl_difference, summarize_kl_ranges
+from tdpo.imdb.curves import load_curve, prefix_arrays, run_info
+from tdpo.imdb.experiment import ImdbConfig, Method
+
+logger = logging.getLogger(__name__)
+
+#: The summary numbers of a point kept in ``results.json``.
+POINT_FIELDS = ("reward", "reward_sem", "reverse_kl", "reverse_kl_sem", "log_ratio", "log_ratio_sem", "forward_kl",
+                "entropy", "length", "samples")
+#: The x-axis of every curve and of the matched-KL comparison.
+KL_AXIS = "reverse KL D_KL(π_θ‖π_ref), Σ_t KL(π_θ‖π_ref) along the policy's own samples (nats)"
+#: KL ranges per matched-KL comparison, grid KLs and bootstrap replicates.
+KL_RANGES, GRID_POINTS, BOOTSTRAP = 3, 50, 2000
+
+
+def _point_row(point: dict[str, Any]) -> dict[str, Any]:
+    return {"step": point["step"], **{k: point["summary"][k] for k in POINT_FIELDS}}
+
+
+def comparisons(settings: list[Method]) -> list[tuple[Method, Method]]:
+    """``(setting, DPO setting)`` for every non-DPO setting: against the DPO setting of the same beta,
+    else the first DPO setting; none without DPO."""
+    dpo = [s for s in settings if s.loss == "dpo"]
+    if not dpo:
+        return []
+    out = []
+    for s in settings:
+        if s.loss != "dpo":
+            out.append((s, next((d for d in dpo if d.beta == s.beta), dpo[0])))
+    return out
+
+
+def matched_kl_rows(cfg: ImdbConfig, methods: list[Method], num_prefixes: int, *, n_boot: int = BOOTSTRAP
+                    ) -> list[dict[str, Any]]:
+    """The matched-KL comparisons of :func:`comparisons` over the runs of ``methods`` whose curves have
+    at least two points; one entry per comparison with its rows per KL range."""
+    groups: dict[Method, list[KLCurve]] = {}
+    for method in methods:
+        points = load_curve(cfg, method)
+        if len(points) >= 2:
+            rewards, kls = prefix_arrays(points, num_prefixes)
+            groups.setdefault(method.setting, []).append(KLCurve(rewards, kls, tuple(p["step"] for p in points)))
+    out = []
+    for a, b in comparisons(list(groups)):
+        grid = common_kl_grid([groups[a], groups[b]], num=GRID_POINTS)
+        entry = {"a": a.label, "b": b.label, "a_name": a.name, "b_name": b.name, "runs_a": len(groups[a]),
+                 "runs_b": len(groups[b]), "kl_axis": "reverse_kl", "ranges": []}
+        if grid.size and grid[-1] > grid[0]:
+            result = matched_kl_difference(groups[a], groups[b], grid, n_boot=n_boot, seed=cfg.seed)
+            entry["level"] = result.level
+            entry["ranges"] = [row.to_dict() for row in summarize_kl_ranges(result, KL_RANGES)]
+        out.append(entry)
+    return out
+
+
+def collect_results(cfg: ImdbConfig, reward_name: str) -> dict[str, Any]:
+    """``results.json`` from the saved points (see the module docs); runs with no point after step 0
+    are left out (a run still training shows the points it has)."""
+    sft = load_curve(cfg, None)
+    if not sft:
+        raise FileNotFoundError(f"no evaluation of the SFT model in {cfg.out_dir}/eval/sft: run "
+                                f"'tdpo imdb train --out {cfg.out_dir}' first")
+    info = {k: v for k, v in sft[0].items() if k in run_info(None)}
+    results: dict[str, Any] = {
+        "reward_model": reward_name, "prefixes": cfg.eval_prefixes, "samples_per_prefix": cfg.eval_samples,
+        "kl_axis": KL_AXIS, "kl_fields": sft[0].get("kl_fields", {}),
+        "models": [{**info, **_point_row(sft[0])}], "curves": [],
+    }
+    curve_methods = []
+    for method in cfg.method_list():
+        points = load_curve(cfg, method)
+        if len(points) < 2:
+            continue
+        curve_methods.append(method)
+        meta = run_info(method, points[-1].get("model_path"))
+        complete = points[-1]["step"] == cfg.train_steps
+        results["curves"].append({**meta, "complete": complete, "points": [_point_row(p) for p in points]})
+        results["models"].append({**meta, **_point_row(points[-1])})
+    results["matched_kl"] = matched_kl_rows(cfg, curve_methods, cfg.eval_prefixes)
+    return results

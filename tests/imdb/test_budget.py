@@ -1,0 +1,65 @@
+"""Tests of tdpo.imdb.budget: the work counted from the sizes, the estimate, and its calibration."""
+
+from __future__ import annotations
+
+import pytest
+
+from tdpo.imdb.budget import PROMPT_TOKENS, Budget, Costs, describe, estimate, work_of
+from tdpo.imdb.experiment import ImdbConfig, make_config
+
+
+def _cfg(**changes) -> ImdbConfig:
+    base = dict(max_new_tokens=10, sft_steps=4, sft_batch_size=8, sft_max_length=20, train_prefixes=30,
+                eval_pair_prefixes=5, samples_per_prefix=4, methods=["dpo", "tdpo2", "dpo:seed=1"], train_steps=40,
+                batch_size=8, micro_batch_size=8, eval_points=8, eval_prefixes=50, eval_samples=2)
+    return make_config(ImdbConfig(), **{**base, **changes})
+
+
+def test_work_counts_every_phase():
+    w = work_of(_cfg())
+    row = PROMPT_TOKENS + 10
+    assert w.sft_tokens == 4 * 8 * 20
+    assert w.pair_tokens == (30 + 5) * 4 * 10
+    assert (w.runs, w.train_steps, w.step_tokens) == (3, 40, 8 * 2 * row)
+    # held-out pairs: 6 per prefix, evaluated at the start and every 5 steps (40 / 8) up to step 40, by the
+    # first-seed DPO and TDPO2 runs
+    assert w.pair_eval_tokens == 2 * 9 * (5 * 6) * 2 * row
+    assert (w.points, w.point_tokens) == (1 + 3 * 8, 50 * 2 * 10)
+    cfg = _cfg()
+    left = work_of(cfg, runs=cfg.method_list()[1:], points=2, sft=False, pairs=False)
+    assert (left.sft_tokens, left.pair_tokens, left.runs, left.points) == (0, 0, 2, 2)
+    assert left.pair_eval_tokens == w.pair_eval_tokens // 2  # TDPO2's evaluations are left, DPO's are done
+    assert work_of(_cfg(eval_pair_prefixes=0)).pair_eval_tokens == 0
+    assert work_of(_cfg(pair_eval_methods=["dpo:seed=1"])).pair_eval_tokens == w.pair_eval_tokens // 2
+
+
+def test_estimate_is_work_times_costs():
+    w = work_of(_cfg())
+    c = Costs(sft_token=1.0, pair_token=2.0, train_token=3.0, pair_eval_token=4.0, eval_token=5.0)
+    seconds = estimate(w, c)
+    assert seconds["SFT"] == w.sft_tokens and seconds["preference pairs"] == 2.0 * w.pair_tokens
+    assert seconds["training"] == 3 * 40 * w.step_tokens * 3.0 + w.pair_eval_tokens * 4.0
+    assert seconds["curve evaluation"] == 25 * w.point_tokens * 5.0
+    assert seconds["total"] == pytest.approx(sum(v for k, v in seconds.items() if k != "total"))
+    assert describe(seconds, w).startswith(f"{seconds['total'] / 60:.1f} min (")
+
+
+def test_budget_calibrates_on_measured_steps_and_points():
+    cfg = _cfg()
+    w = work_of(cfg, runs=cfg.method_list()[:2], points=1 + 2 * 8)
+    budget = Budget(cfg, w, Costs(train_token=1.0, pair_eval_token=2.0, eval_token=1.0))
+    budget.step_measured(100.0)  # the first step (start-up) alone does not calibrate
+    assert budget.costs.train_token == 1.0
+    for seconds in (2.0, 4.0, 3.0):
+        budget.step_measured(seconds)
+    assert budget.costs.train_token == pytest.approx(3.0 / w.step_tokens)  # median of the steps after the first
+    assert budget.costs.pair_eval_token == pytest.approx(2.0 * 3.0 / w.step_tokens)  # scaled alike
+    budget.point_measured(10.0)
+    budget.point_measured(20.0)
+    assert budget.costs.eval_token == pytest.approx(15.0 / w.point_tokens)
+    left = budget.left()
+    assert left["curve evaluation"] == pytest.approx((17 - 2) * 15.0)
+    assert left["training"] == pytest.approx((2 * 40 - 4) * 3.0 + w.pair_eval_tokens * budget.costs.pair_eval_token)
+    budget.run_finished()
+    assert budget.steps_done == 40
+    assert budget.left()["training"] == pytest.approx(40 * 3.0 + w.pair_eval_tokens / 2 * budget.costs.pair_eval_token)
