@@ -134,7 +134,7 @@ def _chunked_parts(model: Any) -> tuple[Any, Any] | None:
 
 @torch.no_grad()
 def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch.Tensor], *,
-                      chunk_size: int = 1024) -> SampleDivergences:
+                      chunk_size: int = 256) -> SampleDivergences:
     """Per-sample divergences of one right-padded batch (see the module docs).
 
     Args:
@@ -165,7 +165,7 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
 
 @torch.no_grad()
 def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, completions: Sequence[Completion], *,
-                           batch_size: int = 32, chunk_size: int = 1024, progress: bool = False) -> SampleDivergences:
+                           batch_size: int = 32, chunk_size: int = 256, progress: bool = False) -> SampleDivergences:
     """:func:`batch_divergences` of completions, ``batch_size`` sequences per forward pass.
 
     Args:
