@@ -42,8 +42,8 @@ def test_every_sequence_is_copied_whole_with_restarting_positions(seed):
     rows = _random_rows(seed, 9)
     ids, mask, labels = _padded(rows)
     packed = pack_rows(ids, mask, labels, pad_token_id=99)
-    assert packed.num_sequences == 9 and packed.input_ids.shape[1] == ids.shape[1]
-    assert packed.input_ids.shape[0] < 9  # fewer rows than padded
+    assert packed.num_sequences == 9 and packed.input_ids.shape[1] >= ids.shape[1]
+    assert packed.input_ids.numel() < ids.numel()  # fewer positions than padded
     for i, (p, r) in enumerate(rows):
         where = (packed.sequence_of == i).nonzero()
         b = int(where[0, 0])
@@ -87,3 +87,19 @@ def test_width_and_padding_errors_name_the_problem():
         row_lengths(left)
     with pytest.raises(ValueError, match="one shape"):
         pack_rows(ids, mask[:, :2], labels)
+
+
+def test_the_chosen_width_trades_unused_tails_against_attention_over_wide_rows():
+    from tdpo.data.packing import choose_width
+
+    # four rows of 10 and one of 40: as wide as the longest, two rows of 40 hold everything
+    assert choose_width([40, 10, 10, 10, 10]) == 40
+    lengths = [30, 25, 22, 20, 18, 15, 12, 9]
+    width = choose_width(lengths)
+    cost = len(first_fit_decreasing(lengths, width)) * width * (1 + 2.5e-4 * width)
+    # no width from the longest row to the total does better (an exhaustive check)
+    for w in range(max(lengths), sum(lengths) + 1):
+        assert cost <= len(first_fit_decreasing(lengths, w)) * w * (1 + 2.5e-4 * w) + 1e-9
+    # with costly attention, rows stay as narrow as the longest
+    assert choose_width(lengths, attention_cost=1.0) == max(lengths)
+    assert choose_width([]) == 1
