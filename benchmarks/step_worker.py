@@ -2,9 +2,12 @@
 
 Used by ``benchmarks/train_step.py`` and ``benchmarks/long_context.py``. A step is exactly what
 ``tdpo.training`` does for one micro-batch: the reference forward under ``no_grad``, the policy
-forward on the chosen and rejected rows concatenated, the loss, backward, and an RMSprop step.
-The batch is random token ids: ``pairs`` pairs of ``seq`` tokens each, the first ``prompt`` of them
-prompt (label -100), no padding.
+forward on the chosen and rejected rows concatenated (packed without padding when
+``--padding-free 1``), the loss, backward, the gradient norm (clipping at 10, as the trainer), and an
+RMSprop step. The batch is random token ids, either ``pairs`` pairs of ``seq`` tokens each, the first
+``prompt`` of them prompt (``--lengths fixed``, no padding), or realistic unequal lengths
+(``--lengths realistic``: prompt 8-64 tokens, each response 16-128, drawn uniformly with a fixed
+seed) collated exactly as the trainer does (right-padded to the longest row).
 
 As a worker (``--worker``) it prints one JSON line: the median step time, the peak resident memory of
 the process, and its resident memory before the first step. As a library, :func:`run_config`
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -41,7 +45,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from tdpo.config import load_config
     from tdpo.models import load_policy
-    from tdpo.token_stats_model import TokenStatsModel
+    from tdpo.token_stats_model import TokenStatsModel, supports_packing
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 
@@ -54,30 +58,65 @@ def worker(args: argparse.Namespace) -> dict:
         f"optim.micro_batch_size={args.pairs}", f"optim.batch_size={args.pairs}", "optim.name=rmsprop",
     ])
     policy, initial = load_policy(cfg.model, cfg.lora, seed=0)
+    padding_free = bool(args.padding_free) and supports_packing(policy)
     models = Models(TokenStatsModel(policy, cfg.loss.token_stats, cfg.loss.chunk_size),
-                    TokenStatsModel(initial, cfg.loss.token_stats, cfg.loss.chunk_size), False, None, None)
+                    TokenStatsModel(initial, cfg.loss.token_stats, cfg.loss.chunk_size), False, None, None,
+                    padding_free=padding_free)
     optimizer = build_optimizer(policy.parameters(), cfg.optim)
-    vocab = policy.config.vocab_size
-    s, t = 2 * args.pairs, args.seq
-    generator = torch.Generator().manual_seed(1)
-    input_ids = torch.randint(0, vocab, (s, t), generator=generator)
-    input_ids[args.pairs:, :args.prompt] = input_ids[:args.pairs, :args.prompt]  # shared prompts
-    labels = input_ids.clone()
-    labels[:, :args.prompt] = -100
-    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
-             "index": torch.arange(args.pairs)}
+    batch = make_batch(args, policy.config.vocab_size)
+    layout = batch_layout(batch, padding_free)
     before = rss_bytes()
     times = []
     for i in range(args.warmup + args.steps):
         start = time.perf_counter()
         loss, _ = batch_loss(cfg, models, batch)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
     return {"status": "ok", "step_seconds": statistics.median(times), "all_seconds": times,
-            "peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": before, "loss": float(loss)}
+            "peak_rss_bytes": peak_rss_bytes(), "rss_before_bytes": before, "loss": float(loss),
+            "parameters": sum(p.numel() for p in policy.parameters()), "threads": torch.get_num_threads(),
+            "padding_free": padding_free, **layout}
+
+
+def make_batch(args: argparse.Namespace, vocab: int) -> dict:
+    """The step's preference batch of ``args.pairs`` pairs of random token ids (see the module doc)."""
+    import torch
+
+    from tdpo.data.collate import PreferenceCollator
+
+    generator = torch.Generator().manual_seed(1)
+    if args.lengths == "realistic":
+        def draw(low: int, high: int) -> int:
+            return int(torch.randint(low, high + 1, (1,), generator=generator))
+
+        def ids(n: int) -> list[int]:
+            return torch.randint(0, vocab, (n,), generator=generator).tolist()
+
+        features = [{"prompt_input_ids": ids(draw(8, 64)), "chosen_input_ids": ids(draw(16, 128)),
+                     "rejected_input_ids": ids(draw(16, 128)), "index": i} for i in range(args.pairs)]
+        return PreferenceCollator(pad_token_id=0)(features)
+    s, t = 2 * args.pairs, args.seq
+    input_ids = torch.randint(0, vocab, (s, t), generator=generator)
+    input_ids[args.pairs:, :args.prompt] = input_ids[:args.pairs, :args.prompt]  # shared prompts
+    labels = input_ids.clone()
+    labels[:, :args.prompt] = -100
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
+            "index": torch.arange(args.pairs)}
+
+
+def batch_layout(batch: dict, padding_free: bool) -> dict:
+    """Real tokens, and the positions the model runs on (padded rows, or the packed rows)."""
+    from tdpo.data.packing import pack_rows
+
+    real = int(batch["attention_mask"].sum())
+    computed = batch["attention_mask"].numel()
+    if padding_free:
+        computed = pack_rows(batch["input_ids"], batch["attention_mask"], batch["labels"]).input_ids.numel()
+    return {"real_tokens": real, "computed_tokens": computed}
 
 
 def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -94,6 +133,8 @@ def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--lengths", default="fixed", choices=["fixed", "realistic"])
+    parser.add_argument("--padding-free", type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -140,6 +181,27 @@ def run_config(options: dict, *, memory_limit_gb: float, timeout: float | None =
             return {"status": "oom", "peak_rss_bytes": peak_seen}
         return {"status": "error", "message": " | ".join(tail), "peak_rss_bytes": peak_seen}
     return json.loads(lines[-1])
+
+
+def matmul_peak(tokens: int, shapes: list[tuple[int, int]], threads: int, repeats: int = 20) -> float:
+    """This machine's float32 matrix-product rate in GFLOP/s: the best of ``repeats`` timings of
+    ``[tokens, k] x [k, n]`` for each ``(k, n)`` in ``shapes``, the fastest shape's rate."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    best = 0.0
+    for k, n in shapes:
+        a, b = torch.randn(tokens, k), torch.randn(k, n)
+        for _ in range(3):
+            a @ b
+        fastest = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            fastest = min(fastest, time.perf_counter() - start)
+        best = max(best, 2 * tokens * k * n / fastest / 1e9)
+    return best
 
 
 def gb(value: float) -> str:
