@@ -73,11 +73,13 @@ class _ChunkedTokenStats(torch.autograd.Function):
         policy_scale, reference_scale = ctx.scales
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.zeros_like(policy_hidden, dtype=torch.float32) if need_hidden else None
-        grad_weight = torch.zeros_like(policy_weight, dtype=torch.float32) if need_weight else None
+        grad_weight = None  # [V, H], written by the first chunk (no zero-filled buffer)
         n = policy_hidden.shape[0]
         weight32 = policy_weight.float()
         hidden_weight = weight32  # the head as seen by grad_hidden = grad_z @ W
-        if need_hidden and bool(torch.isinf(weight32).any()):  # one check per backward, not per chunk
+        # one check per backward, not per chunk; a finite sum (one read, no temporary) rules out an
+        # infinite entry, and only a non-finite one pays for the elementwise check
+        if need_hidden and not bool(torch.isfinite(weight32.sum())) and bool(torch.isinf(weight32).any()):
             hidden_weight = torch.where(torch.isinf(weight32), 0.0, weight32)
         for start in range(0, n, ctx.chunk_size):
             stop = min(start + ctx.chunk_size, n)
@@ -108,10 +110,15 @@ class _ChunkedTokenStats(torch.autograd.Function):
             if need_hidden:
                 grad_hidden[start:stop] = grad @ hidden_weight
             if need_weight:
-                grad_weight.addmm_(grad.t(), hidden32)
+                if grad_weight is None:
+                    grad_weight = grad.t() @ hidden32
+                else:
+                    grad_weight.addmm_(grad.t(), hidden32)
         if grad_hidden is not None:
             grad_hidden = grad_hidden.to(policy_hidden.dtype)
-        if grad_weight is not None:
+        if need_weight:
+            if grad_weight is None:  # no response token at all
+                grad_weight = torch.zeros_like(policy_weight, dtype=torch.float32)
             grad_weight = grad_weight.to(policy_weight.dtype)
         return grad_hidden, grad_weight, None, None, None, None, None, None
 
