@@ -304,16 +304,18 @@ _SMALL_PRESET = {"max_new_tokens": 24, "sft_batch_size": 16, "sft_lr": 2e-5, "ba
 
 def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
     """The ``tdpo demo`` sizes: the whole pipeline, DPO and TDPO2 as reward-KL curves of step 0 (the SFT
-    model) and 4 points over training, at a size meant to finish in minutes on 2 CPU cores.
+    model) and 4 points over training, sized to finish within 7 minutes on 2 CPU cores.
 
-    12 SFT steps of 16 review continuations, short completions (24 tokens), 64 training prefixes
-    (up to 384 pairs), 40 steps of 8 pairs for DPO and TDPO2, 48 held-out prefixes x 2 samples at
-    every curve point; 8 further held-out prefixes give preference pairs (``data/pairs_eval.jsonl``)
-    that no run trains on, for the sequential KL of chosen and rejected over training.
+    8 SFT steps of 16 review continuations, short completions (16 tokens), 48 training prefixes (up to
+    288 pairs), 32 steps of 8 pairs for DPO and TDPO2, 32 held-out prefixes x 2 samples at every curve
+    point (one generation batch); 4 further held-out prefixes give preference pairs
+    (``data/pairs_eval.jsonl``) that no run trains on, for the sequential KL of chosen and rejected
+    over training.
     """
-    preset = dict(_SMALL_PRESET, sft_examples=256, sft_steps=12, sft_max_length=40, train_prefixes=64,
-                  eval_pair_prefixes=8, methods=list(DEMO_METHODS), train_steps=40, lr=1e-5, warmup_steps=4,
-                  eval_points=4, eval_prefixes=48, eval_samples=2)
+    preset = dict(_SMALL_PRESET, max_new_tokens=16, sft_examples=128, sft_steps=8, sft_max_length=32,
+                  train_prefixes=48, eval_pair_prefixes=4, methods=list(DEMO_METHODS), train_steps=32, lr=1e-5,
+                  warmup_steps=4, eval_points=4, eval_prefixes=32, eval_samples=2, sample_batch_size=64,
+                  eval_batch_size=64)
     return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
 
 
