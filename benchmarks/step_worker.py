@@ -7,7 +7,8 @@ forward on the chosen and rejected rows concatenated (packed without padding whe
 RMSprop step. The batch is random token ids, either ``pairs`` pairs of ``seq`` tokens each, the first
 ``prompt`` of them prompt (``--lengths fixed``, no padding), or realistic unequal lengths
 (``--lengths realistic``: prompt 8-64 tokens, each response 16-128, drawn uniformly with a fixed
-seed) collated exactly as the trainer does (right-padded to the longest row).
+seed) collated exactly as the trainer does (right-padded to the longest row); ``--lengths imdb``: the
+demo's sizes (prompt 3-9 tokens, responses 4-17).
 
 As a worker (``--worker``) it prints one JSON line: the median step time, the peak resident memory of
 the process, and its resident memory before the first step. As a library, :func:`run_config`
@@ -89,15 +90,17 @@ def make_batch(args: argparse.Namespace, vocab: int) -> dict:
     from tdpo.data.collate import PreferenceCollator
 
     generator = torch.Generator().manual_seed(1)
-    if args.lengths == "realistic":
+    if args.lengths in ("realistic", "imdb"):
+        prompt, response = ((8, 64), (16, 128)) if args.lengths == "realistic" else ((3, 9), (4, 17))
+
         def draw(low: int, high: int) -> int:
             return int(torch.randint(low, high + 1, (1,), generator=generator))
 
         def ids(n: int) -> list[int]:
             return torch.randint(0, vocab, (n,), generator=generator).tolist()
 
-        features = [{"prompt_input_ids": ids(draw(8, 64)), "chosen_input_ids": ids(draw(16, 128)),
-                     "rejected_input_ids": ids(draw(16, 128)), "index": i} for i in range(args.pairs)]
+        features = [{"prompt_input_ids": ids(draw(*prompt)), "chosen_input_ids": ids(draw(*response)),
+                     "rejected_input_ids": ids(draw(*response)), "index": i} for i in range(args.pairs)]
         return PreferenceCollator(pad_token_id=0)(features)
     s, t = 2 * args.pairs, args.seq
     input_ids = torch.randint(0, vocab, (s, t), generator=generator)
@@ -133,7 +136,7 @@ def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--lengths", default="fixed", choices=["fixed", "realistic"])
+    parser.add_argument("--lengths", default="fixed", choices=["fixed", "realistic", "imdb"])
     parser.add_argument("--padding-free", type=int, default=0)
     return parser.parse_args(argv)
 
