@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tdpo.imdb.experiment import ImdbConfig, parse_method
+from tdpo.imdb.experiment import ImdbConfig, demo_config, parse_method
 from tdpo.imdb.pipeline import results_summary, run_pipeline
 
 
@@ -31,7 +31,7 @@ def test_config_from_command_line():
     cfg = config_from_args(ns, "demo")
     assert cfg.out_dir == "x" and cfg.methods == ["dpo:beta=0.2", "tdpo1"] and cfg.eval_every_steps is None
     assert cfg.corpus == "c.csv" and cfg.lr == 3e-5
-    assert cfg.train_prefixes == 64  # from the demo preset
+    assert cfg.train_prefixes == demo_config().train_prefixes  # from the demo preset
     with pytest.raises(ValueError, match="batch_size"):
         config_from_args(build_parser().parse_args(["run", "--batch-size", "6", "--micro-batch-size", "4"]), "default")
 
