@@ -83,6 +83,52 @@ def worker(args: argparse.Namespace) -> dict:
             "padding_free": padding_free, **layout}
 
 
+def alternating_worker(args: argparse.Namespace) -> dict:
+    """Several step variants (``loss/path/padding_free``) timed in turn in ONE process, round after
+    round, on the same models and batch: machine-wide slowdowns hit every variant alike, so their
+    ratios are paired (the median over rounds of each round's ratio to the first variant)."""
+    import torch
+
+    from tdpo.config import load_config
+    from tdpo.models import load_policy
+    from tdpo.token_stats_model import TokenStatsModel, supports_packing
+    from tdpo.training import Models, batch_loss
+    from tdpo.training.optim import build_optimizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    variants = [(v.split("/")[0], v.split("/")[1], bool(int(v.split("/")[2]))) for v in args.variants.split(",")]
+    base = load_config(None, [f"model.name_or_path={args.model}", "optim.name=rmsprop", "loss.name=tdpo2",
+                              f"loss.chunk_size={args.chunk_size}"])
+    policy, initial = load_policy(base.model, base.lora, seed=0)
+    packs = supports_packing(policy)
+    wrappers = {path: (TokenStatsModel(policy, path, args.chunk_size), TokenStatsModel(initial, path, args.chunk_size))
+                for path in {p for _, p, _ in variants}}
+    optimizer = build_optimizer(policy.parameters(), base.optim)
+    batch = make_batch(args, policy.config.vocab_size)
+    configs = {loss: load_config(None, [f"model.name_or_path={args.model}", f"loss.name={loss}",
+                                        f"loss.chunk_size={args.chunk_size}"]) for loss, _, _ in variants}
+    times: dict[str, list[float]] = {f"{loss}/{path}/{int(free)}": [] for loss, path, free in variants}
+    for round_ in range(args.warmup + args.steps):
+        for loss, path, free in variants:
+            models = Models(*wrappers[path], False, None, None, padding_free=free and packs)
+            start = time.perf_counter()
+            value, _ = batch_loss(configs[loss], models, batch)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if round_ >= args.warmup:
+                times[f"{loss}/{path}/{int(free)}"].append(time.perf_counter() - start)
+    first = next(iter(times))
+    ratios = {k: statistics.median(a / b for a, b in zip(v, times[first], strict=True)) for k, v in times.items()}
+    return {"status": "ok", "times": times, "paired_ratio_to_first": ratios,
+            "median_seconds": {k: statistics.median(v) for k, v in times.items()},
+            "parameters": sum(p.numel() for p in policy.parameters()), "threads": torch.get_num_threads(),
+            "padding_free_supported": packs, **batch_layout(batch, packs)}
+
+
 def make_batch(args: argparse.Namespace, vocab: int) -> dict:
     """The step's preference batch of ``args.pairs`` pairs of random token ids (see the module doc)."""
     import torch
@@ -112,14 +158,15 @@ def make_batch(args: argparse.Namespace, vocab: int) -> dict:
 
 
 def batch_layout(batch: dict, padding_free: bool) -> dict:
-    """Real tokens, and the positions the model runs on (padded rows, or the packed rows)."""
+    """Real tokens, and the positions the model runs on: ``computed_tokens`` for this run's layout,
+    ``padded_positions`` and ``packed_positions`` for both."""
     from tdpo.data.packing import pack_rows
 
     real = int(batch["attention_mask"].sum())
-    computed = batch["attention_mask"].numel()
-    if padding_free:
-        computed = pack_rows(batch["input_ids"], batch["attention_mask"], batch["labels"]).input_ids.numel()
-    return {"real_tokens": real, "computed_tokens": computed}
+    padded = batch["attention_mask"].numel()
+    packed = pack_rows(batch["input_ids"], batch["attention_mask"], batch["labels"]).input_ids.numel()
+    return {"real_tokens": real, "computed_tokens": packed if padding_free else padded,
+            "padded_positions": padded, "packed_positions": packed}
 
 
 def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,6 +185,8 @@ def worker_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--lengths", default="fixed", choices=["fixed", "realistic", "imdb"])
     parser.add_argument("--padding-free", type=int, default=0)
+    parser.add_argument("--variants", default=None,
+                        help="alternate these loss/path/padding_free variants in one process (paired timing)")
     return parser.parse_args(argv)
 
 
@@ -224,4 +273,4 @@ if __name__ == "__main__":
     arguments = worker_args()
     if not arguments.worker:
         sys.exit("this is the benchmarks' worker; run benchmarks/train_step.py or benchmarks/long_context.py")
-    print(json.dumps(worker(arguments)), flush=True)
+    print(json.dumps(alternating_worker(arguments) if arguments.variants else worker(arguments)), flush=True)

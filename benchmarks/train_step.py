@@ -22,7 +22,6 @@ padding <= 10% of a step's positions.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -54,89 +53,88 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="builtin", help="causal LM (hub id, folder or 'builtin')")
     parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps (the median is reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=3, help="timed rounds (each variant once per round)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the physical cores)")
     parser.add_argument("--memory-limit-gb", type=float, default=22.0, help="kill a configuration above this")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-configuration memory runs")
     parser.add_argument("--configs", default=None,
                         help="comma-separated loss/path/padding_free triples, e.g. dpo/chunked/1,tdpo2/full/0")
     args = parser.parse_args(argv)
     threads = args.threads or physical_cores()
     configs = CONFIGS if args.configs is None else [
         (c.split("/")[0], c.split("/")[1], int(c.split("/")[2])) for c in args.configs.split(",")]
-
-    results = {}
-    for loss, path, padding_free in configs:
-        options = {"model": args.model, "loss": loss, "path": path, "pairs": args.pairs, "lengths": "realistic",
-                   "padding_free": padding_free, "steps": args.steps, "warmup": args.warmup,
-                   "chunk_size": args.chunk_size, "gradient_checkpointing": 0, "threads": threads}
-        print(f"running {loss} {path} {'padding-free' if padding_free else 'padded'} ...", file=sys.stderr, flush=True)
-        results[(loss, path, padding_free)] = r = run_config(options, memory_limit_gb=args.memory_limit_gb)
-        if r["status"] == "error":
-            print(f"  error: {r['message']}", file=sys.stderr, flush=True)
-
-    ok = [r for r in results.values() if r["status"] == "ok"]
-    if not ok:
-        print("no configuration ran", file=sys.stderr)
-        return 1
+    names = [f"{loss}/{path}/{free}" for loss, path, free in configs]
+    common = {"model": args.model, "pairs": args.pairs, "lengths": "realistic", "chunk_size": args.chunk_size,
+              "gradient_checkpointing": 0, "threads": threads}
     hidden, intermediate = model_shapes(args.model)
-    tokens = ok[0]["real_tokens"]
+
+    print(f"timing {', '.join(names)} in turn in one process ...", file=sys.stderr, flush=True)
+    timing = run_config({**common, "variants": ",".join(names), "steps": args.steps, "warmup": args.warmup},
+                        memory_limit_gb=args.memory_limit_gb)
+    if timing["status"] != "ok":
+        print(f"timing run failed: {timing}", file=sys.stderr)
+        return 1
+    tokens = timing["real_tokens"]
     print(f"measuring the matrix-product peak ({threads} threads) ...", file=sys.stderr, flush=True)
     peak = matmul_peak(tokens, [(hidden, intermediate), (intermediate, hidden), (hidden, hidden)], threads)
+    memory = {}
+    if not args.no_memory:
+        for (loss, path, free), name in zip(configs, names, strict=True):
+            print(f"peak memory of {name} in its own process ...", file=sys.stderr, flush=True)
+            memory[name] = run_config({**common, "loss": loss, "path": path, "padding_free": free, "steps": 1,
+                                       "warmup": 1}, memory_limit_gb=args.memory_limit_gb)
 
+    parameters, seconds, paired = timing["parameters"], timing["median_seconds"], timing["paired_ratio_to_first"]
     header = ["loss", "path", "layout", "step s", "tokens/s", "GFLOP/s", "of peak", "padding", "peak GB",
-              "time / DPO", "peak / DPO"]
+              "time / DPO (paired)", "peak / DPO"]
     rows = []
-    for (loss, path, padding_free), r in results.items():
-        layout = "padding-free" if padding_free else "padded"
-        if r["status"] != "ok":
-            rows.append([loss, path, layout, "out of memory" if r["status"] == "oom" else r["status"],
-                         *["-"] * (len(header) - 4)])
-            continue
-        flops = 8 * r["parameters"] * r["real_tokens"]
-        rate = flops / r["step_seconds"] / 1e9
-        padding = 1 - r["real_tokens"] / r["computed_tokens"]
-        base = results.get(("dpo", path, padding_free), {})
-        ratios = ["-", "-"]
-        if base.get("status") == "ok":
-            ratios = [f"{r['step_seconds'] / base['step_seconds']:.2f}x",
-                      f"{r['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x"]
-        rows.append([loss, path, layout, f"{r['step_seconds']:.2f}", f"{r['real_tokens'] / r['step_seconds']:.0f}",
-                     f"{rate:.0f}", f"{rate / peak:.0%}", f"{padding:.0%}", gb(r["peak_rss_bytes"]), *ratios])
+    for (loss, path, free), name in zip(configs, names, strict=True):
+        layout = "padding-free" if free else "padded"
+        rate = 8 * parameters * tokens / seconds[name] / 1e9
+        positions = timing["packed_positions"] if free and timing["padding_free_supported"] else timing["padded_positions"]
+        dpo = f"dpo/{path}/{free}"
+        time_ratio = f"{paired[name] / paired[dpo]:.2f}x" if dpo in paired else "-"
+        mem = memory.get(name, {})
+        peak_gb = gb(mem["peak_rss_bytes"]) if mem.get("status") == "ok" else mem.get("status", "-")
+        mem_ratio = "-"
+        if mem.get("status") == "ok" and memory.get(dpo, {}).get("status") == "ok":
+            mem_ratio = f"{mem['peak_rss_bytes'] / memory[dpo]['peak_rss_bytes']:.2f}x"
+        rows.append([loss, path, layout, f"{seconds[name]:.2f}", f"{tokens / seconds[name]:.0f}", f"{rate:.0f}",
+                     f"{rate / peak:.0%}", f"{1 - tokens / positions:.0%}", peak_gb, time_ratio, mem_ratio])
 
-    first = ok[0]
-    print(f"\nOne training step: {args.model} ({first['parameters'] / 1e6:.0f}M parameters), {args.pairs} pairs of "
-          f"unequal lengths = {tokens} real tokens, float32, {threads} threads, RMSprop, median of {args.steps} "
-          f"step(s) after {args.warmup} warm-up; all seconds: "
-          + "; ".join(f"{k[0]}/{k[1]}/{k[2]}: " + ", ".join(f"{t:.2f}" for t in r["all_seconds"])
-                      for k, r in results.items() if r["status"] == "ok"))
+    print(f"\nOne training step: {args.model} ({parameters / 1e6:.0f}M parameters), {args.pairs} pairs of unequal "
+          f"lengths = {tokens} real tokens ({timing['padded_positions']} positions padded, "
+          f"{timing['packed_positions']} packed), float32, {threads} threads, RMSprop; the variants timed in turn in "
+          f"one process, {args.steps} round(s) after {args.warmup} warm-up, medians; peak memory from one process "
+          "per configuration")
+    print("all step seconds: " + "; ".join(f"{k}: " + ", ".join(f"{t:.2f}" for t in v) for k, v in timing["times"].items()))
     print(f"Matrix-product peak on the model's shapes ([{tokens}, {hidden}] x [{hidden}, {intermediate}] and "
-          f"transposes), same threads: {peak:.0f} GFLOP/s")
+          f"transposes), same threads, measured after the timing: {peak:.0f} GFLOP/s")
     print(format_table(header, rows))
     print()
     for loss in ("dpo", "tdpo2"):
-        r = results.get((loss, "chunked", 1), {})
-        if r.get("status") == "ok":
-            fraction = 8 * r["parameters"] * r["real_tokens"] / r["step_seconds"] / 1e9 / peak
-            padding = 1 - r["real_tokens"] / r["computed_tokens"]
+        name = f"{loss}/chunked/1"
+        if name in seconds:
+            fraction = 8 * parameters * tokens / seconds[name] / 1e9 / peak
+            padding = 1 - tokens / timing["packed_positions"]
             print(f"{loss} padding-free: {fraction:.0%} of peak (target >= 60%: {'met' if fraction >= 0.6 else 'NOT met'}),"
                   f" padding {padding:.0%} of positions (target <= 10%: {'met' if padding <= 0.1 else 'NOT met'})")
-    dpo, tdpo2 = results.get(("dpo", "chunked", 1), {}), results.get(("tdpo2", "chunked", 1), {})
-    if dpo.get("status") == "ok" and tdpo2.get("status") == "ok":
-        ratio = tdpo2["step_seconds"] / dpo["step_seconds"]
-        spread = statistics.median(tdpo2["all_seconds"]) / statistics.median(dpo["all_seconds"])
-        print(f"TDPO2 / DPO step time (padding-free): {ratio:.2f}x (target <= 1.05x: {'met' if ratio <= 1.05 else 'NOT met'};"
-              f" median ratio {spread:.2f}x)")
+    if "dpo/chunked/1" in paired and "tdpo2/chunked/1" in paired:
+        ratio = paired["tdpo2/chunked/1"] / paired["dpo/chunked/1"]
+        print(f"TDPO2 / DPO step time, padding-free, paired: {ratio:.2f}x (target <= 1.05x: {'met' if ratio <= 1.05 else 'NOT met'})")
     for loss in ("dpo", "tdpo2"):
-        packed, padded = results.get((loss, "chunked", 1), {}), results.get((loss, "chunked", 0), {})
-        if packed.get("status") == "ok" and padded.get("status") == "ok":
-            print(f"{loss}: padding-free step {packed['step_seconds'] / padded['step_seconds']:.2f}x the padded one")
-    full, chunked = results.get(("tdpo2", "full", 0), {}), results.get(("tdpo2", "chunked", 1), {})
-    if full.get("status") == "ok" and chunked.get("status") == "ok":
+        a, b = f"{loss}/chunked/1", f"{loss}/chunked/0"
+        if a in paired and b in paired:
+            print(f"{loss}: padding-free step {paired[a] / paired[b]:.2f}x the padded one (paired)")
+    a, b = "tdpo2/chunked/1", "tdpo2/full/0"
+    if a in paired and b in paired:
+        mem_a, mem_b = memory.get(a, {}), memory.get(b, {})
+        mem = (f", peak memory {mem_a['peak_rss_bytes'] / mem_b['peak_rss_bytes']:.2f}x"
+               if mem_a.get("status") == "ok" and mem_b.get("status") == "ok" else "")
         print(f"tdpo2 chunked padding-free vs the full-logits padded path (the authors' approach): time "
-              f"{chunked['step_seconds'] / full['step_seconds']:.2f}x, peak memory "
-              f"{chunked['peak_rss_bytes'] / full['peak_rss_bytes']:.2f}x")
+              f"{paired[a] / paired[b]:.2f}x{mem}")
     return 0
 
 
