@@ -111,7 +111,8 @@ def alternating_worker(args: argparse.Namespace) -> dict:
                                         f"loss.chunk_size={args.chunk_size}"]) for loss, _, _ in variants}
     times: dict[str, list[float]] = {f"{loss}/{path}/{int(free)}": [] for loss, path, free in variants}
     for round_ in range(args.warmup + args.steps):
-        for loss, path, free in variants:
+        shift = round_ % len(variants)  # rotate the order: no variant always follows the same one
+        for loss, path, free in variants[shift:] + variants[:shift]:
             models = Models(*wrappers[path], False, None, None, padding_free=free and packs)
             start = time.perf_counter()
             value, _ = batch_loss(configs[loss], models, batch)
