@@ -236,7 +236,9 @@ def test_ddp_two_cpu_processes_equal_one_process(variant, model_dir, tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     two = tmp_path / "two"
-    assert _max_diff(final_parameters(one), final_parameters(two)) < 1e-5
+    # padding-free rows: one process packs micro-batches of 2 pairs, each of two processes packs 1 pair,
+    # so every product has other shapes and rounds differently (1.2e-5 measured after 3 AdamW steps)
+    assert _max_diff(final_parameters(one), final_parameters(two)) < 5e-5
     a, b = read_metrics(one, "train"), read_metrics(two, "train")
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
     assert read_metrics(one, "eval")[-1]["loss"] == pytest.approx(read_metrics(two, "eval")[-1]["loss"], rel=1e-5)
