@@ -10,12 +10,16 @@ by plain ancestral sampling (temperature 1, no truncation, EOS kept), batch ``b`
 
 Rows of the table (each the median of ``--repeats`` runs after ``--warmup`` untimed ones):
 
-* ``dynamic (default)``: :func:`tdpo.evaluation.generation.generate_batch` as the IMDb sampler calls it
-  (DynamicCache: the prompt runs once, then one token per row per step).
-* ``static cache``: the same with ``cache_implementation="static"`` (a preallocated StaticCache).
-* ``bucketed``: the same prompts sorted by length before they are cut into batches
-  (:func:`tdpo.evaluation.generation.length_buckets`), so a batch carries less left padding; it draws
-  other random numbers per prompt, hence other samples. Only with ``--batches`` above 1.
+* ``ancestral (default)``: :func:`tdpo.evaluation.ancestral.sample_batch` as the IMDb sampler calls it
+  (key/value cache; one uniform per row and step, inverse transform on the float64 CDF).
+* ``generate, dynamic cache``: :func:`tdpo.evaluation.generation.generate_batch`, transformers'
+  ``generate`` (DynamicCache; ``torch.multinomial``, one exponential per row and vocabulary entry),
+  the IMDb sampler before; it draws other random numbers, hence other samples from the same
+  distribution.
+* ``generate, static cache``: the same with ``cache_implementation="static"`` (a preallocated StaticCache).
+* ``ancestral, bucketed``: the default sampler on the prompts sorted by length before they are cut into
+  batches (:func:`tdpo.evaluation.generation.length_buckets`), so a batch carries less left padding; it
+  draws other random numbers per prompt, hence other samples. Only with ``--batches`` above 1.
 * ``forward bound``: ONE forward pass of the model per batch over the sampled ``[B, prompt + steps]``
   sequences (teacher forcing, no cache, ``no_grad``, logits at every position), i.e. how fast the same
   tokens are processed without the sequential dependence of sampling.
@@ -23,8 +27,8 @@ Rows of the table (each the median of ``--repeats`` runs after ``--warmup`` unti
 
 "tokens/s" always counts the generated tokens (completion tokens up to and including the EOS, summed
 over all rows), so "/ bound" is the forward pass's time over the generator's: 1.0 would mean sampling
-costs no more than one forward pass over its own output. "same as default" says whether an option
-drew exactly the default's tokens.
+costs no more than one forward pass over its own output. "same as default" says whether a row drew
+exactly the default's tokens (expected only of samplers that use the same random numbers).
 """
 
 from __future__ import annotations
@@ -73,14 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="batch b is sampled after torch.manual_seed(seed + b)")
     parser.add_argument("--threads", type=int, default=physical_cores(),
                         help="torch threads (default: the physical cores, %(default)s here)")
-    parser.add_argument("--options", default="static,bucketed",
-                        help="options timed besides the default: static, bucketed (comma-separated; '' for none)")
+    parser.add_argument("--options", default="generate,static,bucketed",
+                        help="samplers timed besides the default: generate, static, bucketed (comma-separated; "
+                             "'' for none)")
     parser.add_argument("--no-reward", action="store_true", help="skip timing the reward classifier")
     args = parser.parse_args(argv)
 
     import torch
     import transformers
 
+    from tdpo.evaluation.ancestral import sample_batch
     from tdpo.evaluation.generation import (
         SamplingConfig,
         generate_batch,
@@ -103,38 +109,49 @@ def main(argv: list[str] | None = None) -> int:
     prompts = [encode_prompt(tokenizer, t) for t in texts]
     plan = [list(range(s, s + args.batch)) for s in range(0, len(prompts), args.batch)]
 
-    def sampler(cache: str, batches: list[list[int]]):
-        config = generation_config(SamplingConfig(max_new_tokens=args.new_tokens, cache_implementation=cache),
+    def sampler(kind: str, batches: list[list[int]]):
+        """A run of ``batches``: ``ancestral`` (tdpo's own sampler, the IMDb default) or ``generate``
+        with a ``dynamic`` or ``static`` cache."""
+        config = generation_config(SamplingConfig(max_new_tokens=args.new_tokens,
+                                                  cache_implementation="static" if kind == "static" else "dynamic"),
                                    eos, pad)
 
         def run() -> dict[int, list[int]]:
             out = {}
             for number, batch in enumerate(batches):
                 torch.manual_seed(args.seed + number)
-                new = generate_batch(model, [prompts[i] for i in batch], config, eos_token_id=eos, pad_token_id=pad)
+                chosen = [prompts[i] for i in batch]
+                if kind == "ancestral":
+                    new = sample_batch(model, chosen, max_new_tokens=args.new_tokens, eos_token_id=eos,
+                                       pad_token_id=pad).continuations
+                else:
+                    new = generate_batch(model, chosen, config, eos_token_id=eos, pad_token_id=pad)
                 out.update(zip(batch, new, strict=True))
             return out
 
         return run
 
-    configurations = [("dynamic (default)", "dynamic", plan)]
+    default = "ancestral (default)"
+    configurations = [(default, "ancestral", plan)]
     options = [o for o in args.options.split(",") if o]
     for option in options:
-        if option == "static":
-            configurations.append(("static cache", "static", plan))
+        if option == "generate":
+            configurations.append(("generate, dynamic cache", "dynamic", plan))
+        elif option == "static":
+            configurations.append(("generate, static cache", "static", plan))
         elif option == "bucketed":
             if args.batches > 1:
-                configurations.append(("bucketed", "dynamic", length_buckets(prompts, args.batch)))
+                configurations.append(("ancestral, bucketed", "ancestral", length_buckets(prompts, args.batch)))
             else:
                 print("bucketed: skipped (one batch: nothing to sort between batches)", file=sys.stderr)
         else:
-            parser.error(f"unknown option {option!r}: use static, bucketed")
+            parser.error(f"unknown option {option!r}: use generate, static, bucketed")
 
     results = {}
     for name, cache, batches in configurations:
         print(f"timing {name} ...", file=sys.stderr, flush=True)
         results[name] = median_time(sampler(cache, batches), args.warmup, args.repeats)
-    default_seconds, default_out = results["dynamic (default)"]
+    default_seconds, default_out = results[default]
     generated = sum(len(default_out[i]) for i in range(len(prompts)))
 
     # the forward-pass bound: one teacher-forced forward per batch over the default run's sequences
@@ -162,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         same = "yes" if all(out[i] == default_out[i] for i in range(len(prompts))) else "no"
         table.append([name, f"{seconds / args.batches:.2f}", str(tokens), f"{tokens / seconds:.1f}",
                       f"{bound_seconds / seconds * tokens / generated:.2f}x", f"{default_seconds / seconds:.2f}x",
-                      same if name != "dynamic (default)" else "-"])
+                      same if name != default else "-"])
     table.append(["forward bound", f"{bound_seconds / args.batches:.2f}", str(generated),
                   f"{generated / bound_seconds:.1f}", "1.00x", "-", "-"])
 

@@ -114,3 +114,37 @@ def test_common_random_numbers_across_models_and_repeats(tiny_lm_pair, tokenizer
     assert [c.completion_ids for c in same_seed.samples] == [c.completion_ids for c in a.samples]
     other_seed = evaluate_policy(nudged, None, tokenizer, LengthReward(), PROMPTS, **{**kwargs, "seed": 99})
     assert [c.completion_ids for c in other_seed.samples] != [c.completion_ids for c in a.samples]
+
+
+def test_evaluation_reuses_the_samplers_states_and_matches_float64(tiny_lm_pair, tokenizer, monkeypatch):
+    """The policy's half of the statistics comes from the sampler's kept hidden states: one body pass
+    per KL batch (the reference's), and the same KLs as the independent computation."""
+    import tdpo.token_stats_model as token_stats_model
+
+    policy, reference = tiny_lm_pair
+    passes = []
+    original = token_stats_model.body_hidden_states
+    monkeypatch.setattr(token_stats_model, "body_hidden_states",
+                        lambda model, *a, **k: passes.append(model) or original(model, *a, **k))
+    result = evaluate_policy(policy, reference, tokenizer, LengthReward(), PROMPTS, num_samples=2, max_new_tokens=7,
+                             batch_size=4, kl_batch_size=4, seed=3, progress=False)
+    assert passes == [reference, reference]  # 6 samples in KL batches of 4
+    for i, c in enumerate(result.samples):
+        reverse, log_ratio, forward, entropy, length = _independent(policy, reference, c)
+        assert result.reverse_kl[i] == pytest.approx(reverse, rel=1e-4, abs=1e-5)
+        assert result.log_ratio[i] == pytest.approx(log_ratio, rel=1e-4, abs=1e-4)
+        assert result.forward_kl[i] == pytest.approx(forward, rel=1e-4, abs=1e-5)
+        assert result.entropy[i] == pytest.approx(entropy, rel=1e-4)
+        assert result.num_tokens[i] == length
+
+
+def test_placed_states_must_match_the_response_lengths():
+    from tdpo.imdb.evaluate import place_states
+
+    labels = torch.tensor([[-100, -100, 5, 6, -100], [-100, 7, 8, 9, 2]])
+    states = [torch.ones(2, 3), torch.full((4, 3), 2.0)]
+    placed = place_states(states, labels)
+    assert placed.shape == (2, 5, 3)
+    assert placed[0, :, 0].tolist() == [0, 1, 1, 0, 0] and placed[1, :, 0].tolist() == [2, 2, 2, 2, 0]
+    with pytest.raises(ValueError, match="response tokens"):
+        place_states([torch.ones(3, 3), torch.ones(4, 3)], labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from tdpo.imdb.sampling import encode_prompt, sample_completions
@@ -66,13 +68,14 @@ def test_sampling_is_seeded_and_stops_at_eos(tiny_lm, tokenizer):
 
 
 def test_eos_is_kept_and_cut(tiny_lm, tokenizer):
-    eos_only = torch.full((len(tokenizer),), -1e4)
-    eos_only[tokenizer.eos_token_id] = 0.0
-    handle = tiny_lm.lm_head.register_forward_hook(lambda module, args, output: output + eos_only)
-    try:
-        got = sample_completions(tiny_lm, tokenizer, ["Great"], num_samples=2, max_new_tokens=5, progress=False)
-    finally:
-        handle.remove()
+    # Every final hidden state becomes all-ones and only the EOS row of the head sees it: EOS's logit
+    # is 10 * hidden_size, every other token's 0 (the sampler projects hidden states itself).
+    model = copy.deepcopy(tiny_lm)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[tokenizer.eos_token_id] = 10.0
+    model.model.norm.register_forward_hook(lambda module, args, output: torch.ones_like(output))
+    got = sample_completions(model, tokenizer, ["Great"], num_samples=2, max_new_tokens=5, progress=False)
     for comp in got[0]:
         assert comp.completion_ids == (tokenizer.eos_token_id,)
         assert comp.text == ""

@@ -18,7 +18,10 @@ The reference is the SFT model. The statistics come from :mod:`tdpo.token_stats.
 models' final hidden states and output heads a chunk of response positions at a time (no
 ``[batch, seq, vocab]`` tensor) when both models have a separate plain head, else from full logits.
 They run over prompt + completion with the prompt and padding positions labelled -100, the same
-convention as training, in batches of ``batch_size`` sequences.
+convention as training, in batches of ``batch_size`` sequences. :func:`evaluate_policy` takes the
+policy's hidden states from its sampler, which kept the state that drew each token
+(:func:`tdpo.imdb.sampling.sample_completions_with_hidden`), so only the reference runs a forward pass
+over the samples.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from tqdm.auto import tqdm
 from tdpo.data.tokenize import pad_token_id
 from tdpo.evaluation.diversity import pack_sequences
 from tdpo.files import write_atomic
-from tdpo.imdb.sampling import Completion, sample_completions, sampling_plan
+from tdpo.imdb.sampling import Completion, sample_completions_with_hidden, sampling_plan
 from tdpo.imdb.sentiment import RewardModel
 from tdpo.token_stats import SampleDivergences, sample_divergences_from_hidden, sample_divergences_from_logits
 
@@ -132,9 +135,31 @@ def _chunked_parts(model: Any) -> tuple[Any, Any] | None:
         return None
 
 
+def place_states(states: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """The ``[S, T, H]`` hidden-state tensor of a right-padded batch from each row's states along its
+    response: row ``s``'s ``[n_s, H]`` states go to the ``n_s`` positions whose logits score its
+    response labels (the position before each), zeros elsewhere.
+
+    Args:
+        states: ``S`` float tensors ``[n_s, H]``, ``n_s`` the number of response labels of row ``s``.
+        labels: ``[S, T]`` with prompt and padding positions -100.
+    """
+    from tdpo.token_stats.inputs import response_positions
+
+    rows, cols, _ = response_positions(labels)
+    counts = torch.bincount(rows, minlength=labels.shape[0]).tolist()
+    if [int(h.shape[0]) for h in states] != counts:
+        raise ValueError(f"hidden states of {[int(h.shape[0]) for h in states]} positions for rows of {counts} "
+                         "response tokens")
+    placed = states[0].new_zeros(labels.shape[0], labels.shape[1], states[0].shape[-1])
+    placed[rows, cols] = torch.cat(list(states)).to(placed.dtype)
+    return placed
+
+
 @torch.no_grad()
 def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch.Tensor], *,
-                      chunk_size: int = 256) -> SampleDivergences:
+                      chunk_size: int = 256, policy_states: Sequence[torch.Tensor] | None = None
+                      ) -> SampleDivergences:
     """Per-sample divergences of one right-padded batch (see the module docs).
 
     Args:
@@ -143,6 +168,9 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
             one forward pass and zero KLs.
         batch: ``input_ids``, ``attention_mask``, ``labels`` ``[S, T]`` (prompt and padding -100).
         chunk_size: response positions projected onto the vocabulary at a time (chunked path).
+        policy_states: the policy's final hidden states along each row's response, kept by the
+            sampler (:func:`~tdpo.imdb.sampling.sample_completions_with_hidden`); they replace the
+            policy's forward pass on the chunked path.
 
     Returns:
         :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors.
@@ -154,7 +182,10 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
     policy_parts = _chunked_parts(policy)
     reference_parts = policy_parts if same else _chunked_parts(reference)
     if policy_parts is not None and reference_parts is not None:
-        hidden = body_hidden_states(policy, ids, mask)
+        if policy_states is not None:
+            hidden = place_states(policy_states, labels)
+        else:
+            hidden = body_hidden_states(policy, ids, mask)
         reference_hidden = hidden if same else body_hidden_states(reference, ids, mask)
         return sample_divergences_from_hidden(hidden, policy_parts[1], reference_hidden, reference_parts[1], labels,
                                               chunk_size=chunk_size)
@@ -165,7 +196,8 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
 
 @torch.no_grad()
 def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, completions: Sequence[Completion], *,
-                           batch_size: int = 32, chunk_size: int = 256, progress: bool = False) -> SampleDivergences:
+                           batch_size: int = 32, chunk_size: int = 256, progress: bool = False,
+                           policy_states: Sequence[torch.Tensor] | None = None) -> SampleDivergences:
     """:func:`batch_divergences` of completions, ``batch_size`` sequences per forward pass.
 
     Args:
@@ -175,6 +207,8 @@ def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, c
         completions: ``S`` completions (with their prompt and completion token ids).
         batch_size: sequences per forward pass.
         chunk_size: response positions per chunk of the chunked statistics.
+        policy_states: ``S`` tensors ``[len(completion_ids), H]``, the policy's final hidden states
+            along each completion as its sampler kept them, or None (a policy forward pass).
 
     Returns:
         :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors, in the order of
@@ -188,7 +222,8 @@ def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, c
     starts = range(0, len(completions), batch_size)
     for start in tqdm(starts, desc="scoring KL", disable=not progress, unit="batch"):
         batch = {k: v.to(device) for k, v in _batch(tokenizer, completions[start : start + batch_size]).items()}
-        parts.append(batch_divergences(policy, reference, batch, chunk_size=chunk_size))
+        states = None if policy_states is None else policy_states[start : start + batch_size]
+        parts.append(batch_divergences(policy, reference, batch, chunk_size=chunk_size, policy_states=states))
     names = SampleDivergences.__dataclass_fields__
     if not parts:
         return SampleDivergences(**{name: torch.zeros(0) for name in names})
@@ -217,14 +252,19 @@ def evaluate_policy(policy: Any, reference: Any, tokenizer: Any, reward: RewardM
     Returns:
         :class:`EvalResult` over the ``P * num_samples`` samples.
     """
-    nested = sample_completions(policy, tokenizer, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens,
-                                batch_size=batch_size, seed=seed, progress=progress, desc=desc)
+    same = reference is None or reference is policy
+    nested, hidden = sample_completions_with_hidden(
+        policy, tokenizer, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        seed=seed, progress=progress, desc=desc, keep_hidden=not same,
+    )
     seeds = {job: seed + b for b, batch in enumerate(sampling_plan(len(prompts), num_samples, batch_size))
              for job in batch}
     samples = [c for row in nested for c in row]
     jobs = [(i, j) for i, row in enumerate(nested) for j in range(len(row))]
     rewards = reward.score([c.prompt + c.text for c in samples])
-    div = completion_divergences(policy, reference, tokenizer, samples, batch_size=kl_batch_size or batch_size)
+    states = None if hidden is None else [h for row in hidden for h in row]
+    div = completion_divergences(policy, reference, tokenizer, samples, batch_size=kl_batch_size or batch_size,
+                                 policy_states=states)
     return EvalResult(
         rewards=rewards.tolist(),
         reverse_kl=div.reverse_kl.tolist(),

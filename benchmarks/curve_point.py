@@ -1,0 +1,110 @@
+"""One point of the IMDb reward-KL curve, before and after tdpo's own sampler (issues 11 and 12).
+
+A curve point samples the held-out prefixes from the policy, scores the samples' reward and computes
+their KL statistics against the reference (:func:`tdpo.imdb.evaluate.evaluate_policy`). Two paths are
+timed in turn in ONE process (paired rounds, order alternated):
+
+* ``generate + policy pass``: transformers' ``generate`` (``torch.multinomial``), then the KL
+  statistics from a forward pass of the policy AND of the reference over the samples (the path
+  before);
+* ``ancestral + kept states`` (default): :func:`tdpo.evaluation.ancestral.sample_batch` (one uniform per
+  row and step, inverse transform), keeping the policy's final hidden states, so the KL statistics
+  need only the reference's forward pass.
+
+The policy is the built-in model with Gaussian noise of standard deviation ``--noise`` added to every
+weight, the reference the built-in model. Both
+paths draw exact samples of the same distributions but with different random numbers, so their
+rewards and KLs agree only within their standard errors, which the table shows.
+
+    python benchmarks/curve_point.py                      # 128 prefixes x 2 samples, batch 256, 16 tokens
+    python benchmarks/curve_point.py --prefixes 8 --rounds 1  # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from step_worker import format_table  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prefixes", type=int, default=128, help="held-out prefixes")
+    parser.add_argument("--samples", type=int, default=2, help="samples per prefix")
+    parser.add_argument("--batch", type=int, default=256, help="sequences per sampling and KL batch")
+    parser.add_argument("--new-tokens", type=int, default=16, help="most new tokens per sample")
+    parser.add_argument("--rounds", type=int, default=2, help="paired rounds (each path once per round)")
+    parser.add_argument("--noise", type=float, default=2e-3, help="std of the noise added to the policy's weights")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: tdpo.threads)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from tdpo.imdb import sampling
+    from tdpo.imdb.corpus import load_splits
+    from tdpo.imdb.evaluate import evaluate_policy
+    from tdpo.imdb.prefixes import review_prefixes
+    from tdpo.imdb.sentiment import builtin_reward_model
+    from tdpo.models import load_causal_lm, load_tokenizer
+    from tdpo.threads import configure_threads
+
+    threads = configure_threads() if args.threads is None else args.threads
+    torch.set_num_threads(threads)
+    tokenizer = load_tokenizer("builtin")
+    reference = load_causal_lm("builtin").eval()
+    policy = load_causal_lm("builtin").eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * args.noise)
+    splits = load_splits()
+    prompts = review_prefixes(splits.test, tokenizer, args.prefixes, seed=0)
+    reward = builtin_reward_model(splits, verbose=False)
+    own_parts = sampling.chunked_sampling_parts
+
+    def point(path: str):
+        # the old path: the sampler falls back to generate when it finds no body and head of its own
+        sampling.chunked_sampling_parts = own_parts if path == "new" else (lambda model: None)
+        try:
+            start = time.perf_counter()
+            result = evaluate_policy(policy, reference, tokenizer, reward, prompts, num_samples=args.samples,
+                                     max_new_tokens=args.new_tokens, batch_size=args.batch,
+                                     kl_batch_size=args.batch, seed=1, progress=False)
+            return time.perf_counter() - start, result
+        finally:
+            sampling.chunked_sampling_parts = own_parts
+
+    names = {"old": "generate + policy pass", "new": "ancestral + kept states (default)"}
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    results = {}
+    for round_ in range(args.rounds):
+        for path in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
+            print(f"round {round_ + 1}: {names[path]} ...", file=sys.stderr, flush=True)
+            seconds, results[path] = point(path)
+            times[path].append(seconds)
+    header = ["path", "s / point", "samples/s", "vs old", "reward (± s.e.)", "reverse KL (± s.e.)", "tokens"]
+    rows = []
+    old = statistics.median(times["old"])
+    for path in ("old", "new"):
+        seconds = statistics.median(times[path])
+        summary = results[path].summary()
+        rows.append([names[path], f"{seconds:.1f}", f"{len(results[path].rewards) / seconds:.1f}",
+                     f"{old / seconds:.2f}x", f"{summary['reward']:.4f} ± {summary['reward_sem']:.4f}",
+                     f"{summary['reverse_kl']:.4f} ± {summary['reverse_kl_sem']:.4f}",
+                     str(sum(results[path].num_tokens))])
+    print(f"\nOne curve point: {args.prefixes} prefixes x {args.samples} samples of up to {args.new_tokens} tokens, "
+          f"batch {args.batch}, built-in model (policy nudged by noise {args.noise}), {threads} thread(s), "
+          f"torch {torch.__version__}; median of {args.rounds} paired round(s)")
+    print(format_table(header, rows))
+    print(f"\nancestral + kept states: {old / statistics.median(times['new']):.2f}x the speed of the path before")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
