@@ -40,7 +40,7 @@ class Costs:
 
     sft_token: float = 7.4e-3
     """One token of an SFT sequence (forward and backward)."""
-    pair_token: float = 5.7e-3
+    pair_token: float = 3.5e-3
     """One sampled token of the preference pairs (sampling and the reward)."""
     train_token: float = 1.0e-2
     """One token of a chosen or rejected row in a preference step (policy forward and backward,
@@ -48,8 +48,10 @@ class Costs:
     pair_eval_token: float = 5.0e-3
     """One token of a held-out pair row in the trainer's evaluation (two forwards: about half a
     training token)."""
-    eval_token: float = 9.0e-3
-    """One sampled token of a curve point (sampling, the reward, the KL pass of both models)."""
+    eval_token: float = 6.0e-3
+    """One sampled token of a curve point (sampling with the policy's states kept, the reward, the
+    reference's KL pass): ``python benchmarks/curve_point.py`` measured 24.8 s for 256 samples of 16
+    tokens at batch 256."""
 
 
 @dataclass(frozen=True)
