@@ -9,6 +9,8 @@ A checkpoint is a folder ``<run>/checkpoints/step-000120`` (or ``<run>/final``) 
 - ``trainer_state/``: the optimizer, the schedule and each process's RNG states as safetensors and
   JSON (:mod:`tdpo.training.trainer_state`; nothing in a checkpoint is pickled, so resuming runs no
   code from it). The weights are not repeated there: resuming reads the policy's own safetensors;
+- in ``final/``, ``README.md``: the model card in the Hugging Face Hub's format
+  (:mod:`tdpo.training.model_card`);
 - ``trainer_state.json``: the step, the position in the data, the run's progress and its config,
   written last.
 
@@ -33,6 +35,7 @@ from typing import Any
 from torch import nn
 
 from tdpo.files import replace_folder, temporary_folder
+from tdpo.training.model_card import write_model_card
 from tdpo.training.trainer_state import (
     TrainerStateError,
     load_policy_weights,
@@ -156,6 +159,7 @@ def save_checkpoint(
     optimizer=None,
     scheduler=None,
     merge_lora: bool = False,
+    model_card: str | None = None,
 ) -> Path:
     """Write a complete checkpoint into ``folder`` atomically (all processes must call this).
 
@@ -169,6 +173,8 @@ def save_checkpoint(
             DeepSpeed, whose state format is pickled); ``final/`` leaves them out (the last step
             checkpoint holds them).
         merge_lora: write a LoRA policy merged (used for ``final/``).
+        model_card: the text of the folder's ``README.md`` (:mod:`tdpo.training.model_card`; used for
+            ``final/``), written before the folder is renamed into place.
 
     Returns:
         ``folder``.
@@ -189,6 +195,8 @@ def save_checkpoint(
         save_trainer_state(accelerator, wrapper, optimizer, scheduler, tmp / STATE_DIR)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if model_card is not None:
+            write_model_card(tmp, model_card)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2, sort_keys=True))
         replace_folder(tmp, folder)
     accelerator.wait_for_everyone()

@@ -1,16 +1,23 @@
 """The run folder's rules: what a run writes there, when a new run may start in it, which checkpoint
-``--resume`` continues from, and which config changes a resume accepts."""
+``--resume`` continues from, which config changes a resume accepts, and the command lines that trained
+it (``command.txt``, which the model card in ``final/README.md`` quotes)."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tdpo.config import RESUMABLE_CHANGES, ConfigError, TrainConfig, training_changes
+from tdpo.files import write_atomic
 from tdpo.training import checkpoint as ckpt
 
+COMMAND_FILE = "command.txt"
+"""The command lines that trained the run, one a line: the first run's, then each resume's."""
 RUN_OUTPUTS = (ckpt.CHECKPOINTS, "final", "metrics.jsonl", "tensorboard", "config.yaml", "data_report.json",
-               ".tmp-final", ".old-final")
+               COMMAND_FILE, ".tmp-final", ".old-final")
 """What a run writes into its folder: a new run refuses a folder holding any of it (unless told to
 overwrite, when exactly these are deleted and nothing else)."""
 
@@ -77,3 +84,37 @@ def check_resume_config(cfg: TrainConfig, folder: Path) -> None:
             f"--resume: the config changes the training against the run's ({source}): {shown}{more}\n"
             f"  start a new run for that (another run_name); on resume only these may change: {allowed}"
         )
+
+
+def launch_command(argv: Sequence[str] | None = None) -> str | None:
+    """The command line of this process when it is the tdpo command (``tdpo ...`` or ``python -m tdpo
+    ...``, as under ``accelerate launch -m tdpo``), shell-quoted; None otherwise (a Python caller)."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        return None
+    program = Path(argv[0])
+    if program.name == "tdpo":
+        head = "tdpo"
+    elif program.name == "__main__.py" and program.parent.name == "tdpo":
+        head = "python -m tdpo"
+    else:
+        return None
+    return " ".join([head, *(shlex.quote(a) for a in argv[1:])])
+
+
+def record_command(run_dir: str | Path, command: str | None, *, resumed: bool) -> None:
+    """Record ``command`` in the run's :data:`COMMAND_FILE` (a new run starts the file, a resume adds a
+    line); nothing for None (a Python caller). Call on the main process."""
+    if command is None:
+        return
+    path = Path(run_dir) / COMMAND_FILE
+    previous = path.read_text(encoding="utf-8") if resumed and path.is_file() else ""
+    write_atomic(path, previous + command.replace("\n", " ") + "\n")
+
+
+def read_commands(run_dir: str | Path) -> list[str]:
+    """The command lines recorded in the run's :data:`COMMAND_FILE` (none without it)."""
+    path = Path(run_dir) / COMMAND_FILE
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

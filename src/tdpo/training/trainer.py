@@ -54,9 +54,16 @@ from tdpo.training.distributed import (
     weight_norm,
 )
 from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason
+from tdpo.training.model_card import base_model_license, last_metrics, render_model_card
 from tdpo.training.model_setup import build_models
-from tdpo.training.run_folder import check_resume_config, resume_folder
-from tdpo.training.tracking import MetricsLogger
+from tdpo.training.run_folder import (
+    check_resume_config,
+    launch_command,
+    read_commands,
+    record_command,
+    resume_folder,
+)
+from tdpo.training.tracking import MetricsLogger, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +95,8 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
 
     Returns:
         The run folder: ``config.yaml``, ``metrics.jsonl`` (rows with ``split`` train/eval),
-        ``tensorboard/``, ``checkpoints/step-*`` and the final policy in ``final/``.
+        ``tensorboard/``, ``command.txt`` (the tdpo command lines, when run from one), ``checkpoints/step-*``
+        and the final policy in ``final/`` with its model card ``README.md``.
 
     Raises:
         TrainingDivergedError: the loss or gradient norm became NaN or infinite (no update applied),
@@ -112,6 +120,7 @@ class Trainer:
         self.on_step = on_step
         self.run_dir = cfg.run_dir()
         self.data = data
+        self._data_from_config = data is None  # the card names data.source only when it was read
         self._resume, self._overwrite = resume, overwrite
         self.step = 0  # optimizer steps done
         self.last_eval_step: int | None = None
@@ -193,6 +202,7 @@ class Trainer:
         if not self.accelerator.is_main_process:
             return
         save_config(cfg, self.run_dir / "config.yaml")
+        record_command(self.run_dir, launch_command(), resumed=resume_from is not None)
         if data.report is not None:
             saved = data.report.save(self.run_dir)
             if data.report.num_invalid:
@@ -347,11 +357,17 @@ class Trainer:
                  "batch_in_epoch": position, "total_steps": self.total_steps, "loss": cfg.loss.name,
                  "last_eval_step": self.last_eval_step, "divergence": self.monitor.state_dict(),
                  "config": config_to_dict(cfg)}
+        card = None
+        if final and self.accelerator.is_main_process:
+            try:
+                card = self.model_card()
+            except Exception as err:  # documentation only: never lose the final model to it
+                logger.warning("final/README.md (the model card) not written: %s", err)
         try:
             ckpt.save_checkpoint(self.accelerator, self.models.policy, self.tokenizer, folder, state,
                                  optimizer=None if final else self.optimizer,
                                  scheduler=None if final else self.scheduler,
-                                 merge_lora=final and cfg.lora.enabled)
+                                 merge_lora=final and cfg.lora.enabled, model_card=card)
         except ckpt.NonFiniteStateError as err:
             last = ckpt.latest_checkpoint(self.run_dir) or "none saved yet"
             raise TrainingDivergedError(f"{err} at step {step}; {folder} was not written. "
@@ -359,6 +375,22 @@ class Trainer:
         if folder.parent.name == ckpt.CHECKPOINTS:
             ckpt.prune_checkpoints(self.run_dir, cfg.checkpoint.keep_last,
                                    is_main_process=self.accelerator.is_main_process)
+
+    def model_card(self) -> str:
+        """The text of ``final/README.md`` (:mod:`tdpo.training.model_card`): the config, the command
+        lines recorded in the run folder, the last train and eval metrics of ``metrics.jsonl``."""
+        from accelerate.utils import DistributedType
+
+        cfg = self.cfg
+        _, train_metrics = last_metrics(read_metrics(self.run_dir, "train"))
+        _, eval_metrics = last_metrics(read_metrics(self.run_dir, "eval"))
+        sharded = self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        return render_model_card(
+            config_to_dict(cfg), train_metrics=train_metrics, eval_metrics=eval_metrics, step=self.step,
+            commands=read_commands(self.run_dir),
+            license_info=base_model_license(cfg.model.name_or_path, cfg.model.revision),
+            data_from_config=self._data_from_config, merged=not sharded,
+            folder=(self.run_dir / "final").as_posix())
 
     def finish(self, interrupted: bool) -> None:
         """Save where Ctrl-C stopped; or evaluate (unless done at this step), save the last step and
