@@ -13,9 +13,12 @@ def _logsigmoid(x: float) -> float:
 
 
 def test_the_registry_knows_what_each_loss_needs():
-    assert list(LOSSES) == ["sft", "dpo", "cdpo", "ipo", "dpo_reference_free", "tdpo1", "tdpo2", "fdpo_fkl"]
+    assert list(LOSSES) == ["sft", "dpo", "cdpo", "ipo", "dpo_reference_free", "tdpo1", "tdpo2", "fdpo_fkl",
+                            "unlikelihood"]
     assert {n for n, s in LOSSES.items() if s.needs_reference_distribution} == {"tdpo1", "tdpo2"}
-    assert {n for n, s in LOSSES.items() if not s.needs_reference} == {"sft", "dpo_reference_free"}
+    assert {n for n, s in LOSSES.items() if not s.needs_reference} == {"sft", "dpo_reference_free", "unlikelihood"}
+    assert {n for n, s in LOSSES.items() if s.rejected_input != "logratio"} == {"unlikelihood"}
+    assert get_loss("unlikelihood").params == ("alpha",) and get_loss("unlikelihood").pairwise
     assert {n for n, s in LOSSES.items() if s.cacheable} == {"dpo", "cdpo", "ipo", "fdpo_fkl"}
     assert not get_loss("sft").pairwise and get_loss("tdpo2").params == ("beta", "alpha")
     for spec in LOSSES.values():
@@ -48,6 +51,18 @@ def test_cache_problem_explains_tdpo_and_reference_free_losses():
     assert cache_problem("dpo") is None
     assert "full distribution" in cache_problem("tdpo2")
     assert "no reference model" in cache_problem("sft")
+    assert "no reference model" in cache_problem("unlikelihood")
+
+
+def test_options_list_unlikelihood_and_its_alpha():
+    from tdpo.config.options import format_options
+
+    text = format_options()
+    assert f"      unlikelihood: {get_loss('unlikelihood').description}" in text
+    assert "unlikelihood" in PARAMETERS["alpha"].description
+    check_parameters(alpha=0.05)
+    for value in (0.05, 0.1, 0.5, 1.0):  # the DPO paper's grid
+        assert PARAMETERS["alpha"].problem(value) is None
 
 
 def test_per_pair_functions_match_float64_formulas():
@@ -67,6 +82,8 @@ def test_per_pair_functions_match_float64_formulas():
             "tdpo1": -_logsigmoid(beta * (m - d)),
             "tdpo2": -_logsigmoid(beta * (m - alpha * d)),
             "fdpo_fkl": -_logsigmoid(beta * (math.exp(-float(l[i])) - math.exp(-float(w[i])))),
+            # w: the chosen log-prob; l: the rejected tokens' sum of log(1 - p) (rejected_input)
+            "unlikelihood": -float(w[i]) - alpha * float(l[i]),
         }
         for name, value in expected.items():
             got = LOSSES[name].per_pair(w, l, kw, kl, beta, alpha, eps)[i].item()

@@ -93,3 +93,29 @@ def test_bad_alpha_and_label_smoothing_raise():
         losses.tdpo2_loss(a, a, a, a, 0.1, -1.0)
     with pytest.raises(ValueError, match=r"label_smoothing must be a finite number in \[0, 0.5\)"):
         losses.cdpo_loss(a, a, 0.1, 0.5)
+
+
+def test_unlikelihood_matches_formula_and_its_gradient():
+    g = torch.Generator().manual_seed(4)
+    lw = -torch.rand(5, generator=g, dtype=torch.float64) * 20  # chosen log-probs (sums, <= 0)
+    u = -torch.rand(5, generator=g, dtype=torch.float64) * 3  # rejected sums of log(1 - p_t)
+    alpha = 0.5
+    want = [-a - alpha * c for a, c in zip(lw.tolist(), u.tolist())]
+    lw.requires_grad_()
+    u.requires_grad_()
+    out = losses.unlikelihood_loss(lw, u, alpha)
+    torch.testing.assert_close(out, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0.0)
+    (out * torch.arange(1.0, 6.0, dtype=torch.float64)).sum().backward()
+    weights = torch.arange(1.0, 6.0, dtype=torch.float64)
+    torch.testing.assert_close(lw.grad, -weights)
+    torch.testing.assert_close(u.grad, -alpha * weights)
+    # alpha = 0 is the NLL of the chosen responses alone (sft on y_w)
+    torch.testing.assert_close(losses.unlikelihood_loss(lw, u, 0.0), losses.sft_loss(lw))
+
+
+def test_unlikelihood_checks_alpha_and_shapes():
+    a = torch.zeros(3)
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        losses.unlikelihood_loss(a, a, -0.1)
+    with pytest.raises(ValueError, match="one shape"):
+        losses.unlikelihood_loss(a, torch.zeros(2), 0.1)

@@ -52,12 +52,22 @@ def float64_sequence_terms(hp, wp, hr, wr, labels, policy_mask=0.0, reference_ma
     return lp, lq, kl, ent
 
 
-def expected_loss(name, lp, lq, kl, beta, alpha, eps):
+def float64_log_complements(hp, wp, labels):
+    """Per row, the sum over response tokens of log(1 - p(y_t)), in float64 from the softmax."""
+    p = torch.softmax(hp.double() @ wp.double().T, -1)[:, :-1]
+    y = labels[:, 1:]
+    label_p = p.gather(-1, y.clamp(min=0)[..., None]).squeeze(-1)
+    return (torch.log(1.0 - label_p) * (y != -100)).sum(-1)
+
+
+def expected_loss(name, lp, lq, kl, beta, alpha, eps, complements=None):
     d = lp - lq
     dw, dl, kw, kll = d[:B], d[B:], kl[:B], kl[B:]
     ls = torch.nn.functional.logsigmoid
     if name == "sft":
         return (-lp).mean()
+    if name == "unlikelihood":
+        return (-lp[:B] - alpha * complements[B:]).mean()
     if name == "dpo":
         return -ls(beta * (dw - dl)).mean()
     if name == "cdpo":
@@ -88,12 +98,12 @@ def test_every_loss_matches_float64(name, path):
         loss, metrics = loss_from_hidden(hp, wp, hr, wr, labels, loss=name, beta=beta, alpha=alpha,
                                          label_smoothing=eps, chunk_size=5)
     lp, lq, kl, _ = float64_sequence_terms(hp, wp, hr, wr, labels)
-    want = expected_loss(name, lp, lq, kl, beta, alpha, eps)
+    want = expected_loss(name, lp, lq, kl, beta, alpha, eps, float64_log_complements(hp, wp, labels))
     torch.testing.assert_close(loss.double(), want, rtol=1e-4, atol=1e-5)
     assert metrics["loss"].item() == pytest.approx(loss.item())
 
 
-@pytest.mark.parametrize("name", ["dpo", "tdpo1", "tdpo2", "ipo", "fdpo_fkl"])
+@pytest.mark.parametrize("name", ["dpo", "tdpo1", "tdpo2", "ipo", "fdpo_fkl", "unlikelihood"])
 def test_loss_gradients_agree_between_paths_and_float64(name):
     hp, wp, hr, wr, labels = batch(1)
     hp = hp * 0.3
@@ -102,7 +112,7 @@ def test_loss_gradients_agree_between_paths_and_float64(name):
     lp, lq, kl, _ = float64_sequence_terms(hp64, wp64, hr, wr, labels)
     if name == "tdpo2":  # the stop-gradient, written independently
         kl = torch.cat([kl[:B].detach(), kl[B:]])
-    expected_loss(name, lp, lq, kl, beta, alpha, 0.0).backward()
+    expected_loss(name, lp, lq, kl, beta, alpha, 0.0, float64_log_complements(hp64, wp64, labels)).backward()
 
     for path in ("logits", "hidden"):
         h, w = hp.clone().requires_grad_(), wp.clone().requires_grad_()
@@ -248,3 +258,26 @@ def test_tdpo_with_minus_inf_logits_is_finite_and_matches_float64(name, case):
         torch.testing.assert_close(loss.double(), want.detach(), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(h.grad.double(), hp64.grad, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(w.grad.double(), wp64.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_unlikelihood_uses_means_with_average_log_prob_and_reports_its_term():
+    hp, wp, _, _, labels = batch(8)
+    alpha = 0.5
+    count = (labels[:, 1:] != -100).sum(-1).double()
+    lp = float64_sequence_terms(hp, wp, hp, wp, labels)[0]
+    u = float64_log_complements(hp, wp, labels)
+    for average, div in ((False, torch.ones_like(count)), (True, count)):
+        loss, m = loss_from_hidden(hp, wp, None, None, labels, loss="unlikelihood", alpha=alpha,
+                                   average_log_prob=average, chunk_size=4)
+        want = (-(lp / div)[:B] - alpha * (u / div)[B:]).mean()
+        assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+        assert m["log_complement/rejected"].item() == pytest.approx((u / div)[B:].mean().item(), rel=1e-5)
+        assert m["logps/chosen"].item() == pytest.approx((lp / div)[:B].mean().item(), rel=1e-5)
+
+
+def test_unlikelihood_needs_the_log_complements():
+    hp, wp, _, _, labels = batch(9)
+    stats = sequence_stats(token_stats_from_logits(hp @ wp.T, None, labels))
+    by_hand = tdpo.SequenceStats(stats.policy_logps, None, None, stats.entropy, stats.num_tokens)
+    with pytest.raises(ValueError, match="policy_log_complements"):
+        compute_loss("unlikelihood", by_hand)

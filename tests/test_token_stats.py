@@ -431,3 +431,35 @@ def test_policy_zero_where_reference_positive_gives_infinite_kl():
         logps = stats(impossible).policy_logps
         assert logps[1] == float("-inf")
         assert torch.isfinite(logps[:1]).all() and torch.isfinite(logps[2:]).all()
+
+
+def float64_log_complements(policy_logits, labels):
+    """``[S, T-1]`` log(1 - p) of each label in float64, straight from the softmax, and the response mask."""
+    p = torch.softmax(policy_logits.double(), -1)[:, :-1]
+    y = labels[:, 1:]
+    label_p = p.gather(-1, y.clamp(min=0)[..., None]).squeeze(-1)
+    return torch.log(1.0 - label_p), y != -100
+
+
+@pytest.mark.parametrize("average", [False, True])
+def test_log_complements_agree_between_paths_and_float64(average):
+    hp, wp, hr, wr = random_hidden(6)
+    labels = make_labels(6)
+    hp64, wp64 = hp.double().requires_grad_(), wp.double().requires_grad_()
+    tok, mask = float64_log_complements(hp64 @ wp64.T, labels)
+    count = mask.sum(-1).clamp(min=1)
+    want = (tok * mask).sum(-1) / (count if average else 1)
+    weights = torch.linspace(-1.0, 2.0, S, dtype=torch.float64)
+    (want * weights).sum().backward()
+
+    for path in ("logits", "hidden"):
+        h, w = hp.clone().requires_grad_(), wp.clone().requires_grad_()
+        if path == "logits":
+            tokens = token_stats_from_logits(h @ w.T, hr @ wr.T, labels)
+        else:
+            tokens = token_stats_from_hidden(h, w, hr, wr, labels, chunk_size=4)
+        got = sequence_stats(tokens, average=average).policy_log_complements
+        assert_close(got, want.detach())
+        (got * weights.float()).sum().backward()
+        assert_close(h.grad, hp64.grad)
+        assert_close(w.grad, wp64.grad)

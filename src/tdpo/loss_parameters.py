@@ -52,7 +52,8 @@ PARAMETERS: dict[str, Parameter] = {
     p.name: p
     for p in (
         Parameter("beta", "inverse temperature of the DPO family and TDPO (IPO's tau)", low=0, low_open=True),
-        Parameter("alpha", "TDPO2's weight of the sequential-KL margin", low=0),
+        Parameter("alpha", "TDPO2's weight of the sequential-KL margin; unlikelihood's weight of the rejected tokens'"
+                  " term", low=0),
         Parameter("label_smoothing", "conservative DPO's label-noise epsilon", low=0, high=0.5, high_open=True),
     )
 }

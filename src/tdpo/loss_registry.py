@@ -24,8 +24,10 @@ __all__ = ["LOSSES", "PARAMETERS", "LossSpec", "PairLoss", "Parameter", "cache_p
 
 
 #: ``per_pair(chosen, rejected, kl_chosen, kl_rejected, beta, alpha, label_smoothing) -> [B]``:
-#: the per-pair loss from ``[B]`` policy-minus-reference log-ratios and ``[B]`` sequential KLs
-#: (None for losses that do not read them).
+#: the per-pair loss from ``[B]`` policy-minus-reference log-ratios (the policy's log-probs for a
+#: reference-free loss) and ``[B]`` sequential KLs (None for losses that do not read them). For a
+#: loss whose :attr:`LossSpec.rejected_input` is ``"log_complement"``, ``rejected`` is instead the
+#: rejected response's ``sum_t log(1 - pi_theta(y_t|.))``.
 PairLoss = Callable[[Tensor, Tensor, Tensor | None, Tensor | None, float, float, float], Tensor]
 
 
@@ -41,6 +43,9 @@ class LossSpec:
         needs_reference_distribution: whether it needs the reference's full distribution at every
             response token (the per-token KL), which cached per-sequence log-probs do not hold.
         per_pair: the per-pair loss (see :data:`PairLoss`); None for ``sft``, which is not pairwise.
+        rejected_input: what ``per_pair`` reads of the rejected response: ``"logratio"`` (Delta_l,
+            or its log-prob for a reference-free loss) or ``"log_complement"`` (its tokens'
+            ``sum_t log(1 - pi_theta(y_t|.))``, unlikelihood training).
     """
 
     name: str
@@ -49,6 +54,7 @@ class LossSpec:
     needs_reference: bool
     needs_reference_distribution: bool
     per_pair: PairLoss | None
+    rejected_input: str = "logratio"
 
     @property
     def pairwise(self) -> bool:
@@ -62,8 +68,8 @@ class LossSpec:
 
 
 def _spec(name: str, description: str, params: tuple[str, ...], per_pair: PairLoss | None, *,
-          reference: bool = True, distribution: bool = False) -> LossSpec:
-    return LossSpec(name, description, params, reference, distribution, per_pair)
+          reference: bool = True, distribution: bool = False, rejected_input: str = "logratio") -> LossSpec:
+    return LossSpec(name, description, params, reference, distribution, per_pair, rejected_input)
 
 
 #: Every loss by name, in the order ``--options`` lists them.
@@ -88,6 +94,9 @@ LOSSES: dict[str, LossSpec] = {
               distribution=True),
         _spec("fdpo_fkl", "f-DPO with the forward KL: -log sigmoid(beta * (exp(-Delta_l) - exp(-Delta_w)))",
               ("beta",), lambda w, l, kw, kl, beta, alpha, eps: losses.fdpo_fkl_loss(w, l, beta)),
+        _spec("unlikelihood", "unlikelihood training: NLL of y_w - alpha * sum_t log(1 - p(y_l,t)) (no reference model)",
+              ("alpha",), lambda w, u, kw, kl, beta, alpha, eps: losses.unlikelihood_loss(w, u, alpha),
+              reference=False, rejected_input="log_complement"),
     )
 }
 

@@ -5,7 +5,8 @@ Notation, per pair of B pairs (all arguments ``[B]``):
 - ``chosen_logratios`` = Delta_w = log pi_theta(y_w|x) - log pi_ref(y_w|x) (summed over tokens);
 - ``rejected_logratios`` = Delta_l, the same for the rejected response;
 - ``chosen_kl`` = D_w = sum_t KL(pi_ref(.|x, y_w<t) || pi_theta(.|x, y_w<t)), the sequential KL;
-- ``rejected_kl`` = D_l.
+- ``rejected_kl`` = D_l;
+- ``rejected_log_complements`` = U_l = sum_t log(1 - pi_theta(y_l,t | x, y_l,<t)), unlikelihood's term.
 
 Every loss returns the per-pair loss ``[B]``; average it yourself (or use :mod:`tdpo.objective`).
 """
@@ -36,6 +37,30 @@ def sft_loss(policy_logps: Tensor) -> Tensor:
         ``[S]`` the NLL ``-log pi_theta(y|x)``.
     """
     return -policy_logps
+
+
+def unlikelihood_loss(chosen_logps: Tensor, rejected_log_complements: Tensor, alpha: float = 0.1) -> Tensor:
+    """Unlikelihood training (Welleck et al. 2019), the DPO paper's baseline (its appendix C.3).
+
+    The NLL of the chosen response plus ``alpha`` times the unlikelihood of the rejected one's tokens:
+    ``-sum_t log pi_theta(y_w,t | x, y_w,<t) - alpha * sum_t log(1 - pi_theta(y_l,t | x, y_l,<t))``.
+    No reference model. The sums are what the statistics hold: sums over response tokens by default,
+    per-token means of each response with ``loss.average_log_prob`` (exactly as ``sft``'s NLL, so
+    ``alpha = 0`` is ``sft`` on the chosen responses); the batch loss is the mean over pairs.
+    ``log(1 - p)`` comes from :func:`tdpo.token_stats.complement.log_one_minus_exp` (finite at
+    ``p = 1``).
+
+    Args:
+        chosen_logps: ``[B]`` log pi_theta(y_w | x), summed (or averaged) over its tokens.
+        rejected_log_complements: ``[B]`` U_l, summed (or averaged) over the rejected tokens.
+        alpha: weight of the unlikelihood term (>= 0; the DPO paper's grid is 0.05, 0.1, 0.5, 1).
+
+    Returns:
+        ``[B]`` per-pair loss.
+    """
+    _check_parameters(alpha=alpha)
+    _check_same_shape(chosen_logps=chosen_logps, rejected_log_complements=rejected_log_complements)
+    return -chosen_logps - alpha * rejected_log_complements
 
 
 def dpo_loss(chosen_logratios: Tensor, rejected_logratios: Tensor, beta: float = 0.1) -> Tensor:

@@ -49,7 +49,7 @@ def compute_loss(
         stats: :class:`SequenceStats` of 2B rows (chosen then rejected), or of B plain rows for
             ``sft``.
         beta: inverse temperature of the DPO family and TDPO (> 0); IPO's tau.
-        alpha: TDPO2's weight of the KL margin (>= 0).
+        alpha: TDPO2's weight of the KL margin; unlikelihood's weight of the rejected tokens' term (>= 0).
         label_smoothing: conservative DPO's epsilon in [0, 0.5) (used by ``cdpo`` only).
         reference_logps: ``[2B]`` cached per-sequence reference log-probs that replace
             ``stats.reference_logps`` (DPO family only; TDPO needs the full distribution).
@@ -71,6 +71,8 @@ def compute_loss(
     policy = stats.policy_logps
     delta = policy if ref is None else policy - ref.to(policy.dtype)
     chosen, rejected = delta[:b], delta[b:]
+    if spec.rejected_input == "log_complement":
+        rejected = _rejected_log_complements(spec, stats, b)
     kl = stats.kl
     kl_chosen, kl_rejected = (None, None) if kl is None else (kl[:b], kl[b:])
     per_pair = spec.per_pair(chosen, rejected, kl_chosen, kl_rejected, beta, alpha, label_smoothing)
@@ -82,8 +84,18 @@ def compute_loss(
         stats.entropy[:b], stats.entropy[b:],
         beta,
     )
+    if spec.rejected_input == "log_complement":
+        metrics["log_complement/rejected"] = rejected.detach().float().mean()
     metrics["loss"] = loss.detach().float()
     return loss, metrics
+
+
+def _rejected_log_complements(spec: LossSpec, stats: SequenceStats, b: int) -> Tensor:
+    """``[B]`` the rejected rows' ``sum_t log(1 - pi_theta(y_t|.))``; a ValueError when the statistics lack it."""
+    if stats.policy_log_complements is None:
+        raise ValueError(f"loss {spec.name!r} needs SequenceStats.policy_log_complements (the rejected tokens' "
+                         "log(1 - p)); build the statistics with tdpo.token_stats.sequence_stats")
+    return stats.policy_log_complements[b:]
 
 
 def _reference_logps(spec: LossSpec, stats: SequenceStats, cached: Tensor | None) -> Tensor | None:

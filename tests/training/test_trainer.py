@@ -55,6 +55,19 @@ def test_each_preference_method_learns_the_training_pairs(method, model_dir, tmp
         assert {"kl/chosen", "kl/rejected", "kl/margin", "tdpo_rewards/accuracies"} <= train_rows[-1].keys()
 
 
+def test_unlikelihood_run_raises_the_chosen_and_lowers_the_rejected_log_probs(model_dir, tmp_path):
+    cfg = tiny_config(model_dir, tmp_path, "loss.name=unlikelihood", "loss.alpha=0.5", "schedule.max_steps=12",
+                      "eval.at_start=true", "optim.micro_batch_size=4")
+    run = train(cfg, data=training_data(8))  # no reference model is needed or loaded
+    start, end = read_metrics(run, "eval")
+    assert end["loss"] < start["loss"]
+    assert end["logps/chosen"] > start["logps/chosen"]
+    assert end["logps/rejected"] < start["logps/rejected"]
+    # not necessarily higher: every response ends with EOS, which the chosen NLL makes likelier
+    assert start["log_complement/rejected"] < 0 and end["log_complement/rejected"] < 0
+    assert "kl/chosen" not in end
+
+
 def test_sft_stage_lowers_the_nll(model_dir, tmp_path):
     cfg = tiny_config(model_dir, tmp_path, "loss.name=sft", "schedule.max_steps=10", "eval.at_start=true")
     run = train(cfg, data=training_data(8, sft=True))

@@ -120,7 +120,7 @@ class LossConfig:
     """Inverse temperature beta of DPO/TDPO (IPO's tau)."""
 
     alpha: Float = 0.5
-    """TDPO2's weight of the sequential-KL margin."""
+    """TDPO2's weight of the sequential-KL margin; ``unlikelihood``'s weight of the rejected tokens' term."""
 
     label_smoothing: Float = 0.0
     """Conservative DPO's label-noise epsilon in [0, 0.5) (``cdpo`` only)."""

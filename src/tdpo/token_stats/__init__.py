@@ -20,8 +20,10 @@ Two paths give the same numbers:
 
 Both return a flat :class:`TokenStats` over the ``N`` response tokens of the batch, in row-major
 order, with the row each token belongs to; :func:`sequence_stats` (:mod:`~tdpo.token_stats.reduction`)
-sums (or averages) them per row. Everything is built on ``log_softmax``: ``softmax().log()`` turns an
-underflowed probability into ``0 * -inf = NaN`` in the KL.
+sums (or averages) them per row, together with each row's sum of ``log(1 - pi_theta(y_t|.))`` over its
+response tokens (computed from the label log-probabilities, so the same on both paths). Everything
+is built on ``log_softmax``: ``softmax().log()`` turns an underflowed probability into
+``0 * -inf = NaN`` in the KL.
 
 Logits of -inf (a masked or padded vocabulary, or a reference that gives a token zero probability)
 follow the convention ``0 * log 0 = 0`` (:mod:`~tdpo.token_stats.divergence`): a vocabulary entry
@@ -36,7 +38,8 @@ hidden states.
 
 Modules: :mod:`~tdpo.token_stats.records` (the result types and the output head),
 :mod:`~tdpo.token_stats.inputs` (input checks, response positions),
-:mod:`~tdpo.token_stats.divergence` (KL and entropy), :mod:`~tdpo.token_stats.full`,
+:mod:`~tdpo.token_stats.divergence` (KL and entropy), :mod:`~tdpo.token_stats.complement` (a token's
+``log(1 - p)`` from its log-probability, unlikelihood training's term), :mod:`~tdpo.token_stats.full`,
 :mod:`~tdpo.token_stats.chunked` and :mod:`~tdpo.token_stats.reduction`, and, for evaluation only,
 :mod:`~tdpo.token_stats.sample_kl` (per-sample reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's
 own samples, by the chain rule and by the log-ratio, with the forward sum alongside); this package
@@ -44,6 +47,7 @@ re-exports their public names.
 """
 
 from tdpo.token_stats.chunked import token_stats_from_hidden
+from tdpo.token_stats.complement import log_one_minus_exp
 from tdpo.token_stats.full import token_stats_from_logits
 from tdpo.token_stats.inputs import response_positions
 from tdpo.token_stats.records import IGNORE_INDEX, OutputHead, SequenceStats, TokenStats
@@ -60,6 +64,7 @@ __all__ = [
     "SampleDivergences",
     "SequenceStats",
     "TokenStats",
+    "log_one_minus_exp",
     "response_positions",
     "sample_divergences_from_hidden",
     "sample_divergences_from_logits",

@@ -57,6 +57,9 @@ class SequenceStats:
         entropy: ``[S]`` mean per-token policy entropy (always a mean; detached).
         num_tokens: ``[S]`` number of response tokens in each row (float32).
         averaged: whether log-probs and KL are per-token means rather than sums.
+        policy_log_complements: ``[S]`` sum (or mean) over response tokens of
+            ``log(1 - pi_theta(y_t | x, y_<t))`` (unlikelihood training's term; differentiable; see
+            :func:`tdpo.token_stats.complement.log_one_minus_exp`), or None (statistics built by hand).
     """
 
     policy_logps: Tensor
@@ -65,6 +68,7 @@ class SequenceStats:
     entropy: Tensor
     num_tokens: Tensor
     averaged: bool = False
+    policy_log_complements: Tensor | None = None
 
     @property
     def logratios(self) -> Tensor:

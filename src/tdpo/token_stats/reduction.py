@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tdpo.token_stats.complement import log_one_minus_exp
 from tdpo.token_stats.records import SequenceStats, TokenStats
 
 
@@ -18,8 +19,8 @@ def sequence_stats(tokens: TokenStats, average: bool = False) -> SequenceStats:
 
     Args:
         tokens: :class:`TokenStats` over ``N`` tokens in ``S`` rows.
-        average: divide log-probs and KL by the number of response tokens (the DPO code's
-            ``average_log_prob``); the papers use sums (the default).
+        average: divide log-probs, their complements and KL by the number of response tokens (the
+            DPO code's ``average_log_prob``); the papers use sums (the default).
 
     Returns:
         :class:`SequenceStats` with ``[S]`` tensors. A row with no response token gets 0 sums
@@ -43,4 +44,5 @@ def sequence_stats(tokens: TokenStats, average: bool = False) -> SequenceStats:
         entropy=entropy,
         num_tokens=counts,
         averaged=average,
+        policy_log_complements=reduce(log_one_minus_exp(tokens.policy_logps)),
     )
