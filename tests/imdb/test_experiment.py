@@ -61,6 +61,33 @@ def test_a_second_seed_is_its_own_run_of_the_same_setting():
     assert parse_method("dpo:alpha=0.3").setting == parse_method("dpo")  # alpha is not DPO's
 
 
+def test_the_dpo_papers_baselines_are_methods_named_by_what_they_read():
+    ft, ul = parse_method("preferred_ft"), parse_method("unlikelihood:alpha=0.1")
+    assert (ft.name, ft.label, ft.train_loss) == ("preferred_ft", "Preferred-FT", "sft")
+    assert (ul.name, ul.label, ul.train_loss) == ("unlikelihood_alpha0.1", "Unlikelihood (alpha=0.1)", "unlikelihood")
+    seeded = parse_method("preferred_ft:seed=2")
+    assert (seeded.name, seeded.label, seeded.setting) == ("preferred_ft_seed2", "Preferred-FT (seed 2)", ft)
+    # beta is read by neither: ignored, and the same setting
+    assert parse_method("unlikelihood:alpha=0.1,beta=0.5").setting == ul.setting == ul
+    assert parse_method("preferred_ft:beta=0.3,alpha=1").name == "preferred_ft"
+    assert not ft.uses_alpha and not ft.uses_beta and ul.uses_alpha and not ul.uses_beta
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+        parse_method("unlikelihood:alpha=-1")
+    with pytest.raises(ValueError, match="choose from .*unlikelihood, preferred_ft"):
+        parse_method("preferred")
+    with pytest.raises(ValueError, match="listed twice"):
+        make_config(ImdbConfig(), methods=["unlikelihood:alpha=0.1", "unlikelihood:alpha=0.1,beta=0.2"])
+    make_config(ImdbConfig(), methods=["dpo", "preferred_ft", "unlikelihood:alpha=0.05", "unlikelihood:alpha=1"])
+
+
+def test_the_frontiers_runs_keep_their_names():
+    names = [parse_method(m).name for m in frontier_config().methods]
+    assert names == ["dpo_beta0.1", "dpo_beta0.1_seed1", "tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1",
+                     "tdpo2_beta0.1_alpha0.3", "tdpo2_beta0.1_alpha0.5", "tdpo2_beta0.1_alpha0.5_seed1",
+                     "tdpo2_beta0.1_alpha0.7"]
+    assert parse_method("tdpo1:beta=0.2,seed=1").label == "TDPO1 (beta=0.2, seed 1)"
+
+
 def test_saved_results_depend_on_the_settings_that_make_them():
     cfg = ImdbConfig()
     assert "lr" in cfg.result_settings() and "methods" not in cfg.result_settings()

@@ -167,3 +167,37 @@ def test_an_interrupted_frontier_resumes_without_redoing_finished_work(tmp_path,
     evaluations.clear()
     run_pipeline(cfg, command="test")
     assert evaluations == [] and trained == ["tdpo2_beta0.1_alpha0.5"]
+
+
+@pytest.mark.slow
+def test_the_dpo_papers_baselines_train_and_are_evaluated_as_curves(tmp_path, monkeypatch, reviews_csv,
+                                                                    tiny_lm_dir):
+    """Preferred-FT (sft on the pairs' chosen responses) and unlikelihood run through the whole pipeline
+    like DPO: curve points, results.json, the matched-KL comparison against DPO and the report."""
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "exp"
+    cfg = _tiny(out, reviews_csv, tiny_lm_dir, methods=["dpo:beta=0.1", "preferred_ft", "unlikelihood:alpha=0.1"],
+                train_steps=4, eval_points=2)
+    report = run_pipeline(cfg, command="test")
+    names = ["dpo_beta0.1", "preferred_ft", "unlikelihood_alpha0.1"]
+    assert sorted(f.name for f in (out / "eval").iterdir()) == sorted(["sft", *names])
+    results = json.loads((out / "results.json").read_text())
+    assert [c["name"] for c in results["curves"]] == names
+    assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [[0, 2, 4]] * 3
+    assert all(m["reverse_kl"] > 0 for m in results["models"][1:])  # every trained policy moved
+    assert [(c["a"], c["b"]) for c in results["matched_kl"]] == [
+        ("Preferred-FT", "DPO (beta=0.1)"), ("Unlikelihood (alpha=0.1)", "DPO (beta=0.1)")]
+    text = report.read_text()
+    assert "Preferred-FT" in text and "Unlikelihood (alpha=0.1)" in text
+
+    pairs = [json.loads(line) for line in (out / "data" / "pairs.jsonl").read_text().splitlines()]
+    ft_rows = [json.loads(line) for line in (out / "runs" / "preferred_ft" / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in ft_rows if r["split"] == "train"]
+    assert len(train_rows) == 4 and all("nll_per_token" in r for r in train_rows)  # the sft loss
+    config = (out / "runs" / "preferred_ft" / "config.yaml").read_text()
+    assert "name: sft" in config and "pairs.jsonl" in config
+    report_rows = json.loads((out / "runs" / "preferred_ft" / "data_report.json").read_text())
+    assert report_rows["num_train"] == len(pairs)  # one SFT example (prompt + chosen) per pair
+    ul_rows = [json.loads(line) for line in
+               (out / "runs" / "unlikelihood_alpha0.1" / "metrics.jsonl").read_text().splitlines()]
+    assert all("log_complement/rejected" in r for r in ul_rows if r["split"] == "train")

@@ -57,6 +57,30 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
     assert got.run_dir() == tmp_path / "exp" / "runs" / "tdpo2_beta0.2_alpha0.3"
 
 
+@pytest.mark.parametrize("spec, loss, run_name", [
+    ("preferred_ft", ["loss.name=sft"], "preferred_ft"),
+    ("unlikelihood:alpha=0.1", ["loss.name=unlikelihood", "loss.alpha=0.1"], "unlikelihood_alpha0.1"),
+])
+def test_baseline_runs_match_their_command_lines(tmp_path, spec, loss, run_name):
+    """Preferred-FT is ``sft`` on the pairs file (the SFT loader takes prompt + chosen); unlikelihood
+    trains on the pairs like any pairwise loss."""
+    cfg = _settings(tmp_path)
+    expected = load_config(None, [
+        *_common(cfg), *loss, "model.name_or_path=sft/final",
+        f"data.source={cfg.out_dir}/data/pairs.jsonl", "data.shape=prompt_chosen_rejected",
+        "data.test_split=none", "data.test_size=0", "data.max_prompt_length=16", "data.max_length=29",
+        "optim.batch_size=8", "optim.micro_batch_size=4", "optim.lr=1e-6", "schedule.warmup_steps=9",
+        "schedule.max_steps=30", "eval.every_examples=null", "eval.at_start=false", f"run_name={run_name}",
+    ])
+    got = config_to_dict(method_run_config(cfg, parse_method(spec), "sft/final"))
+    want = config_to_dict(expected)
+    for key in ("beta", "alpha"):  # parameters the loss does not read: whatever the method holds
+        if f"loss.{key}=" not in " ".join(loss):
+            got["loss"].pop(key)
+            want["loss"].pop(key)
+    assert got == want
+
+
 def test_a_second_seed_changes_only_the_training_seed_and_the_run_name(tmp_path):
     cfg = _settings(tmp_path)
     first = config_to_dict(method_run_config(cfg, parse_method("dpo:beta=0.1"), "sft/final"))

@@ -56,6 +56,10 @@ def sft_run_config(cfg: ImdbConfig) -> Any:
 def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     """Preference training of ``method`` from ``sft_model`` on ``data/pairs.jsonl``.
 
+    The trainer's loss is :attr:`~tdpo.imdb.experiment.Method.train_loss`: ``preferred_ft`` trains
+    ``sft`` on the prompt and chosen response of every pair (the SFT loader reads preference data so),
+    ``batch_size`` chosen responses per step.
+
     For the runs that :meth:`~tdpo.imdb.experiment.ImdbConfig.evaluates_pairs`, the held-out pairs
     (when there are any) are the evaluation split, evaluated at the start, every
     :meth:`~tdpo.imdb.experiment.ImdbConfig.pair_eval_every_steps` steps and at the end. The training
@@ -66,7 +70,7 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     test = str(p.pairs_eval) if held_out else "none"
     every = None if test == "none" else cfg.pair_eval_every_steps() * cfg.batch_size
     return _run(cfg, method.name, {
-        "loss": {"name": method.loss, "beta": method.beta, "alpha": method.alpha},
+        "loss": {"name": method.train_loss, "beta": method.beta, "alpha": method.alpha},
         "model": {"name_or_path": sft_model},
         "data": {"source": str(p.pairs), "shape": "prompt_chosen_rejected", "test_split": test, "test_size": 0,
                  "max_prompt_length": MAX_PROMPT_LENGTH,
