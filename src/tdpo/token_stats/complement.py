@@ -46,6 +46,7 @@ def log_one_minus_exp(logp: Tensor, gap: float = LOGP_GAP) -> Tensor:
     # value -gap with derivative 1 above the cap; the unselected branch's value is never used
     capped = torch.where(near_one, logp - (logp + gap).detach(), logp)
     # each branch only on inputs where it is finite, so neither leaks NaN into the gradient
-    upper = torch.where(capped > _LOG_HALF, capped, torch.full_like(capped, _LOG_HALF))
-    lower = torch.where(capped > _LOG_HALF, torch.full_like(capped, _LOG_HALF), capped)
-    return torch.where(capped > _LOG_HALF, torch.log(-torch.expm1(upper)), torch.log1p(-torch.exp(lower)))
+    high = capped > _LOG_HALF
+    half = torch.full_like(capped, _LOG_HALF)
+    upper, lower = torch.where(high, capped, half), torch.where(high, half, capped)
+    return torch.where(high, torch.log(-torch.expm1(upper)), torch.log1p(-torch.exp(lower)))
