@@ -1,6 +1,15 @@
 """tdpo: Token-level Direct Preference Optimization for Hugging Face causal language models.
 
-The functional API (imported lazily, so that ``tdpo --help`` does not load torch)::
+Imported lazily, so that ``tdpo --help`` does not load torch. Training from Python (what ``tdpo
+train`` runs)::
+
+    import tdpo
+
+    cfg = tdpo.load_config("configs/default.yaml", {"schedule.max_steps": 2})  # a tdpo.TrainConfig
+    result = tdpo.train(cfg)              # a tdpo.TrainResult: run_dir, completed, metrics
+    print(result.run_dir, result.metrics["eval/loss"])
+
+The functional API::
 
     from tdpo import loss_from_logits, loss_from_hidden
 """
@@ -12,6 +21,11 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "TrainConfig": "tdpo.config",
+    "ConfigError": "tdpo.config",
+    "load_config": "tdpo.config",
+    "TrainResult": "tdpo.api",
+    "train": "tdpo.api",
     "LOSSES": "tdpo.loss_registry",
     "compute_loss": "tdpo.objective",
     "loss_from_hidden": "tdpo.objective",

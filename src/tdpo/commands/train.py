@@ -137,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
     """Check, then train; the exit status (1 stopped, 2 a set-up error, 130 interrupted, 0 done)."""
+    from tdpo import api
     from tdpo.data import HubDatasetError
     from tdpo.pretrained import ModelLoadError
-    from tdpo.training import TrainingDivergedError, train
+    from tdpo.training import TrainingDivergedError
 
     setup_errors = (ModelLoadError, HubDatasetError, FileExistsError, FileNotFoundError, ValueError)
     try:
@@ -148,7 +149,7 @@ def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
     try:  # the trainer's progress messages reach the terminal through tdpo.cli.messages_to_stderr
-        run_dir = train(cfg, resume=resume, overwrite=overwrite)
+        result = api.train(cfg, resume=resume, overwrite=overwrite)  # the same function as tdpo.train
     except TrainingDivergedError as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
@@ -157,9 +158,9 @@ def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
             err = err.with_key("model.tokenizer" if cfg.model.tokenizer else "model.name_or_path")
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
-    if not (run_dir / "final").is_dir():
+    if not result.completed:
         return 130  # interrupted: a checkpoint was saved, continue with --resume
-    print(f"tdpo train: done; final policy in {run_dir / 'final'}, metrics in {run_dir / 'metrics.jsonl'}")
+    print(f"tdpo train: done; final policy in {result.final_dir}, metrics in {result.run_dir / 'metrics.jsonl'}")
     return 0
 
 if __name__ == "__main__":

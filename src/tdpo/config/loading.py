@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from tdpo.config.checks import validate
 from tdpo.config.errors import ConfigError, config_error
 from tdpo.config.parsing import parse_override, yaml_load, yaml_problem
+from tdpo.config.schema import annotation_at, is_section
 from tdpo.config.sections import TrainConfig
 from tdpo.files import write_atomic
 
@@ -76,12 +79,53 @@ def _read_file(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+Overrides = Sequence[str] | Mapping[str, Any]
+"""Overrides of :func:`load_config`: ``key=value`` strings (as on the command line), or a mapping of keys
+to values (``{"loss.alpha": 0.5}`` or nested, ``{"loss": {"alpha": 0.5}}``)."""
+
+
+def _plain(value: Any) -> Any:
+    """A path as its string (``output_dir=tmp_path``); any other value as it is."""
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _mapping_items(overrides: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` of a mapping of overrides; a mapping given for a section is opened into
+    its keys (so ``{"loss": {"alpha": 0.5}}`` changes ``loss.alpha`` only)."""
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"override keys must be non-empty strings, got {key!r}")
+        dotted = f"{prefix}{key.strip()}"
+        if isinstance(value, Mapping) and is_section(annotation_at(tuple(dotted.split(".")))):
+            yield from _mapping_items(value, f"{dotted}.")
+        else:
+            yield dotted, dict(value) if isinstance(value, Mapping) else _plain(value)
+
+
+def override_items(overrides: Overrides | None) -> list[tuple[str, Any, str]]:
+    """``(dotted key, value, the override as given)`` for each override, in order.
+
+    Raises:
+        ConfigError: a string that is not ``key=value``, or a mapping key that is not a string.
+    """
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [(key, value, f"{key}={value!r}") for key, value in _mapping_items(overrides)]
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides must be a list of key=value strings or a mapping, got the string "
+                          f"{overrides!r} (write [{overrides!r}])")
+    return [(*parse_override(text), text) for text in overrides]
+
+
+def load_config(path: str | Path | None = None, overrides: Overrides | None = None) -> TrainConfig:
     """Read a YAML config (or start from the defaults) and apply dotted overrides.
 
     Args:
         path: a YAML file whose nesting mirrors :class:`TrainConfig`, or None for the defaults.
-        overrides: ``key=value`` strings with dotted keys, applied in order after the file.
+        overrides: ``key=value`` strings with dotted keys (values parsed as YAML, as on the command
+            line), or a mapping of dotted keys (or nested sections) to values; applied in order after
+            the file.
 
     Returns:
         The validated :class:`TrainConfig`.
@@ -96,14 +140,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _build(data)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    for text in overrides or []:
-        key, value = parse_override(text)
+    items = override_items(overrides)
+    given = "overrides" if isinstance(overrides, Mapping) else "command line"
+    for key, value, text in items:
         _set_dotted(data, key, value)
         try:
             _build(data)  # keys, types and ranges now; checks across fields once all overrides are in
         except ConfigError as err:
-            raise ConfigError(f"command line: {err} (from override {text!r})") from None
-    return config_from_dict(data, source if not overrides else f"{source} with overrides")
+            raise ConfigError(f"{given}: {err} (from override {text!r})") from None
+    return config_from_dict(data, source if not items else f"{source} with overrides")
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:

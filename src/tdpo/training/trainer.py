@@ -75,6 +75,26 @@ in eval mode and gradients are off for the call; the run's random state is resto
 callback changes nothing the run computes. Not called for the steps a resumed run had already done."""
 
 
+_BACKENDS = {"DEEPSPEED": "DeepSpeed", "FSDP": "FSDP", "XLA": "XLA", "MEGATRON_LM": "Megatron-LM"}
+"""How the start line names accelerate's distributed types that are not plain data parallelism."""
+
+
+def process_summary(num_processes: int, distributed_type: str) -> str:
+    """The start line's words for how the run is spread: ``1 process``, ``2 processes, DDP``,
+    ``8 processes, FSDP``, ``4 processes, DeepSpeed``.
+
+    Args:
+        num_processes: the number of processes of the run.
+        distributed_type: the value of accelerate's ``DistributedType`` (``NO``, ``MULTI_CPU``,
+            ``MULTI_GPU``, ``FSDP``, ``DEEPSPEED``, ...); every ``MULTI_*`` type is DDP.
+    """
+    count = f"{num_processes} process" + ("" if num_processes == 1 else "es")
+    if distributed_type == "NO":
+        return count
+    backend = "DDP" if distributed_type.startswith("MULTI_") else _BACKENDS.get(distributed_type, distributed_type)
+    return f"{count}, {backend}"
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss or gradient became NaN or infinite (the run stopped without applying the update), or
     the run diverged (see :mod:`tdpo.training.divergence`)."""
@@ -167,8 +187,8 @@ class Trainer:
         accelerator.wait_for_everyone()
         set_seed(cfg.seed)
         if accelerator.is_main_process:
-            logger.info("%s run in %s (%d process(es), %s)", cfg.loss.name, self.run_dir,
-                        accelerator.num_processes, accelerator.distributed_type.value)
+            logger.info("%s run in %s (%s)", cfg.loss.name, self.run_dir,
+                        process_summary(accelerator.num_processes, accelerator.distributed_type.value))
         # The main process first: it converts the built-in model and writes the data cache once.
         with accelerator.main_process_first():
             model = cfg.model
