@@ -100,3 +100,54 @@ def test_error_names_file_line_and_field_and_the_flag(tmp_path, tokenizer_dir, c
     report = json.loads(capsys.readouterr().out)
     assert report["invalid"] == {"undecodable": 1} and report["num_train"] == 2
     assert report["invalid_examples"]["undecodable"].startswith(f"{path}:3: field 'chosen': ")
+
+
+# ---------------------------------------------------------------- folder sources
+
+
+PAIRS = [{"prompt": f"Question {i}?", "chosen": f" Yes {i}.", "rejected": f" No {i}."} for i in range(4)]
+
+
+def test_inspect_names_a_saved_dataset_dict(tmp_path, tokenizer_dir, capsys):
+    import datasets
+
+    path = str(tmp_path / "saved")
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(PAIRS[:3]),
+                          "test": datasets.Dataset.from_list(PAIRS[3:])}).save_to_disk(path)
+    code = main(["inspect", path, "--tokenizer", tokenizer_dir, "--no-cache", "--set", "data.test_split=test"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "folder:     saved with save_to_disk (DatasetDict: train 3, test 1)" in out
+    assert f"train:      3 records from {path}[train]" in out
+    assert f"eval:       1 records from {path}[test]" in out
+    assert f"example 0 of train ({path}[train] row 0)" in out
+    assert "masked prompt:  'Question 0?'" in out
+
+
+def test_inspect_names_a_saved_dataset_and_a_parquet_folder(tmp_path, tokenizer_dir, capsys):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    saved = str(tmp_path / "saved")
+    datasets.Dataset.from_list(PAIRS).save_to_disk(saved)
+    assert main(["inspect", saved, "--tokenizer", tokenizer_dir, "--no-cache", "--set", "data.test_size=0"]) == 0
+    out = capsys.readouterr().out
+    assert "folder:     saved with save_to_disk (Dataset: 4 rows)" in out
+    assert f"train:      4 records from {saved}\n" in out
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist(PAIRS), folder / "train.parquet")
+    assert main(["inspect", str(folder), "--tokenizer", tokenizer_dir, "--no-cache", "--set", "data.test_size=0"]) == 0
+    out = capsys.readouterr().out
+    assert "folder:     local folder of parquet files (1 file, read with datasets.load_dataset)" in out
+    assert f"train:      4 records from {folder}[train]" in out
+
+
+def test_inspect_error_for_a_folder_of_no_data(tmp_path, tokenizer_dir, capsys):
+    (tmp_path / "notes.md").write_text("nothing\n")
+    assert main(["inspect", str(tmp_path), "--tokenizer", tokenizer_dir, "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: data.source: {tmp_path} is a folder but holds neither a dataset saved with "
+                          "save_to_disk (dataset_dict.json, or state.json and dataset_info.json) nor data files")

@@ -14,12 +14,17 @@ Examples::
     tdpo data --source prefs.jsonl
     tdpo data inspect hh --set data.max_records=2000 --example 3
     tdpo data inspect --config run.yaml --split test
+    tdpo data inspect saved_dataset/ --set data.test_split=test
+
+A folder source (saved with ``save_to_disk``, or of data files) is named with what it was recognised
+as, e.g. ``folder: saved with save_to_disk (DatasetDict: train 1,000, test 100)``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -39,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         "invalid and filtered records, truncations and one tokenized example with the masked prompt "
         "and the learned response tokens shown apart.",
     )
-    q.add_argument("source", nargs="?", help="hub dataset, alias (hh, shp, se, tldr, imdb) or local file "
-                   "(data.source); default: the config's")
+    q.add_argument("source", nargs="?", help="hub dataset, alias (hh, shp, se, tldr, imdb), local file, or "
+                   "folder saved with save_to_disk or of data files (data.source); default: the config's")
     q.add_argument("--source", dest="source_option", metavar="SOURCE", help="the same as the SOURCE argument")
     q.add_argument("--config", metavar="YAML", help="a training config: its data, model and loss sections are used")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -94,6 +99,7 @@ def format_report(report: Any, dataset: Any) -> list[str]:
     """Human-readable lines for a :class:`~tdpo.data.report.DataReport` and the shown dataset."""
     from tdpo.data.collate import column_values
     from tdpo.data.records import INVALID_KINDS
+    from tdpo.data.sources import describe_folder
 
     lines = [
         f"source:     {report.source} (shape {report.shape}, {report.task} data"
@@ -102,6 +108,8 @@ def format_report(report: Any, dataset: Any) -> list[str]:
         f"eval:       {report.num_eval} records from {report.eval_from}",
         "rows read:  " + ", ".join(f"{k} {v}" for k, v in report.rows_read.items()),
     ]
+    if os.path.isdir(report.source):
+        lines.insert(1, f"folder:     {describe_folder(report.source)}")
     if report.invalid:
         lines.append(f"invalid:    {report.num_invalid} skipped")
         for kind, n in report.invalid.items():

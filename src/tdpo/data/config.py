@@ -39,8 +39,9 @@ class DataConfig:
     """A Hugging Face Hub dataset name (``"Anthropic/hh-rlhf"``, ``"stanfordnlp/SHP"``,
     ``"HuggingFaceH4/stack-exchange-preferences"``, ``"openai/summarize_from_feedback"``,
     ``"stanfordnlp/imdb"`` or any set with prompt/chosen/rejected columns), a short alias (``hh``,
-    ``shp``, ``stack_exchange``, ``tldr``, ``imdb``), or a local ``.jsonl``/``.json``/``.parquet``/
-    ``.csv``/``.tsv`` file."""
+    ``shp``, ``stack_exchange``, ``tldr``, ``imdb``), a local ``.jsonl``/``.json``/``.parquet``/
+    ``.csv``/``.tsv`` file, or a local folder: a dataset saved with ``save_to_disk`` or a folder of data
+    files that ``datasets.load_dataset`` reads (named splits used as a hub dataset's)."""
 
     shape: Literal[SHAPES] = "auto"  # type: ignore[valid-type]
     """Record shape; ``"auto"`` detects it from the column names. One of
@@ -62,10 +63,11 @@ class DataConfig:
     """Hub dataset revision (branch, tag or commit); pin it for reproducible runs and caches."""
 
     split: str = "train"
-    """Hub split used for training. Ignored for local files (the whole file is read)."""
+    """Hub split (or split of a local folder) used for training. Ignored for local files and a saved
+    ``Dataset`` (all of it is read)."""
 
     test_split: str | None = None
-    """Evaluation data: a hub split name (``"test"``) or a local file. None: the known test split of a
+    """Evaluation data: a split name (``"test"``) of a hub dataset or local folder, or a local file. None: the known test split of a
     built-in hub source, otherwise ``test_size`` held out from the training rows. ``"none"``: no
     evaluation set at all."""
 

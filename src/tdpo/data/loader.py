@@ -1,8 +1,9 @@
 """The entry points: from a :class:`DataConfig` and a tokenizer to tokenized train/eval datasets.
 
-``load_preference_data(cfg, tokenizer)`` and ``load_sft_data(cfg, tokenizer)`` read the source
-(:mod:`tdpo.data.sources`), parse every row into records (:mod:`tdpo.data.shapes`), hold out a test
-part when the source has no test split (:mod:`tdpo.data.splits`), render chat messages and tokenize
+``load_preference_data(cfg, tokenizer)`` and ``load_sft_data(cfg, tokenizer)`` read the source (a
+file, a folder or a hub dataset: :mod:`tdpo.data.sources`), parse every row into records
+(:mod:`tdpo.data.shapes`), hold out a test part when the source has no test split
+(:mod:`tdpo.data.splits`), render chat messages and tokenize
 with ``datasets.Dataset.map`` (:mod:`tdpo.data.tokenize`), and cache the result on disk
 (:mod:`tdpo.data.cache`). Invalid records stop the load or are skipped and counted
 (``cfg.skip_invalid``); the counts are logged and returned in a :class:`~tdpo.data.report.DataReport`.
@@ -17,6 +18,7 @@ Feed them to :class:`~tdpo.data.collate.PreferenceCollator` / :class:`~tdpo.data
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -45,7 +47,9 @@ from tdpo.data.sources import (
     HUB_PRESETS,
     check_hub_source,
     check_local_source,
+    folder_source,
     is_local,
+    read_folder,
     read_hub,
     read_local,
     resolve_source,
@@ -90,21 +94,49 @@ class LoadedData:
         return iter((self.train, self.eval, self.report))
 
 
+def _is_folder(source: str) -> bool:
+    """True when local source ``source`` is a folder (saved with ``save_to_disk``, or of data files)."""
+    return is_local(source) and os.path.isdir(source)
+
+
+def _check_folder(cfg: DataConfig, source: str, test: str | None) -> None:
+    """Raise an error naming the folder unless it is a source folder with the splits asked for."""
+    folder = folder_source(source, "data.source")
+    if not folder.has_splits:
+        if test is not None and not is_local(test):
+            raise ValueError(
+                f"data.test_split={test!r}: {source} holds one Dataset saved with save_to_disk, which has no "
+                "named splits; give the evaluation file's path, or leave test_split unset to hold out "
+                "data.test_size of the rows"
+            )
+        return
+    if not folder.splits:  # data files: their splits are known once datasets.load_dataset has read them
+        return
+    for key, split in (("data.split", cfg.split), ("data.test_split", test)):
+        if split is not None and not (key == "data.test_split" and is_local(split)) and split not in folder.splits:
+            raise ValueError(f"{key}={split!r}: {source} (a DatasetDict saved with save_to_disk) has no such "
+                             "split; it has " + ", ".join(repr(s) for s in folder.splits))
+
+
 def _plan(cfg: DataConfig, task: str) -> tuple[str, str | None, bool]:
     """(resolved source, eval source or split or None, whether to hold out test_size)."""
     source = resolve_source(cfg.source)
     preset = None if is_local(source) else HUB_PRESETS.get(source)
     test = cfg.test_split
     if test == "none":
+        if _is_folder(source):
+            _check_folder(cfg, source, None)
         return source, None, False
     if test is None and preset is not None:
         test = preset.test_split
-    if test is not None and is_local(source) and not is_local(test):
+    if _is_folder(source):
+        _check_folder(cfg, source, test)
+    elif test is not None and is_local(source) and not is_local(test):
         raise ValueError(
             f"data.test_split={test!r}: a local source has no named splits; give the evaluation file's path, "
             "or leave test_split unset to hold out data.test_size of the rows"
         )
-    if is_local(source):
+    if is_local(source) and not _is_folder(source):
         check_local_source(source, "data.source", cfg.data_format)
     if test is not None and is_local(test):
         check_local_source(test, "data.test_split", cfg.data_format)
@@ -122,7 +154,9 @@ def check_source(cfg: DataConfig) -> None:
 
 
 def _rows(cfg: DataConfig, source: str, split: str, counter: InvalidRecordCounter) -> Iterator[tuple[str, dict]]:
-    if is_local(source):
+    if _is_folder(source):
+        rows = read_folder(source, split, counter)
+    elif is_local(source):
         rows = read_local(source, counter, cfg.data_format)
     else:
         rows = read_hub(source, split, counter, subset=cfg.subset, data_dir=cfg.data_dir, revision=cfg.revision)
@@ -287,7 +321,8 @@ def _read_records(cfg: DataConfig, task: str, source: str, test: str | None, hol
     """Read and parse the training rows, then the evaluation rows (a split or a file) or a held-out part."""
     preset = None if is_local(source) else HUB_PRESETS.get(source)
     shape = cfg.shape if cfg.shape != "auto" or preset is None else preset.shape
-    train_name = source if is_local(source) else f"{source}[{cfg.split}]"
+    one_split = is_local(source) and not (_is_folder(source) and folder_source(source).has_splits)
+    train_name = source if one_split else f"{source}[{cfg.split}]"
     records, shape, n_train = _parse(_rows(cfg, source, cfg.split, counter), shape, task, ctx, counter,
                                      f"Reading {train_name}")
     parsed = _Parsed(records, shape, train_name, {"train": n_train})

@@ -1,9 +1,10 @@
-"""Where raw rows come from: a local data file or a Hugging Face Hub dataset.
+"""Where raw rows come from: a local data file or folder, or a Hugging Face Hub dataset.
 
 :func:`resolve_source` expands the short aliases, :func:`is_local` tells a path from a hub name and
 :func:`source_identity` says what identifies a source's content for the data cache. The rows are read
-by :mod:`tdpo.data.readers` (local files, every bad line named) and :mod:`tdpo.data.hub` (hub
-datasets); their names are re-exported here.
+by :mod:`tdpo.data.readers` (local files, every bad line named), :mod:`tdpo.data.folders` (a folder
+saved with ``save_to_disk``, or of data files for ``datasets.load_dataset``) and :mod:`tdpo.data.hub`
+(hub datasets); their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tdpo.data.folders import FolderSource, describe_folder, folder_identity, folder_source, read_folder
 from tdpo.data.hub import (
     ALIASES,
     HUB_PRESETS,
@@ -42,16 +44,21 @@ __all__ = [
     "LOCAL_HINT",
     "PARQUET_REVISION",
     "SUFFIX_FORMATS",
+    "FolderSource",
     "HubDatasetError",
     "HubPreset",
     "Row",
     "check_hub_source",
     "check_local_source",
+    "describe_folder",
+    "folder_identity",
+    "folder_source",
     "hub_dataset_error",
     "is_local",
     "load_hub_split",
     "local_format",
     "read_csv",
+    "read_folder",
     "read_hub",
     "read_json",
     "read_jsonl",
@@ -77,7 +84,10 @@ def resolve_source(source: str) -> str:
 
 def source_identity(source: str, split: str | None) -> dict[str, Any]:
     """What identifies the content of a source for the cache: path, size and mtime of a local file;
-    name and split of a hub dataset (pin ``revision`` for a strict key)."""
+    path and every file's size and mtime of a local folder, with the split; name and split of a hub
+    dataset (pin ``revision`` for a strict key)."""
+    if os.path.isdir(source):
+        return {**folder_identity(source), "split": split}
     if os.path.isfile(source):
         st = os.stat(source)
         return {"path": os.path.abspath(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
