@@ -63,3 +63,14 @@ def test_budget_calibrates_on_measured_steps_and_points():
     budget.run_finished()
     assert budget.steps_done == 40
     assert budget.left()["training"] == pytest.approx(40 * 3.0 + w.pair_eval_tokens / 2 * budget.costs.pair_eval_token)
+
+
+def test_best_of_n_sampling_is_in_the_estimate_when_on():
+    assert work_of(_cfg()).best_of_n_tokens == 0 and estimate(work_of(_cfg()))["best-of-N"] == 0
+    cfg = _cfg(best_of_n_samples=16)
+    w = work_of(cfg)
+    assert w.best_of_n_tokens == 50 * 16 * 10  # held-out prefixes x samples x completion tokens
+    assert work_of(cfg, best_of_n=False).best_of_n_tokens == 0  # already saved
+    c = Costs(pair_token=2.0)
+    assert estimate(w, c)["best-of-N"] == 2.0 * w.best_of_n_tokens
+    assert estimate(w, c)["total"] == pytest.approx(estimate(work_of(_cfg()), c)["total"] + 2.0 * w.best_of_n_tokens)

@@ -90,3 +90,22 @@ def test_kl_over_training_png(tmp_path):
         runs[name] = path
     assert _png(plot_kl_over_training(runs, tmp_path / "kl.png"))
 
+
+
+def test_frontier_draws_best_of_n_as_its_own_series_at_the_analytical_kl(tmp_path, monkeypatch):
+    import math
+
+    import matplotlib.axes
+
+    from tdpo.imdb.plots import BEST_OF_N_LEGEND
+
+    drawn = {}
+    original = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda self, x, y, *a, **k: drawn.setdefault(
+        k.get("label"), (list(x), list(y))) and original(self, x, y, *a, **k))
+    kls = [math.log(n) - (n - 1) / n for n in (1, 2, 4)]
+    best = {"points": [{"n": n, "reward": 0.5 + 0.02 * i, "reward_sem": 0.01, "kl": kl}
+                       for i, (n, kl) in enumerate(zip((1, 2, 4), kls, strict=True))]}
+    assert _png(plot_frontier({**RESULTS, "best_of_n": best}, tmp_path / "frontier.png"))
+    assert drawn[BEST_OF_N_LEGEND] == (kls, [0.5, 0.52, 0.54])
+    assert "log N − (N−1)/N" in BEST_OF_N_LEGEND and "not measured" in BEST_OF_N_LEGEND

@@ -95,3 +95,19 @@ def test_report_has_tables_figures_curve_points_samples_and_timings(tmp_path):
     assert "**Prefix 1:** `This film`" in text and "| SFT |  was take 0 \\| ok | 0.000 |" in text
     assert "Prefix 2" not in text
     assert "| train DPO | 90.0 | 75.0 % |" in text and "| total | 120.0 (2.0 min) | |" in text
+
+
+def test_best_of_n_table_says_its_kl_is_the_analytical_bound():
+    from tdpo.imdb.report import best_of_n_lines
+
+    best = {"prefixes": 8, "samples_per_prefix": 16, "points": [
+        {"n": 1, "reward": 0.5, "reward_sem": 0.02, "kl": 0.0},
+        {"n": 4, "reward": 0.61234, "reward_sem": None, "kl": 0.6362943611198906}]}
+    lines = best_of_n_lines({**RESULTS, "best_of_n": best})
+    assert lines[0] == "## Best-of-N from the SFT model"
+    assert "| 1 | 0.5000 ± 0.0200 | 0.000 |" in lines and "| 4 | 0.6123 ± n/a | 0.636 |" in lines
+    text = "\n".join(lines)
+    assert "16 completions of each of the 8 held-out prefixes" in text
+    assert "analytical bound KL(best-of-N‖SFT) = log N − (N−1)/N" in text and "not a measured reverse KL" in text
+    assert best_of_n_lines(RESULTS) == []
+    assert summary_lines({**RESULTS, "best_of_n": best})[3].startswith("best-of-1 of SFT")

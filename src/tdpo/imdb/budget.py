@@ -9,7 +9,9 @@ The work of an experiment, in the units each phase is measured in (:func:`work_o
 - the trainer's held-out pair evaluations (the sequential KL of chosen and rejected over training) of
   the runs that make them;
 - curve points: step 0 (the SFT model, once) and ``eval_points`` per run, each
-  ``eval_prefixes * eval_samples`` completions sampled, scored and passed through both models.
+  ``eval_prefixes * eval_samples`` completions sampled, scored and passed through both models;
+- best-of-N (when ``best_of_n_samples`` is set): ``eval_prefixes * best_of_n_samples`` completions
+  sampled from the SFT model and scored, at the cost of a sampled token of the pairs.
 
 :class:`Costs` gives seconds per token of each kind, measured once on a 2-core CPU with
 SmolLM2-135M in float32 (the ``tdpo demo`` of issue 12: SFT 7.4 ms per training token, preference
@@ -67,6 +69,7 @@ class Work:
         pair_eval_tokens: tokens of the trainer's held-out pair evaluations of all the runs.
         points: curve points to evaluate (step 0 included, when it is still to do).
         point_tokens: sampled tokens of one curve point.
+        best_of_n_tokens: sampled tokens of best-of-N (0 when off or done).
     """
 
     sft_tokens: int
@@ -77,13 +80,14 @@ class Work:
     pair_eval_tokens: int
     points: int
     point_tokens: int
+    best_of_n_tokens: int = 0
 
 
 def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = None, sft: bool = True,
-            pairs: bool = True) -> Work:
+            pairs: bool = True, best_of_n: bool = True) -> Work:
     """The work of ``cfg``: every run and point unless ``runs`` (the methods left to train) / ``points``
-    (the number of curve points left) say what is left to do; ``sft`` / ``pairs`` False when those
-    phases are already done."""
+    (the number of curve points left) say what is left to do; ``sft`` / ``pairs`` / ``best_of_n`` False
+    when those phases are already done."""
     methods = cfg.method_list() if runs is None else runs
     num_runs = len(methods)
     sequence = PROMPT_TOKENS + cfg.max_new_tokens
@@ -100,6 +104,7 @@ def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = N
         pair_eval_tokens=pair_evals * held_out_pairs * 2 * sequence,
         points=1 + num_runs * cfg.eval_points if points is None else points,
         point_tokens=cfg.eval_prefixes * cfg.eval_samples * cfg.max_new_tokens,
+        best_of_n_tokens=cfg.eval_prefixes * cfg.best_of_n_samples * cfg.max_new_tokens if best_of_n else 0,
     )
 
 
@@ -111,6 +116,7 @@ def estimate(work: Work, costs: Costs = Costs()) -> dict[str, float]:
         "training": work.runs * work.train_steps * work.step_tokens * costs.train_token
         + work.pair_eval_tokens * costs.pair_eval_token,
         "curve evaluation": work.points * work.point_tokens * costs.eval_token,
+        "best-of-N": work.best_of_n_tokens * costs.pair_token,
     }
     out["total"] = sum(out.values())
     return out

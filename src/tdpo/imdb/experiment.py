@@ -221,6 +221,14 @@ class ImdbConfig:
     eval_batch_size: Int = Field(32, ge=1)
     """Sequences per forward pass of the evaluation's KL pass (policy and reference)."""
 
+    best_of_n_samples: Int = Field(0, ge=0)
+    """Best-of-N from the SFT model (0: off): completions sampled from the SFT model per held-out
+    prefix of the curve points (M), scored by the reward; best-of-N's reward is estimated for every N of
+    ``best_of_n`` from all N-subsets of them, its KL is the analytical ``log N - (N - 1) / N``."""
+
+    best_of_n: list[Int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    """The N of best-of-N (each at most ``best_of_n_samples``)."""
+
     report_samples: Int = Field(6, ge=0)
     """Prefixes whose completions (SFT and every method) are shown in the report."""
 
@@ -262,12 +270,17 @@ class ImdbConfig:
         """The settings the SFT model's curve point (step 0 of every curve) depends on."""
         return {k: getattr(self, k) for k in (*_SFT_FIELDS, *_SAMPLING_FIELDS, *_EVAL_FIELDS)}
 
+    def best_of_n_settings(self) -> dict[str, Any]:
+        """The settings the best-of-N samples of the SFT model depend on (not the list of N: it is
+        computed from the saved rewards)."""
+        return {k: getattr(self, k) for k in (*_SFT_FIELDS, *_SAMPLING_FIELDS, "eval_prefixes", "best_of_n_samples")}
+
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the trained models and their curve points: every field but those
         that only choose which runs and points exist, how the report looks or how fast it runs.
         Saved results whose settings differ are not reused."""
         skip = {"out_dir", "methods", "eval_points", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
-                "report_samples", "keep_checkpoints", "eval_batch_size"}
+                "report_samples", "keep_checkpoints", "eval_batch_size", "best_of_n_samples", "best_of_n"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self) -> ImdbConfig:
@@ -285,10 +298,28 @@ class ImdbConfig:
             raise ValueError(f"eval_points ({self.eval_points}) must be at most train_steps ({self.train_steps})")
         for spec in self.pair_eval_methods or []:
             parse_method(spec)
+        self._validate_best_of_n()
         names = [m.name for m in self.method_list()]
         if len(set(names)) < len(names):
             raise ValueError(f"methods: a run is listed twice ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))})")
         return self
+
+    def _validate_best_of_n(self) -> None:
+        """Every N of ``best_of_n`` at least 1 and, when best-of-N is on, at most ``best_of_n_samples``."""
+        low = [n for n in self.best_of_n if n < 1]
+        if low:
+            raise ValueError(f"best_of_n: every N must be at least 1; got {low}")
+        if not self.best_of_n_samples:
+            return
+        if not self.best_of_n:
+            raise ValueError("best_of_n: give at least one N, or best_of_n_samples 0 to turn best-of-N off")
+        high = [n for n in self.best_of_n if n > self.best_of_n_samples]
+        if high:
+            raise ValueError(
+                f"best_of_n: N = {', '.join(map(str, high))} needs more samples per held-out prefix than "
+                f"best_of_n_samples = {self.best_of_n_samples}; every N must be at most best_of_n_samples "
+                f"(e.g. --best-of-n-samples {max(high)}, or --best-of-n with smaller N)"
+            )
 
     def save(self, path: str | Path) -> Path:
         """Write the settings as JSON."""

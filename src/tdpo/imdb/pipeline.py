@@ -13,7 +13,9 @@ step                   writes
 :func:`step_train`     ``eval/sft/step-000000.json`` (step 0 of every curve), then for every run
                        ``runs/<run>/`` (``metrics.jsonl``, ``final/``) and its curve points
                        ``eval/<run>/step-NNNNNN.json``, evaluated inside the training process
-:func:`step_evaluate`  ``results.json``: the curves, the last points, the matched-KL comparison
+:func:`step_evaluate`  ``eval/best_of_n.json`` (:func:`step_best_of_n`, when ``best_of_n_samples`` is
+                       set), ``results.json``: the curves, the last points, best-of-N, the matched-KL
+                       comparison
 :func:`step_report`    ``plots/*.png``, ``report.md``
 =====================  ========================================================================
 
@@ -32,11 +34,13 @@ import logging
 from pathlib import Path
 
 from tdpo.files import write_atomic
+from tdpo.imdb.best_of_n import saved_best_of_n
 from tdpo.imdb.budget import Budget, describe, estimate, work_of
 from tdpo.imdb.curves import points_left, run_finished
 from tdpo.imdb.experiment import ImdbConfig
 from tdpo.imdb.layout import SFT_NAME, paths, prepare_out_dir, sft_model_path
 from tdpo.imdb.steps import (
+    step_best_of_n,
     step_evaluate,
     step_pairs,
     step_report,
@@ -49,7 +53,7 @@ from tdpo.imdb.timer import StepTimer
 
 __all__ = [
     "SFT_NAME", "StepTimer", "estimate_lines", "paths", "prepare_out_dir", "results_summary", "run_pipeline",
-    "sft_model_path", "step_evaluate", "step_pairs", "step_report", "step_reward", "step_sft", "step_train",
+    "sft_model_path", "step_best_of_n", "step_evaluate", "step_pairs", "step_report", "step_reward", "step_sft", "step_train",
     "train_method",
 ]
 
@@ -76,7 +80,8 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
         p.command.write_text(command + "\n")
     methods = cfg.method_list()
     todo = [m for m in methods if not run_finished(cfg, m)]
-    work = work_of(cfg, runs=todo, points=points_left(cfg, todo), sft=not p.final_model(SFT_NAME).is_dir())
+    work = work_of(cfg, runs=todo, points=points_left(cfg, todo), sft=not p.final_model(SFT_NAME).is_dir(),
+                   best_of_n=saved_best_of_n(cfg) is None)
     logger.info("tdpo imdb: %d run(s), %d to train; estimated time (uncalibrated): %s", len(methods), len(todo),
                 describe(estimate(work), work))
     budget = Budget(cfg, work)

@@ -2,7 +2,8 @@
 
 - :func:`plot_frontier`: reward against the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's
   own samples, one line per run through its curve points (step 0, the SFT model, at the origin), the
-  reward-KL frontier of the DPO and TDPO papers.
+  reward-KL frontier of the DPO and TDPO papers; best-of-N from the SFT model, when evaluated, as its
+  own marker series at its analytical KL ``log N - (N - 1) / N`` (a bound, not a measured KL).
 - :func:`plot_kl_over_training`: the forward sequential KL ``sum_t KL(pi_ref || pi_theta)`` of the
   chosen and of the rejected held-out responses over training, one panel per run on one y-scale (the
   TDPO paper's Figure 3), from the trainer's ``metrics.jsonl``; :func:`figure3_runs` picks the runs.
@@ -26,6 +27,8 @@ FRONTIER_XLABEL = "reverse KL D_KL(π_θ‖π_ref) on the policy's own samples (
 #: The y label of Figure 3.
 FIGURE3_YLABEL = "forward sequential KL Σ_t KL(π_ref‖π_θ) (nats)"
 _SEED_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+#: The legend of the best-of-N series: its x is the analytical KL, not a measured one.
+BEST_OF_N_LEGEND = "best-of-N from SFT (KL = log N − (N−1)/N, analytical bound; not measured)"
 
 
 def _family_color(loss: str) -> str:
@@ -46,7 +49,8 @@ def plot_frontier(results: dict, path: str | Path) -> Path:
     Args:
         results: ``results.json`` of :func:`tdpo.imdb.steps.step_evaluate`: ``curves`` is a list of runs,
             each with ``label``, ``loss``, ``alpha``, ``seed`` and ``points`` (``step``, ``reward``,
-            ``reverse_kl``); step 0 is the SFT model.
+            ``reverse_kl``); step 0 is the SFT model. An optional ``best_of_n`` section (``points`` with
+            ``n``, ``reward``, ``kl``) is drawn as its own marker series, each marker labelled with N.
         path: the PNG to write.
 
     Returns:
@@ -68,6 +72,13 @@ def plot_frontier(results: dict, path: str | Path) -> Path:
     sft = next((m for m in results.get("models", []) if m["loss"] == "sft"), None)
     if sft is not None:
         ax.plot([sft["reverse_kl"]], [sft["reward"]], "*", color="black", markersize=12, label="SFT (step 0)", zorder=5)
+    best = (results.get("best_of_n") or {}).get("points", [])
+    if best:
+        ax.plot([b["kl"] for b in best], [b["reward"] for b in best], "P:", color="tab:orange", markersize=7,
+                linewidth=0.8, label=BEST_OF_N_LEGEND, zorder=4)
+        for b in best:
+            ax.annotate(f"N={b['n']}", (b["kl"], b["reward"]), textcoords="offset points", xytext=(5, -10),
+                        fontsize=6, color="tab:orange")
     ax.set_xlabel(FRONTIER_XLABEL)
     ax.set_ylabel("mean reward (P(positive)) on held-out prefixes")
     ax.set_title("IMDb: reward vs reverse KL over training", fontsize=10)

@@ -5,6 +5,8 @@
   Monte-Carlo log-ratio estimate, the forward sequential KL ``sum_t KL(pi_ref || pi_theta)``, entropy
   and length;
 - ``models``: the SFT model and the last point of every run (the end of training);
+- ``best_of_n`` (when ``best_of_n_samples`` is set): best-of-N from the SFT model per N, its mean reward
+  (± s.e.) and its analytical KL ``log N - (N - 1) / N`` (:mod:`tdpo.imdb.best_of_n`), not a measured KL;
 - ``matched_kl``: every non-DPO setting against DPO (the DPO run of the same beta, else the first),
   their rewards compared at matched reverse KL over the KL range both curves cover
   (:func:`tdpo.evaluation.matched_kl.matched_kl_difference`, bootstrap over prefixes and, for
@@ -17,6 +19,7 @@ import logging
 from typing import Any
 
 from tdpo.evaluation.matched_kl import KLCurve, common_kl_grid, matched_kl_difference, summarize_kl_ranges
+from tdpo.imdb.best_of_n import best_of_n_results
 from tdpo.imdb.curves import load_curve, prefix_arrays, run_info
 from tdpo.imdb.experiment import ImdbConfig, Method
 
@@ -94,5 +97,8 @@ def collect_results(cfg: ImdbConfig, reward_name: str) -> dict[str, Any]:
         complete = points[-1]["step"] == cfg.train_steps
         results["curves"].append({**meta, "complete": complete, "points": [_point_row(p) for p in points]})
         results["models"].append({**meta, **_point_row(points[-1])})
+    bon = best_of_n_results(cfg)
+    if bon is not None:
+        results["best_of_n"] = bon
     results["matched_kl"] = matched_kl_rows(cfg, curve_methods, cfg.eval_prefixes)
     return results

@@ -223,9 +223,28 @@ def step_train(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = No
     return runs
 
 
+def step_best_of_n(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = None) -> dict | None:
+    """Best-of-N from the SFT model on the held-out prefixes (:mod:`tdpo.imdb.best_of_n`) when
+    ``best_of_n_samples`` is set: sampled, scored and saved to ``eval/best_of_n.json``, or read back if
+    saved with the same settings (not sampled again). Returns the file's content, None when off."""
+    from tdpo.imdb.best_of_n import evaluate_best_of_n, refresh_summary, saved_best_of_n
+
+    if not cfg.best_of_n_samples:
+        return None
+    saved = saved_best_of_n(cfg)
+    if saved is not None:
+        logger.info("tdpo imdb: best-of-N samples of the SFT model already saved with these settings; kept")
+        return refresh_summary(cfg, saved)
+    with timer.step("best-of-N (SFT samples)") if timer is not None else nullcontext():
+        reward = reward if reward is not None else step_reward(cfg)
+        sft = sft_model_path(cfg)
+        tokenizer = _load_tokenizer(sft)
+        return evaluate_best_of_n(cfg, _load_lm(sft), tokenizer, reward, held_out_prompts(cfg, tokenizer))
+
+
 def step_evaluate(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = None) -> dict:
-    """Evaluate the SFT model if that is not done yet, gather every saved curve point and the matched-KL
-    comparison into ``results.json``; return the results."""
+    """Evaluate the SFT model if that is not done yet (and best-of-N, when on), gather every saved curve
+    point, best-of-N and the matched-KL comparison into ``results.json``; return the results."""
     from tdpo.imdb.results import collect_results
 
     p = paths(cfg)
@@ -234,6 +253,7 @@ def step_evaluate(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None =
         with timer.step("evaluate SFT (step 0)") if timer is not None else nullcontext():
             evaluator = curve_evaluator(cfg, reward)
             evaluator.evaluate(evaluator.reference, None, 0, model_path=sft_model_path(cfg))
+    step_best_of_n(cfg, reward, timer)
     with timer.step("results and matched-KL comparison") if timer is not None else nullcontext():
         results = collect_results(cfg, getattr(reward, "name", cfg.reward))
     write_atomic(p.results, json.dumps(results, indent=2) + "\n")
