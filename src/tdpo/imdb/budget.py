@@ -50,10 +50,10 @@ class Costs:
     pair_eval_token: float = 5.0e-3
     """One token of a held-out pair row in the trainer's evaluation (two forwards: about half a
     training token)."""
-    eval_token: float = 6.0e-3
+    eval_token: float = 7.4e-3
     """One sampled token of a curve point (sampling with the policy's states kept, the reward, the
-    reference's KL pass): ``python benchmarks/curve_point.py`` measured 24.8 s for 256 samples of 16
-    tokens at batch 256."""
+    reference's KL pass): the frontier of 2026-11-27 spent 3,834 s on 64 points of 512 x 16 tokens
+    (``benchmarks/curve_point.py`` alone measures about 6.1e-3)."""
 
 
 @dataclass(frozen=True)
