@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tdpo.data.readers import Row, checked_row
+from tdpo.data.hub import dataset_rows
+from tdpo.data.readers import Row
 from tdpo.data.records import InvalidRecordCounter
 
 __all__ = [
@@ -145,15 +146,7 @@ def read_folder(path: str, split: str, counter: InvalidRecordCounter) -> Iterato
     is asked for."""
     source = folder_source(path)
     dataset = _split(source, _load(source), split)
-    name = f"{path}[{split}]" if source.has_splits else path
-
-    def rows() -> Iterator[tuple[str, Row]]:
-        for index, obj in enumerate(dataset):
-            row = checked_row(obj, f"{name} row {index}", counter)
-            if row is not None:
-                yield f"{name} row {index}", row
-
-    return rows()
+    return dataset_rows(dataset, f"{path}[{split}]" if source.has_splits else path, counter)
 
 
 def describe_folder(path: str) -> str:

@@ -148,11 +148,13 @@ def read_hub(
     """Yield ``(location, row)`` for each row of one hub split. The split is loaded at once: a failure
     raises :class:`HubDatasetError` here, before any row is asked for."""
     dataset = load_hub_split(name, split, subset=subset, data_dir=data_dir, revision=revision)
+    return dataset_rows(dataset, f"{name}[{split}]", counter)
 
-    def rows() -> Iterator[tuple[str, Row]]:
-        for index, obj in enumerate(dataset):
-            row = checked_row(obj, f"{name}[{split}] row {index}", counter)
-            if row is not None:
-                yield f"{name}[{split}] row {index}", row
 
-    return rows()
+def dataset_rows(dataset: Any, name: str, counter: InvalidRecordCounter) -> Iterator[tuple[str, Row]]:
+    """Yield ``(location, row)`` for each valid row of a loaded ``datasets`` split, located as
+    ``"<name> row <index>"``; invalid rows are counted by ``counter`` and skipped."""
+    for index, obj in enumerate(dataset):
+        row = checked_row(obj, f"{name} row {index}", counter)
+        if row is not None:
+            yield f"{name} row {index}", row
