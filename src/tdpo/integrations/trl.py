@@ -1,0 +1,261 @@
+"""TDPO inside TRL: :class:`TDPOConfig` and :class:`TDPOTrainer`, subclasses of TRL's ``DPOConfig`` and
+``DPOTrainer`` that add the ``tdpo1`` and ``tdpo2`` loss types.
+
+Switching an existing TRL script from DPO to TDPO2 changes two lines::
+
+    from tdpo.integrations.trl import TDPOConfig as DPOConfig, TDPOTrainer as DPOTrainer  # was: from trl import ...
+    args = DPOConfig(output_dir="out", beta=0.1, loss_type="tdpo2", alpha=0.5)           # was: loss_type="sigmoid"
+
+Everything else stays TRL's: datasets in its formats (prompt/chosen/rejected, standard or
+conversational) and its tokenization, its collator, ``ref_model`` or PEFT adapters (the reference is
+the model with its adapters off), ``accelerate``, logging, checkpoints and ``push_to_hub``.
+
+What the TDPO loss types change is :meth:`TDPOTrainer.compute_loss` (the ``transformers.Trainer``
+method meant for overriding). From TRL's collated batch (``input_ids``, ``attention_mask`` and
+``completion_mask`` of 2B rows, chosen first) it runs the policy's and the reference's bodies, then
+:func:`tdpo.loss_from_hidden`: tdpo's exact chunked token statistics, which project a chunk of
+response positions onto the vocabulary at a time and never build a ``[batch, seq, vocab]`` tensor.
+Beside TRL's own metrics (``rewards/*``, ``logps/*``) the trainer logs TDPO's sequential KL
+``kl/chosen``, ``kl/rejected`` and ``kl/margin`` (D_l - D_w, forward KL
+``sum_t KL(pi_ref || pi_theta)`` summed over response tokens, batch means).
+
+Any other ``loss_type`` (``"sigmoid"``, ``"ipo"``, ...) is TRL's own code, unchanged.
+
+TDPO needs both models' full next-token distributions at every response position, so it refuses,
+with a ValueError naming the setting: precomputed reference log-probs
+(``precompute_ref_log_probs``), mixing TDPO with other loss types, ``use_weighting``, ``ld_alpha``,
+an ``f_divergence_type`` other than ``reverse_kl``, vision inputs, FSDP and DeepSpeed ZeRO-3 (the
+chunked head reads the full head weight outside the model's forward), and output heads the chunked
+path cannot reproduce exactly (a bias, logit soft-capping, an adapter on the head).
+
+Tested with TRL 1.16 (the ``tdpo[trl]`` extra pins ``trl>=1.16,<1.17``); other versions are refused
+at import, because the trainer relies on TRL's batch layout and metric store.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from packaging.version import Version
+
+try:
+    import trl
+    from trl import DPOConfig, DPOTrainer
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "tdpo.integrations.trl needs TRL: pip install 'tdpo[trl]' (TRL >=1.16,<1.17)"
+    ) from err
+
+from tdpo.heads import output_head
+from tdpo.loss_parameters import check_parameters
+from tdpo.objective import loss_from_hidden
+from tdpo.token_stats_model import model_body
+
+TRL_REQUIREMENT = ">=1.16,<1.17"
+"""The TRL versions this module is tested with (the ``tdpo[trl]`` extra)."""
+
+TDPO_LOSS_TYPES = ("tdpo1", "tdpo2")
+"""The loss types :class:`TDPOConfig` adds to TRL's."""
+
+_TRL_VERSION = Version(trl.__version__)
+if not Version("1.16") <= _TRL_VERSION < Version("1.17"):
+    raise ImportError(
+        f"tdpo.integrations.trl is tested with TRL {TRL_REQUIREMENT}; found trl {trl.__version__}. "
+        "Install the tested range: pip install 'tdpo[trl]'"
+    )
+
+# TRL's collated keys that are not model inputs
+_NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+# model inputs the TDPO path knows how to pass on
+_TEXT_KEYS = {"input_ids", "attention_mask", "position_ids"}
+
+
+@dataclass
+class TDPOConfig(DPOConfig):
+    """TRL's ``DPOConfig`` with the TDPO loss types. Every ``DPOConfig`` field keeps its meaning.
+
+    Parameters:
+        loss_type (`str` or `list[str]`, defaults to `["sigmoid"]`):
+            TRL's loss types plus ``"tdpo1"`` and ``"tdpo2"`` (Zeng et al., ICML 2024). With
+            ``delta = log pi_theta(y|x) - log pi_ref(y|x)`` and the sequential KL
+            ``D = sum_t KL(pi_ref(.|x, y_<t) || pi_theta(.|x, y_<t))`` of each response:
+            ``tdpo1`` is ``-log sigmoid(beta * ((delta_w - delta_l) - (D_l - D_w)))``,
+            ``tdpo2`` is ``-log sigmoid(beta * ((delta_w - delta_l) - alpha * (D_l - sg(D_w)))))``
+            with ``sg`` the stop-gradient. A TDPO loss type must be the only one.
+        beta (`float`, defaults to `0.1`):
+            As in DPO: the inverse temperature of the sigmoid (the TDPO paper uses 0.1).
+        alpha (`float`, defaults to `0.5`):
+            TDPO2's weight of the sequential-KL margin (>= 0; the paper's default 0.5). Ignored by
+            other loss types.
+        tdpo_chunk_size (`int`, defaults to `1024`):
+            Response positions projected onto the vocabulary at a time by the TDPO statistics: the
+            extra memory is ``O(tdpo_chunk_size * vocab)`` whatever the batch and sequence length.
+    """
+
+    alpha: float = field(
+        default=0.5,
+        metadata={"help": "TDPO2's weight of the sequential-KL margin D_l - sg(D_w) (>= 0)."},
+    )
+    tdpo_chunk_size: int = field(
+        default=1024,
+        metadata={"help": "Response positions projected onto the vocabulary at a time by the TDPO statistics."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        tdpo = [name for name in self.loss_type if name in TDPO_LOSS_TYPES]
+        if not tdpo:
+            return
+        if len(self.loss_type) != 1:
+            raise ValueError(f"loss_type: {tdpo[0]!r} must be the only loss type; got {self.loss_type}")
+        check_parameters(beta=self.beta, alpha=self.alpha)
+        if not isinstance(self.tdpo_chunk_size, int) or self.tdpo_chunk_size < 1:
+            raise ValueError(f"tdpo_chunk_size must be a positive integer; got {self.tdpo_chunk_size!r}")
+        problems = {
+            "precompute_ref_log_probs": (self.precompute_ref_log_probs,
+                                         "TDPO needs the reference's full next-token distribution at every "
+                                         "position, not cached per-sequence log-probs; set it to False"),
+            "use_weighting": (self.use_weighting, "WPO weighting is defined for DPO only; set it to False"),
+            "ld_alpha": (self.ld_alpha is not None, "length desensitisation is defined for DPO only; leave it None"),
+            "f_divergence_type": (self.f_divergence_type != "reverse_kl",
+                                  "TDPO is defined for the reverse-KL (standard DPO) rewards; use 'reverse_kl'"),
+            "loss_weights": (self.loss_weights not in (None, [1.0]), "TDPO is a single loss; leave it None"),
+        }
+        for name, (bad, why) in problems.items():
+            if bad:
+                raise ValueError(f"{name}={getattr(self, name)!r} cannot be used with loss_type={tdpo[0]!r}: {why}")
+
+
+def add_hidden_state_output(model: Any) -> None:
+    """Let ``model(..., tdpo_hidden_states=True)`` return the body's final hidden states ``[S, T, H]``.
+
+    The call still goes through ``model.forward`` (and so through any DDP or PEFT wrapper around it),
+    but stops before the output head. Without the keyword the forward is the one the model had
+    (TRL's fused-head forward, generation). Patch the transformers model, not its PEFT wrapper.
+    """
+    if getattr(model, "_tdpo_hidden_state_output", False):
+        return
+    inner = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(self: Any, *args: Any, tdpo_hidden_states: bool = False, **kwargs: Any) -> Any:
+        if not tdpo_hidden_states:
+            return inner(*args, **kwargs)
+        inputs = {k: v for k, v in kwargs.items() if k in _TEXT_KEYS and v is not None}
+        if args:
+            inputs["input_ids"] = args[0]
+        out = model_body(self)(**inputs, use_cache=False)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    model.forward = types.MethodType(forward, model)
+    model._tdpo_hidden_state_output = True
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency of tdpo
+        return False
+    return isinstance(model, PeftModel)
+
+
+class TDPOTrainer(DPOTrainer):
+    """TRL's ``DPOTrainer`` with the TDPO loss types of :class:`TDPOConfig`.
+
+    Takes exactly ``DPOTrainer``'s arguments. With ``loss_type`` ``"tdpo1"`` or ``"tdpo2"``,
+    :meth:`compute_loss` computes the loss with tdpo's exact chunked token statistics (see the
+    module docs); with any other loss type it is ``DPOTrainer``'s own. ``args`` must be a
+    :class:`TDPOConfig` for the TDPO loss types (a plain ``DPOConfig`` has no ``alpha``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        loss_types = list(self.args.loss_type)
+        self._tdpo_loss = loss_types[0] if loss_types and loss_types[0] in TDPO_LOSS_TYPES else None
+        if self._tdpo_loss is None:
+            return
+        if not isinstance(self.args, TDPOConfig):
+            raise ValueError(f"loss_type={self._tdpo_loss!r} needs args=TDPOConfig(...) (it carries alpha); "
+                             f"got {type(self.args).__name__}")
+        if self._is_vision_dataset:
+            raise ValueError(f"loss_type={self._tdpo_loss!r} supports text models and datasets only; "
+                             "this dataset has images")
+        if self.is_fsdp_enabled:
+            raise ValueError(f"loss_type={self._tdpo_loss!r} does not run under FSDP here: the chunked statistics "
+                             "read the full output-head weight outside the model's forward. Use DDP or "
+                             "DeepSpeed ZeRO-1/2, or tdpo's own trainer (tdpo train), which supports FSDP")
+        ds_plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if self.is_deepspeed_enabled and ds_plugin is not None and getattr(ds_plugin, "zero_stage", 0) == 3:
+            raise ValueError(f"loss_type={self._tdpo_loss!r} does not run under DeepSpeed ZeRO-3 here (the output "
+                             "head is sharded); use ZeRO-1/2, or tdpo's own trainer (tdpo train)")
+        if self.ref_model is None and not _is_peft(self.model):
+            raise ValueError(f"loss_type={self._tdpo_loss!r} needs a reference model: pass ref_model=, or train "
+                             "PEFT adapters (the reference is the model with its adapters off)")
+        policy = self.model.get_base_model() if _is_peft(self.model) else self.model
+        add_hidden_state_output(policy)
+        output_head(policy)  # a clear error now for heads the chunked path cannot reproduce
+        if self.ref_model is not None:
+            add_hidden_state_output(self.ref_model)
+            output_head(self.ref_model)
+
+    def _reference_hidden(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """The reference's ``[2B, T, H]`` final hidden states (no autograd) and its output head."""
+        from trl.models.utils import disable_gradient_checkpointing
+        from trl.trainer.utils import use_adapter
+
+        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
+            if self.ref_model is not None:
+                return self.ref_model(**inputs, tdpo_hidden_states=True), output_head(self.ref_model)
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            adapter = "ref" if "ref" in unwrapped.peft_config else None
+            with use_adapter(unwrapped, adapter_name=adapter):
+                hidden = self.model(**inputs, tdpo_hidden_states=True)
+            return hidden, output_head(unwrapped)
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """The batch loss (and, with ``return_outputs``, the model's outputs for ``compute_metrics``).
+
+        For the TDPO loss types: ``inputs`` is TRL's collated batch of 2B right-padded rows,
+        ``input_ids``/``attention_mask``/``completion_mask`` ``[2B, T]`` with the chosen rows first.
+        The labels are ``input_ids`` where ``completion_mask`` is 1, -100 elsewhere; the loss is
+        :func:`tdpo.loss_from_hidden` on both models' final hidden states, the mean over the B pairs.
+        """
+        if self._tdpo_loss is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        mode = "train" if self.model.training else "eval"
+        extra = sorted(set(inputs) - _NON_MODEL_KEYS - _TEXT_KEYS)
+        if extra:
+            raise ValueError(f"loss_type={self._tdpo_loss!r} got batch fields it cannot pass to the model: {extra}")
+        model_inputs = {k: v for k, v in inputs.items() if k in _TEXT_KEYS}
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        policy_hidden = model(**model_inputs, tdpo_hidden_states=True)
+        reference_hidden, reference_head = self._reference_hidden(model_inputs)
+        loss, metrics = loss_from_hidden(
+            policy_hidden, output_head(model), reference_hidden, reference_head, labels,
+            loss=self._tdpo_loss, beta=self.args.beta, alpha=self.args.alpha,
+            chunk_size=self.args.tdpo_chunk_size,
+        )
+        self._log_tdpo_metrics(mode, metrics, inputs)
+        if return_outputs:
+            with torch.no_grad():  # logits for compute_metrics, as TRL's own path recomputes them
+                outputs = model(**model_inputs)
+            return loss, outputs
+        return loss
+
+    def _log_tdpo_metrics(self, mode: str, metrics: dict[str, torch.Tensor], inputs: dict[str, Any]) -> None:
+        """Batch means into TRL's metric store (averaged over processes and logging steps by ``log``)."""
+        gather = self.accelerator.gather_for_metrics
+        for name, value in metrics.items():
+            if name == "loss":
+                continue
+            self._metrics[mode][name].append(gather(value.detach().reshape(1)).float().mean().item())
+        if mode == "train":
+            tokens = gather(inputs["attention_mask"].sum().reshape(1)).sum().item()
+            self._total_train_tokens += int(tokens) // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
