@@ -11,7 +11,9 @@ The work of an experiment, in the units each phase is measured in (:func:`work_o
 - curve points: step 0 (the SFT model, once) and ``eval_points`` per run, each
   ``eval_prefixes * eval_samples`` completions sampled, scored and passed through both models;
 - best-of-N (when ``best_of_n_samples`` is set): ``eval_prefixes * best_of_n_samples`` completions
-  sampled from the SFT model and scored, at the cost of a sampled token of the pairs.
+  sampled from the SFT model and scored, at the cost of a sampled token of the pairs;
+- an online RL run (RLOO) costs a preference run plus, every step, its ``2 * batch_size`` sampled and
+  scored completions at the cost of a sampled token of the pairs.
 
 :class:`Costs` gives seconds per token of each kind, measured once on a 2-core CPU with
 SmolLM2-135M in float32 (the ``tdpo demo`` of issue 12: SFT 7.4 ms per training token, preference
@@ -70,6 +72,7 @@ class Work:
         points: curve points to evaluate (step 0 included, when it is still to do).
         point_tokens: sampled tokens of one curve point.
         best_of_n_tokens: sampled tokens of best-of-N (0 when off or done).
+        online_sample_tokens: tokens the online RL runs sample during training (all of them).
     """
 
     sft_tokens: int
@@ -81,6 +84,7 @@ class Work:
     points: int
     point_tokens: int
     best_of_n_tokens: int = 0
+    online_sample_tokens: int = 0
 
 
 def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = None, sft: bool = True,
@@ -105,6 +109,8 @@ def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = N
         points=1 + num_runs * cfg.eval_points if points is None else points,
         point_tokens=cfg.eval_prefixes * cfg.eval_samples * cfg.max_new_tokens,
         best_of_n_tokens=cfg.eval_prefixes * cfg.best_of_n_samples * cfg.max_new_tokens if best_of_n else 0,
+        online_sample_tokens=sum(m.online for m in methods) * cfg.train_steps * 2 * cfg.batch_size
+        * cfg.max_new_tokens,
     )
 
 
@@ -114,7 +120,7 @@ def estimate(work: Work, costs: Costs = Costs()) -> dict[str, float]:
         "SFT": work.sft_tokens * costs.sft_token,
         "preference pairs": work.pair_tokens * costs.pair_token,
         "training": work.runs * work.train_steps * work.step_tokens * costs.train_token
-        + work.pair_eval_tokens * costs.pair_eval_token,
+        + work.pair_eval_tokens * costs.pair_eval_token + work.online_sample_tokens * costs.pair_token,
         "curve evaluation": work.points * work.point_tokens * costs.eval_token,
         "best-of-N": work.best_of_n_tokens * costs.pair_token,
     }

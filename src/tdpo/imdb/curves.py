@@ -64,8 +64,14 @@ def read_point(path: Path, settings: dict[str, Any] | None = None) -> dict[str, 
 
 
 def point_settings(cfg: ImdbConfig, method: Method | None) -> dict[str, Any]:
-    """The settings a point of ``method``'s run (None: the SFT model's step 0) depends on."""
-    return cfg.sft_point_settings() if method is None else cfg.result_settings()
+    """The settings a point of ``method``'s run (None: the SFT model's step 0) depends on (an online RL
+    run's also on its group size)."""
+    if method is None:
+        return cfg.sft_point_settings()
+    settings = cfg.result_settings()
+    if method.online:
+        settings["online_rl_generations"] = cfg.online_rl_generations
+    return settings
 
 
 def saved_point(cfg: ImdbConfig, method: Method | None, step: int) -> dict[str, Any] | None:

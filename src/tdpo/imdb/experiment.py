@@ -5,7 +5,9 @@ as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta``, ``alpha`` and ``seed``
 ``tdpo2:beta=0.1,alpha=0.5`` or ``dpo:beta=0.1,seed=1`` (the same setting trained again in another data
 order, from the same SFT model on the same pairs). ``LOSS`` is any pairwise loss of the registry
 (``unlikelihood:alpha=0.1`` included) or ``preferred_ft``: the DPO paper's Preferred-FT baseline, the
-``sft`` loss on the chosen response of every training pair. A key the method does not read is ignored.
+``sft`` loss on the chosen response of every training pair, or ``rloo``: the online RL baseline, TRL's
+RLOO trainer with the reward classifier as its reward and ``beta`` its KL penalty
+(:mod:`tdpo.imdb.online_rl`, the ``tdpo[trl]`` extra). A key the method does not read is ignored.
 """
 
 from __future__ import annotations
@@ -30,8 +32,16 @@ PREFERENCE_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.pairwise
 #: learned as often as it is chosen: the best of a prefix's 4 samples 3 times).
 FINE_TUNING_METHODS = {"preferred_ft": "sft"}
 
-#: Every method kind: the pairwise losses, then the fine-tuning methods.
-METHOD_KINDS = (*PREFERENCE_LOSSES, *FINE_TUNING_METHODS)
+#: Methods trained online by another engine, not by tdpo's trainer on the pairs: ``rloo`` is TRL's RLOO
+#: (REINFORCE with a leave-one-out baseline; the TDPO paper's RLHF baseline was PPO, which TRL no longer
+#: ships) with the reward classifier as its reward and ``beta`` the weight of its KL penalty.
+ONLINE_RL_METHODS = ("rloo",)
+
+#: The online RL run ``--with-online-rl`` adds to the methods (TRL's default KL penalty).
+ONLINE_RL_METHOD = "rloo:beta=0.05"
+
+#: Every method kind: the pairwise losses, then the fine-tuning methods, then online RL.
+METHOD_KINDS = (*PREFERENCE_LOSSES, *FINE_TUNING_METHODS, *ONLINE_RL_METHODS)
 
 #: Display names of the kinds that are not written in capitals (``dpo`` -> ``DPO``).
 _DISPLAY = {"preferred_ft": "Preferred-FT", "unlikelihood": "Unlikelihood"}
@@ -82,18 +92,25 @@ class Method:
 
     @property
     def train_loss(self) -> str:
-        """The trainer's ``loss.name``: the method itself, or ``sft`` for ``preferred_ft``."""
+        """The trainer's ``loss.name``: the method itself, or ``sft`` for ``preferred_ft`` (for an online
+        RL method, the method itself: it has no tdpo loss)."""
         return FINE_TUNING_METHODS.get(self.loss, self.loss)
+
+    @property
+    def online(self) -> bool:
+        """Whether the method is online RL (:data:`ONLINE_RL_METHODS`), trained outside tdpo's trainer."""
+        return self.loss in ONLINE_RL_METHODS
 
     @property
     def uses_alpha(self) -> bool:
         """Whether the loss reads alpha (TDPO2, unlikelihood)."""
-        return "alpha" in get_loss(self.train_loss).params
+        return not self.online and "alpha" in get_loss(self.train_loss).params
 
     @property
     def uses_beta(self) -> bool:
-        """Whether the loss reads beta (every DPO/TDPO loss; not unlikelihood or Preferred-FT)."""
-        return "beta" in get_loss(self.train_loss).params
+        """Whether the loss reads beta (every DPO/TDPO loss and RLOO's KL penalty; not unlikelihood or
+        Preferred-FT)."""
+        return self.online or "beta" in get_loss(self.train_loss).params
 
 
 def parse_method(spec: str) -> Method:
@@ -235,9 +252,23 @@ class ImdbConfig:
     keep_checkpoints: Bool = False
     """Keep the trainer's resumable step checkpoints (they hold the optimizer state; large)."""
 
+    with_online_rl: Bool = False
+    """Also train the online RL baseline (``rloo:beta=0.05``: TRL's RLOO with the reward classifier as
+    reward, from the SFT model, on the training prefixes), traced as a curve like every run. Needs the
+    ``tdpo[trl]`` extra; not in the default frontier (see the results README for its cost)."""
+
+    online_rl_generations: Int = Field(4, ge=2)
+    """Completions RLOO samples per training prefix (its leave-one-out group); every RLOO step takes
+    ``2 * batch_size`` completions (the sequences of a preference step), so ``2 * batch_size /
+    online_rl_generations`` prefixes."""
+
     def method_list(self) -> list[Method]:
-        """The parsed :attr:`methods`."""
-        return [parse_method(m) for m in self.methods]
+        """The parsed :attr:`methods`, and the online RL run when :attr:`with_online_rl` is on (unless
+        the methods already list an online RL run)."""
+        methods = [parse_method(m) for m in self.methods]
+        if self.with_online_rl and not any(m.online for m in methods):
+            methods.append(parse_method(ONLINE_RL_METHOD))
+        return methods
 
     def eval_steps(self) -> list[int]:
         """The training steps of every run's curve points after step 0: ``round(k * train_steps /
@@ -280,7 +311,8 @@ class ImdbConfig:
         that only choose which runs and points exist, how the report looks or how fast it runs.
         Saved results whose settings differ are not reused."""
         skip = {"out_dir", "methods", "eval_points", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
-                "report_samples", "keep_checkpoints", "eval_batch_size", "best_of_n_samples", "best_of_n"}
+                "report_samples", "keep_checkpoints", "eval_batch_size", "best_of_n_samples", "best_of_n",
+                "with_online_rl", "online_rl_generations"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self) -> ImdbConfig:
@@ -297,7 +329,12 @@ class ImdbConfig:
         if self.eval_points > self.train_steps:
             raise ValueError(f"eval_points ({self.eval_points}) must be at most train_steps ({self.train_steps})")
         for spec in self.pair_eval_methods or []:
-            parse_method(spec)
+            if parse_method(spec).online:
+                raise ValueError(f"pair_eval_methods: {spec!r} is online RL, trained outside tdpo's trainer; it "
+                                 "does not evaluate the held-out pairs")
+        if any(m.online for m in self.method_list()) and (2 * self.batch_size) % self.online_rl_generations:
+            raise ValueError(f"online_rl_generations ({self.online_rl_generations}) must divide the completions of "
+                             f"an RLOO step, 2 * batch_size = {2 * self.batch_size}")
         self._validate_best_of_n()
         names = [m.name for m in self.method_list()]
         if len(set(names)) < len(names):

@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from tdpo.files import read_jsonl  # noqa: E402
 
-_COLORS = {"sft": "black", "dpo": "tab:blue", "tdpo1": "tab:green", "tdpo2": "tab:red"}
+_COLORS = {"sft": "black", "dpo": "tab:blue", "tdpo1": "tab:green", "tdpo2": "tab:red", "preferred_ft": "tab:gray",
+           "unlikelihood": "tab:orange", "rloo": "tab:brown"}
 #: The x label of the frontier: which KL it shows, and on which samples.
 FRONTIER_XLABEL = "reverse KL D_KL(π_θ‖π_ref) on the policy's own samples (nats)"
 #: The y label of Figure 3.

@@ -162,12 +162,19 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
     return out
 
 
-def train_method(cfg: ImdbConfig, method: Method, on_step: StepCallback | None = None) -> Path:
+def train_method(cfg: ImdbConfig, method: Method, on_step: StepCallback | None = None, reward: Any = None) -> Path:
     """Train one method from the SFT model on the pairs (in a fresh run folder); return its run folder
-    (``final/`` inside). ``on_step`` is handed to the trainer (:data:`tdpo.training.trainer.StepCallback`)."""
+    (``final/`` inside). ``on_step`` is handed to the trainer (:data:`tdpo.training.trainer.StepCallback`).
+    An online RL method trains with TRL on the pairs' prefixes and ``reward`` (default: the
+    experiment's reward model), :func:`tdpo.imdb.online_rl.train_online_rl`."""
     p = paths(cfg)
     if not p.pairs.is_file():
         raise FileNotFoundError(f"no preference pairs at {p.pairs}: run 'tdpo imdb pairs --out {cfg.out_dir}'")
+    if method.online:
+        from tdpo.imdb.online_rl import train_online_rl
+
+        reward = reward if reward is not None else step_reward(cfg)
+        return train_online_rl(cfg, method, sft_model_path(cfg), reward, on_step=on_step)
     return _train(cfg, method_run_config(cfg, method, sft_model_path(cfg)), on_step=on_step)
 
 
@@ -213,7 +220,7 @@ def step_train(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = No
         logger.info("tdpo imdb: --- train %s (%d steps, curve points at steps %s) ---", method.label,
                     cfg.train_steps, ", ".join(map(str, points_to_do(cfg, method))) or "none left")
         start, evaluated = time.perf_counter(), evaluator.seconds
-        runs[method.name] = train_method(cfg, method, on_step=evaluator.callback(method))
+        runs[method.name] = train_method(cfg, method, on_step=evaluator.callback(method), reward=evaluator.reward)
         spent = evaluator.seconds - evaluated
         timer.add(f"train {method.label}", time.perf_counter() - start - spent)
         timer.add("curve evaluation", spent)
