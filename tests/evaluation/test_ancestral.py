@@ -37,6 +37,19 @@ def test_inverse_cdf_edges():
     assert inverse_cdf_sample(logits, almost_one).tolist() == [2, 1]  # the last token of positive mass
 
 
+@pytest.mark.parametrize("rows_per_block", [1, 5, 16, 64])
+def test_inverse_cdf_draws_do_not_depend_on_the_row_blocks(rows_per_block):
+    """Every row's token is the one a float64 numpy inverse transform of that row alone gives."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(37, 50, generator=generator) * 3
+    uniforms = torch.rand(37, generator=generator, dtype=torch.float64)
+    want = []
+    for z, u in zip(logits.double().numpy(), uniforms.numpy()):
+        cdf = np.cumsum(np.exp(z - z.max()) / np.exp(z - z.max()).sum())
+        want.append(int(np.searchsorted(cdf, u * cdf[-1], side="right")))
+    assert inverse_cdf_sample(logits, uniforms, rows_per_block=rows_per_block).tolist() == want
+
+
 def _uncached_draws(model, prompt, uniforms, max_new_tokens):
     """Sample one unpadded prompt without a cache: full forward pass at every step, float64 softmax
     and cumulative sum with numpy, the token whose interval holds the step's uniform."""

@@ -45,20 +45,32 @@ class SampledBatch:
     hidden: list[Tensor] | None = None
 
 
-def inverse_cdf_sample(logits: Tensor, uniforms: Tensor) -> Tensor:
+#: Rows of the float64 cumulative distribution built at a time by :func:`inverse_cdf_sample`: 16 rows
+#: of a 49,152-token vocabulary are 6 MB, which stay in the CPU's caches through the softmax, the
+#: cumulative sum and the search; all 256 rows of a sampling batch at once (100 MB) ran several times
+#: slower. Every row is computed alone, so the draws do not depend on it.
+ROWS_PER_BLOCK = 16
+
+
+def inverse_cdf_sample(logits: Tensor, uniforms: Tensor, rows_per_block: int = ROWS_PER_BLOCK) -> Tensor:
     """Draw one token per row of ``softmax(logits)`` by inverse transform.
 
     Args:
         logits: ``[B, V]`` logits (any float dtype; the softmax and its cumulative sum run in
             float64). ``-inf`` entries have probability zero and are never drawn.
         uniforms: ``[B]`` numbers in ``[0, 1)``, one per row.
+        rows_per_block: rows whose cumulative distribution is built at a time (a speed setting
+            only: the tokens are the same for any value).
 
     Returns:
         ``[B]`` long token ids: row ``b`` gets the first ``v`` with ``CDF(v) > uniforms[b] * CDF(V-1)``.
     """
-    cdf = torch.softmax(logits.double(), dim=-1).cumsum(dim=-1)
-    targets = (uniforms.double() * cdf[:, -1]).unsqueeze(-1)
-    tokens = torch.searchsorted(cdf, targets, right=True).squeeze(-1)
+    tokens = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    for start in range(0, logits.shape[0], rows_per_block):
+        stop = start + rows_per_block
+        cdf = torch.softmax(logits[start:stop].double(), dim=-1).cumsum(dim=-1)
+        targets = (uniforms[start:stop].double() * cdf[:, -1]).unsqueeze(-1)
+        tokens[start:stop] = torch.searchsorted(cdf, targets, right=True).squeeze(-1)
     return tokens.clamp_(max=logits.shape[-1] - 1)
 
 
