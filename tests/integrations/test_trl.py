@@ -12,6 +12,7 @@ from datasets import Dataset  # noqa: E402
 from tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
+import tdpo  # noqa: E402
 from tdpo.integrations.trl import TDPOConfig, TDPOTrainer  # noqa: E402
 
 BETA, ALPHA = 0.1, 0.5
@@ -118,6 +119,10 @@ def test_loss_and_gradients_match_an_independent_float64_computation(tmp_path, l
     want.backward()
     assert 0.05 < float(want.detach()) < 5  # not saturated: the comparison means something
     torch.testing.assert_close(loss.double(), want.detach(), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # and tdpo's own full-logits path on the same tokens
+        functional, _ = tdpo.loss_from_logits(policy64(input_ids=ids, attention_mask=mask).logits, reference_logits,
+                                              _labels(batch), loss=loss_type, beta=BETA, alpha=ALPHA)
+    torch.testing.assert_close(loss.double(), functional, rtol=1e-4, atol=1e-5)
     for name, p in policy64.named_parameters():
         torch.testing.assert_close(got[name].double(), p.grad, rtol=1e-4, atol=1e-6, msg=name)
 
