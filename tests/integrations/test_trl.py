@@ -122,7 +122,7 @@ def test_loss_and_gradients_match_an_independent_float64_computation(tmp_path, l
     with torch.no_grad():  # and tdpo's own full-logits path on the same tokens
         functional, _ = tdpo.loss_from_logits(policy64(input_ids=ids, attention_mask=mask).logits, reference_logits,
                                               _labels(batch), loss=loss_type, beta=BETA, alpha=ALPHA)
-    torch.testing.assert_close(loss.double(), functional, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(loss.double(), functional.double(), rtol=1e-4, atol=1e-5)
     for name, p in policy64.named_parameters():
         torch.testing.assert_close(got[name].double(), p.grad, rtol=1e-4, atol=1e-6, msg=name)
 
