@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from accelerate.utils import is_peft_model
 from packaging.version import Version
 
 try:
@@ -155,14 +156,6 @@ def add_hidden_state_output(model: Any) -> None:
     model._tdpo_hidden_state_output = True
 
 
-def _is_peft(model: Any) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a dependency of tdpo
-        return False
-    return isinstance(model, PeftModel)
-
-
 class TDPOTrainer(DPOTrainer):
     """TRL's ``DPOTrainer`` with the TDPO loss types of :class:`TDPOConfig`.
 
@@ -192,10 +185,10 @@ class TDPOTrainer(DPOTrainer):
         if self.is_deepspeed_enabled and ds_plugin is not None and getattr(ds_plugin, "zero_stage", 0) == 3:
             raise ValueError(f"loss_type={self._tdpo_loss!r} does not run under DeepSpeed ZeRO-3 here (the output "
                              "head is sharded); use ZeRO-1/2, or tdpo's own trainer (tdpo train)")
-        if self.ref_model is None and not _is_peft(self.model):
+        if self.ref_model is None and not is_peft_model(self.model):
             raise ValueError(f"loss_type={self._tdpo_loss!r} needs a reference model: pass ref_model=, or train "
                              "PEFT adapters (the reference is the model with its adapters off)")
-        policy = self.model.get_base_model() if _is_peft(self.model) else self.model
+        policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
         add_hidden_state_output(policy)
         output_head(policy)  # a clear error now for heads the chunked path cannot reproduce
         if self.ref_model is not None:
