@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(header, rows))
     print(f"\nancestral + kept states: {old / statistics.median(times['new']):.2f}x the speed of the path before")
     draw_blocks(args.batch, threads)
+    divergence_kernels(args.batch, threads)
     return 0
 
 
@@ -133,6 +134,46 @@ def draw_blocks(rows: int, threads: int, repeats: int = 5) -> None:
     print(f"\none step's inverse-transform draw, [{rows}, 49152] logits, {threads} thread(s): "
           f"{ROWS_PER_BLOCK} rows at a time {seconds[ROWS_PER_BLOCK] * 1e3:.0f} ms, all {rows} at once "
           f"{seconds[rows] * 1e3:.0f} ms ({seconds[rows] / seconds[ROWS_PER_BLOCK]:.2f}x); same tokens: {same}")
+
+
+def divergence_kernels(rows: int, threads: int, positions: int = 2048, repeats: int = 3) -> None:
+    """The KL pass's per-position statistics over ``positions`` response positions of the built-in
+    vocabulary, in chunks of ``rows`` (the evaluation's chunk): the fused product-and-sum kernel (the
+    default) against the masked formulas of ``tdpo.token_stats.divergence`` (the path before). The
+    logits are precomputed, so only the vocabulary-wide work is timed; the largest difference is
+    printed."""
+    import torch
+
+    from tdpo.token_stats import sample_kl
+    from tdpo.token_stats.divergence import entropy, kl_values
+
+    def masked(logp, logq):
+        return kl_values(logp, logp.exp(), logq), kl_values(logq, logq.exp(), logp), entropy(logp)
+
+    generator = torch.Generator().manual_seed(0)
+    policy = torch.randn(positions, 49152, generator=generator) * 3
+    reference = policy + torch.randn(positions, 49152, generator=generator) * 0.3
+    row_of = torch.arange(positions) // 16
+    targets = torch.randint(0, 49152, (positions,), generator=generator)
+    fused_kernel = sample_kl._kl_entropy
+    seconds: dict[str, list[float]] = {"fused": [], "masked": []}
+    results = {}
+    try:
+        for _ in range(repeats):
+            for name in ("masked", "fused"):
+                sample_kl._kl_entropy = fused_kernel if name == "fused" else masked
+                start = time.perf_counter()
+                results[name] = sample_kl._divergences(lambda a, b: (policy[a:b], reference[a:b]), row_of, targets,
+                                                       positions // 16, rows, policy.device)
+                seconds[name].append(time.perf_counter() - start)
+    finally:
+        sample_kl._kl_entropy = fused_kernel
+    fused, plain = statistics.median(seconds["fused"]), statistics.median(seconds["masked"])
+    diff = max(float((getattr(results["fused"], f) - getattr(results["masked"], f)).abs().max())
+               for f in ("reverse_kl", "forward_kl", "entropy"))
+    print(f"the KL pass's vocabulary-wide statistics, {positions} positions x 49152 in chunks of {rows}, "
+          f"{threads} thread(s), median of {repeats}: fused {fused:.2f} s, masked {plain:.2f} s "
+          f"({plain / fused:.2f}x); largest difference {diff:.1e} nats")
 
 
 if __name__ == "__main__":

@@ -284,3 +284,32 @@ def test_tiny_transformers_model_hidden_states_and_head():
     assert_matches(sample_divergences_from_logits(logits_p, logits_r, labels), want, tol=1e-4)
     assert (got.reverse_kl > 0).all() and (got.forward_kl > 0).all()
     assert got.num_tokens.tolist() == [8.0, 5.0, 3.0]
+
+
+def test_fused_kernel_equals_the_masked_formulas_and_float64():
+    """The fused product-and-sum kernel (``_kl_entropy``) against the plain masked formulas of
+    ``tdpo.token_stats.divergence`` and a float64 computation, on a realistic vocabulary with rows
+    that have zero probabilities in the policy, the reference or both."""
+    from tdpo.token_stats.divergence import entropy, kl_values
+    from tdpo.token_stats.sample_kl import _kl_entropy
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(12, 4099, generator=g) * 4
+    b = a + torch.randn(12, 4099, generator=g)
+    a[1, :7] = -math.inf  # policy zero
+    b[2, 100:140] = -math.inf  # reference zero
+    a[3, 5], b[3, 5] = -math.inf, -math.inf  # both zero at one entry
+    logp, logq = torch.log_softmax(a, -1), torch.log_softmax(b, -1)
+    reverse, forward, ent = _kl_entropy(logp, logq)
+    p, q = logp.exp(), logq.exp()
+    plain = (kl_values(logp, p, logq), kl_values(logq, q, logp), entropy(logp))
+    for fused, masked in zip((reverse, forward, ent), plain, strict=True):
+        torch.testing.assert_close(fused, masked, rtol=1e-5, atol=1e-5)
+    lp64, lq64 = logp.double(), logq.double()
+    p64, q64 = lp64.exp(), lq64.exp()
+    rev64 = torch.where(p64 > 0, p64 * (lp64 - lq64), torch.zeros_like(p64)).sum(-1)
+    fwd64 = torch.where(q64 > 0, q64 * (lq64 - lp64), torch.zeros_like(q64)).sum(-1)
+    ent64 = -torch.where(p64 > 0, p64 * lp64, torch.zeros_like(p64)).sum(-1)
+    assert torch.isinf(forward[1]) and torch.isinf(reverse[2])
+    for fused, exact in ((reverse, rev64), (forward, fwd64), (ent, ent64)):
+        torch.testing.assert_close(fused.double(), exact, rtol=1e-5, atol=1e-5)
