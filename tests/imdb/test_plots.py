@@ -109,3 +109,24 @@ def test_frontier_draws_best_of_n_as_its_own_series_at_the_analytical_kl(tmp_pat
     assert _png(plot_frontier({**RESULTS, "best_of_n": best}, tmp_path / "frontier.png"))
     assert drawn[BEST_OF_N_LEGEND] == (kls, [0.5, 0.52, 0.54])
     assert "log N − (N−1)/N" in BEST_OF_N_LEGEND and "not measured" in BEST_OF_N_LEGEND
+
+
+def test_frontier_zooms_on_dpo_and_tdpo_when_a_baseline_drifts_far(tmp_path, monkeypatch):
+    """Preferred-FT at 5 nats would squeeze DPO and TDPO (<= 2.2 nats) into a corner: a second panel
+    shows their range, with y-limits from the points inside it. Without such a baseline, one panel."""
+    import matplotlib.figure
+
+    saved = []
+    original = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: saved.append(
+        [(ax.get_xlim(), ax.get_ylim()) for ax in self.axes]) or original(self, *a, **k))
+    far = {**RESULTS, "curves": [*RESULTS["curves"],
+                                  _curve("preferred_ft", None, 0, [(0, 0.5, 0.0), (5, 0.52, 3.0), (10, 0.9, 5.0)])]}
+    assert _png(plot_frontier(far, tmp_path / "far.png"))
+    (full_x, _), (zoom_x, zoom_y) = saved[0]
+    assert full_x[1] >= 5.0
+    assert zoom_x == pytest.approx((-0.03 * 1.08 * 2.2, 1.08 * 2.2))
+    # the points within 2.376 nats have rewards 0.5 .. 0.66 (the 0.9 at 5 nats is outside)
+    assert zoom_y == pytest.approx((0.5 - 0.08 * 0.16, 0.66 + 0.08 * 0.16))
+    assert _png(plot_frontier(RESULTS, tmp_path / "near.png"))
+    assert len(saved[1]) == 1

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tdpo.files import read_jsonl  # noqa: E402
 
 _COLORS = {"sft": "black", "dpo": "tab:blue", "tdpo1": "tab:green", "tdpo2": "tab:red", "preferred_ft": "tab:gray",
-           "unlikelihood": "tab:orange", "rloo": "tab:brown"}
+           "unlikelihood": "tab:orange", "rloo": "tab:cyan"}
 #: The x label of the frontier: which KL it shows, and on which samples.
 FRONTIER_XLABEL = "reverse KL D_KL(π_θ‖π_ref) on the policy's own samples (nats)"
 #: The y label of Figure 3.
@@ -36,12 +36,19 @@ def _family_color(loss: str) -> str:
     return _COLORS.get(loss, "tab:purple")
 
 
-def _curve_color(curve: dict, alphas: Sequence[float]) -> object:
-    """DPO blue, TDPO1 green, TDPO2 a shade of red per alpha (darker for larger alpha), others purple."""
-    if curve["loss"] == "tdpo2" and curve.get("alpha") is not None and len(alphas) > 1:
-        shade = 0.35 + 0.6 * sorted(alphas).index(curve["alpha"]) / (len(alphas) - 1)
-        return plt.get_cmap("Reds")(shade)
+def _curve_color(curve: dict, alphas: dict[str, list[float]]) -> object:
+    """DPO blue, TDPO1 green, TDPO2 a shade of red and Unlikelihood a shade of orange per alpha (darker
+    for larger alpha), the other baselines their own colour, anything else purple."""
+    shades = {"tdpo2": "Reds", "unlikelihood": "Oranges"}
+    family = alphas.get(curve["loss"], [])
+    if curve["loss"] in shades and curve.get("alpha") is not None and len(family) > 1:
+        shade = 0.35 + 0.6 * family.index(curve["alpha"]) / (len(family) - 1)
+        return plt.get_cmap(shades[curve["loss"]])(shade)
     return _family_color(curve["loss"])
+
+
+#: The losses whose KL range the zoomed panel of :func:`plot_frontier` shows.
+PREFERENCE_FAMILY = ("dpo", "tdpo1", "tdpo2")
 
 
 def plot_frontier(results: dict, path: str | Path) -> Path:
@@ -56,15 +63,49 @@ def plot_frontier(results: dict, path: str | Path) -> Path:
 
     Returns:
         ``path``. Runs of one setting share a colour; the second seed is dashed with square markers.
-        No error bars: the report's matched-KL table carries the uncertainty of the comparison.
+        No error bars: the report's matched-KL table carries the uncertainty of the comparison. When
+        a baseline reaches more than twice the largest KL of DPO and TDPO (Preferred-FT drifts far
+        from the reference), a second panel zooms on DPO and TDPO's KL range, every curve drawn.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     curves = results.get("curves", [])
     if not curves:
         raise ValueError("no evaluated curves to plot")
-    alphas = sorted({c["alpha"] for c in curves if c["loss"] == "tdpo2" and c.get("alpha") is not None})
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    best = (results.get("best_of_n") or {}).get("points", [])
+    every_kl = [p["reverse_kl"] for c in curves for p in c["points"]] + [b["kl"] for b in best]
+    family_kl = [p["reverse_kl"] for c in curves if c["loss"] in PREFERENCE_FAMILY for p in c["points"]]
+    zoom = bool(family_kl) and max(family_kl) > 0 and max(every_kl) > 2 * max(family_kl)
+    legend_rows = -(-(len(curves) + 1 + bool(best)) // 3)
+    height = 4.6 + 0.17 * legend_rows
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(13.0 if zoom else 8.0, height), squeeze=False)
+    for ax in axes.flat:
+        _draw_frontier(ax, results, curves, best)
+    axes[0, 0].set_title("IMDb: reward vs reverse KL over training", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    if zoom:
+        ax, right = axes[0, 1], 1.08 * max(family_kl)
+        ax.set_xlim(-0.03 * right, right)
+        shown = [p["reward"] for c in curves for p in c["points"] if p["reverse_kl"] <= right]
+        shown += [b["reward"] for b in best if b["kl"] <= right]
+        low, high = min(shown), max(shown)
+        pad = 0.08 * (high - low) or 0.01
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_title("zoom: the KL range of DPO and TDPO (every curve drawn)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.17 * legend_rows / height + 0.02, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _draw_frontier(ax: plt.Axes, results: dict, curves: list[dict], best: list[dict]) -> None:
+    """Every curve, the SFT star and best-of-N on one axis, with the axis labels."""
+    alphas: dict[str, list[float]] = {}
+    for c in curves:
+        if c.get("alpha") is not None and c["alpha"] not in alphas.setdefault(c["loss"], []):
+            alphas[c["loss"]].append(c["alpha"])
+    alphas = {loss: sorted(values) for loss, values in alphas.items()}
     for curve in curves:
         points = curve["points"]
         line, marker = _SEED_STYLES[curve.get("seed", 0) % len(_SEED_STYLES)]
@@ -73,22 +114,15 @@ def plot_frontier(results: dict, path: str | Path) -> Path:
     sft = next((m for m in results.get("models", []) if m["loss"] == "sft"), None)
     if sft is not None:
         ax.plot([sft["reverse_kl"]], [sft["reward"]], "*", color="black", markersize=12, label="SFT (step 0)", zorder=5)
-    best = (results.get("best_of_n") or {}).get("points", [])
     if best:
-        ax.plot([b["kl"] for b in best], [b["reward"] for b in best], "P:", color="tab:orange", markersize=7,
+        ax.plot([b["kl"] for b in best], [b["reward"] for b in best], "P:", color="tab:olive", markersize=7,
                 linewidth=0.8, label=BEST_OF_N_LEGEND, zorder=4)
         for b in best:
             ax.annotate(f"N={b['n']}", (b["kl"], b["reward"]), textcoords="offset points", xytext=(5, -10),
-                        fontsize=6, color="tab:orange")
+                        fontsize=6, color="tab:olive")
     ax.set_xlabel(FRONTIER_XLABEL)
     ax.set_ylabel("mean reward (P(positive)) on held-out prefixes")
-    ax.set_title("IMDb: reward vs reverse KL over training", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def figure3_runs(methods: Sequence, runs_dir: str | Path) -> dict[str, Path]:
