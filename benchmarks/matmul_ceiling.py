@@ -10,13 +10,15 @@ that fraction to go:
    ``TorchDispatchMode`` that records every matrix product the step dispatches (``mm``, ``addmm``,
    ``bmm``, ...: forward, backward, the chunked token statistics' head products), with the sizes and
    strides of its operands;
-2. it replays each distinct product alone, on fresh tensors with the same sizes and strides, and
-   takes the fastest of ``--repeats`` timings (the same optimistic estimator as the peak);
+2. it replays each distinct product alone, on copies of its first call's operands (same values, sizes
+   and strides), and takes the fastest of ``--repeats`` timings (the same optimistic estimator as the
+   peak); the attention kernels (forward and backward) are replayed the same way;
 3. the sum over the step's products of those fastest times is the time the step would take if
    everything else (attention, norms, activations, softmax, optimizer, Python) cost nothing.
 
 The counted FLOPs divided by that time and by the peak is the **ceiling**: no step of these shapes
-can reach a larger fraction of the peak with these kernels. The table groups the products by shape
+can reach a larger fraction of the peak with these kernels. Adding the attention kernels' time (their
+FLOPs are not in the 8N count) gives the tighter ceiling of a step that must still attend. The table groups the products by shape
 and shows each group's rate, so the slow shapes are visible.
 
     python benchmarks/matmul_ceiling.py                 # TDPO2 and DPO, 8 realistic pairs, padding-free
@@ -26,10 +28,10 @@ and shows each group's rate, so the slow shapes are visible.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,44 +58,61 @@ def product_flops(name: str, shapes: tuple[tuple[int, ...], ...]) -> int:
     raise ValueError(name)
 
 
-def record_products(step) -> Counter:
-    """``{(op, sizes, strides, extra): calls}`` of the matrix products ``step()`` dispatches."""
+ATTENTION = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
+def _clone(value):
+    """A copy of a tensor with the same sizes and strides (other values as they are)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype).copy_(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_clone(v) for v in value)
+    return value
+
+
+def record_products(step) -> dict:
+    """``{signature: [calls, func, args, kwargs]}`` of the matrix products and attention calls ``step()``
+    dispatches; ``args``/``kwargs`` are copies of the first call's operands (real values, same strides)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    calls: Counter = Counter()
+    calls: dict = {}
+
+    def describe(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape), value.stride(), str(value.dtype))
+        if isinstance(value, (list, tuple)):
+            return tuple(describe(v) for v in value)
+        return repr(value)
 
     class Recorder(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
             name = func.__name__.split(".")[0]
-            if name in PRODUCTS:
-                tensors = tuple(a for a in args if isinstance(a, torch.Tensor))
-                extra = tuple((k, v) for k, v in (kwargs or {}).items() if not isinstance(v, torch.Tensor))
-                calls[(func, tuple(tuple(t.shape) for t in tensors), tuple(t.stride() for t in tensors),
-                       extra)] += 1
-            return func(*args, **(kwargs or {}))
+            if name in PRODUCTS or name in ATTENTION:
+                key = (func, describe(args), describe(tuple(sorted(kwargs.items()))))
+                if key not in calls:
+                    calls[key] = [0, func, _clone(args), _clone(kwargs)]
+                calls[key][0] += 1
+            return func(*args, **kwargs)
 
     with Recorder():
         step()
     return calls
 
 
-def replay_seconds(func, sizes, strides, extra, repeats: int) -> float:
-    """The fastest of ``repeats`` timings of ``func`` alone on fresh operands of these sizes/strides."""
-    import torch
-
-    operands = []
-    for size, stride in zip(sizes, strides, strict=True):
-        storage = 1 + sum((s - 1) * st for s, st in zip(size, stride, strict=True))
-        base = torch.randn(max(storage, 1))
-        operands.append(base.as_strided(size, stride))
-    kwargs = dict(extra)
+def replay_seconds(func, args, kwargs, repeats: int) -> float:
+    """The fastest of ``repeats`` timings of ``func`` alone on copies of the recorded operands
+    (in-place products act on their copies)."""
     for _ in range(2):
-        func(*operands, **kwargs)
+        func(*_clone(args), **_clone(kwargs))
     fastest = math.inf
     for _ in range(repeats):
+        fresh_args, fresh_kwargs = _clone(args), _clone(kwargs)
         start = time.perf_counter()
-        func(*operands, **kwargs)
+        func(*fresh_args, **fresh_kwargs)
         fastest = min(fastest, time.perf_counter() - start)
     return fastest
 
@@ -106,6 +125,17 @@ def layout_name(strides, sizes) -> str:
             continue
         marks.append("T" if stride[-1] != 1 else "N")
     return "".join(marks)
+
+
+def training_step(batch_loss, cfg, models, batch, policy, optimizer) -> None:
+    """One step as ``train_step.py`` times it: loss, backward, clipping, RMSprop, zeroed gradients."""
+    import torch
+
+    loss, _ = batch_loss(cfg, models, batch)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,13 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         optimizer = build_optimizer(policy.parameters(), cfg.optim)
         batch = make_batch(argparse.Namespace(lengths=args.lengths, pairs=args.pairs), policy.config.vocab_size)
 
-        def step() -> None:
-            loss, _ = batch_loss(cfg, models, batch)  # noqa: B023
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)  # noqa: B023
-            optimizer.step()  # noqa: B023
-            optimizer.zero_grad(set_to_none=True)  # noqa: B023
-
+        step = functools.partial(training_step, batch_loss, cfg, models, batch, policy, optimizer)
         step()  # warm-up
         step_times = []
         for _ in range(3):
@@ -159,21 +183,31 @@ def main(argv: list[str] | None = None) -> int:
         tokens = batch_layout(batch, padding_free)["real_tokens"]
         counted = 8 * parameters * tokens
         groups: dict[tuple, list[float]] = {}
-        floor = flops_done = 0.0
-        for (func, sizes, strides, extra), count in calls.items():
+        floor = flops_done = attention = 0.0
+        for count, func, call_args, call_kwargs in calls.values():
             name = func.__name__.split(".")[0]
-            seconds = replay_seconds(func, sizes, strides, extra, args.repeats)
-            flops = product_flops(name, sizes)
-            floor += count * seconds
-            flops_done += count * flops
-            key = (name, " x ".join(str(list(s)) for s in sizes if len(s) >= 2), layout_name(strides, sizes))
+            seconds = replay_seconds(func, call_args, call_kwargs, args.repeats)
+            if name in ATTENTION:
+                attention += count * seconds
+                key = ("attention" + ("_backward" if name.endswith("backward") else ""),
+                       str(list(call_args[0].shape)), "")
+                flops = 0
+            else:
+                tensors = [a for a in call_args if hasattr(a, "shape")]
+                sizes = tuple(tuple(t.shape) for t in tensors)
+                flops = product_flops(name, sizes)
+                floor += count * seconds
+                flops_done += count * flops
+                key = (name, " x ".join(str(list(sz)) for sz in sizes if len(sz) >= 2),
+                       layout_name([t.stride() for t in tensors], sizes))
             entry = groups.setdefault(key, [0, 0.0, 0.0])
             entry[0] += count
             entry[1] += count * seconds
             entry[2] += count * flops
-        del policy, initial, models, optimizer
-        summary.append((loss_name, tokens, counted, flops_done, floor, min(step_times), len(calls),
-                        sum(calls.values()), groups))
+        del policy, initial, models, optimizer, step
+        products = [c[0] for c in calls.values() if c[1].__name__.split(".")[0] in PRODUCTS]
+        summary.append((loss_name, tokens, counted, flops_done, floor, attention, min(step_times), len(products),
+                        sum(products), groups))
 
     largest = max(s[1] for s in summary)
     peak = matmul_peak(largest, [(576, 1536), (1536, 576), (576, 576)], threads)
@@ -182,21 +216,25 @@ def main(argv: list[str] | None = None) -> int:
           f"each distinct product replayed alone, fastest of {args.repeats}")
     print(f"peak (the fastest of [{largest}, 576] x [576, 1536] and transposes, best of 20): {peak:.0f} GFLOP/s\n")
     rows = []
-    for loss_name, tokens, counted, done, floor, step_s, distinct, total, _ in summary:
+    for loss_name, tokens, counted, done, floor, attention, step_s, distinct, total, _ in summary:
         rows.append([loss_name, str(tokens), f"{total} ({distinct})", f"{done / 1e12:.2f}", f"{counted / 1e12:.2f}",
-                     f"{floor:.2f}", f"{done / floor / 1e9:.0f}", f"{done / floor / 1e9 / peak:.0%}",
-                     f"{step_s:.2f}", f"{counted / step_s / 1e9 / peak:.0%}", f"{counted / floor / 1e9 / peak:.0%}"])
+                     f"{floor:.2f}", f"{done / floor / 1e9 / peak:.0%}", f"{attention:.2f}", f"{step_s:.2f}",
+                     f"{counted / step_s / 1e9 / peak:.0%}", f"{counted / floor / 1e9 / peak:.0%}",
+                     f"{counted / (floor + attention) / 1e9 / peak:.0%}"])
     print(format_table(["loss", "real tokens", "products (distinct)", "product TFLOP", "counted TFLOP",
-                        "products alone s", "their GFLOP/s", "of peak", "step s", "step of peak",
-                        "CEILING of peak"], rows))
-    for loss_name, _, _, _, floor, _, _, _, groups in summary:
-        print(f"\n{loss_name}: the products by shape, largest time first")
+                        "products alone s", "their rate of peak", "attention alone s", "step s", "step of peak",
+                        "CEILING products", "CEILING + attention"], rows))
+    for loss_name, _, _, _, _, _, _, _, _, groups in summary:
+        print(f"\n{loss_name}: the products (and attention) by shape, largest time first")
         ordered = sorted(groups.items(), key=lambda kv: -kv[1][1])[: args.rows]
-        print(format_table(["op", "operands", "layout", "calls", "s", "share", "GFLOP/s", "of peak"],
-                           [[k[0], k[1], k[2], str(v[0]), f"{v[1]:.3f}", f"{v[1] / floor:.0%}",
-                             f"{v[2] / v[1] / 1e9:.0f}", f"{v[2] / v[1] / 1e9 / peak:.0%}"] for k, v in ordered]))
-    print("\nCEILING = counted FLOPs (8N per real token) / (the step's products' fastest times summed) / peak: "
-          "the fraction of the peak the step would reach if nothing but its matrix products took time.")
+        print(format_table(["op", "operands", "layout", "calls", "s", "GFLOP/s", "of peak"],
+                           [[k[0], k[1], k[2], str(v[0]), f"{v[1]:.3f}",
+                             f"{v[2] / v[1] / 1e9:.0f}" if v[2] else "-",
+                             f"{v[2] / v[1] / 1e9 / peak:.0%}" if v[2] else "-"] for k, v in ordered]))
+    print("\nCEILING products = counted FLOPs (8N per real token) / (the step's products' fastest times summed) / "
+          "peak: the fraction of the peak the step would reach if nothing but its matrix products took time. "
+          "CEILING + attention adds the attention kernels' fastest times (their FLOPs are not counted in 8N, "
+          "as in train_step.py).")
     return 0
 
 
