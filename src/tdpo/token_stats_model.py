@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -356,8 +357,34 @@ class PolicyAndReference:
         inputs, packed = self._layout(input_ids, attention_mask, labels)
         return self._unpack(self._run_reference(inputs, REFERENCE_STATS), packed)
 
+    def reference_hidden(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """``[S, T, H]`` the reference's final hidden states of a right-padded batch (no gradients;
+        chunked path): what the reference-state cache stores."""
+        hidden = self.reference_outputs(input_ids, attention_mask).hidden
+        if hidden is None:
+            raise ValueError("cached reference states need loss.token_stats=chunked")
+        return hidden
+
+    def _cached_reference(self, hidden: Tensor, packed: Any) -> ReferenceOutputs:
+        """:class:`ReferenceOutputs` of cached states ``[S, T, H]`` (padded layout), laid out as the
+        policy pass's inputs (packed when ``packed`` is given), with the reference's head."""
+        if packed is not None:
+            rows = packed.sequence_of.clamp(min=0).to(hidden.device)
+            placed = hidden[rows, packed.position_ids.to(hidden.device)]
+            hidden = placed.masked_fill((packed.sequence_of < 0).to(hidden.device)[..., None], 0.0)
+        head = None
+        if not self.lora_reference:
+            if self.reference is None:
+                raise ValueError("cached reference states need the reference model loaded for its output head")
+            wrapper = self.reference.module if hasattr(self.reference, "module") else self.reference
+            own = wrapper.head()
+            weight = own.weight.detach()
+            head = OutputHead(weight.clone() if wrapper.clone_reference_head else weight, own.logit_scale)
+        return ReferenceOutputs(hidden=hidden, head=head)
+
     def statistics(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor, *,
-                   with_reference: bool = True, offload: bool = False) -> TokenStats:
+                   with_reference: bool = True, offload: bool = False,
+                   reference_hidden: Tensor | None = None) -> TokenStats:
         """The reference pass (when ``with_reference``; without gradients), then the policy pass.
 
         Args:
@@ -365,6 +392,9 @@ class PolicyAndReference:
                 padding.
             with_reference: run the reference pass; False gives the policy's statistics alone.
             offload: keep the policy pass's saved activations in pinned CPU memory.
+            reference_hidden: ``[S, T, H]`` the reference's cached final hidden states of these rows
+                (:class:`tdpo.training.reference_states.ReferenceStates`); they replace the reference's
+                forward pass (its head still projects them).
 
         Returns:
             :class:`~tdpo.token_stats.TokenStats` over the batch's response tokens (with gradients
@@ -372,7 +402,9 @@ class PolicyAndReference:
         """
         inputs, packed = self._layout(input_ids, attention_mask, labels)
         reference = None
-        if with_reference:
+        if with_reference and reference_hidden is not None:
+            reference = self._cached_reference(reference_hidden.to(input_ids.device), packed)
+        elif with_reference:
             reference_inputs = {k: v for k, v in inputs.items() if k != "labels"}
             reference = self._run_reference(reference_inputs, REFERENCE_OUTPUTS).to(input_ids.device)
         with torch.autograd.graph.save_on_cpu(pin_memory=True) if offload else contextlib.nullcontext():

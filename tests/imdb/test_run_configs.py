@@ -50,7 +50,7 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
         "data.max_length=29", "optim.batch_size=8", "optim.micro_batch_size=4", "optim.lr=1e-6",
         "schedule.warmup_steps=9", "schedule.max_steps=30",
         f"eval.every_examples={24 if held_out else 'null'}", f"eval.at_start={'true' if held_out else 'false'}",
-        "run_name=tdpo2_beta0.2_alpha0.3",
+        "run_name=tdpo2_beta0.2_alpha0.3", "reference.cache_states=true",
     ])
     got = method_run_config(cfg, method, "sft/final")
     assert config_to_dict(got) == config_to_dict(expected)

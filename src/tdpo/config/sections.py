@@ -82,9 +82,20 @@ class ReferenceConfig:
     pass before training, store them beside the run, and train without loading the reference. DPO
     family only: TDPO needs the reference's full distribution at every token."""
 
+    cache_states: Bool = False
+    """TDPO (and any loss on the chunked path): compute the reference's final hidden states for the
+    whole training (and eval) set in one pass before training, store them beside the data cache, and
+    skip the reference's forward pass at every step; the reference stays loaded for its output head.
+    Costs ``4 * hidden_size`` bytes per token of the data (in memory and on disk); the losses equal a
+    reference pass up to float rounding. Pays when every pair is seen more than once (several epochs, or
+    several runs from the same reference and data, as in ``tdpo imdb frontier``)."""
+
+    cache_states_max_gb: Float = Field(8.0, gt=0)
+    """Refuse ``cache_states`` when a split's table would be larger than this many GB."""
+
     cache_dir: str | None = None
-    """Folder for the cached reference log-probs; null for ``<output_dir>/reference_cache``.
-    A cache is reused when the reference, data and tokenization match."""
+    """Folder for the cached reference log-probs (and ``states/`` for the cached hidden states); null
+    for beside the data cache. A cache is reused when the reference, data and tokenization match."""
 
 
 @section

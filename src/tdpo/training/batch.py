@@ -1,5 +1,5 @@
-"""The loss of one micro-batch: the reference pass (or cached reference log-probs), the policy pass,
-and :func:`tdpo.objective.compute_loss`."""
+"""The loss of one micro-batch: the reference pass (or cached reference log-probs or hidden states),
+the policy pass, and :func:`tdpo.objective.compute_loss`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ class Models(PolicyAndReference):
         policy: the prepared :class:`~tdpo.token_stats_model.TokenStatsModel`.
         reference: a separate :class:`~tdpo.token_stats_model.TokenStatsModel`, or None.
         lora_reference: the reference is the policy with its adapters disabled.
-        cache: :class:`tdpo.training.reference_cache.ReferenceLogps` of the train split, or None.
+        cache: the train split's cached reference: log-probs
+            (:class:`tdpo.training.reference_cache.ReferenceLogps`) or hidden states
+            (:class:`tdpo.training.reference_states.ReferenceStates`), or None.
         eval_cache: the same for the eval split.
     """
 
@@ -43,17 +45,23 @@ def batch_loss(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
         cfg: the :class:`~tdpo.config.TrainConfig` (loss settings, activation offloading).
         models: the policy and its reference.
         batch: ``input_ids``, ``attention_mask``, ``labels`` ``[S, T]`` and ``index``.
-        cache: cached reference log-probs to use instead of a reference pass, or None.
+        cache: cached reference log-probs (``ReferenceLogps``: no reference pass, the loss takes them)
+            or hidden states (``ReferenceStates``: the reference's head projects them instead of a
+            reference pass), or None.
 
     Returns:
         ``(loss, metrics)`` from :func:`tdpo.objective.compute_loss`.
     """
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    from tdpo.training.reference_states import ReferenceStates
+
     needs_reference = get_loss(cfg.loss.name).needs_reference
-    cached = cache.lookup(batch["index"]).to(ids.device) if needs_reference and cache is not None else None
+    states = cache.lookup(batch["index"], mask) if needs_reference and isinstance(cache, ReferenceStates) else None
+    logps = needs_reference and cache is not None and states is None
+    cached = cache.lookup(batch["index"]).to(ids.device) if logps else None
     offload = cfg.model.activation_offloading and ids.is_cuda and torch.is_grad_enabled()
-    tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and cache is None,
-                               offload=offload)
+    tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and not logps, offload=offload,
+                               reference_hidden=states)
     stats = sequence_stats(tokens, average=cfg.loss.average_log_prob)
     return compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
                         label_smoothing=cfg.loss.label_smoothing, reference_logps=cached)

@@ -65,7 +65,24 @@ def build_models(cfg: TrainConfig, accelerator: Any, data: TrainingData,
         models.cache, models.eval_cache = reference_cache.cached_reference_logps(
             cfg, accelerator, models.reference_stats, data.train, data.eval, data.collate)
         models.reference = None  # train without the reference from here on
+    elif uses_reference and cfg.reference.cache_states:
+        _cache_states(cfg, accelerator, models, data)
     return models, optimizer, scheduler
+
+
+def _cache_states(cfg: TrainConfig, accelerator: Any, models: Models, data: TrainingData) -> None:
+    """Load or compute the reference's hidden states of both splits into ``models.cache``/``eval_cache``."""
+    from accelerate.utils import DistributedType
+
+    from tdpo.training import reference_states
+
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise ValueError("reference.cache_states: not supported under FSDP or DeepSpeed (the reference's head "
+                         "is sharded there); set reference.cache_states=false")
+    reference = models.reference if models.reference is not None else models.policy
+    hidden_size = accelerator.unwrap_model(reference).head().weight.shape[1]
+    models.cache, models.eval_cache = reference_states.cached_reference_states(
+        cfg, accelerator, models.reference_hidden, hidden_size, data.train, data.eval, data.collate)
 
 
 def compile_model(wrapper: TokenStatsModel) -> None:
