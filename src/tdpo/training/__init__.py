@@ -14,7 +14,8 @@ Modules, one concern each (imports run from the trainer down):
 - :mod:`~tdpo.training.tracking`: ``metrics.jsonl``, TensorBoard, Weights & Biases;
 - :mod:`~tdpo.training.checkpoint`, :mod:`~tdpo.training.trainer_state`: checkpoints, without pickle;
 - :mod:`~tdpo.training.run_folder`: what a run writes, new run or resume, config changes on resume;
-- :mod:`~tdpo.training.reference_cache`: cached reference log-probs for the DPO family.
+- :mod:`~tdpo.training.reference_cache`: cached reference log-probs for the DPO family;
+- :mod:`~tdpo.training.reference_states`: cached reference hidden states for TDPO.
 """
 
 from tdpo.training.batch import Models, batch_loss
