@@ -128,3 +128,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class OneProcess:
+    """The few accelerator attributes the reference caches use, for a single process."""
+
+    num_processes = 1
+    process_index = 0
+    is_main_process = True
+    device = torch.device("cpu")
+    distributed_type = "NO"
+
+    def wait_for_everyone(self) -> None:
+        pass

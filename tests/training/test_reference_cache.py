@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 from train_fixtures import (  # noqa: F401
+    OneProcess,
     collate_pairs,
     final_parameters,
     make_model_dir,
@@ -38,18 +39,6 @@ def model_dir(tmp_path_factory):
     return make_model_dir(tmp_path_factory.mktemp("refcache") / "tiny", seed=4)
 
 
-class _OneProcess:
-    """The few accelerator attributes the cache uses, for a single process."""
-
-    num_processes = 1
-    process_index = 0
-    is_main_process = True
-    device = torch.device("cpu")
-
-    def wait_for_everyone(self) -> None:
-        pass
-
-
 def _independent_logps(model, pairs) -> torch.Tensor:
     """[N, 2] summed log-probs of chosen and rejected, one sequence at a time, float64."""
     out = torch.zeros(len(pairs), 2, dtype=torch.float64)
@@ -72,7 +61,7 @@ def test_table_matches_an_independent_computation(model_dir):
     def forward(ids, mask, labels):
         return TokenStatsModel(initial, chunk_size=3).reference_stats(ids, mask, labels)
 
-    table = compute_reference_logps(forward, pairs, collate_pairs, _OneProcess(), micro_batch_size=3,
+    table = compute_reference_logps(forward, pairs, collate_pairs, OneProcess(), micro_batch_size=3,
                                     show_progress=False)
     torch.testing.assert_close(table.double(), _independent_logps(initial, pairs), rtol=1e-5, atol=1e-5)
     cache = ReferenceLogps(table)
@@ -99,7 +88,7 @@ def test_cached_logps_give_the_live_losses_and_gradients(loss, lora, model_dir, 
     wrapper = TokenStatsModel(policy, chunk_size=4)
     reference = None if lora else TokenStatsModel(initial, chunk_size=4)
     live = Models(wrapper, reference, lora, None, None)
-    table, eval_table = cached_reference_logps(cfg, _OneProcess(), live.reference_stats, data.train, data.eval,
+    table, eval_table = cached_reference_logps(cfg, OneProcess(), live.reference_stats, data.train, data.eval,
                                                data.collate)
     assert eval_table is None
     batch = collate_pairs([pairs[i] for i in (5, 0, 3)])  # any order: looked up by index

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from train_fixtures import (  # noqa: F401
+    OneProcess,
     collate_pairs,
     final_parameters,
     make_model_dir,
@@ -34,17 +35,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return make_model_dir(tmp_path_factory.mktemp("refstates") / "tiny", seed=5)
-
-
-class _OneProcess:
-    num_processes = 1
-    process_index = 0
-    is_main_process = True
-    device = torch.device("cpu")
-    distributed_type = "NO"
-
-    def wait_for_everyone(self) -> None:
-        pass
 
 
 def test_table_holds_each_sequence_computed_alone(model_dir):
@@ -99,7 +89,7 @@ def test_cached_states_give_the_live_losses_and_gradients(loss, lora, padding_fr
     wrapper = TokenStatsModel(policy, chunk_size=4)
     reference = None if lora else TokenStatsModel(initial, chunk_size=4)
     live = Models(wrapper, reference, lora, padding_free=padding_free)
-    table, eval_table = cached_reference_states(cfg, _OneProcess(), live.reference_hidden, 16, data.train,
+    table, eval_table = cached_reference_states(cfg, OneProcess(), live.reference_hidden, 16, data.train,
                                                 data.eval, data.collate)
     assert eval_table is None and len(table) == 6
     batch = collate_pairs([pairs[i] for i in (5, 0, 3)])  # any order: looked up by index
