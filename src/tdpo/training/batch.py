@@ -52,9 +52,9 @@ def batch_loss(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
     Returns:
         ``(loss, metrics)`` from :func:`tdpo.objective.compute_loss`.
     """
-    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     from tdpo.training.reference_states import ReferenceStates
 
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     needs_reference = get_loss(cfg.loss.name).needs_reference
     states = cache.lookup(batch["index"], mask) if needs_reference and isinstance(cache, ReferenceStates) else None
     logps = needs_reference and cache is not None and states is None
