@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nancestral + kept states: {old / statistics.median(times['new']):.2f}x the speed of the path before")
     draw_blocks(args.batch, threads)
     divergence_kernels(args.batch, threads)
+    kl_pass_layouts(policy, reference, tokenizer, prompts, args, threads)
     return 0
 
 
@@ -174,6 +175,35 @@ def divergence_kernels(rows: int, threads: int, positions: int = 2048, repeats: 
     print(f"the KL pass's vocabulary-wide statistics, {positions} positions x 49152 in chunks of {rows}, "
           f"{threads} thread(s), median of {repeats}: fused {fused:.2f} s, masked {plain:.2f} s "
           f"({plain / fused:.2f}x); largest difference {diff:.1e} nats")
+
+
+def kl_pass_layouts(policy, reference, tokenizer, prompts, args, threads: int, rounds: int = 3) -> None:
+    """The KL pass of one point's samples with the reference's forward pass on rows packed without
+    padding (the default) against padded rows, alternated over ``rounds``; the largest differences of
+    the KLs are printed."""
+
+    from tdpo.imdb import sampling
+    from tdpo.imdb.evaluate import completion_divergences
+
+    rows, states = sampling.sample_completions_with_hidden(
+        policy, tokenizer, prompts, num_samples=args.samples, max_new_tokens=args.new_tokens,
+        batch_size=args.batch, seed=1, progress=False)
+    samples = [c for row in rows for c in row]
+    kept = [h for row in states for h in row]
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    results = {}
+    for round_ in range(rounds):
+        for pack in ((False, True) if round_ % 2 == 0 else (True, False)):
+            start = time.perf_counter()
+            results[pack] = completion_divergences(policy, reference, tokenizer, samples, batch_size=args.batch,
+                                                   policy_states=kept, pack=pack)
+            seconds[pack].append(time.perf_counter() - start)
+    packed, padded = statistics.median(seconds[True]), statistics.median(seconds[False])
+    diff = {f: float((getattr(results[True], f) - getattr(results[False], f)).abs().max())
+            for f in ("reverse_kl", "forward_kl", "log_ratio")}
+    print(f"the KL pass of {len(samples)} samples, {threads} thread(s), median of {rounds} alternated rounds: "
+          f"reference on packed rows {packed:.1f} s, on padded rows {padded:.1f} s ({padded / packed:.2f}x); "
+          "largest differences (nats): " + ", ".join(f"{k} {v:.1e}" for k, v in diff.items()))
 
 
 if __name__ == "__main__":

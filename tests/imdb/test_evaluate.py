@@ -47,9 +47,18 @@ def completions(tiny_lm_pair, tokenizer):
     return [c for row in rows for c in row]
 
 
-@pytest.mark.parametrize("path", ["chunked", "full"])
-def test_divergences_match_an_unpadded_float64_computation(path, tiny_lm_pair, tokenizer, completions, monkeypatch):
+@pytest.mark.parametrize("path, pack", [("chunked", True), ("chunked", False), ("full", True)])
+def test_divergences_match_an_unpadded_float64_computation(path, pack, tiny_lm_pair, tokenizer, completions,
+                                                           monkeypatch):
+    """Both layouts of the reference's pass (rows packed without padding, the default, and padded) and
+    the full-logits path against one unpadded sequence at a time in float64."""
+    import tdpo.data.packing
+
     policy, reference = tiny_lm_pair
+    packed_batches = []
+    original_pack = tdpo.data.packing.pack_rows
+    monkeypatch.setattr(tdpo.data.packing, "pack_rows",
+                        lambda *a, **k: packed_batches.append(1) or original_pack(*a, **k))
     calls = {"hidden": 0, "logits": 0}
     for name, key in (("sample_divergences_from_hidden", "hidden"), ("sample_divergences_from_logits", "logits")):
         original = getattr(evaluate_module, name)
@@ -61,8 +70,9 @@ def test_divergences_match_an_unpadded_float64_computation(path, tiny_lm_pair, t
         monkeypatch.setattr(evaluate_module, name, counted)
     if path == "full":  # as for a model whose head the chunked path cannot reproduce
         monkeypatch.setattr(evaluate_module, "_chunked_parts", lambda model: None)
-    div = completion_divergences(policy, reference, tokenizer, completions, batch_size=4, chunk_size=3)
+    div = completion_divergences(policy, reference, tokenizer, completions, batch_size=4, chunk_size=3, pack=pack)
     assert calls == ({"hidden": 2, "logits": 0} if path == "chunked" else {"hidden": 0, "logits": 2})  # 6 rows, 4 a batch
+    assert len(packed_batches) == (2 if path == "chunked" and pack else 0)
     assert div.reverse_kl.shape == div.forward_kl.shape == (6,)
     for i, c in enumerate(completions):
         reverse, log_ratio, forward, entropy, length = _independent(policy, reference, c)
@@ -124,11 +134,17 @@ def test_evaluation_reuses_the_samplers_states_and_matches_float64(tiny_lm_pair,
     policy, reference = tiny_lm_pair
     passes = []
     original = token_stats_model.body_hidden_states
-    monkeypatch.setattr(token_stats_model, "body_hidden_states",
-                        lambda model, *a, **k: passes.append(model) or original(model, *a, **k))
+
+    def spy(model, input_ids, attention_mask, *a, **k):
+        if input_ids.numel() > 12:  # not supports_packing's own check on 5 + 3 tokens
+            passes.append((model, attention_mask is None))
+        return original(model, input_ids, attention_mask, *a, **k)
+
+    monkeypatch.setattr(token_stats_model, "body_hidden_states", spy)
     result = evaluate_policy(policy, reference, tokenizer, LengthReward(), PROMPTS, num_samples=2, max_new_tokens=7,
                              batch_size=4, kl_batch_size=4, seed=3, progress=False)
-    assert passes == [reference, reference]  # 6 samples in KL batches of 4
+    # 6 samples in KL batches of 4: the reference's pass on packed rows, never the policy's
+    assert passes == [(reference, True), (reference, True)]
     for i, c in enumerate(result.samples):
         reverse, log_ratio, forward, entropy, length = _independent(policy, reference, c)
         assert result.reverse_kl[i] == pytest.approx(reverse, rel=1e-4, abs=1e-5)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +157,32 @@ def place_states(states: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.
     return placed
 
 
+_PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def packed_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``[S, T, H]`` final hidden states of a right-padded batch, computed on its rows packed end to end
+    (:func:`tdpo.data.packing.pack_rows`: no compute on padding) and put back in the padded layout,
+    zeros on padding; the padded forward pass when ``model`` cannot keep packed sequences apart."""
+    from tdpo.data.packing import pack_rows
+    from tdpo.token_stats_model import body_hidden_states, supports_packing
+
+    if model not in _PACKS:  # a property of the architecture: checked once per model
+        _PACKS[model] = supports_packing(model)
+    if not _PACKS[model]:
+        return body_hidden_states(model, input_ids, attention_mask)
+    packed = pack_rows(input_ids, attention_mask, torch.full_like(input_ids, -100))
+    hidden = body_hidden_states(model, packed.input_ids, None, packed.position_ids)
+    placed = hidden.new_zeros(*input_ids.shape, hidden.shape[-1])
+    real = packed.sequence_of >= 0
+    placed[packed.sequence_of[real], packed.position_ids[real]] = hidden[real]
+    return placed
+
+
 @torch.no_grad()
 def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch.Tensor], *,
-                      chunk_size: int = 256, policy_states: Sequence[torch.Tensor] | None = None
-                      ) -> SampleDivergences:
+                      chunk_size: int = 256, policy_states: Sequence[torch.Tensor] | None = None,
+                      pack: bool = True) -> SampleDivergences:
     """Per-sample divergences of one right-padded batch (see the module docs).
 
     Args:
@@ -171,6 +194,8 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
         policy_states: the policy's final hidden states along each row's response, kept by the
             sampler (:func:`~tdpo.imdb.sampling.sample_completions_with_hidden`); they replace the
             policy's forward pass on the chunked path.
+        pack: run the reference's forward pass on the rows packed without padding
+            (:func:`packed_hidden_states`; the same states up to float rounding); False: padded.
 
     Returns:
         :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors.
@@ -186,7 +211,12 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
             hidden = place_states(policy_states, labels)
         else:
             hidden = body_hidden_states(policy, ids, mask)
-        reference_hidden = hidden if same else body_hidden_states(reference, ids, mask)
+        if same:
+            reference_hidden = hidden
+        elif pack:
+            reference_hidden = packed_hidden_states(reference, ids, mask)
+        else:
+            reference_hidden = body_hidden_states(reference, ids, mask)
         return sample_divergences_from_hidden(hidden, policy_parts[1], reference_hidden, reference_parts[1], labels,
                                               chunk_size=chunk_size)
     logits = full_logits(policy, ids, mask)
@@ -197,7 +227,8 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
 @torch.no_grad()
 def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, completions: Sequence[Completion], *,
                            batch_size: int = 32, chunk_size: int = 256, progress: bool = False,
-                           policy_states: Sequence[torch.Tensor] | None = None) -> SampleDivergences:
+                           policy_states: Sequence[torch.Tensor] | None = None, pack: bool = True
+                           ) -> SampleDivergences:
     """:func:`batch_divergences` of completions, ``batch_size`` sequences per forward pass.
 
     Args:
@@ -209,6 +240,7 @@ def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, c
         chunk_size: response positions per chunk of the chunked statistics.
         policy_states: ``S`` tensors ``[len(completion_ids), H]``, the policy's final hidden states
             along each completion as its sampler kept them, or None (a policy forward pass).
+        pack: the reference's forward pass on packed rows (:func:`batch_divergences`).
 
     Returns:
         :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors, in the order of
@@ -223,7 +255,8 @@ def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, c
     for start in tqdm(starts, desc="scoring KL", disable=not progress, unit="batch"):
         batch = {k: v.to(device) for k, v in _batch(tokenizer, completions[start : start + batch_size]).items()}
         states = None if policy_states is None else policy_states[start : start + batch_size]
-        parts.append(batch_divergences(policy, reference, batch, chunk_size=chunk_size, policy_states=states))
+        parts.append(batch_divergences(policy, reference, batch, chunk_size=chunk_size, policy_states=states,
+                                       pack=pack))
     names = SampleDivergences.__dataclass_fields__
     if not parts:
         return SampleDivergences(**{name: torch.zeros(0) for name in names})
