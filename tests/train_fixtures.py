@@ -141,3 +141,25 @@ class OneProcess:
 
     def wait_for_everyone(self) -> None:
         pass
+
+
+def loss_metrics_grads(cfg, models, wrapper, batch, cache) -> tuple[torch.Tensor, dict, dict[str, torch.Tensor]]:
+    """``batch_loss`` of one batch and its backward: the loss, the metrics and every parameter's gradient."""
+    from tdpo.training import batch_loss
+
+    wrapper.zero_grad()
+    loss, metrics = batch_loss(cfg, models, batch, cache)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in wrapper.named_parameters() if p.grad is not None}
+    return loss.detach(), metrics, grads
+
+
+def assert_same_step(live, cached, metric_names) -> None:
+    """Two ``loss_metrics_grads`` results agree: loss and metrics to rtol 1e-5, gradients to 1e-4."""
+    (l1, m1, g1), (l2, m2, g2) = live, cached
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for name in metric_names:
+        torch.testing.assert_close(m1[name], m2[name], rtol=1e-5, atol=1e-6)
+    assert g1.keys() == g2.keys() and g1
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-7)

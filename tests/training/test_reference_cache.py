@@ -9,8 +9,10 @@ import pytest
 import torch
 from train_fixtures import (  # noqa: F401
     OneProcess,
+    assert_same_step,
     collate_pairs,
     final_parameters,
+    loss_metrics_grads,
     make_model_dir,
     make_pairs,
     single_thread,
@@ -21,7 +23,7 @@ from train_fixtures import (  # noqa: F401
 from tdpo.config import ConfigError, load_config
 from tdpo.models import load_policy
 from tdpo.token_stats_model import TokenStatsModel
-from tdpo.training import Models, TrainingData, batch_loss, train
+from tdpo.training import Models, TrainingData, train
 from tdpo.training.reference_cache import (
     ReferenceLogps,
     cache_key,
@@ -93,22 +95,9 @@ def test_cached_logps_give_the_live_losses_and_gradients(loss, lora, model_dir, 
     assert eval_table is None
     batch = collate_pairs([pairs[i] for i in (5, 0, 3)])  # any order: looked up by index
 
-    results = []
-    for cache in (None, table):
-        wrapper.zero_grad()
-        loss_value, metrics = batch_loss(cfg, live if cache is None else Models(wrapper, None, lora, table, None),
-                                         batch, cache)
-        loss_value.backward()
-        grads = {n: p.grad.clone() for n, p in wrapper.named_parameters() if p.grad is not None}
-        results.append((loss_value.detach(), metrics, grads))
-    (l1, m1, g1), (l2, m2, g2) = results
-    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-    for name in ("rewards/chosen", "rewards/rejected", "rewards/accuracies"):
-        torch.testing.assert_close(m1[name], m2[name], rtol=1e-5, atol=1e-6)
-    assert g1.keys() == g2.keys() and g1
-    for name in g1:
-        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-7)
-
+    live_step = loss_metrics_grads(cfg, live, wrapper, batch, None)
+    cached_step = loss_metrics_grads(cfg, Models(wrapper, None, lora, table, None), wrapper, batch, table)
+    assert_same_step(live_step, cached_step, ("rewards/chosen", "rewards/rejected", "rewards/accuracies"))
 
 def test_training_with_the_cache_equals_training_with_the_reference(model_dir, tmp_path):
     runs = {}

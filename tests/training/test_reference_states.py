@@ -8,8 +8,10 @@ import pytest
 import torch
 from train_fixtures import (  # noqa: F401
     OneProcess,
+    assert_same_step,
     collate_pairs,
     final_parameters,
+    loss_metrics_grads,
     make_model_dir,
     make_pairs,
     single_thread,
@@ -20,7 +22,7 @@ from train_fixtures import (  # noqa: F401
 from tdpo.config import ConfigError, load_config
 from tdpo.models import load_policy
 from tdpo.token_stats_model import TokenStatsModel, body_hidden_states
-from tdpo.training import Models, TrainingData, batch_loss, train
+from tdpo.training import Models, TrainingData, train
 from tdpo.training.reference_states import (
     ReferenceStates,
     cached_reference_states,
@@ -93,24 +95,11 @@ def test_cached_states_give_the_live_losses_and_gradients(loss, lora, padding_fr
                                                 data.eval, data.collate)
     assert eval_table is None and len(table) == 6
     batch = collate_pairs([pairs[i] for i in (5, 0, 3)])  # any order: looked up by index
-    results = []
-    for cache in (None, table):
-        wrapper.zero_grad()
-        if cache is not None:  # the cached path runs no reference forward at all
-            live._run_reference = lambda *a, **k: pytest.fail("the reference ran despite the cache")
-        loss_value, metrics = batch_loss(cfg, live, batch, cache)
-        loss_value.backward()
-        grads = {n: p.grad.clone() for n, p in wrapper.named_parameters() if p.grad is not None}
-        results.append((loss_value.detach(), metrics, grads))
-    (l1, m1, g1), (l2, m2, g2) = results
-    assert float(m1["kl/chosen"]) > 1e-4  # the policy differs from its reference
-    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-    for name in ("kl/chosen", "kl/rejected", "rewards/chosen", "rewards/rejected"):
-        torch.testing.assert_close(m1[name], m2[name], rtol=1e-5, atol=1e-6)
-    assert g1.keys() == g2.keys() and g1
-    for name in g1:
-        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-7)
-
+    live_step = loss_metrics_grads(cfg, live, wrapper, batch, None)
+    live._run_reference = lambda *a, **k: pytest.fail("the reference ran despite the cache")
+    cached_step = loss_metrics_grads(cfg, live, wrapper, batch, table)
+    assert float(live_step[1]["kl/chosen"]) > 1e-4  # the policy differs from its reference
+    assert_same_step(live_step, cached_step, ("kl/chosen", "kl/rejected", "rewards/chosen", "rewards/rejected"))
 
 def test_training_with_cached_states_equals_training_with_the_reference(model_dir, tmp_path):
     runs = {}
