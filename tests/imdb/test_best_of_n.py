@@ -31,8 +31,9 @@ def brute_force(rewards: list[list[float]], n: int) -> tuple[float, float | None
 
 
 def test_best_of_n_is_off_by_default_and_n_is_checked_against_the_samples():
-    for cfg in (ImdbConfig(), demo_config(), frontier_config()):
+    for cfg in (ImdbConfig(), demo_config()):
         assert cfg.best_of_n_samples == 0 and cfg.best_of_n == [1, 2, 4, 8, 16]
+    assert frontier_config().best_of_n_samples == 16
     assert make_config(ImdbConfig(), best_of_n_samples=16).best_of_n_samples == 16
     with pytest.raises(ValueError, match=r"best_of_n: N = 8, 16 needs more samples .* best_of_n_samples = 4"):
         make_config(ImdbConfig(), best_of_n_samples=4)

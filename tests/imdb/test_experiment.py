@@ -38,7 +38,12 @@ def test_presets_run_the_papers_settings_as_curves():
     assert [m.name for m in frontier.method_list()] == [
         "dpo_beta0.1", "dpo_beta0.1_seed1", "tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1", "tdpo2_beta0.1_alpha0.3",
         "tdpo2_beta0.1_alpha0.5", "tdpo2_beta0.1_alpha0.5_seed1", "tdpo2_beta0.1_alpha0.7",
+        "preferred_ft", "unlikelihood_alpha0.1",
     ]
+    # the DPO paper's baselines: best-of-N up to N = 16 from 16 SFT samples per prefix
+    assert frontier.best_of_n_samples == 16 and max(frontier.best_of_n) == 16
+    # Figure 3 over training: at the start and at least 4 more times
+    assert frontier.train_steps // frontier.pair_eval_every_steps() >= 4
     assert frontier.eval_points >= 8 and frontier.eval_prefixes >= 256 and frontier.eval_samples >= 2
     # at least 128 held-out pairs (every pair of the samples of each held-out prefix) for DPO and TDPO2
     assert frontier.eval_pair_prefixes * frontier.samples_per_prefix * (frontier.samples_per_prefix - 1) // 2 >= 128
@@ -84,7 +89,7 @@ def test_the_frontiers_runs_keep_their_names():
     names = [parse_method(m).name for m in frontier_config().methods]
     assert names == ["dpo_beta0.1", "dpo_beta0.1_seed1", "tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1",
                      "tdpo2_beta0.1_alpha0.3", "tdpo2_beta0.1_alpha0.5", "tdpo2_beta0.1_alpha0.5_seed1",
-                     "tdpo2_beta0.1_alpha0.7"]
+                     "tdpo2_beta0.1_alpha0.7", "preferred_ft", "unlikelihood_alpha0.1"]
     assert parse_method("tdpo1:beta=0.2,seed=1").label == "TDPO1 (beta=0.2, seed 1)"
 
 
@@ -118,5 +123,5 @@ def test_the_estimate_step_prints_the_time_and_runs_nothing(capsys, tmp_path):
     out = tmp_path / "never"
     assert imdb_command.main(["estimate", "--preset", "frontier", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("estimated time (from the sizes, uncalibrated): ") and "8 run(s) x" in printed
+    assert printed.startswith("estimated time (from the sizes, uncalibrated): ") and "10 run(s) x" in printed
     assert not out.exists()
