@@ -15,10 +15,12 @@ The work of an experiment, in the units each phase is measured in (:func:`work_o
 - an online RL run (RLOO) costs a preference run plus, every step, its ``2 * batch_size`` sampled and
   scored completions at the cost of a sampled token of the pairs.
 
-:class:`Costs` gives seconds per token of each kind, measured once on a 2-core CPU with
-SmolLM2-135M in float32 (the ``tdpo demo`` of issue 12: SFT 7.4 ms per training token, preference
-training 10 ms per token of a chosen or rejected row, sampling and scoring 5.7 ms per sampled token,
-evaluation 9 ms per sampled token). They give the estimate printed before the experiment starts.
+:class:`Costs` gives seconds per token of each kind, measured on a 2-core CPU with SmolLM2-135M in
+float32 by the default ``tdpo imdb frontier`` of 2026-11-27 (108 minutes, 10 runs, 81 curve points;
+``results/imdb_frontier/timings.json``): SFT 6.6 ms per training token, preference training 7.4 ms per
+token of a chosen or rejected row (the runs with and without a reference averaged), the held-out pair
+evaluation 2.4 ms per token, sampling and scoring 2.5 ms per sampled token, a curve point 5.3 ms per
+sampled token. They give the estimate printed before the experiment starts (107 minutes for that run).
 :class:`Budget` then replaces the training and evaluation costs by the ones it measures (the median
 seconds of the training steps seen so far, the mean seconds of the curve points) and logs what is
 left.
@@ -42,20 +44,20 @@ PROMPT_TOKENS = 6
 class Costs:
     """Seconds per token of each kind of work (defaults: see the module docs)."""
 
-    sft_token: float = 7.4e-3
+    sft_token: float = 6.6e-3
     """One token of an SFT sequence (forward and backward)."""
-    pair_token: float = 3.5e-3
+    pair_token: float = 2.5e-3
     """One sampled token of the preference pairs (sampling and the reward)."""
-    train_token: float = 1.0e-2
+    train_token: float = 7.4e-3
     """One token of a chosen or rejected row in a preference step (policy forward and backward,
     reference forward)."""
-    pair_eval_token: float = 5.0e-3
-    """One token of a held-out pair row in the trainer's evaluation (two forwards: about half a
-    training token)."""
-    eval_token: float = 7.4e-3
+    pair_eval_token: float = 2.4e-3
+    """One token of a held-out pair row in the trainer's evaluation (the policy's forward pass; the
+    reference's states are cached)."""
+    eval_token: float = 5.3e-3
     """One sampled token of a curve point (sampling with the policy's states kept, the reward, the
-    reference's KL pass): the frontier of 2026-11-27 spent 3,834 s on 64 points of 512 x 16 tokens
-    (``benchmarks/curve_point.py`` alone measures about 6.1e-3)."""
+    reference's KL pass): the default frontier spent 3,442 s on 80 points of 512 x 16 tokens
+    (``benchmarks/curve_point.py`` alone measures about 5.2e-3)."""
 
 
 @dataclass(frozen=True)
