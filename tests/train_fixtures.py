@@ -163,3 +163,29 @@ def assert_same_step(live, cached, metric_names) -> None:
     assert g1.keys() == g2.keys() and g1
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-7)
+
+
+def train_live_and_cached(model_dir: Path, tmp_path: Path, loss: str, switch: str, steps: int = 3) -> dict[bool, Path]:
+    """Two ``steps``-step runs of ``loss`` on 8 pairs, ``reference.<switch>`` off and on (the cache in
+    ``tmp_path / "cache"``); returns ``{False: live run folder, True: cached run folder}``."""
+    from tdpo.training import train
+
+    runs = {}
+    for cached in (False, True):
+        cfg = tiny_config(model_dir, tmp_path, f"loss.name={loss}", f"reference.{switch}={str(cached).lower()}",
+                          f"reference.cache_dir={tmp_path / 'cache'}", f"run_name=cached{int(cached)}",
+                          f"schedule.max_steps={steps}")
+        runs[cached] = train(cfg, data=training_data(8))
+    return runs
+
+
+def assert_same_training(runs: dict[bool, Path]) -> tuple[list[dict], list[dict]]:
+    """The live and cached runs of :func:`train_live_and_cached` logged the same losses (rel 1e-5) and
+    saved the same final parameters (1e-5); returns both runs' metrics rows."""
+    from tdpo.training.tracking import read_metrics
+
+    a, b = read_metrics(runs[False]), read_metrics(runs[True])
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+    pa, pb = final_parameters(runs[False]), final_parameters(runs[True])
+    assert max(float((pa[k] - pb[k]).abs().max()) for k in pa) < 1e-5
+    return a, b

@@ -10,13 +10,14 @@ import torch
 from train_fixtures import (  # noqa: F401
     OneProcess,
     assert_same_step,
+    assert_same_training,
     collate_pairs,
-    final_parameters,
     loss_metrics_grads,
     make_model_dir,
     make_pairs,
     single_thread,
     tiny_config,
+    train_live_and_cached,
     training_data,
 )
 
@@ -31,7 +32,6 @@ from tdpo.training.reference_cache import (
     check_cacheable,
     compute_reference_logps,
 )
-from tdpo.training.tracking import read_metrics
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -100,16 +100,7 @@ def test_cached_logps_give_the_live_losses_and_gradients(loss, lora, model_dir, 
     assert_same_step(live_step, cached_step, ("rewards/chosen", "rewards/rejected", "rewards/accuracies"))
 
 def test_training_with_the_cache_equals_training_with_the_reference(model_dir, tmp_path):
-    runs = {}
-    for cached in (False, True):
-        cfg = tiny_config(model_dir, tmp_path, "loss.name=dpo", f"reference.cache_logps={str(cached).lower()}",
-                          f"reference.cache_dir={tmp_path / 'cache'}", f"run_name=c{int(cached)}",
-                          "schedule.max_steps=3")
-        runs[cached] = train(cfg, data=training_data(8))
-    a, b = read_metrics(runs[False]), read_metrics(runs[True])
-    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
-    pa, pb = final_parameters(runs[False]), final_parameters(runs[True])
-    assert max(float((pa[k] - pb[k]).abs().max()) for k in pa) < 1e-5
+    assert_same_training(train_live_and_cached(model_dir, tmp_path, "dpo", "cache_logps"))
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(files) == 2  # train and eval tables
 

@@ -9,13 +9,14 @@ import torch
 from train_fixtures import (  # noqa: F401
     OneProcess,
     assert_same_step,
+    assert_same_training,
     collate_pairs,
-    final_parameters,
     loss_metrics_grads,
     make_model_dir,
     make_pairs,
     single_thread,
     tiny_config,
+    train_live_and_cached,
     training_data,
 )
 
@@ -29,7 +30,6 @@ from tdpo.training.reference_states import (
     compute_reference_states,
     table_gigabytes,
 )
-from tdpo.training.tracking import read_metrics
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -102,17 +102,8 @@ def test_cached_states_give_the_live_losses_and_gradients(loss, lora, padding_fr
     assert_same_step(live_step, cached_step, ("kl/chosen", "kl/rejected", "rewards/chosen", "rewards/rejected"))
 
 def test_training_with_cached_states_equals_training_with_the_reference(model_dir, tmp_path):
-    runs = {}
-    for cached in (False, True):
-        cfg = tiny_config(model_dir, tmp_path, "loss.name=tdpo2", f"reference.cache_states={str(cached).lower()}",
-                          f"reference.cache_dir={tmp_path / 'cache'}", f"run_name=s{int(cached)}",
-                          "schedule.max_steps=3")
-        runs[cached] = train(cfg, data=training_data(8))
-    a, b = read_metrics(runs[False]), read_metrics(runs[True])
-    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+    a, b = assert_same_training(train_live_and_cached(model_dir, tmp_path, "tdpo2", "cache_states"))
     assert [r.get("kl/chosen") for r in a] == pytest.approx([r.get("kl/chosen") for r in b], rel=1e-4, abs=1e-7)
-    pa, pb = final_parameters(runs[False]), final_parameters(runs[True])
-    assert max(float((pa[k] - pb[k]).abs().max()) for k in pa) < 1e-5
     assert len(list((tmp_path / "cache" / "states").iterdir())) == 2  # train and eval tables
 
 
