@@ -164,3 +164,21 @@ def test_placed_states_must_match_the_response_lengths():
     assert placed[0, :, 0].tolist() == [0, 1, 1, 0, 0] and placed[1, :, 0].tolist() == [2, 2, 2, 2, 0]
     with pytest.raises(ValueError, match="response tokens"):
         place_states([torch.ones(3, 3), torch.ones(4, 3)], labels)
+
+
+def test_the_summary_standard_errors_are_clustered_by_prefix():
+    """Two samples per prefix sharing the prefix's value: the s.e. is that of the 3 prefix means,
+    sd(means) / sqrt(3), not the s.e. of 6 independent samples."""
+    from tdpo.imdb.evaluate import EvalResult
+
+    rewards = [0.1, 0.1, 0.5, 0.5, 0.9, 0.9]
+    kls = [1.0, 1.2, 2.0, 2.2, 0.0, 0.4]
+    result = EvalResult(rewards=rewards, reverse_kl=kls, log_ratio=[2 * k for k in kls], forward_kl=kls,
+                        entropy=[1.0] * 6, num_tokens=[3] * 6, prefix_index=[0, 0, 1, 1, 2, 2],
+                        sample_index=[0, 1] * 3, seeds=[0] * 6, samples=[])
+    summary = result.summary()
+    assert summary["reward_sem"] == pytest.approx(0.4 / 3**0.5, abs=1e-12)  # means 0.1, 0.5, 0.9: sd 0.4
+    kl_means = [1.1, 2.1, 0.2]
+    kl_sd = (sum((m - 3.4 / 3) ** 2 for m in kl_means) / 2) ** 0.5
+    assert summary["reverse_kl_sem"] == pytest.approx(kl_sd / 3**0.5, abs=1e-12)
+    assert summary["log_ratio_sem"] == pytest.approx(2 * kl_sd / 3**0.5, abs=1e-12)

@@ -89,3 +89,27 @@ def test_no_offset_gives_no_difference_and_a_partial_run_shows_its_points(tmp_pa
 def test_results_need_the_sft_point(tmp_path):
     with pytest.raises(FileNotFoundError, match="tdpo imdb train"):
         collect_results(ImdbConfig(out_dir=str(tmp_path)), "reward")
+
+
+def test_the_standard_errors_of_a_point_are_clustered_by_prefix_even_when_saved_naive(tmp_path):
+    """Two samples per prefix with the same reward and KL: the s.e. in results.json is that of the prefix
+    means, whatever the saved summary says (points saved before the s.e. was clustered)."""
+    cfg = ImdbConfig(out_dir=str(tmp_path / "exp"), train_steps=2, eval_points=1, eval_prefixes=3, eval_samples=2,
+                     methods=["dpo:beta=0.1"])
+    for method, step, rewards in ((None, 0, [0.1, 0.5, 0.9]), (cfg.method_list()[0], 2, [0.2, 0.6, 0.7])):
+        samples = [{"prefix": i, "sample": j, "seed": 4, "prompt": f"p{i}", "completion": " x", "reward": r,
+                    "reverse_kl": 2 * r, "log_ratio": 3 * r, "forward_kl": r, "entropy": 3.0, "num_tokens": 5}
+                   for i, r in enumerate(rewards) for j in range(2)]
+        summary = {"reward": float(np.mean(rewards)), "reward_sem": 0.001, "reverse_kl": 0.0, "reverse_kl_sem": 0.001,
+                   "log_ratio": 0.0, "log_ratio_sem": 0.001, "forward_kl": 0.0, "entropy": 3.0, "length": 5.0,
+                   "samples": 6.0}
+        payload = {**run_info(method, "x"), "step": step, "settings": point_settings(cfg, method),
+                   "summary": summary, "samples": samples}
+        write_atomic(paths(cfg).eval_point("sft" if method is None else method.name, step), json.dumps(payload))
+    results = collect_results(cfg, "reward")
+    sd = float(np.std([0.2, 0.6, 0.7], ddof=1))
+    last = results["models"][1]
+    assert last["reward_sem"] == pytest.approx(sd / np.sqrt(3), abs=1e-12)
+    assert last["reverse_kl_sem"] == pytest.approx(2 * sd / np.sqrt(3), abs=1e-12)
+    assert last["log_ratio_sem"] == pytest.approx(3 * sd / np.sqrt(3), abs=1e-12)
+    assert results["curves"][0]["points"][0]["reward_sem"] == pytest.approx(0.4 / np.sqrt(3), abs=1e-12)

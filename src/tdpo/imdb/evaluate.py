@@ -27,7 +27,6 @@ over the samples.
 from __future__ import annotations
 
 import json
-import math
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tdpo.data.tokenize import pad_token_id
+from tdpo.evaluation.clustered import clustered_mean_sem
 from tdpo.evaluation.diversity import pack_sequences
 from tdpo.files import write_atomic
 from tdpo.imdb.sampling import Completion, sample_completions_with_hidden, sampling_plan
@@ -55,16 +55,9 @@ KL_DESCRIPTIONS = {
 }
 
 
-def _mean_sem(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (NaN where undefined)."""
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = sum(values) / n
-    if n == 1:
-        return mean, float("nan")
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
+def _mean(values: Sequence[float]) -> float:
+    """The mean (NaN without values)."""
+    return sum(values) / len(values) if values else float("nan")
 
 
 @dataclass
@@ -100,10 +93,12 @@ class EvalResult:
 
     def summary(self) -> dict[str, float]:
         """Means over the samples, with standard errors (``*_sem``) of the reward and the two reverse-KL
-        estimates."""
-        reward, reward_sem = _mean_sem(self.rewards)
-        reverse, reverse_sem = _mean_sem(self.reverse_kl)
-        ratio, ratio_sem = _mean_sem(self.log_ratio)
+        estimates, clustered by prefix (the samples of one prefix are correlated:
+        :func:`tdpo.evaluation.clustered.clustered_mean_sem`; with the same number of samples per prefix,
+        the s.e. of the prefix means)."""
+        reward, reward_sem = clustered_mean_sem(self.rewards, self.prefix_index)
+        reverse, reverse_sem = clustered_mean_sem(self.reverse_kl, self.prefix_index)
+        ratio, ratio_sem = clustered_mean_sem(self.log_ratio, self.prefix_index)
         return {
             "reward": reward,
             "reward_sem": reward_sem,
@@ -111,9 +106,9 @@ class EvalResult:
             "reverse_kl_sem": reverse_sem,
             "log_ratio": ratio,
             "log_ratio_sem": ratio_sem,
-            "forward_kl": _mean_sem(self.forward_kl)[0],
-            "entropy": _mean_sem(self.entropy)[0],
-            "length": _mean_sem(self.num_tokens)[0],
+            "forward_kl": _mean(self.forward_kl),
+            "entropy": _mean(self.entropy),
+            "length": _mean(self.num_tokens),
             "samples": float(len(self.rewards)),
         }
 

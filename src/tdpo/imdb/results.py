@@ -1,7 +1,7 @@
 """The results of an IMDb experiment, gathered from its saved curve points into ``results.json``.
 
-- ``curves``: every run's curve, step 0 (the SFT model) first: per point the step, the reward (± s.e.),
-  the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples (± s.e.; the x-axis), its
+- ``curves``: every run's curve, step 0 (the SFT model) first: per point the step, the reward (± s.e.,
+  clustered by prefix, as every s.e. of a point), the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples (± s.e.; the x-axis), its
   Monte-Carlo log-ratio estimate, the forward sequential KL ``sum_t KL(pi_ref || pi_theta)``, entropy
   and length;
 - ``models``: the SFT model and the last point of every run (the end of training);
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tdpo.evaluation.clustered import clustered_mean_sem
 from tdpo.evaluation.matched_kl import KLCurve, common_kl_grid, matched_kl_difference, summarize_kl_ranges
 from tdpo.imdb.best_of_n import best_of_n_results
 from tdpo.imdb.curves import load_curve, prefix_arrays, run_info
@@ -34,8 +35,21 @@ KL_AXIS = "reverse KL D_KL(π_θ‖π_ref), Σ_t KL(π_θ‖π_ref) along the po
 KL_RANGES, GRID_POINTS, BOOTSTRAP = 3, 50, 2000
 
 
+#: The standard errors of a point, recomputed from its samples clustered by prefix, and their sample field.
+SEM_FIELDS = {"reward_sem": "reward", "reverse_kl_sem": "reverse_kl", "log_ratio_sem": "log_ratio"}
+
+
 def _point_row(point: dict[str, Any]) -> dict[str, Any]:
-    return {"step": point["step"], **{k: point["summary"][k] for k in POINT_FIELDS}}
+    """A point's step and summary numbers; its standard errors recomputed from its samples, clustered by
+    prefix (:func:`~tdpo.evaluation.clustered.clustered_mean_sem`: a point saved before the s.e. was
+    clustered gets the clustered one too)."""
+    row = {"step": point["step"], **{k: point["summary"][k] for k in POINT_FIELDS}}
+    samples = point.get("samples") or []
+    if samples:
+        prefixes = [s["prefix"] for s in samples]
+        for key, name in SEM_FIELDS.items():
+            row[key] = clustered_mean_sem([s[name] for s in samples], prefixes)[1]
+    return row
 
 
 def comparisons(settings: list[Method]) -> list[tuple[Method, Method]]:
