@@ -154,7 +154,10 @@ def _runs(curve: Curve, name: str) -> list[KLCurve]:
     return runs
 
 
-def _covered_range(run: KLCurve, order: str) -> tuple[float, float]:
+def covered_range(run: KLCurve, order: str = "envelope") -> tuple[float, float]:
+    """``(lowest, highest)`` KL at which :func:`interpolate_reward` reads ``run``'s curve (its points'
+    KLs, read as ``order`` says)."""
+    _check_order(order)
     x, _ = _monotone_points(*run.points(), order)
     return float(x[0]), float(x[-1])
 
@@ -173,7 +176,7 @@ def common_kl_grid(curves: Sequence[Curve], num: int = 50, order: str = "envelop
     _check_order(order)
     if num < 1:
         raise ValueError(f"num must be at least 1; got {num}")
-    ranges = [_covered_range(run, order) for i, curve in enumerate(curves) for run in _runs(curve, f"curves[{i}]")]
+    ranges = [covered_range(run, order) for i, curve in enumerate(curves) for run in _runs(curve, f"curves[{i}]")]
     if not ranges:
         raise ValueError("no curves given")
     low, high = max(r[0] for r in ranges), min(r[1] for r in ranges)
