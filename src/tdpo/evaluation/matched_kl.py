@@ -331,6 +331,9 @@ class KLRangeRow:
         upper: upper end.
         verdict: ``"above"``, ``"below"``, ``"no difference at this scale"`` or ``"not covered"``.
         num_points: the covered grid KLs averaged.
+        replicates: ``[B]`` the bootstrap replicates of the row's mean difference (NaN where a
+            replicate does not cover the range; empty without covered grid KLs), for
+            :mod:`tdpo.evaluation.holm`.
     """
 
     kl_low: float
@@ -340,6 +343,7 @@ class KLRangeRow:
     upper: float
     verdict: str
     num_points: int
+    replicates: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, float | str | int]:
         """The row as a JSON-ready dict."""
@@ -379,10 +383,11 @@ def summarize_kl_ranges(result: MatchedKLDifference, ranges: int | Sequence[floa
         inside = covered & (result.grid >= low) & (result.grid <= high)
         difference = float(result.difference[inside].mean()) if inside.any() else float("nan")
         lower = upper = float("nan")
+        means = result.replicates[:, inside].mean(axis=1, keepdims=True) if inside.any() else np.zeros((0, 1))
         if inside.any():
-            means = result.replicates[:, inside].mean(axis=1, keepdims=True)
             lo, hi, _ = _interval(means, result.level, result.min_coverage)
             lower, upper = float(lo[0]), float(hi[0])
         rows.append(KLRangeRow(kl_low=float(low), kl_high=float(high), difference=difference, lower=lower,
-                               upper=upper, verdict=_verdict(lower, upper), num_points=int(inside.sum())))
+                               upper=upper, verdict=_verdict(lower, upper), num_points=int(inside.sum()),
+                               replicates=means[:, 0]))
     return rows
