@@ -104,6 +104,68 @@ def test_saved_results_depend_on_the_settings_that_make_them():
     assert make_config(cfg, sft_lr=1e-6).sft_settings() != cfg.sft_settings()
 
 
+PRIMARY = {"methods": ["dpo:beta=0.1", "dpo:beta=0.1,seed=1", "tdpo2:beta=0.1,alpha=0.7"],
+           "primary_contrast": ["tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1"], "primary_kl_window": [1.0, 3.0]}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"primary_kl_window": None}, "primary_contrast and primary_kl_window: give both"),
+    ({"primary_contrast": None}, "primary_contrast and primary_kl_window: give both"),
+    ({"primary_contrast": ["dpo:beta=0.1"]}, "give two settings, arm a then arm b"),
+    ({"primary_contrast": ["tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1,seed=1"]}, "names a seed"),
+    ({"primary_contrast": ["dpo", "dpo:beta=0.1"]}, "both arms are the same setting"),
+    ({"primary_contrast": ["tdpo2:beta=0.1,alpha=0.5", "dpo:beta=0.1"]}, "'tdpo2:beta=0.1,alpha=0.5' is not trained"),
+    ({"primary_kl_window": [3.0, 1.0]}, r"primary_kl_window: give two KLs 0 <= lo < hi in nats; got \[3.0, 1.0\]"),
+    ({"primary_kl_window": [1.0, 2.0, 3.0]}, "give two KLs"),
+    ({"eval_pairs_per_prefix": 0}, "eval_pairs_per_prefix: must be >= 1, got 0"),
+])
+def test_the_primary_contrast_is_two_trained_settings_and_a_window(changes, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(ImdbConfig(), **{**PRIMARY, **changes})
+
+
+def test_the_primary_arms_are_every_seed_of_their_settings():
+    from tdpo.imdb.primary import primary_arms
+
+    cfg = make_config(ImdbConfig(), **PRIMARY)
+    a, b = primary_arms(cfg)
+    assert [m.name for m in a] == ["tdpo2_beta0.1_alpha0.7"] and [m.name for m in b] == ["dpo_beta0.1",
+                                                                                         "dpo_beta0.1_seed1"]
+    assert primary_arms(ImdbConfig()) == ([], [])
+
+
+def test_the_frontier_preset_needs_three_seeds_per_arm():
+    with pytest.raises(ValueError, match=r"'tdpo2:beta=0.1,alpha=0.5' has 2 run\(s\) in methods; it needs at "
+                       r"least 3 training seeds \(add e.g. 'tdpo2:beta=0.1,alpha=0.5,seed=2'\)"):
+        frontier_config(primary_contrast=["tdpo2:beta=0.1,alpha=0.5", "dpo:beta=0.1"], primary_kl_window=[0.1, 0.3])
+    methods = [f"{s}{',' if ':' in s else ':'}seed={n}" if n else s
+               for s in ("dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.7") for n in range(3)]
+    cfg = frontier_config(methods=methods, primary_contrast=["tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1"],
+                          primary_kl_window=[1.0, 3.0])
+    assert cfg.primary_kl_window == [1.0, 3.0]
+
+
+def test_the_analysis_settings_do_not_change_which_results_are_reused():
+    base = make_config(ImdbConfig(), methods=PRIMARY["methods"])
+    analysed = make_config(base, primary_contrast=PRIMARY["primary_contrast"], primary_kl_window=[1.0, 3.0],
+                           eval_pairs_per_prefix=1)
+    assert analysed.result_settings() == base.result_settings()
+    assert analysed.sft_point_settings() == base.sft_point_settings()
+    # the held-out pairs are made again (Figure 3's pair set), the training pairs with them, from the same seeds
+    assert analysed.pair_settings() != base.pair_settings()
+
+
+def test_the_command_line_takes_the_primary_contrast():
+    from tdpo.commands.imdb import build_parser, config_from_args
+
+    ns = build_parser().parse_args(["run", "--methods", *PRIMARY["methods"], "--primary-contrast",
+                                    *PRIMARY["primary_contrast"], "--primary-kl-window", "1", "3",
+                                    "--eval-pairs-per-prefix", "1"])
+    cfg = config_from_args(ns, "default")
+    assert cfg.primary_kl_window == [1.0, 3.0] and cfg.primary_contrast == PRIMARY["primary_contrast"]
+    assert cfg.eval_pairs_per_prefix == 1
+
+
 def test_saved_settings_load_back_and_unknown_keys_name_the_file(tmp_path):
     cfg = demo_config(str(tmp_path / "exp"))
     path = cfg.save(tmp_path / "settings.json")

@@ -84,5 +84,5 @@ def test_rloo_trains_through_the_pipeline_as_a_curve(tmp_path, monkeypatch, revi
     assert [p["step"] for p in curve["points"]] == [0, 2, 4]
     rloo = next(m for m in results["models"] if m["name"] == "rloo_beta0.05")
     assert rloo["reverse_kl"] > 0  # the policy moved from the SFT model
-    assert ("RLOO (beta=0.05)", "DPO (beta=0.1)") in [(c["a"], c["b"]) for c in results["matched_kl"]]
+    assert ("RLOO (beta=0.05)", "DPO (beta=0.1)") in [(c["a"], c["b"]) for c in results["exploratory"]["comparisons"]]
     assert "RLOO (beta=0.05)" in report.read_text()

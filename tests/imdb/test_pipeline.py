@@ -62,11 +62,13 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert capsys.readouterr().out == ""  # the library logs; the commands print the summary
     printed = results_summary(cfg, report).splitlines()
     assert printed[-1] == f"report: {report}" and printed[0].startswith("SFT ") and "reverse KL" in printed[1]
-    assert any(line.startswith("TDPO2 (beta=0.1, alpha=0.5) vs DPO (beta=0.1) at reverse KL") for line in printed)
+    assert any(line.startswith("exploratory: TDPO2 (beta=0.1, alpha=0.5) vs DPO (beta=0.1) at reverse KL")
+               for line in printed)
     text = report.read_text()
     assert "| SFT |" in text and "DPO (beta=0.1)" in text and "TDPO2 (beta=0.1, alpha=0.5)" in text
     assert "## Where the time went" in text and "## Sample completions" in text
-    assert "## Reward at matched reverse KL" in text and "From the intervals only:" in text
+    assert "## Exploratory comparisons: reward at matched reverse KL" in text
+    assert "From the Holm-adjusted verdicts only (exploratory):" in text
     for png in ("frontier.png", "kl_over_training.png"):
         assert (out / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in text
@@ -86,7 +88,7 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert sft["reverse_kl"] == sft["forward_kl"] == sft["log_ratio"] == 0.0
     assert all(m["reverse_kl"] > 0 and m["step"] == 8 for m in results["models"][1:])  # trained policies moved
     assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [list(range(9))] * 2
-    assert [len(c["ranges"]) for c in results["matched_kl"]] == [3]
+    assert [len(c["ranges"]) for c in results["exploratory"]["comparisons"]] == [3]
 
     # rewards in the evaluation files are the classifier's scores of prefix + completion
     from tdpo.imdb.corpus import load_splits
@@ -185,7 +187,7 @@ def test_the_dpo_papers_baselines_train_and_are_evaluated_as_curves(tmp_path, mo
     assert [c["name"] for c in results["curves"]] == names
     assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [[0, 2, 4]] * 3
     assert all(m["reverse_kl"] > 0 for m in results["models"][1:])  # every trained policy moved
-    assert [(c["a"], c["b"]) for c in results["matched_kl"]] == [
+    assert [(c["a"], c["b"]) for c in results["exploratory"]["comparisons"]] == [
         ("Preferred-FT", "DPO (beta=0.1)"), ("Unlikelihood (alpha=0.1)", "DPO (beta=0.1)")]
     text = report.read_text()
     assert "Preferred-FT" in text and "Unlikelihood (alpha=0.1)" in text

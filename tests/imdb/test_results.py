@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from tdpo.evaluation.matched_kl import KLCurve
+from tdpo.evaluation.primary_contrast import primary_contrast
 from tdpo.files import write_atomic
 from tdpo.imdb.curves import point_settings, run_info
 from tdpo.imdb.experiment import ImdbConfig, parse_method
@@ -65,7 +67,7 @@ def test_results_hold_curves_last_points_and_the_matched_kl_verdict(tmp_path):
     assert "D_KL(π_θ‖π_ref)" in results["kl_axis"] and "policy's own samples" in results["kl_axis"]
     curve = results["curves"][2]
     assert curve["complete"] and [p["step"] for p in curve["points"]] == [0, 2, 4] and curve["seed"] == 0
-    (comparison,) = results["matched_kl"]
+    (comparison,) = results["exploratory"]["comparisons"]
     assert (comparison["a_name"], comparison["b_name"], comparison["runs_a"], comparison["runs_b"]) == (
         "tdpo2_beta0.1_alpha0.5", "dpo_beta0.1", 1, 2)
     ranges = comparison["ranges"]
@@ -74,6 +76,7 @@ def test_results_hold_curves_last_points_and_the_matched_kl_verdict(tmp_path):
     # TDPO2's offset grows from 0 at the origin to 0.2 at its end: above DPO at the larger KLs
     assert ranges[-1]["verdict"] == "above" and ranges[-1]["lower"] > 0
     assert ranges[-1]["lower"] <= ranges[-1]["difference"] <= ranges[-1]["upper"]
+    assert "primary" not in results  # no pre-registered contrast set
     json.dumps(results)  # JSON-ready
 
 
@@ -82,7 +85,7 @@ def test_no_offset_gives_no_difference_and_a_partial_run_shows_its_points(tmp_pa
     results = collect_results(cfg, "reward")
     tdpo2 = next(c for c in results["curves"] if c["loss"] == "tdpo2")
     assert not tdpo2["complete"] and [p["step"] for p in tdpo2["points"]] == [0, 2]
-    verdicts = {r["verdict"] for r in results["matched_kl"][0]["ranges"]}
+    verdicts = {r["holm_verdict"] for r in results["exploratory"]["comparisons"][0]["ranges"]}
     assert verdicts == {"no difference at this scale"}
 
 
@@ -113,3 +116,71 @@ def test_the_standard_errors_of_a_point_are_clustered_by_prefix_even_when_saved_
     assert last["reverse_kl_sem"] == pytest.approx(2 * sd / np.sqrt(3), abs=1e-12)
     assert last["log_ratio_sem"] == pytest.approx(3 * sd / np.sqrt(3), abs=1e-12)
     assert results["curves"][0]["points"][0]["reward_sem"] == pytest.approx(0.4 / np.sqrt(3), abs=1e-12)
+
+
+def _seeded_experiment(tmp_path, *, dpo_top=4.0, **changes):
+    """Three seeds of TDPO2 alpha 0.7 and of DPO on 40 prefixes, reward = 0.5 + 0.1 KL + a seed effect
+    (TDPO2 0.03 higher over its whole curve); DPO's third seed reaches only ``dpo_top / 2`` nats."""
+    methods = [f"{m}{',' if ':' in m else ':'}seed={s}" if s else m
+               for m in ("tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1") for s in range(3)]
+    cfg = ImdbConfig(out_dir=str(tmp_path / "exp"), train_steps=4, eval_points=2, eval_prefixes=PREFIXES,
+                     eval_samples=1, methods=methods, primary_contrast=["tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1"],
+                     primary_kl_window=[0.5, 1.5], **changes).validate()
+    rng = np.random.default_rng(1)
+    noise = rng.normal(0, 0.05, PREFIXES)
+    _write_point(cfg, None, 0, 0.5 + noise, np.zeros(PREFIXES))
+    arrays = {"sft": (0.5 + noise, np.zeros(PREFIXES))}
+    for method in cfg.method_list():
+        top = dpo_top / (2 if method.loss == "dpo" and method.seed == 2 else 1)
+        seed_effect = rng.normal(0, 0.01) + (0.03 if method.loss == "tdpo2" else 0.0)
+        rows = [arrays["sft"]]
+        for k, step in enumerate(cfg.eval_steps(), start=1):
+            kl = top * k / 2 * (1 + 0.1 * rng.normal(size=PREFIXES))
+            reward = 0.5 + 0.1 * kl + seed_effect + noise + rng.normal(0, 0.02, PREFIXES)
+            _write_point(cfg, method, step, reward, kl)
+            rows.append((reward, kl))
+        arrays[method.name] = KLCurve(np.stack([r for r, _ in rows]), np.stack([k for _, k in rows]))
+    return cfg, arrays
+
+
+def test_the_primary_section_is_the_pure_function_on_the_saved_points(tmp_path):
+    cfg, curves = _seeded_experiment(tmp_path)
+    results = collect_results(cfg, "reward")
+    primary = results["primary"]
+    a_runs = ["tdpo2_beta0.1_alpha0.7", "tdpo2_beta0.1_alpha0.7_seed1", "tdpo2_beta0.1_alpha0.7_seed2"]
+    b_runs = ["dpo_beta0.1", "dpo_beta0.1_seed1", "dpo_beta0.1_seed2"]
+    assert (primary["runs_a"], primary["runs_b"], primary["missing"]) == (a_runs, b_runs, [])
+    expected = primary_contrast([curves[n] for n in a_runs], [curves[n] for n in b_runs], (0.5, 1.5),
+                                n_boot=2000, seed=cfg.seed)
+    for key in ("statistic", "lower", "upper", "se", "mde"):
+        assert primary[key] == pytest.approx(getattr(expected, key), abs=1e-12), key
+    # TDPO2 is 0.03 higher from its first point after step 0 (the shared SFT point): less over the window
+    assert primary["verdict"] == expected.verdict == "above" and 0 < primary["statistic"] < 0.03
+    assert (primary["window"], primary["n_boot"], primary["seed"]) == ([0.5, 1.5], 2000, 0)
+    assert (primary["a"], primary["b"]) == ("TDPO2 (beta=0.1, alpha=0.7)", "DPO (beta=0.1)")
+    assert [(r["arm"], r["name"]) for r in primary["runs"]] == [("a", n) for n in a_runs] + [("b", n) for n in b_runs]
+    assert all(r["covers"] and r["kl_low"] == 0.0 for r in primary["runs"])
+    json.dumps(results)
+
+
+def test_a_run_short_of_the_primary_window_is_named(tmp_path):
+    cfg, _ = _seeded_experiment(tmp_path, dpo_top=2.4)  # DPO seed 2 reaches about 1.2 nats
+    primary = collect_results(cfg, "reward")["primary"]
+    assert primary["verdict"] == "not covered" and primary["statistic"] is None
+    assert [r["name"] for r in primary["not_covered"]] == ["dpo_beta0.1_seed2"]
+    assert primary["not_covered"][0]["kl_high"] < 1.5
+
+
+def test_exploratory_rows_carry_holm_adjusted_p_values_intervals_and_verdicts(tmp_path):
+    cfg = _experiment(tmp_path, offset=0.2)
+    exploratory = collect_results(cfg, "reward")["exploratory"]
+    rows = exploratory["comparisons"][0]["ranges"]
+    assert (exploratory["adjustment"], exploratory["alpha"], exploratory["family_size"]) == ("Holm", 0.05, 3)
+    assert sorted(r["holm_rank"] for r in rows) == [1, 2, 3]
+    p = sorted(r["p_value"] for r in rows)
+    assert sorted(r["p_holm"] for r in rows) == pytest.approx(
+        list(np.maximum.accumulate(np.minimum(1, [3 * p[0], 2 * p[1], p[2]]))))
+    for r in rows:
+        assert r["holm_level"] >= 0.95 and r["holm_lower"] <= r["lower"] and r["upper"] <= r["holm_upper"]
+        assert (r["holm_verdict"] != "no difference at this scale") == (r["p_holm"] < 0.05)
+    assert rows[-1]["holm_verdict"] == "above"

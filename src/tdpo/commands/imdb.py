@@ -44,6 +44,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif tp == list[int]:
             kwargs.update(nargs="+", type=int, metavar="N")
+        elif tp == (list[float] | None):
+            kwargs.update(nargs="+", type=float, metavar="KL")
         elif typing.get_origin(tp) is list or any(typing.get_origin(a) is list for a in typing.get_args(tp)):
             kwargs.update(nargs="+", metavar="METHOD")
         elif tp in (int, float, str):

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 from tdpo.config_section import Bool, Float, Int, section
 from tdpo.files import write_atomic
 from tdpo.imdb.methods import ONLINE_RL_METHOD, Method, parse_method
+from tdpo.imdb.primary import check_primary, require_primary_seeds
 
 
 @section
@@ -70,6 +71,11 @@ class ImdbConfig:
 
     eval_pair_prefixes: Int = Field(16, ge=0)
     """Held-out prefixes whose pairs form the trainer's evaluation set (0: none)."""
+
+    eval_pairs_per_prefix: Int | None = Field(None, ge=1)
+    """Held-out pairs kept per prefix of ``eval_pair_prefixes``: null keeps every pair; ``k`` keeps the
+    ``k`` pairs of largest reward margin (ties: the first in sampling order), so that many prefixes cost
+    few pairs (1: 128 prefixes give 128 pairs, each from its own prefix)."""
 
     samples_per_prefix: Int = Field(4, ge=2)
     """Completions sampled per prefix for the pairs."""
@@ -138,6 +144,18 @@ class ImdbConfig:
     reward, from the SFT model, on the training prefixes), traced as a curve like every run. Needs the
     ``tdpo[trl]`` extra; not in the default frontier (see the results README for its cost)."""
 
+    primary_contrast: list[str] | None = None
+    """The pre-registered primary contrast: two settings written as in ``methods`` but without a seed,
+    arm a then arm b (e.g. ``tdpo2:beta=0.1,alpha=0.7 dpo:beta=0.1``); an arm's runs are every seed of
+    its setting in ``methods``. ``results.json`` then has a ``primary`` section: arm a's reward minus arm
+    b's averaged over ``primary_kl_window``, with a bootstrap interval over training seeds and held-out
+    prefixes, its standard error, minimum detectable effect and verdict
+    (:mod:`tdpo.evaluation.primary_contrast`). Null: no primary contrast."""
+
+    primary_kl_window: list[Float] | None = None
+    """The primary contrast's window of reverse KL D_KL(π_θ‖π_ref), ``lo hi`` in nats, fixed before the
+    runs are seen; every run of both arms must cover it (else the result names the run that does not)."""
+
     online_rl_generations: Int = Field(4, ge=2)
     """Completions RLOO samples per training prefix (its leave-one-out group); every RLOO step takes
     ``2 * batch_size`` completions (the sequences of a preference step), so ``2 * batch_size /
@@ -194,6 +212,7 @@ class ImdbConfig:
         skip = {"out_dir", "methods", "eval_points", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
                 "report_samples", "keep_checkpoints", "eval_batch_size", "best_of_n_samples", "best_of_n",
                 "with_online_rl", "online_rl_generations"}
+        skip |= {"eval_pairs_per_prefix", "primary_contrast", "primary_kl_window"}  # the analysis and Figure 3's pairs
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self) -> ImdbConfig:
@@ -217,6 +236,7 @@ class ImdbConfig:
             raise ValueError(f"online_rl_generations ({self.online_rl_generations}) must divide the completions of "
                              f"an RLOO step, 2 * batch_size = {2 * self.batch_size}")
         self._validate_best_of_n()
+        check_primary(self)
         names = [m.name for m in self.method_list()]
         if len(set(names)) < len(names):
             raise ValueError(f"methods: a run is listed twice ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))})")
@@ -261,7 +281,7 @@ _SFT_FIELDS = ("model", "corpus", "test_fraction", "seed", "sft_examples", "sft_
 #: The fields every sampled completion depends on besides the model.
 _SAMPLING_FIELDS = ("reward", "max_new_tokens", "sample_batch_size")
 #: The sizes of the preference pairs.
-_PAIR_FIELDS = ("train_prefixes", "samples_per_prefix", "eval_pair_prefixes")
+_PAIR_FIELDS = ("train_prefixes", "samples_per_prefix", "eval_pair_prefixes", "eval_pairs_per_prefix")
 #: The sizes of a curve point.
 _EVAL_FIELDS = ("eval_prefixes", "eval_samples")
 
@@ -343,7 +363,7 @@ def frontier_config(out_dir: str = "runs/imdb_frontier", **overrides: Any) -> Im
                   pair_eval_methods=list(FIGURE3_METHODS), train_steps=96, lr=1e-5, warmup_steps=16, eval_points=8,
                   eval_every_steps=24, eval_prefixes=256, eval_samples=2, sample_batch_size=256, eval_batch_size=256,
                   best_of_n_samples=16)
-    return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
+    return require_primary_seeds(make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides}))
 
 
 def default_config(out_dir: str = "runs/imdb", **overrides: Any) -> ImdbConfig:

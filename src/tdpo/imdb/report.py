@@ -1,12 +1,14 @@
-"""The Markdown report of an IMDb experiment: settings, the last point of every run, the matched-KL
-comparison with its bootstrap intervals and verdicts, best-of-N from the SFT model (when evaluated), the
-figures, every curve point, sample
-completions before and after training, and where the time went.
+"""The Markdown report of an IMDb experiment: settings, the pre-registered primary contrast (when set:
+its verdict sentence first), the last point of every run, the exploratory matched-KL comparisons with
+their Holm-adjusted intervals and verdicts, best-of-N from the SFT model (when evaluated), the figures
+(Figure 3 with its intervals), every curve point, sample completions before and after training, and
+where the time went.
 
 Every KL is named: the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples (the
 frontier's x-axis; exact per position, and its Monte-Carlo log-ratio estimate) and TDPO's forward
-sequential KL ``sum_t KL(pi_ref || pi_theta)``. Comparisons between methods are stated only from the
-bootstrap intervals of the matched-KL comparison.
+sequential KL ``sum_t KL(pi_ref || pi_theta)``. Comparisons between methods are stated only from
+bootstrap intervals: the primary contrast's verdict from its interval alone, every other comparison
+labelled exploratory with Holm-adjusted intervals.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from tdpo.evaluation.matched_kl import ABOVE, BELOW, NOT_COVERED
 from tdpo.files import write_atomic
 from tdpo.imdb.experiment import ImdbConfig
 from tdpo.imdb.layout import paths
@@ -53,10 +56,75 @@ def results_table(results: dict) -> list[str]:
     return lines
 
 
-def summary_lines(results: dict) -> list[str]:
-    """One line per evaluated model at its last curve point (reward, reverse KL, forward sequential KL,
-    entropy), then one per matched-KL comparison and KL range (difference, interval, verdict)."""
+def _interval(lower: float | None, upper: float | None, digits: int = 4) -> str:
+    return f"[{_signed(lower, digits)}, {_signed(upper, digits)}]"
+
+
+def _signed(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or value != value else f"{value:+.{digits}f}".replace("-", "−")
+
+
+def primary_sentence(primary: dict) -> str:
+    """The verdict sentence of the primary contrast, from its interval alone."""
+    lo, hi = primary["window"]
+    head = f"{primary['a']} minus {primary['b']}, mean reward over reverse KL {lo:g}–{hi:g} nats"
+    if primary["verdict"] == NOT_COVERED:
+        gaps = [f"{r['name']} covers {r['kl_low']:.2f}–{r['kl_high']:.2f} nats" for r in primary.get("not_covered", [])]
+        gaps += [f"{name} has no curve yet" for name in primary.get("missing", [])]
+        why = "; ".join(gaps) or f"fewer than {100 * primary.get('min_coverage', 0.95):.0f}% of the bootstrap " \
+                                  "replicates cover the window"
+        return f"{head}: not covered ({why}); the window is not shrunk, so there is no verdict."
+    verdict = {ABOVE: f"{primary['a']} above {primary['b']}", BELOW: f"{primary['a']} below {primary['b']}"}.get(
+        primary["verdict"], primary["verdict"])
+    return (f"{head}: {_signed(primary['statistic'])} {_interval(primary['lower'], primary['upper'])} "
+            f"({100 * primary['level']:.0f}% interval), s.e. {_num(primary['se'], 4)}, minimum detectable effect "
+            f"{_num(primary['mde'], 4)}: {verdict}.")
+
+
+def primary_lines(results: dict) -> list[str]:
+    """The "Primary contrast (pre-registered)" section: the verdict sentence, how it is computed, and
+    every run of both arms with its covered KL range and its reward over the window."""
+    primary = results.get("primary")
+    if not primary:
+        return []
+    lo, hi = primary["window"]
     lines = [
+        "## Primary contrast (pre-registered)",
+        "",
+        f"**{primary_sentence(primary)}**",
+        "",
+        f"The contrast: {primary['a']} ({primary['a_setting']}) minus {primary['b']} ({primary['b_setting']}), "
+        f"each arm's reward at a reverse KL the mean over its training seeds of each run's reward interpolated "
+        f"along its curve, averaged over {primary.get('grid_points', 101)} KLs from {lo:g} to {hi:g} nats (a "
+        "window every run of both arms must cover). Interval: percentile bootstrap of "
+        f"{primary['n_boot']} replicates (seed {primary['seed']}), each resampling the training seeds within each "
+        "arm and the held-out prefixes (one resample shared by both arms and every run), every curve recomputed "
+        "with its KL axis. The minimum detectable effect at 80% power, two-sided 5%, is "
+        f"{primary.get('mde_factor', 2.80):.2f} × the observed bootstrap s.e. The verdict follows from the "
+        "interval alone: \"above\"/\"below\" when it excludes 0, else \"no difference at this scale\".",
+        "",
+    ]
+    if primary.get("runs"):
+        lines += ["| arm | run | reverse KL covered (nats) | covers the window | reward over the window |",
+                  "|---|---|---|---|---|"]
+        for r in primary["runs"]:
+            arm = primary["a"] if r["arm"] == "a" else primary["b"]
+            lines.append(f"| {arm} | {r['name']} | {r['kl_low']:.2f}–{r['kl_high']:.2f} | "
+                         f"{'yes' if r['covers'] else 'no'} | {_num(r.get('reward'), 4)} |")
+        lines.append("")
+    return lines
+
+
+def _exploratory(results: dict) -> list[dict]:
+    return (results.get("exploratory") or {}).get("comparisons", [])
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The primary contrast's sentence (when there is one), then one line per evaluated model at its last
+    curve point (reward, reverse KL, forward sequential KL, entropy), then one per exploratory comparison
+    and KL range (difference, Holm-adjusted interval and verdict)."""
+    lines = [f"primary (pre-registered): {primary_sentence(results['primary'])}"] if results.get("primary") else []
+    lines += [
         f"{m['label']:<36} step {m['step']:>4}  reward {m['reward']:.4f}  reverse KL {m['reverse_kl']:.3f}  "
         f"forward KL {m['forward_kl']:.3f}  entropy {m['entropy']:.3f}"
         for m in results["models"]
@@ -64,50 +132,54 @@ def summary_lines(results: dict) -> list[str]:
     for b in (results.get("best_of_n") or {}).get("points", []):
         name = f"best-of-{b['n']} of SFT"
         lines.append(f"{name:<36} reward {b['reward']:.4f}  KL bound log N - (N-1)/N {b['kl']:.3f} (not measured)")
-    for comp in results.get("matched_kl", []):
+    for comp in _exploratory(results):
         for r in comp["ranges"]:
-            lines.append(f"{comp['a']} vs {comp['b']} at reverse KL {r['kl_low']:.2f}-{r['kl_high']:.2f}: "
-                         f"{r['difference']:+.4f} [{_num(r['lower'], 4)}, {_num(r['upper'], 4)}] {r['verdict']}")
+            lines.append(f"exploratory: {comp['a']} vs {comp['b']} at reverse KL {r['kl_low']:.2f}-{r['kl_high']:.2f}: "
+                         f"{r['difference']:+.4f} Holm {_num(r.get('holm_lower'), 4)} to {_num(r.get('holm_upper'), 4)} "
+                         f"{r.get('holm_verdict', r['verdict'])}")
     return lines
 
 
 def matched_kl_lines(results: dict) -> list[str]:
-    """The matched-KL section: a table of every comparison per reverse-KL range, and one sentence per
-    comparison made from the verdicts of the intervals only."""
-    comps = results.get("matched_kl", [])
+    """The exploratory section: every comparison at matched reverse KL per KL range with its Holm-adjusted
+    p-value, interval and verdict, and one sentence per comparison made from those verdicts only."""
+    comps = _exploratory(results)
     if not comps:
         return []
-    level = next((c["level"] for c in comps if "level" in c), 0.95)
+    family = results["exploratory"]
     lines = [
-        "## Reward at matched reverse KL",
+        "## Exploratory comparisons: reward at matched reverse KL (Holm-adjusted)",
         "",
-        "Each run's reward is interpolated linearly along its curve in the reverse KL D_KL(π_θ‖π_ref) (step 0, "
-        "the SFT model, at 0), on a grid over the KL range that every run of both settings covers; the table "
-        "averages the difference over each third of that range. Intervals: "
-        f"{100 * level:.0f}% percentile bootstrap over the held-out prefixes (one resample shared by both "
-        "settings, the KL axis re-estimated) and over the training seeds of a setting trained more than once. "
-        "The verdict is \"above\" or \"below\" only when the interval excludes 0, else \"no difference at "
-        "this scale\".",
+        "Exploratory: not pre-registered. Each run's reward is interpolated linearly along its curve in the "
+        "reverse KL D_KL(π_θ‖π_ref) (step 0, the SFT model, at 0), on a grid over the KL range that every run of "
+        "both settings covers; the table averages the difference over each third of that range. Bootstrap over "
+        "the held-out prefixes (one resample shared by both settings, the KL axis re-estimated) and over the "
+        f"training seeds of a setting trained more than once. Over the family of all {family['family_size']} "
+        "rows, two-sided bootstrap p-values are adjusted by Holm's step-down method (family-wise error "
+        f"{family['alpha']:g}); a row's interval is the percentile interval at Holm's level for its step (shown). "
+        "The verdict is \"above\" or \"below\" only when the adjusted p-value is below "
+        f"{family['alpha']:g}, else \"no difference at this scale\".",
         "",
-        "| comparison | runs (seeds) | reverse KL range (nats) | reward difference | "
-        f"{100 * level:.0f}% interval | verdict |",
-        "|---|---|---|---|---|---|",
+        "| comparison | runs (seeds) | reverse KL range (nats) | reward difference | Holm-adjusted p | "
+        "Holm-adjusted interval (level) | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     sentences = []
     for c in comps:
         name = f"{c['a']} − {c['b']}"
         if not c["ranges"]:
-            lines.append(f"| {name} | {c['runs_a']} vs {c['runs_b']} | no common KL range | | | |")
+            lines.append(f"| {name} | {c['runs_a']} vs {c['runs_b']} | no common KL range | | | | |")
             sentences.append(f"- {c['a']} vs {c['b']}: the curves cover no common reverse-KL range; no comparison.")
             continue
         parts = []
         for r in c["ranges"]:
+            level = r.get("holm_level")
+            shown = f"{_interval(r.get('holm_lower'), r.get('holm_upper'))} ({_num(level, 4)})"
             lines.append(f"| {name} | {c['runs_a']} vs {c['runs_b']} | {r['kl_low']:.2f}–{r['kl_high']:.2f} | "
-                         f"{_num(r['difference'], 4)} | [{_num(r['lower'], 4)}, {_num(r['upper'], 4)}] | "
-                         f"{r['verdict']} |")
-            parts.append(f"{r['verdict']} at {r['kl_low']:.2f}–{r['kl_high']:.2f}")
+                         f"{_signed(r['difference'])} | {_num(r.get('p_holm'), 4)} | {shown} | {r['holm_verdict']} |")
+            parts.append(f"{r['holm_verdict']} at {r['kl_low']:.2f}–{r['kl_high']:.2f}")
         sentences.append(f"- {c['a']} against {c['b']}: " + "; ".join(parts) + " nats.")
-    return [*lines, "", "From the intervals only:", "", *sentences, ""]
+    return [*lines, "", "From the Holm-adjusted verdicts only (exploratory):", "", *sentences, ""]
 
 
 def best_of_n_lines(results: dict) -> list[str]:
@@ -228,6 +300,7 @@ def write_report(
     """Write the report to ``path`` (figures linked relative to it); return ``path``."""
     path = Path(path)
     lines = _setup_lines(cfg, results)
+    lines += primary_lines(results)
     lines += ["## Results at the end of training", "", *results_table(results), ""]
     lines += matched_kl_lines(results)
     lines += best_of_n_lines(results)

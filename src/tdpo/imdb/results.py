@@ -1,16 +1,22 @@
 """The results of an IMDb experiment, gathered from its saved curve points into ``results.json``.
 
 - ``curves``: every run's curve, step 0 (the SFT model) first: per point the step, the reward (± s.e.,
-  clustered by prefix, as every s.e. of a point), the reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples (± s.e.; the x-axis), its
-  Monte-Carlo log-ratio estimate, the forward sequential KL ``sum_t KL(pi_ref || pi_theta)``, entropy
-  and length;
+  clustered by prefix, as every s.e. of a point), the reverse KL ``D_KL(pi_theta || pi_ref)`` on the
+  policy's own samples (± s.e.; the x-axis), its Monte-Carlo log-ratio estimate, the forward sequential
+  KL ``sum_t KL(pi_ref || pi_theta)``, entropy and length;
 - ``models``: the SFT model and the last point of every run (the end of training);
 - ``best_of_n`` (when ``best_of_n_samples`` is set): best-of-N from the SFT model per N, its mean reward
   (± s.e.) and its analytical KL ``log N - (N - 1) / N`` (:mod:`tdpo.imdb.best_of_n`), not a measured KL;
-- ``matched_kl``: every non-DPO setting against DPO (the DPO run of the same beta, else the first),
-  their rewards compared at matched reverse KL over the KL range both curves cover
-  (:func:`tdpo.evaluation.matched_kl.matched_kl_difference`, bootstrap over prefixes and, for
-  settings trained twice, seeds), summarised per KL range with the interval and the verdict.
+- ``primary`` (when ``primary_contrast`` is set): the pre-registered primary contrast, arm a's reward
+  minus arm b's averaged over ``primary_kl_window`` with its interval (bootstrap over training seeds
+  within each arm and held-out prefixes shared by both), standard error, minimum detectable effect and
+  verdict, and every run's covered KL range (:mod:`tdpo.imdb.primary`);
+- ``exploratory``: every other comparison, labelled exploratory: every non-DPO setting against DPO (the
+  DPO run of the same beta, else the first), their rewards compared at matched reverse KL over the KL
+  range both curves cover (:func:`tdpo.evaluation.matched_kl.matched_kl_difference`, bootstrap over
+  prefixes and, for settings trained more than once, seeds), summarised per KL range with the 95%
+  interval and, over the family of every comparison and range, Holm's adjusted p-value, interval and
+  verdict (:mod:`tdpo.evaluation.holm`).
 """
 
 from __future__ import annotations
@@ -18,11 +24,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
+
 from tdpo.evaluation.clustered import clustered_mean_sem
-from tdpo.evaluation.matched_kl import KLCurve, common_kl_grid, matched_kl_difference, summarize_kl_ranges
+from tdpo.evaluation.holm import holm_comparisons
+from tdpo.evaluation.matched_kl import (
+    NOT_COVERED,
+    KLCurve,
+    common_kl_grid,
+    matched_kl_difference,
+    summarize_kl_ranges,
+)
 from tdpo.imdb.best_of_n import best_of_n_results
 from tdpo.imdb.curves import load_curve, prefix_arrays, run_info
 from tdpo.imdb.experiment import ImdbConfig, Method
+from tdpo.imdb.primary import primary_section
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +49,8 @@ POINT_FIELDS = ("reward", "reward_sem", "reverse_kl", "reverse_kl_sem", "log_rat
 KL_AXIS = "reverse KL D_KL(π_θ‖π_ref), Σ_t KL(π_θ‖π_ref) along the policy's own samples (nats)"
 #: KL ranges per matched-KL comparison, grid KLs and bootstrap replicates.
 KL_RANGES, GRID_POINTS, BOOTSTRAP = 3, 50, 2000
+#: The family-wise error rate of the exploratory comparisons (Holm).
+ALPHA = 0.05
 
 
 #: The standard errors of a point, recomputed from its samples clustered by prefix, and their sample field.
@@ -65,17 +83,28 @@ def comparisons(settings: list[Method]) -> list[tuple[Method, Method]]:
     return out
 
 
-def matched_kl_rows(cfg: ImdbConfig, methods: list[Method], num_prefixes: int, *, n_boot: int = BOOTSTRAP
-                    ) -> list[dict[str, Any]]:
-    """The matched-KL comparisons of :func:`comparisons` over the runs of ``methods`` whose curves have
-    at least two points; one entry per comparison with its rows per KL range."""
-    groups: dict[Method, list[KLCurve]] = {}
+def run_curves(cfg: ImdbConfig, methods: list[Method], num_prefixes: int) -> dict[Method, KLCurve]:
+    """``{run: KLCurve}`` of the runs of ``methods`` whose curves have at least two points (step 0 and a
+    later one), on the ``num_prefixes`` held-out prefixes."""
+    out = {}
     for method in methods:
         points = load_curve(cfg, method)
         if len(points) >= 2:
             rewards, kls = prefix_arrays(points, num_prefixes)
-            groups.setdefault(method.setting, []).append(KLCurve(rewards, kls, tuple(p["step"] for p in points)))
-    out = []
+            out[method] = KLCurve(rewards, kls, tuple(p["step"] for p in points))
+    return out
+
+
+def matched_kl_rows(cfg: ImdbConfig, curves: dict[Method, KLCurve], *, n_boot: int = BOOTSTRAP,
+                    alpha: float = ALPHA) -> list[dict[str, Any]]:
+    """The matched-KL comparisons of :func:`comparisons` over the runs of ``curves``, one entry per
+    comparison with its rows per KL range; each row with its 95% interval and, over the family of every
+    row of every comparison, Holm's adjusted p-value (``p_holm``), rank, interval level, interval
+    (``holm_lower``, ``holm_upper``) and verdict (``holm_verdict``)."""
+    groups: dict[Method, list[KLCurve]] = {}
+    for method, curve in curves.items():
+        groups.setdefault(method.setting, []).append(curve)
+    out, rows = [], []
     for a, b in comparisons(list(groups)):
         grid = common_kl_grid([groups[a], groups[b]], num=GRID_POINTS)
         entry = {"a": a.label, "b": b.label, "a_name": a.name, "b_name": b.name, "runs_a": len(groups[a]),
@@ -83,9 +112,27 @@ def matched_kl_rows(cfg: ImdbConfig, methods: list[Method], num_prefixes: int, *
         if grid.size and grid[-1] > grid[0]:
             result = matched_kl_difference(groups[a], groups[b], grid, n_boot=n_boot, seed=cfg.seed)
             entry["level"] = result.level
-            entry["ranges"] = [row.to_dict() for row in summarize_kl_ranges(result, KL_RANGES)]
+            for row in summarize_kl_ranges(result, KL_RANGES):
+                entry["ranges"].append(row.to_dict())
+                rows.append((entry["ranges"][-1], row))
         out.append(entry)
+    holm = holm_comparisons([row.difference for _, row in rows],
+                            [row.replicates if row.verdict != NOT_COVERED else np.zeros(0) for _, row in rows],
+                            alpha=alpha)
+    for (saved, _), adjusted in zip(rows, holm, strict=True):
+        h = adjusted.to_dict()
+        saved.update({"p_value": h["p_value"], "p_holm": h["p_adjusted"], "holm_rank": h["rank"],
+                      "holm_level": h["level"], "holm_lower": h["lower"], "holm_upper": h["upper"],
+                      "holm_verdict": h["verdict"]})
     return out
+
+
+def exploratory_section(cfg: ImdbConfig, curves: dict[Method, KLCurve], *, n_boot: int = BOOTSTRAP
+                        ) -> dict[str, Any]:
+    """The ``exploratory`` section: :func:`matched_kl_rows` with the family's size and the adjustment."""
+    comps = matched_kl_rows(cfg, curves, n_boot=n_boot)
+    size = sum(r.get("p_value") is not None for c in comps for r in c["ranges"])
+    return {"adjustment": "Holm", "alpha": ALPHA, "family_size": size, "n_boot": n_boot, "comparisons": comps}
 
 
 def collect_results(cfg: ImdbConfig, reward_name: str) -> dict[str, Any]:
@@ -114,5 +161,9 @@ def collect_results(cfg: ImdbConfig, reward_name: str) -> dict[str, Any]:
     bon = best_of_n_results(cfg)
     if bon is not None:
         results["best_of_n"] = bon
-    results["matched_kl"] = matched_kl_rows(cfg, curve_methods, cfg.eval_prefixes)
+    curves = run_curves(cfg, curve_methods, cfg.eval_prefixes)
+    primary = primary_section(cfg, {m.name: c for m, c in curves.items()}, n_boot=BOOTSTRAP)
+    if primary is not None:
+        results["primary"] = primary
+    results["exploratory"] = exploratory_section(cfg, curves)
     return results
