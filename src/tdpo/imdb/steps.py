@@ -80,13 +80,31 @@ def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None)
     return run_dir
 
 
-def step_reward(cfg: ImdbConfig) -> Any:
-    """The reward model (the built-in classifier reports its held-out accuracy)."""
-    from tdpo.imdb.sentiment import BUILTIN, builtin_reward_model, load_reward_model
+#: Held-out reviews whose openings measure the reward's accuracy at the scored length.
+REWARD_CHECK_TEXTS = 2000
 
-    if cfg.reward == BUILTIN:
-        return builtin_reward_model(_splits(cfg))
-    return load_reward_model(cfg.reward)
+
+def step_reward(cfg: ImdbConfig) -> Any:
+    """The reward model (the built-in classifier reports its held-out accuracy on whole reviews); its
+    accuracy on held-out openings of the scored length (a 2-8 token prefix and ``max_new_tokens`` more
+    tokens, labelled by their review) is measured once per experiment and written to
+    ``eval/reward_accuracy.json``."""
+    from tdpo.imdb.sentiment import BUILTIN, builtin_reward_model, load_reward_model, scored_length_accuracy
+
+    reward = builtin_reward_model(_splits(cfg)) if cfg.reward == BUILTIN else load_reward_model(cfg.reward)
+    path = paths(cfg).eval / "reward_accuracy.json"
+    settings = {k: getattr(cfg, k) for k in ("reward", "model", "corpus", "test_fraction", "max_new_tokens", "seed")}
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("settings") != settings:
+        scored = scored_length_accuracy(reward, _splits(cfg).test, _load_tokenizer(cfg.model),
+                                        completion_tokens=cfg.max_new_tokens, num=REWARD_CHECK_TEXTS, seed=cfg.seed + 3)
+        saved = {"settings": settings, "reward_model": reward.name,
+                 "whole_reviews_accuracy": getattr(reward, "accuracy", None), "scored_length": scored}
+        write_atomic(path, json.dumps(saved, indent=2) + "\n")
+    logger.info("tdpo imdb: reward accuracy on %d held-out openings of the scored length (2-8 + %d tokens): %.3f "
+                "(log-loss %.3f)", saved["scored_length"]["texts"], cfg.max_new_tokens,
+                saved["scored_length"]["accuracy"], saved["scored_length"]["log_loss"])
+    return reward
 
 
 def step_sft(cfg: ImdbConfig) -> str:
