@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tdpo.config import config_to_dict, load_config
@@ -121,3 +123,11 @@ def test_only_the_chosen_runs_evaluate_the_held_out_pairs(tmp_path):
             run = method_run_config(cfg, parse_method(spec), "sft/final")
             assert (run.data.test_split == str(pairs_eval)) == (spec in evaluated), spec
             assert (run.eval.every_examples is not None) == (spec in evaluated)
+
+
+def test_reference_states_are_cached_only_when_asked(tmp_path):
+    cfg = _settings(tmp_path)
+    method = parse_method("dpo:beta=0.1")
+    assert method_run_config(cfg, method, "sft/final").reference.cache_states is True
+    off = dataclasses.replace(cfg, cache_reference_states=False)
+    assert method_run_config(off, method, "sft/final").reference.cache_states is False

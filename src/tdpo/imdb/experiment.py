@@ -249,6 +249,12 @@ class ImdbConfig:
     report_samples: Int = Field(6, ge=0)
     """Prefixes whose completions (SFT and every method) are shown in the report."""
 
+    cache_reference_states: Bool = True
+    """Runs with a reference (DPO, TDPO) compute the reference's hidden states for every training pair once,
+    before the first run, and share them (``reference.cache_states``): it pays when the runs together
+    train on more pairs than the table holds, e.g. many runs over few pairs; with many pairs and few steps
+    the one-off table (a reference forward pass over every pair) costs more than it saves."""
+
     keep_checkpoints: Bool = False
     """Keep the trainer's resumable step checkpoints (they hold the optimizer state; large)."""
 

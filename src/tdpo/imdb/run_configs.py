@@ -64,8 +64,8 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     (when there are any) are the evaluation split, evaluated at the start, every
     :meth:`~tdpo.imdb.experiment.ImdbConfig.pair_eval_every_steps` steps and at the end. The training
     seed is the experiment's plus ``method.seed`` (the data order; the model and pairs are the same).
-    Runs with a reference (DPO, TDPO) cache its hidden states (``reference.cache_states``): every run
-    after the first skips the reference's forward pass entirely.
+    Runs with a reference (DPO, TDPO) cache its hidden states (``reference.cache_states``) when
+    ``cfg.cache_reference_states``: every run after the first skips the reference's forward pass entirely.
     """
     from tdpo.loss_registry import get_loss
 
@@ -73,7 +73,8 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     held_out = p.pairs_eval.is_file() and cfg.evaluates_pairs(method)
     # every run starts from the same SFT model on the same pairs: the reference's hidden states are
     # computed by the first run and reused by the others (the losses equal a reference pass up to rounding)
-    reference = {"cache_states": True} if get_loss(method.train_loss).needs_reference else {}
+    reference = ({"cache_states": True} if cfg.cache_reference_states and get_loss(method.train_loss).needs_reference
+                 else {})
     test = str(p.pairs_eval) if held_out else "none"
     every = None if test == "none" else cfg.pair_eval_every_steps() * cfg.batch_size
     return _run(cfg, method.name, {
