@@ -53,6 +53,7 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
         "schedule.warmup_steps=9", "schedule.max_steps=30",
         f"eval.every_examples={24 if held_out else 'null'}", f"eval.at_start={'true' if held_out else 'false'}",
         "run_name=tdpo2_beta0.2_alpha0.3", "reference.cache_states=true",
+        "checkpoint.every_steps=4",  # resumable, at the spacing of the curve points: ceil(30 / 8)
     ])
     got = method_run_config(cfg, method, "sft/final")
     assert config_to_dict(got) == config_to_dict(expected)
@@ -73,6 +74,7 @@ def test_baseline_runs_match_their_command_lines(tmp_path, spec, loss, run_name)
         "data.test_split=none", "data.test_size=0", "data.max_prompt_length=16", "data.max_length=29",
         "optim.batch_size=8", "optim.micro_batch_size=4", "optim.lr=1e-6", "schedule.warmup_steps=9",
         "schedule.max_steps=30", "eval.every_examples=null", "eval.at_start=false", f"run_name={run_name}",
+        "checkpoint.every_steps=4",
     ])
     got = config_to_dict(method_run_config(cfg, parse_method(spec), "sft/final"))
     want = config_to_dict(expected)
@@ -131,3 +133,11 @@ def test_reference_states_are_cached_only_when_asked(tmp_path):
     assert method_run_config(cfg, method, "sft/final").reference.cache_states is True
     off = dataclasses.replace(cfg, cache_reference_states=False)
     assert method_run_config(off, method, "sft/final").reference.cache_states is False
+@pytest.mark.parametrize("every, expected", [(None, 4), (6, 6), (0, None)])
+def test_method_runs_save_resumable_checkpoints_as_often_as_set(tmp_path, every, expected):
+    """Every ``checkpoint_every_steps`` steps (null: the curve points' spacing, ceil(30 / 8); 0: only at
+    the end), one kept; the SFT run only at the end."""
+    cfg = _settings(tmp_path, checkpoint_every_steps=every)
+    got = method_run_config(cfg, parse_method("dpo"), "sft/final").checkpoint
+    assert (got.every_steps, got.keep_last) == (expected, 1)
+    assert sft_run_config(cfg).checkpoint.every_steps is None

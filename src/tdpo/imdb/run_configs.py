@@ -3,7 +3,8 @@
 Each run is a nested mapping in the layout of a ``tdpo train`` YAML file, turned into a validated
 :class:`~tdpo.config.TrainConfig` by :func:`tdpo.config.config_from_dict`. Every run writes into
 ``runs/`` of the experiment folder with the experiment's seed (plus the method's seed offset: another
-data order), no TensorBoard and one checkpoint kept.
+data order), no TensorBoard and one checkpoint kept (a preference run saves one at the spacing of its
+curve points, :meth:`~tdpo.imdb.experiment.ImdbConfig.run_checkpoint_every_steps`).
 Prompts (review prefixes of 2 to 8 tokens) are cut at 16 tokens.
 """
 
@@ -66,6 +67,10 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     seed is the experiment's plus ``method.seed`` (the data order; the model and pairs are the same).
     Runs with a reference (DPO, TDPO) cache its hidden states (``reference.cache_states``) when
     ``cfg.cache_reference_states``: every run after the first skips the reference's forward pass entirely.
+
+    A resumable checkpoint (the policy, the optimizer, the schedule and the RNG states) is saved every
+    :meth:`~tdpo.imdb.experiment.ImdbConfig.run_checkpoint_every_steps` steps, the last one kept, so an
+    interrupted experiment continues the run from it (:mod:`tdpo.imdb.resume`).
     """
     from tdpo.loss_registry import get_loss
 
@@ -86,5 +91,6 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
         "optim": {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "lr": cfg.lr},
         "schedule": {"warmup_steps": cfg.warmup_steps, "max_steps": cfg.train_steps},
         "eval": {"every_examples": every, "at_start": every is not None},
+        "checkpoint": {"keep_last": 1, "every_steps": cfg.run_checkpoint_every_steps()},
         **({"reference": reference} if reference else {}),
     }, seed_offset=method.seed)
