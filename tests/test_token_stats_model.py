@@ -4,6 +4,9 @@ named uses), LoRA reference = adapters disabled, the one reference-then-policy p
 from __future__ import annotations
 
 import copy
+import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -206,6 +209,9 @@ def _fsdp2_worker(rank: int, world: int, model_dir: str, store: str, out: str) -
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
+        # what this process sees of the group, for the test to check that both ranks ran in one world of 2
+        seen = {"world_size": dist.get_world_size(), "rank": dist.get_rank(), "pid": os.getpid()}
+        Path(f"{out}.world-{rank}.json").write_text(json.dumps(seen))
         mesh = init_device_mesh("cpu", (world,))
         wrapper, reference = _perturbed_pair(model_dir)
         for layer in wrapper.model.model.layers:
@@ -252,6 +258,9 @@ def test_chunked_statistics_under_fsdp2_on_two_cpu_processes_match_one_process(m
 
     out = str(tmp_path / "grads.safetensors")
     mp.spawn(_fsdp2_worker, args=(2, str(model_dir), str(tmp_path / "store"), out), nprocs=2, join=True)
+    seen = [json.loads(Path(f"{out}.world-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [(s["world_size"], s["rank"]) for s in seen] == [(2, 0), (2, 1)]
+    assert seen[0]["pid"] != seen[1]["pid"]
     wrapper, reference = _perturbed_pair(model_dir)
     _tdpo2_backward(wrapper, reference, make_pairs(4, seed=1))
     sharded = load_file(out)

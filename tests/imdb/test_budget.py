@@ -74,3 +74,23 @@ def test_best_of_n_sampling_is_in_the_estimate_when_on():
     c = Costs(pair_token=2.0)
     assert estimate(w, c)["best-of-N"] == 2.0 * w.best_of_n_tokens
     assert estimate(w, c)["total"] == pytest.approx(estimate(work_of(_cfg()), c)["total"] + 2.0 * w.best_of_n_tokens)
+
+
+def test_mid_run_checkpoints_are_in_the_estimate_and_the_time_left():
+    cfg = _cfg()
+    w = work_of(cfg)
+    # 40 steps, curve points every 5: checkpoints at steps 5, 10, ..., 35 (step 40's is in the training cost)
+    assert w.checkpoints == 3 * 7
+    assert work_of(_cfg(checkpoint_every_steps=15)).checkpoints == 3 * 2  # steps 15 and 30
+    assert work_of(_cfg(checkpoint_every_steps=0)).checkpoints == 0
+    assert work_of(_cfg(methods=["dpo", "rloo"])).checkpoints == 7  # the online RL run is TRL's: none
+    c = Costs(checkpoint=2.0)
+    assert estimate(w, c)["checkpoints"] == 21 * 2.0
+    assert estimate(w, c)["total"] == pytest.approx(estimate(work_of(_cfg(checkpoint_every_steps=0)), c)["total"] + 42)
+    assert "checkpoints 0.7 min" in describe(estimate(w, c), w)
+    budget = Budget(cfg, w, c)
+    assert budget.left()["checkpoints"] == 42.0
+    budget.run_finished()
+    left = budget.left()
+    assert left["checkpoints"] == pytest.approx(28.0)
+    assert left["total"] == pytest.approx(left["training"] + left["curve evaluation"] + 28.0)

@@ -52,6 +52,23 @@ def counted(monkeypatch):
     return calls
 
 
+def test_a_run_stopped_after_its_last_point_before_its_final_model_is_not_finished(tmp_path):
+    """Ctrl-C in the last point's evaluation leaves the point and a checkpoint but no final model: the run
+    is continued from that checkpoint (tdpo.imdb.resume), not skipped."""
+    cfg = _cfg(tmp_path)
+    last = paths(cfg).eval_point(DPO.name, 8)
+    last.parent.mkdir(parents=True)
+    last.write_text(json.dumps({"step": 8, "settings": cfg.result_settings()}))
+    assert run_finished(cfg, DPO)
+    run = paths(cfg).runs / DPO.name
+    (run / "checkpoints" / "step-000008").mkdir(parents=True)
+    assert run_finished(cfg, DPO)  # an incomplete checkpoint (no trainer_state.json) is none
+    (run / "checkpoints" / "step-000008" / "trainer_state.json").write_text('{"step": 8}')
+    assert not run_finished(cfg, DPO)
+    (run / "final").mkdir()
+    assert run_finished(cfg, DPO)  # finished, its checkpoints kept (keep_checkpoints)
+
+
 def test_points_are_evaluated_at_the_scheduled_steps_once(tmp_path, tiny_lm_pair, tokenizer, counted):
     policy, reference = tiny_lm_pair
     cfg = _cfg(tmp_path)

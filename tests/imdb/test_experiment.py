@@ -97,6 +97,8 @@ def test_saved_results_depend_on_the_settings_that_make_them():
     cfg = ImdbConfig()
     assert "lr" in cfg.result_settings() and "methods" not in cfg.result_settings()
     assert "eval_points" not in cfg.result_settings() and "eval_batch_size" not in cfg.result_settings()
+    # how often runs save checkpoints changes no result: saved points stay valid
+    assert make_config(cfg, checkpoint_every_steps=0).result_settings() == cfg.result_settings()
     changed = make_config(cfg, lr=3e-5)
     assert changed.sft_point_settings() == cfg.sft_point_settings() and changed.pair_settings() == cfg.pair_settings()
     assert make_config(cfg, eval_prefixes=7).pair_settings() == cfg.pair_settings()
@@ -187,3 +189,12 @@ def test_the_estimate_step_prints_the_time_and_runs_nothing(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert printed.startswith("estimated time (from the sizes, uncalibrated): ") and "10 run(s) x" in printed
     assert not out.exists()
+
+
+def test_runs_save_checkpoints_at_the_curve_points_spacing_unless_told():
+    cfg = make_config(ImdbConfig(), train_steps=100, eval_points=8)
+    assert cfg.run_checkpoint_every_steps() == 13  # ceil(100 / 8)
+    assert make_config(cfg, checkpoint_every_steps=5).run_checkpoint_every_steps() == 5
+    assert make_config(cfg, checkpoint_every_steps=0).run_checkpoint_every_steps() is None
+    with pytest.raises(ValueError, match="checkpoint_every_steps"):
+        make_config(cfg, checkpoint_every_steps=-1)

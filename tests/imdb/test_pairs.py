@@ -38,6 +38,13 @@ def test_all_pairs_chosen_is_higher():
     margins = [abs(a - b) for a, b in itertools.combinations(scores, 2)]
     assert stats.mean_margin == pytest.approx(sum(margins) / 6)
     assert stats.mean_reward == pytest.approx(sum(scores) / 4)
+    # margins 0.8 0.4 0.2 0.4 0.6 0.2: sorted 0.2 0.2 0.4 0.4 0.6 0.8; the median halfway between 0.4 and 0.4,
+    # the 0.1 quantile at position 0.5 (0.2), the 0.9 quantile at position 4.5 (0.7)
+    assert stats.margin_quantiles["0.5"] == pytest.approx(0.4)
+    assert stats.margin_quantiles["0.1"] == pytest.approx(0.2)
+    assert stats.margin_quantiles["0.9"] == pytest.approx(0.7)
+    _, other = build_pairs([row], [[0.05, 0.93, 0.51, 0.32]])  # margins .88 .46 .27 .42 .61 .19, off the bin edges
+    assert other.margin_histogram == [0, 1, 1, 0, 2, 0, 1, 0, 1, 0]
 
 
 def test_identical_and_tied_pairs_are_left_out():

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tdpo.config import config_to_dict, load_config
@@ -51,6 +53,7 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
         "schedule.warmup_steps=9", "schedule.max_steps=30",
         f"eval.every_examples={24 if held_out else 'null'}", f"eval.at_start={'true' if held_out else 'false'}",
         "run_name=tdpo2_beta0.2_alpha0.3", "reference.cache_states=true",
+        "checkpoint.every_steps=4",  # resumable, at the spacing of the curve points: ceil(30 / 8)
     ])
     got = method_run_config(cfg, method, "sft/final")
     assert config_to_dict(got) == config_to_dict(expected)
@@ -71,6 +74,7 @@ def test_baseline_runs_match_their_command_lines(tmp_path, spec, loss, run_name)
         "data.test_split=none", "data.test_size=0", "data.max_prompt_length=16", "data.max_length=29",
         "optim.batch_size=8", "optim.micro_batch_size=4", "optim.lr=1e-6", "schedule.warmup_steps=9",
         "schedule.max_steps=30", "eval.every_examples=null", "eval.at_start=false", f"run_name={run_name}",
+        "checkpoint.every_steps=4",
     ])
     got = config_to_dict(method_run_config(cfg, parse_method(spec), "sft/final"))
     want = config_to_dict(expected)
@@ -121,3 +125,19 @@ def test_only_the_chosen_runs_evaluate_the_held_out_pairs(tmp_path):
             run = method_run_config(cfg, parse_method(spec), "sft/final")
             assert (run.data.test_split == str(pairs_eval)) == (spec in evaluated), spec
             assert (run.eval.every_examples is not None) == (spec in evaluated)
+
+
+def test_reference_states_are_cached_only_when_asked(tmp_path):
+    cfg = _settings(tmp_path)
+    method = parse_method("dpo:beta=0.1")
+    assert method_run_config(cfg, method, "sft/final").reference.cache_states is True
+    off = dataclasses.replace(cfg, cache_reference_states=False)
+    assert method_run_config(off, method, "sft/final").reference.cache_states is False
+@pytest.mark.parametrize("every, expected", [(None, 4), (6, 6), (0, None)])
+def test_method_runs_save_resumable_checkpoints_as_often_as_set(tmp_path, every, expected):
+    """Every ``checkpoint_every_steps`` steps (null: the curve points' spacing, ceil(30 / 8); 0: only at
+    the end), one kept; the SFT run only at the end."""
+    cfg = _settings(tmp_path, checkpoint_every_steps=every)
+    got = method_run_config(cfg, parse_method("dpo"), "sft/final").checkpoint
+    assert (got.every_steps, got.keep_last) == (expected, 1)
+    assert sft_run_config(cfg).checkpoint.every_steps is None

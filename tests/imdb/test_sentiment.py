@@ -34,7 +34,7 @@ def splits(reviews_csv):
 
 def cache_json(splits, folder):
     """Where builtin_reward_model keeps the classifier fitted on ``splits`` in ``folder``."""
-    key = sentiment._cache_key(splits, sentiment.TfidfSentimentClassifier().settings)
+    key = sentiment._cache_key(splits, sentiment.TfidfSentimentClassifier(c=sentiment.BUILTIN_C).settings)
     return folder / f"tfidf-v{sentiment.CACHE_VERSION}-{key}.json"
 
 
@@ -142,7 +142,8 @@ def test_planted_pickles_are_never_loaded(splits, tmp_path, monkeypatch, caplog)
     ]
     for path in planted:
         path.write_bytes(payload)
-    reference = sentiment.TfidfSentimentClassifier().fit(splits.train)
+    reference = sentiment.TfidfSentimentClassifier(c=sentiment.BUILTIN_C).fit(
+        [*splits.train, *sentiment.short_windows(splits.train)])
 
     # 1. every file is a pickle: the JSON cannot be parsed, refit
     clf = sentiment.builtin_reward_model(splits, cache=cache, min_accuracy=None, verbose=False)
@@ -294,3 +295,46 @@ def test_builtin_classifier_accuracy_on_imdb(caplog):
     assert "held-out accuracy" in " ".join(logged(caplog))
     scores = clf.score(["One of the best films I have ever seen, brilliant.", "Terrible, boring, awful."])
     assert scores[0] > 0.8 and scores[1] < 0.2
+
+
+def test_short_windows_are_stretches_of_their_review_with_its_label():
+    reviews = [sentiment.Review(" ".join(f"w{i}_{j}" for j in range(60)), i % 2) for i in range(5)]
+    reviews.append(sentiment.Review("too short to cut", 1))
+    windows = sentiment.short_windows(reviews, per_review=3, words=(4, 9), seed=3)
+    assert len(windows) == 3 * len(reviews)
+    for k, window in enumerate(windows):
+        source = reviews[k // 3]
+        words, whole = window.text.split(), source.text.split()
+        assert window.label == source.label
+        assert len(words) == len(whole) if len(whole) < 4 else 4 <= len(words) <= 9
+        start = whole.index(words[0])  # consecutive words of the review, in order
+        assert whole[start : start + len(words)] == words
+    assert windows == sentiment.short_windows(reviews, per_review=3, words=(4, 9), seed=3)
+    assert windows != sentiment.short_windows(reviews, per_review=3, words=(4, 9), seed=4)
+    with pytest.raises(ValueError, match="stretch"):
+        sentiment.short_windows(reviews, words=(0, 3))
+
+
+class _ByLength:
+    """A reward that says "positive" for texts with an even number of characters."""
+
+    name = "by-length"
+
+    def score(self, texts):
+        return torch.tensor([0.9 if len(t) % 2 == 0 else 0.2 for t in texts])
+
+
+def test_scored_length_accuracy_counts_openings_against_their_reviews(splits, tokenizer):
+    from tdpo.imdb.prefixes import review_openings
+
+    out = sentiment.scored_length_accuracy(_ByLength(), splits.test, tokenizer, completion_tokens=5, num=50, seed=1)
+    openings = review_openings(splits.test, tokenizer, min(50, len(splits.test)), completion_tokens=5, seed=1)
+    assert out["texts"] == len(openings) and out["completion_tokens"] == 5
+    right = [(len(o.text) % 2 == 0) == (o.label == 1) for o in openings]  # independent count
+    assert out["accuracy"] == pytest.approx(sum(right) / len(right))
+    expected = -np.mean([np.log(0.9 if len(o.text) % 2 == 0 else 0.2) if o.label else
+                         np.log(0.1 if len(o.text) % 2 == 0 else 0.8) for o in openings])
+    assert out["log_loss"] == pytest.approx(expected)
+    for o in openings:  # each opening starts its review: 2-8 tokens + 5 tokens of it
+        assert any(r.text.startswith(o.text) and r.label == o.label for r in splits.test)
+        assert 7 <= len(tokenizer(o.text, add_special_tokens=False).input_ids) <= 13 + 2

@@ -4,9 +4,9 @@ in plain transformers, NaN stops the run, Ctrl-C saves."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -230,24 +230,47 @@ def test_batch_sizes_that_do_not_fit_are_rejected(model_dir, tmp_path):
         train(cfg, data=training_data(8))
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+TWO_PROCESS_LAUNCHERS = {
+    # what the README tells users: accelerate's torchrun launcher, chosen by the config
+    "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   str(ROOT / "configs" / "accelerate" / "ddp_cpu.yaml"), "--main_process_port", "0"],
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+}
+
+
+def run_two_processes(launcher: str, worker_args: list[str], report: Path) -> subprocess.CompletedProcess:
+    """``train_ddp_worker.py`` under ``launcher`` for 2 processes; checks that both ran, as ranks 0 and 1
+    of a world of 2 (each writes what accelerate told it into ``report``)."""
+    report.mkdir()
+    worker = Path(__file__).parent / "train_ddp_worker.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("ACCELERATE_USE_CPU", None)  # what the launcher does alone
+    cmd = [*TWO_PROCESS_LAUNCHERS[launcher], str(worker), worker_args[0], worker_args[1], worker_args[2], "2",
+           str(report), *worker_args[3:]]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = {p.name: json.loads(p.read_text()) for p in report.glob("world-*.json")}
+    assert sorted(seen) == ["world-0.json", "world-1.json"], done.stderr[-3000:]
+    for rank in (0, 1):
+        got = seen[f"world-{rank}.json"]
+        assert (got["num_processes"], got["process_index"], got["distributed_type"]) == (2, rank, "MULTI_CPU")
+    assert seen["world-0.json"]["pid"] != seen["world-1.json"]["pid"]
+    assert "(2 processes, DDP)" in done.stderr  # the start line
+    return done
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["tdpo2", "dpo_cached"])
-def test_ddp_two_cpu_processes_equal_one_process(variant, model_dir, tmp_path):
+@pytest.mark.parametrize(("variant", "launcher"), [("tdpo2", "accelerate"), ("dpo_cached", "torchrun")])
+def test_ddp_two_cpu_processes_equal_one_process(variant, launcher, model_dir, tmp_path):
     extra = ["loss.name=tdpo2"] if variant == "tdpo2" else ["loss.name=dpo", "reference.cache_logps=true",
                                                              f"reference.cache_dir={tmp_path / 'cache'}"]
     common = [*extra, "schedule.max_steps=3", "optim.batch_size=4"]
     one = train(tiny_config(model_dir, tmp_path, *common, "optim.micro_batch_size=2", "run_name=one"),
                 data=training_data(9))
-    worker = Path(__file__).parent / "train_ddp_worker.py"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    with socket.socket() as sock:  # a free port, not accelerate's fixed default
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-           "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(model_dir), str(tmp_path), "9",
-           *common, "optim.micro_batch_size=1", "run_name=two", f"reference.cache_dir={tmp_path / 'cache2'}"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_two_processes(launcher, [str(model_dir), str(tmp_path), "9", *common, "optim.micro_batch_size=1",
+                                 "run_name=two", f"reference.cache_dir={tmp_path / 'cache2'}"], tmp_path / "ranks")
     two = tmp_path / "two"
     # padding-free rows: one process packs micro-batches of 2 pairs, each of two processes packs 1 pair,
     # so every product has other shapes and rounds differently (1.2e-5 measured after 3 AdamW steps)

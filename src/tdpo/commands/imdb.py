@@ -12,7 +12,8 @@
 
 Every size is an option (``--train-steps 40``, ``--methods dpo:beta=0.1 tdpo2:alpha=0.5,seed=1``); a
 ``--preset`` (default, demo, frontier) gives the starting values. Rerunning an interrupted ``run`` or
-``frontier`` with the same options resumes it: finished runs and saved curve points are not redone.
+``frontier`` with the same options resumes it: finished runs and saved curve points are not redone, and a
+run interrupted in the middle continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import dataclasses
 import shlex
 import sys
 import typing
+
+if typing.TYPE_CHECKING:
+    from tdpo.imdb.experiment import ImdbConfig
 
 STEPS = ("sft", "pairs", "train", "evaluate", "report", "run", "frontier", "estimate")
 
@@ -96,23 +100,35 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(pipeline.estimate_lines(cfg)), flush=True)
         return 0
     command = "tdpo imdb " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    if ns.step in ("run", "frontier"):
+    try:
+        return _run_step(ns.step, cfg, command)
+    except KeyboardInterrupt:
+        print(f"\ntdpo imdb: interrupted; run the same command again to continue (finished work is kept, "
+              f"an interrupted run continues from its last checkpoint in {cfg.out_dir}/runs)", file=sys.stderr)
+        return 130
+
+
+def _run_step(step: str, cfg: ImdbConfig, command: str) -> int:
+    """Run ``step`` (any of :data:`STEPS` but ``estimate``) with settings ``cfg``; returns the exit status."""
+    from tdpo.imdb import pipeline
+
+    if step in ("run", "frontier"):
         report = pipeline.run_pipeline(cfg, command=command)
         print(pipeline.results_summary(cfg, report), flush=True)
         return 0
     pipeline.prepare_out_dir(cfg)
-    if ns.step == "sft":
+    if step == "sft":
         print(pipeline.step_sft(cfg))
-    elif ns.step == "pairs":
+    elif step == "pairs":
         pipeline.step_pairs(cfg)
-    elif ns.step == "train":
+    elif step == "train":
         reward = pipeline.step_reward(cfg)
         for name, run_dir in pipeline.step_train(cfg, reward).items():
             print(f"{name}: {run_dir}")
-    elif ns.step == "evaluate":
+    elif step == "evaluate":
         pipeline.step_evaluate(cfg)
         print(pipeline.step_report(cfg))
-    elif ns.step == "report":
+    elif step == "report":
         print(pipeline.step_report(cfg))
     return 0
 

@@ -6,6 +6,7 @@ Examples::
     tdpo train configs/tdpo2.yaml model.name_or_path=runs/sft/final loss.alpha=0.5
     tdpo train configs/tdpo2.yaml run_name=hh-tdpo2 --resume
     accelerate launch --config_file configs/accelerate/ddp_cpu.yaml -m tdpo train configs/default.yaml
+    torchrun --nproc_per_node 2 -m tdpo train configs/default.yaml     # 2 processes without accelerate's launcher
     tdpo train --options          # every option with its type, default and documentation
 """
 
@@ -25,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a causal LM with SFT, the DPO family or TDPO (see 'tdpo train --options').",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="overrides are dotted keys, e.g. loss.name=tdpo2 loss.alpha=0.5 optim.lr=5e-6\n"
-        "multi-process: accelerate launch --config_file configs/accelerate/<x>.yaml -m tdpo train ...",
+        "multi-process: accelerate launch --config_file configs/accelerate/<x>.yaml -m tdpo train ...\n"
+        "  or torchrun --nproc_per_node N -m tdpo train ... (accelerate launch --cpu starts one process)",
     )
     parser.add_argument("items", nargs="*", metavar="CONFIG.yaml | key=value",
                         help="a YAML config file (optional, first) followed by dotted overrides")

@@ -17,8 +17,9 @@ holds both the prefix-to-prefix spread and the sampling noise within a prefix).
 
 The x-coordinate of best-of-N on the frontier is the usual analytical KL,
 ``KL(pi_bon || pi_ref) = log N - (N - 1) / N`` (:func:`best_of_n_kl`; Stiennon et al. 2020); for a
-finite set of completions it is an upper bound (Beirami et al. 2024), exact when no two completions
-have the same reward.
+finite set of completions it is an upper bound (Beirami et al. 2024), reached only in the continuous
+limit where every single completion has vanishing probability under the reference; distinct rewards
+(no ties) do not make it exact.
 
 Pure numerical code: numpy arrays in, numbers out; no models, no files.
 """

@@ -19,6 +19,7 @@ Modules, one per job:
 - :mod:`tdpo.imdb.budget`: the estimated time from the sizes, calibrated as the experiment runs.
 - :mod:`tdpo.imdb.layout`: where the experiment writes, and the models it finds there.
 - :mod:`tdpo.imdb.run_configs`: the trainer configs of the SFT run and of every method.
+- :mod:`tdpo.imdb.resume`: an interrupted run continued from its last checkpoint.
 - :mod:`tdpo.imdb.steps`: each step as a function; :mod:`tdpo.imdb.timer`: where the time went.
 - :mod:`tdpo.imdb.pipeline`: the whole chain.
 """

@@ -6,8 +6,8 @@ curve points' common random numbers) and scored by the reward model. From the re
 :func:`tdpo.evaluation.best_of_n.best_of_n` gives, for every N of ``best_of_n``, the unbiased
 best-of-N mean reward (the subset maximum averaged over all N-subsets of a prefix's samples), its
 standard error over prefixes, and the analytical KL ``log N - (N - 1) / N``: an upper bound on
-``D_KL(pi_bon || pi_ref)``, exact for best-of-N when no two completions have the same reward. No KL is
-measured.
+``D_KL(pi_bon || pi_ref)``, reached only in the continuous limit (every completion of vanishing
+probability under the reference). No KL is measured.
 
 ``eval/best_of_n.json`` holds the settings the samples depend on
 (:meth:`~tdpo.imdb.experiment.ImdbConfig.best_of_n_settings`), every prefix's prompt and M rewards, and
@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 BEST_OF_N_SEED_OFFSET = 20_000
 
 #: What the x-coordinate of best-of-N is, in ``results.json`` and the report.
-BEST_OF_N_KL = ("analytical KL(best-of-N || SFT) = log N - (N - 1) / N (nats): an upper bound, exact for "
-                "best-of-N without ties; not a measured reverse KL")
+BEST_OF_N_KL = ("analytical KL(best-of-N || SFT) = log N - (N - 1) / N (nats): an upper bound, reached only "
+                "in the continuous limit; not a measured reverse KL")
 
 
 def best_of_n_path(cfg: ImdbConfig) -> Path:

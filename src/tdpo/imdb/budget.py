@@ -13,7 +13,10 @@ The work of an experiment, in the units each phase is measured in (:func:`work_o
 - best-of-N (when ``best_of_n_samples`` is set): ``eval_prefixes * best_of_n_samples`` completions
   sampled from the SFT model and scored, at the cost of a sampled token of the pairs;
 - an online RL run (RLOO) costs a preference run plus, every step, its ``2 * batch_size`` sampled and
-  scored completions at the cost of a sampled token of the pairs.
+  scored completions at the cost of a sampled token of the pairs;
+- the resumable checkpoints a preference run saves before its end (every
+  :meth:`~tdpo.imdb.experiment.ImdbConfig.run_checkpoint_every_steps` steps; the one at the end was
+  always saved and is in the training cost), each the policy and its RMSprop state.
 
 :class:`Costs` gives seconds per token of each kind, measured on a 2-core CPU with SmolLM2-135M in
 float32 by the default ``tdpo imdb frontier`` of 2026-11-27 (108 minutes, 10 runs, 81 curve points;
@@ -21,6 +24,8 @@ float32 by the default ``tdpo imdb frontier`` of 2026-11-27 (108 minutes, 10 run
 token of a chosen or rejected row (the runs with and without a reference averaged), the held-out pair
 evaluation 2.4 ms per token, sampling and scoring 2.5 ms per sampled token, a curve point 5.3 ms per
 sampled token. They give the estimate printed before the experiment starts (107 minutes for that run).
+A mid-run checkpoint of SmolLM2-135M with its RMSprop state (1.08 GB) took 7.4 and 6.9 s to write with
+the trainer's code in one process at one thread (``benchmarks/checkpoint_save.py --saves 2``): 7.2 s each.
 :class:`Budget` then replaces the training and evaluation costs by the ones it measures (the median
 seconds of the training steps seen so far, the mean seconds of the curve points) and logs what is
 left.
@@ -58,6 +63,9 @@ class Costs:
     """One sampled token of a curve point (sampling with the policy's states kept, the reward, the
     reference's KL pass): the default frontier spent 3,442 s on 80 points of 512 x 16 tokens
     (``benchmarks/curve_point.py`` alone measures about 5.2e-3)."""
+    checkpoint: float = 7.2
+    """One resumable checkpoint of a preference run (the policy and its optimizer state; seconds per
+    checkpoint, not per token: measured for SmolLM2-135M, 1.08 GB)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class Work:
         point_tokens: sampled tokens of one curve point.
         best_of_n_tokens: sampled tokens of best-of-N (0 when off or done).
         online_sample_tokens: tokens the online RL runs sample during training (all of them).
+        checkpoints: resumable checkpoints the runs save before their last step (all of them).
     """
 
     sft_tokens: int
@@ -87,6 +96,7 @@ class Work:
     point_tokens: int
     best_of_n_tokens: int = 0
     online_sample_tokens: int = 0
+    checkpoints: int = 0
 
 
 def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = None, sft: bool = True,
@@ -100,6 +110,9 @@ def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = N
     held_out_pairs = cfg.eval_pair_prefixes * cfg.samples_per_prefix * (cfg.samples_per_prefix - 1) // 2
     pair_eval_runs = len({m.name for m in cfg.pair_eval_method_list()} & {m.name for m in methods})
     pair_evals = pair_eval_runs * (1 + -(-cfg.train_steps // cfg.pair_eval_every_steps()))
+    every = cfg.run_checkpoint_every_steps()
+    # saved at every multiple of `every` before the last step (the last step's is in the training cost)
+    checkpoints_per_run = -(-cfg.train_steps // every) - 1 if every else 0
     return Work(
         sft_tokens=cfg.sft_steps * cfg.sft_batch_size * cfg.sft_max_length if sft else 0,
         pair_tokens=(cfg.train_prefixes + cfg.eval_pair_prefixes) * cfg.samples_per_prefix * cfg.max_new_tokens
@@ -113,6 +126,7 @@ def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = N
         best_of_n_tokens=cfg.eval_prefixes * cfg.best_of_n_samples * cfg.max_new_tokens if best_of_n else 0,
         online_sample_tokens=sum(m.online for m in methods) * cfg.train_steps * 2 * cfg.batch_size
         * cfg.max_new_tokens,
+        checkpoints=sum(not m.online for m in methods) * checkpoints_per_run,
     )
 
 
@@ -125,6 +139,7 @@ def estimate(work: Work, costs: Costs = Costs()) -> dict[str, float]:
         + work.pair_eval_tokens * costs.pair_eval_token + work.online_sample_tokens * costs.pair_token,
         "curve evaluation": work.points * work.point_tokens * costs.eval_token,
         "best-of-N": work.best_of_n_tokens * costs.pair_token,
+        "checkpoints": work.checkpoints * costs.checkpoint,
     }
     out["total"] = sum(out.values())
     return out
@@ -180,17 +195,21 @@ class Budget:
         self.steps_done = self.runs_done * self.work.train_steps
 
     def left(self) -> dict[str, float]:
-        """Seconds of training and curve evaluation left, and their ``total``."""
+        """Seconds of training, curve evaluation and checkpoints left (those of the runs not finished),
+        and their ``total``."""
         w, c = self.work, self.costs
         steps_left = max(w.runs * w.train_steps - self.steps_done, 0)
         runs_left = max(w.runs - self.runs_done, 0)
         pair_evals_left = w.pair_eval_tokens * runs_left / max(w.runs, 1)
         training = steps_left * w.step_tokens * c.train_token + pair_evals_left * c.pair_eval_token
         evaluation = max(w.points - self.points_done, 0) * w.point_tokens * c.eval_token
-        return {"training": training, "curve evaluation": evaluation, "total": training + evaluation}
+        checkpoints = w.checkpoints * runs_left / max(w.runs, 1) * c.checkpoint
+        return {"training": training, "curve evaluation": evaluation, "checkpoints": checkpoints,
+                "total": training + evaluation + checkpoints}
 
     def log_left(self, what: str = "left") -> None:
         """Log the time left."""
         left = self.left()
-        logger.info("tdpo imdb: about %.1f min %s (training %.1f, curve evaluation %.1f)", left["total"] / 60, what,
-                    left["training"] / 60, left["curve evaluation"] / 60)
+        logger.info("tdpo imdb: about %.1f min %s (training %.1f, curve evaluation %.1f, checkpoints %.1f)",
+                    left["total"] / 60, what, left["training"] / 60, left["curve evaluation"] / 60,
+                    left["checkpoints"] / 60)

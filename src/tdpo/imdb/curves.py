@@ -82,8 +82,15 @@ def saved_point(cfg: ImdbConfig, method: Method | None, step: int) -> dict[str, 
 
 
 def run_finished(cfg: ImdbConfig, method: Method) -> bool:
-    """Whether ``method``'s run has its last curve point (with the current settings)."""
-    return saved_point(cfg, method, cfg.eval_steps()[-1]) is not None
+    """Whether ``method``'s run has its last curve point (with the current settings) and is not left with a
+    checkpoint but no final model (stopped after its last point, before the trainer's end: it is
+    continued from that checkpoint, :mod:`tdpo.imdb.resume`)."""
+    from tdpo.training.checkpoint import latest_checkpoint
+
+    if saved_point(cfg, method, cfg.eval_steps()[-1]) is None:
+        return False
+    run_dir = paths(cfg).runs / method.name
+    return (run_dir / "final").is_dir() or latest_checkpoint(run_dir) is None
 
 
 def points_to_do(cfg: ImdbConfig, method: Method) -> list[int]:

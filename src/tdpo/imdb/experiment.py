@@ -136,8 +136,21 @@ class ImdbConfig:
     report_samples: Int = Field(6, ge=0)
     """Prefixes whose completions (SFT and every method) are shown in the report."""
 
+    cache_reference_states: Bool = True
+    """Runs with a reference (DPO, TDPO) compute the reference's hidden states for every training pair once,
+    before the first run, and share them (``reference.cache_states``): it pays when the runs together
+    train on more pairs than the table holds, e.g. many runs over few pairs; with many pairs and few steps
+    the one-off table (a reference forward pass over every pair) costs more than it saves."""
+
     keep_checkpoints: Bool = False
-    """Keep the trainer's resumable step checkpoints (they hold the optimizer state; large)."""
+    """Keep the trainer's resumable step checkpoints of finished runs (they hold the optimizer state;
+    large)."""
+
+    checkpoint_every_steps: Int | None = Field(None, ge=0)
+    """Save a resumable checkpoint of every preference run this often (one kept), so that an interrupted
+    experiment continues a run from its last checkpoint; null: at the spacing of the curve points,
+    ``ceil(train_steps / eval_points)``; 0: none before the end (an interrupted run is trained again
+    from the SFT model). A checkpoint of the built-in model and its optimizer state is about 1.1 GB."""
 
     with_online_rl: Bool = False
     """Also train the online RL baseline (``rloo:beta=0.05``: TRL's RLOO with the reward classifier as
@@ -188,6 +201,13 @@ class ImdbConfig:
         """Steps between the trainer's evaluations of the held-out pairs (:attr:`eval_every_steps`)."""
         return self.eval_every_steps or -(-self.train_steps // self.eval_points)
 
+    def run_checkpoint_every_steps(self) -> int | None:
+        """Steps between the resumable checkpoints of a preference run (:attr:`checkpoint_every_steps`),
+        None for none before the end."""
+        if self.checkpoint_every_steps is None:
+            return -(-self.train_steps // self.eval_points)
+        return self.checkpoint_every_steps or None
+
     def sft_settings(self) -> dict[str, Any]:
         """The settings the SFT model depends on."""
         return {k: getattr(self, k) for k in _SFT_FIELDS}
@@ -210,7 +230,7 @@ class ImdbConfig:
         that only choose which runs and points exist, how the report looks or how fast it runs.
         Saved results whose settings differ are not reused."""
         skip = {"out_dir", "methods", "eval_points", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
-                "report_samples", "keep_checkpoints", "eval_batch_size", "best_of_n_samples", "best_of_n",
+                "report_samples", "keep_checkpoints", "checkpoint_every_steps", "eval_batch_size", "best_of_n_samples", "best_of_n",
                 "with_online_rl", "online_rl_generations"}
         skip |= {"eval_pairs_per_prefix", "primary_contrast", "primary_kl_window"}  # the analysis and Figure 3's pairs
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}

@@ -12,7 +12,7 @@ and ``chosen_score``, ``rejected_score``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ class PairStats:
         skipped_ties: pairs left out because both completions had exactly the same reward.
         mean_reward: mean reward of all completions.
         mean_margin: mean reward difference chosen - rejected over the pairs written.
+        margin_quantiles: the margins' quantiles ``{"0.1", "0.25", "0.5", "0.75", "0.9"}`` (linear
+            interpolation between order statistics), empty when no pair was written.
+        margin_histogram: counts of the margins in the bins ``[0, 0.1), [0.1, 0.2), ..., [0.9, 1]``.
     """
 
     prompts: int
@@ -42,6 +45,23 @@ class PairStats:
     skipped_ties: int
     mean_reward: float
     mean_margin: float
+    margin_quantiles: dict[str, float] = field(default_factory=dict)
+    margin_histogram: list[int] = field(default_factory=list)
+
+
+MARGIN_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def _margin_distribution(margins: Sequence[float]) -> tuple[dict[str, float], list[int]]:
+    """Quantiles (:data:`MARGIN_QUANTILES`) and a 10-bin histogram over [0, 1] of the reward margins."""
+    import numpy as np
+
+    if not margins:
+        return {}, []
+    values = np.asarray(margins, dtype=np.float64)
+    quantiles = {f"{q:g}": float(np.quantile(values, q)) for q in MARGIN_QUANTILES}
+    bins = np.minimum((values * 10).astype(np.int64), 9)
+    return quantiles, np.bincount(bins, minlength=10).tolist()
 
 
 def score_completions(reward: RewardModel, completions: Sequence[Sequence[Completion]]) -> list[list[float]]:
@@ -96,6 +116,7 @@ def build_pairs(
                     }
                 )
     margins = [r["chosen_score"] - r["rejected_score"] for r in records]
+    quantiles, histogram = _margin_distribution(margins)
     stats = PairStats(
         prompts=len(completions),
         pairs=len(records),
@@ -103,6 +124,8 @@ def build_pairs(
         skipped_ties=ties,
         mean_reward=sum(all_scores) / len(all_scores) if all_scores else float("nan"),
         mean_margin=sum(margins) / len(margins) if margins else float("nan"),
+        margin_quantiles=quantiles,
+        margin_histogram=histogram,
     )
     return records, stats
 

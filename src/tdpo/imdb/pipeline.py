@@ -11,8 +11,9 @@ step                   writes
 :func:`step_sft`       ``data/sft.jsonl``, ``runs/sft/`` (trainer run), SFT model ``runs/sft/final``
 :func:`step_pairs`     ``data/pairs.jsonl`` (+ ``data/pairs_eval.jsonl``), ``data/pairs_stats.json``
 :func:`step_train`     ``eval/sft/step-000000.json`` (step 0 of every curve), then for every run
-                       ``runs/<run>/`` (``metrics.jsonl``, ``final/``) and its curve points
-                       ``eval/<run>/step-NNNNNN.json``, evaluated inside the training process
+                       ``runs/<run>/`` (``metrics.jsonl``, ``final/``; ``checkpoints/`` while it
+                       trains) and its curve points ``eval/<run>/step-NNNNNN.json``, evaluated inside
+                       the training process
 :func:`step_evaluate`  ``eval/best_of_n.json`` (:func:`step_best_of_n`, when ``best_of_n_samples`` is
                        set), ``results.json``: the curves, the last points, best-of-N, the matched-KL
                        comparison
@@ -22,9 +23,10 @@ step                   writes
 :func:`run_pipeline` runs them all with a :class:`StepTimer`: it logs an estimate of the time from the
 sizes before it starts (:mod:`tdpo.imdb.budget`), the time left as it is calibrated, and where the
 time went at the end. It resumes an interrupted experiment: the SFT model and the pairs made with the
-same settings are kept, finished runs and saved curve points are not done again (an unfinished run is
-trained again from the SFT model). Progress messages are logged (logger ``tdpo.imdb``); the command
-line shows them on standard error.
+same settings are kept, finished runs and saved curve points are not done again, and a run interrupted
+in the middle continues from its last checkpoint (:mod:`tdpo.imdb.resume`; trained again from the SFT
+model when its checkpoint was made with other settings). Progress messages are logged (logger
+``tdpo.imdb``); the command line shows them on standard error.
 """
 
 from __future__ import annotations

@@ -40,13 +40,14 @@ def _cut(
     max_tokens: int,
     completion_tokens: int,
     seed: int,
-) -> list[tuple[str, str]]:
+) -> list[tuple[int, str, str]]:
+    """``(review index, prefix, continuation)`` of up to ``num`` reviews in a seeded random order."""
     if not 1 <= min_tokens <= max_tokens:
         raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens} and {max_tokens}")
     rng = random.Random(seed)
     order = list(range(len(reviews)))
     rng.shuffle(order)
-    out: list[tuple[str, str]] = []
+    out: list[tuple[int, str, str]] = []
     for i in order:
         if num is not None and len(out) >= num:
             break
@@ -56,7 +57,7 @@ def _cut(
             continue  # too short to leave a continuation
         prompt, completion = split_decode(tokenizer, ids[:k], ids[k : k + completion_tokens])
         if prompt.strip():
-            out.append((prompt, completion))
+            out.append((i, prompt, completion))
     if num is not None and len(out) < num:
         raise ValueError(f"asked for {num} prefixes but only {len(out)} of {len(reviews)} reviews are long enough")
     return out
@@ -69,7 +70,7 @@ def review_prefixes(reviews: Sequence[Review], tokenizer: Any, num: int | None =
     Each prefix is the first ``k`` tokens of its review with ``k`` uniform in
     ``[min_tokens, max_tokens]``; reviews with no token after the prefix are skipped.
     """
-    return [p for p, _ in _cut(reviews, tokenizer, num, min_tokens, max_tokens, 0, seed)]
+    return [p for _, p, _ in _cut(reviews, tokenizer, num, min_tokens, max_tokens, 0, seed)]
 
 
 def sft_examples(reviews: Sequence[Review], tokenizer: Any, num: int | None = None, *, completion_tokens: int = 48,
@@ -81,4 +82,18 @@ def sft_examples(reviews: Sequence[Review], tokenizer: Any, num: int | None = No
     if completion_tokens < 1:
         raise ValueError(f"completion_tokens must be >= 1, got {completion_tokens}")
     pairs = _cut(reviews, tokenizer, num, min_tokens, max_tokens, completion_tokens, seed)
-    return [{"prompt": p, "completion": c} for p, c in pairs]
+    return [{"prompt": p, "completion": c} for _, p, c in pairs]
+
+
+def review_openings(reviews: Sequence[Review], tokenizer: Any, num: int | None = None, *, completion_tokens: int,
+                    min_tokens: int = 2, max_tokens: int = 8, seed: int = 0) -> list[Review]:
+    """Openings of ``num`` reviews cut as the experiment's scored texts are: a prefix of ``min_tokens`` to
+    ``max_tokens`` tokens and the next ``completion_tokens`` tokens, each labelled by its whole review.
+
+    These are texts of the length the reward scores (prefix + completion), with the review's label; the
+    label is the whole review's, so an opening that says nothing of the film is counted all the same.
+    """
+    if completion_tokens < 1:
+        raise ValueError(f"completion_tokens must be >= 1, got {completion_tokens}")
+    cut = _cut(reviews, tokenizer, num, min_tokens, max_tokens, completion_tokens, seed)
+    return [Review(p + c, reviews[i].label) for i, p, c in cut]

@@ -269,11 +269,26 @@ def _setup_lines(cfg: ImdbConfig, results: dict) -> list[str]:
         "log π_ref(y_t)], and TDPO's **forward sequential KL** Σ_t KL(π_ref‖π_θ).",
         "",
     ]
+    accuracy = p.eval / "reward_accuracy.json"
+    if accuracy.is_file():
+        acc = json.loads(accuracy.read_text())
+        whole = acc.get("whole_reviews_accuracy")
+        scored = acc["scored_length"]
+        lines += [
+            f"Reward accuracy: {_num(whole)} on whole held-out reviews, {scored['accuracy']:.3f} (log-loss "
+            f"{scored['log_loss']:.3f}) on {scored['texts']} held-out review openings of the scored length "
+            f"(2-8 + {scored['completion_tokens']} tokens, labelled by their review).",
+            "",
+        ]
     train = json.loads(p.pairs_stats.read_text()).get("train", {}) if p.pairs_stats.is_file() else {}
     if train:
+        quantiles = train.get("margin_quantiles") or {}
+        spread = (f" (quantiles 10/25/50/75/90%: {', '.join(f'{v:.3f}' for v in quantiles.values())})"
+                  if quantiles else "")
         lines += [
             f"Preference data: {train['pairs']} pairs from {train['prompts']} prefixes, mean reward of the "
-            f"samples {train['mean_reward']:.3f}, mean chosen-rejected reward margin {train['mean_margin']:.3f}.",
+            f"samples {train['mean_reward']:.3f}, mean chosen-rejected reward margin {train['mean_margin']:.3f}"
+            f"{spread}.",
             "",
         ]
     return lines

@@ -3,7 +3,8 @@
 Each run is a nested mapping in the layout of a ``tdpo train`` YAML file, turned into a validated
 :class:`~tdpo.config.TrainConfig` by :func:`tdpo.config.config_from_dict`. Every run writes into
 ``runs/`` of the experiment folder with the experiment's seed (plus the method's seed offset: another
-data order), no TensorBoard and one checkpoint kept.
+data order), no TensorBoard and one checkpoint kept (a preference run saves one at the spacing of its
+curve points, :meth:`~tdpo.imdb.experiment.ImdbConfig.run_checkpoint_every_steps`).
 Prompts (review prefixes of 2 to 8 tokens) are cut at 16 tokens.
 """
 
@@ -64,8 +65,12 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     (when there are any) are the evaluation split, evaluated at the start, every
     :meth:`~tdpo.imdb.experiment.ImdbConfig.pair_eval_every_steps` steps and at the end. The training
     seed is the experiment's plus ``method.seed`` (the data order; the model and pairs are the same).
-    Runs with a reference (DPO, TDPO) cache its hidden states (``reference.cache_states``): every run
-    after the first skips the reference's forward pass entirely.
+    Runs with a reference (DPO, TDPO) cache its hidden states (``reference.cache_states``) when
+    ``cfg.cache_reference_states``: every run after the first skips the reference's forward pass entirely.
+
+    A resumable checkpoint (the policy, the optimizer, the schedule and the RNG states) is saved every
+    :meth:`~tdpo.imdb.experiment.ImdbConfig.run_checkpoint_every_steps` steps, the last one kept, so an
+    interrupted experiment continues the run from it (:mod:`tdpo.imdb.resume`).
     """
     from tdpo.loss_registry import get_loss
 
@@ -73,7 +78,8 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     held_out = p.pairs_eval.is_file() and cfg.evaluates_pairs(method)
     # every run starts from the same SFT model on the same pairs: the reference's hidden states are
     # computed by the first run and reused by the others (the losses equal a reference pass up to rounding)
-    reference = {"cache_states": True} if get_loss(method.train_loss).needs_reference else {}
+    reference = ({"cache_states": True} if cfg.cache_reference_states and get_loss(method.train_loss).needs_reference
+                 else {})
     test = str(p.pairs_eval) if held_out else "none"
     every = None if test == "none" else cfg.pair_eval_every_steps() * cfg.batch_size
     return _run(cfg, method.name, {
@@ -85,5 +91,6 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
         "optim": {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "lr": cfg.lr},
         "schedule": {"warmup_steps": cfg.warmup_steps, "max_steps": cfg.train_steps},
         "eval": {"every_examples": every, "at_start": every is not None},
+        "checkpoint": {"keep_last": 1, "every_steps": cfg.run_checkpoint_every_steps()},
         **({"reference": reference} if reference else {}),
     }, seed_offset=method.seed)

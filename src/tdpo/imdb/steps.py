@@ -69,24 +69,62 @@ def _splits(cfg: ImdbConfig) -> Any:
     return _SPLITS_CACHE[key]
 
 
-def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None) -> Path:
-    """Train ``train_cfg`` in a fresh run folder; drop its checkpoints unless ``cfg.keep_checkpoints``."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: the trainer saved a checkpoint and returned without a final model. The
+    experiment stops as Ctrl-C stops it; run it again to continue (:mod:`tdpo.imdb.resume`)."""
+
+
+def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None, *,
+           resume_from: Path | None = None, method: Method | None = None) -> Path:
+    """Train ``train_cfg`` in a fresh run folder (recording the experiment's settings there for a
+    ``method``'s run), or continue it from checkpoint ``resume_from``; drop its checkpoints once it is
+    finished unless ``cfg.keep_checkpoints``.
+
+    Raises:
+        RunInterrupted: Ctrl-C stopped the run (its checkpoints are kept).
+    """
     from tdpo.training import train
 
-    shutil.rmtree(train_cfg.run_dir(), ignore_errors=True)
-    run_dir = train(train_cfg, on_step=on_step)
+    if resume_from is None:
+        shutil.rmtree(train_cfg.run_dir(), ignore_errors=True)
+        if method is not None:
+            from tdpo.imdb.resume import record_run_settings
+
+            record_run_settings(cfg, train_cfg.run_dir())
+    run_dir = train(train_cfg, resume=resume_from or False, on_step=on_step)
+    if not (run_dir / "final").is_dir():
+        raise RunInterrupted(f"tdpo imdb: {run_dir.name} interrupted; its checkpoint is kept: run the same "
+                             "command again to continue it")
     if not cfg.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return run_dir
 
 
-def step_reward(cfg: ImdbConfig) -> Any:
-    """The reward model (the built-in classifier reports its held-out accuracy)."""
-    from tdpo.imdb.sentiment import BUILTIN, builtin_reward_model, load_reward_model
+#: Held-out reviews whose openings measure the reward's accuracy at the scored length.
+REWARD_CHECK_TEXTS = 2000
 
-    if cfg.reward == BUILTIN:
-        return builtin_reward_model(_splits(cfg))
-    return load_reward_model(cfg.reward)
+
+def step_reward(cfg: ImdbConfig) -> Any:
+    """The reward model (the built-in classifier reports its held-out accuracy on whole reviews); its
+    accuracy on held-out openings of the scored length (a 2-8 token prefix and ``max_new_tokens`` more
+    tokens, labelled by their review) is measured once per experiment and written to
+    ``eval/reward_accuracy.json``."""
+    from tdpo.imdb.sentiment import BUILTIN, builtin_reward_model, load_reward_model, scored_length_accuracy
+
+    reward = builtin_reward_model(_splits(cfg)) if cfg.reward == BUILTIN else load_reward_model(cfg.reward)
+    path = paths(cfg).eval / "reward_accuracy.json"
+    settings = {k: getattr(cfg, k) for k in ("reward", "model", "corpus", "test_fraction", "max_new_tokens", "seed")}
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    if saved.get("settings") != settings:
+        scored = scored_length_accuracy(reward, _splits(cfg).test, _load_tokenizer(cfg.model),
+                                        completion_tokens=cfg.max_new_tokens, num=REWARD_CHECK_TEXTS, seed=cfg.seed + 3)
+        saved = {"settings": settings, "reward_model": reward.name,
+                 "whole_reviews_accuracy": getattr(reward, "accuracy", None), "scored_length": scored}
+        write_atomic(path, json.dumps(saved, indent=2) + "\n")
+    logger.info("tdpo imdb: reward accuracy on %d held-out openings of the scored length (2-8 + %d tokens): %.3f "
+                "(log-loss %.3f)", saved["scored_length"]["texts"], cfg.max_new_tokens,
+                saved["scored_length"]["accuracy"], saved["scored_length"]["log_loss"])
+    return reward
 
 
 def step_sft(cfg: ImdbConfig) -> str:
@@ -163,10 +201,18 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
 
 
 def train_method(cfg: ImdbConfig, method: Method, on_step: StepCallback | None = None, reward: Any = None) -> Path:
-    """Train one method from the SFT model on the pairs (in a fresh run folder); return its run folder
-    (``final/`` inside). ``on_step`` is handed to the trainer (:data:`tdpo.training.trainer.StepCallback`).
-    An online RL method trains with TRL on the pairs' prefixes and ``reward`` (default: the
-    experiment's reward model), :func:`tdpo.imdb.online_rl.train_online_rl`."""
+    """Train one method from the SFT model on the pairs (in a fresh run folder), or continue it from
+    the checkpoint an interrupted experiment left (:func:`tdpo.imdb.resume.resume_checkpoint`); return
+    its run folder (``final/`` inside). ``on_step`` is handed to the trainer
+    (:data:`tdpo.training.trainer.StepCallback`). An online RL method trains with TRL on the pairs'
+    prefixes and ``reward`` (default: the experiment's reward model),
+    :func:`tdpo.imdb.online_rl.train_online_rl`, always from the SFT model.
+
+    Raises:
+        RunInterrupted: Ctrl-C stopped the run (a checkpoint was saved).
+    """
+    from tdpo.imdb.resume import resume_checkpoint
+
     p = paths(cfg)
     if not p.pairs.is_file():
         raise FileNotFoundError(f"no preference pairs at {p.pairs}: run 'tdpo imdb pairs --out {cfg.out_dir}'")
@@ -175,7 +221,9 @@ def train_method(cfg: ImdbConfig, method: Method, on_step: StepCallback | None =
 
         reward = reward if reward is not None else step_reward(cfg)
         return train_online_rl(cfg, method, sft_model_path(cfg), reward, on_step=on_step)
-    return _train(cfg, method_run_config(cfg, method, sft_model_path(cfg)), on_step=on_step)
+    train_cfg = method_run_config(cfg, method, sft_model_path(cfg))
+    return _train(cfg, train_cfg, on_step=on_step, resume_from=resume_checkpoint(cfg, method, train_cfg),
+                  method=method)
 
 
 def held_out_prompts(cfg: ImdbConfig, tokenizer: Any) -> list[str]:
@@ -199,7 +247,8 @@ def step_train(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = No
     curve points evaluated as training reaches them; return ``{run name: run folder}``.
 
     A run whose last point is saved (with the same settings) is finished and skipped; an unfinished
-    run is trained again from the SFT model, its points already saved not evaluated again.
+    run continues from its last checkpoint when it can (:mod:`tdpo.imdb.resume`), else it is trained
+    again from the SFT model, its points already saved not evaluated again.
     """
     timer = timer if timer is not None else StepTimer()
     methods = cfg.method_list()

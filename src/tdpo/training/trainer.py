@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,7 @@ from tdpo.training.distributed import (
     weight_norm,
 )
 from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason
+from tdpo.training.launch import accelerator_backend, launch_warning, use_cpu_processes
 from tdpo.training.model_card import base_model_license, last_metrics, render_model_card
 from tdpo.training.model_setup import build_models
 from tdpo.training.run_folder import (
@@ -174,12 +176,14 @@ class Trainer:
         from accelerate.utils import DistributedType, set_seed
 
         cfg = self.cfg
+        # On a machine without a GPU, processes started by torchrun join (over gloo) only when told cpu=True.
+        cpu = use_cpu_processes(os.environ, accelerator_backend())
+        launch = PartialState(cpu=cpu)
         # DeepSpeed runs gradient accumulation (and clipping) inside its engine: tell it the count.
         # Elsewhere the loop accumulates itself (accelerate's own count stays 1: it would rescale the loss).
-        launch = PartialState()
         self.deepspeed = launch.distributed_type == DistributedType.DEEPSPEED
         accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
-        accelerator = Accelerator(gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
+        accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
         self.accelerator = accelerator
         resume_from = resume_folder(cfg, self._resume, self._overwrite, accelerator.is_main_process)
         if resume_from is not None:
@@ -189,6 +193,9 @@ class Trainer:
         if accelerator.is_main_process:
             logger.info("%s run in %s (%s)", cfg.loss.name, self.run_dir,
                         process_summary(accelerator.num_processes, accelerator.distributed_type.value))
+            short = launch_warning(os.environ, accelerator.num_processes)
+            if short:
+                logger.warning("%s", short)
         # The main process first: it converts the built-in model and writes the data cache once.
         with accelerator.main_process_first():
             model = cfg.model
