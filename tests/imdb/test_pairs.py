@@ -55,6 +55,23 @@ def test_identical_and_tied_pairs_are_left_out():
     assert all(r["chosen"] != r["rejected"] for r in records)
 
 
+def test_one_pair_per_prompt_keeps_the_largest_margin():
+    """Prompt P: margins (a,b) 0.8, (a,c) 0.4, (a,d) 0.2, (b,c) 0.4, (b,d) 0.6, (c,d) 0.2: b over a kept.
+    Prompt Q: y and z tie (left out) and both beat x by 0.5: the first in sampling order, y over x, kept."""
+    rows = [[_c("P", t) for t in "abcd"], [_c("Q", t) for t in "xyz"]]
+    scores = [[0.1, 0.9, 0.5, 0.3], [0.25, 0.75, 0.75]]
+    records, stats = build_pairs(rows, scores, pairs_per_prompt=1)
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in records] == [("P", "b", "a"), ("Q", "y", "x")]
+    assert stats.pairs == 2 and stats.skipped_beyond_limit == 5 + 1 and stats.skipped_ties == 1
+    assert stats.mean_margin == pytest.approx((0.8 + 0.5) / 2)
+    two, _ = build_pairs(rows, scores, pairs_per_prompt=2)  # the two largest of each prompt, in sampling order
+    assert [(r["chosen"], r["rejected"]) for r in two] == [("b", "a"), ("b", "d"), ("y", "x"), ("z", "x")]
+    every, stats_all = build_pairs(rows, scores)
+    assert len(every) == 8 and stats_all.skipped_beyond_limit == 0
+    with pytest.raises(ValueError, match="pairs_per_prompt must be at least 1"):
+        build_pairs(rows, scores, pairs_per_prompt=0)
+
+
 def test_preference_file_from_sampled_completions(tiny_lm, tokenizer, tmp_path):
     prompts = ["A wonderful", "Dull, stupid", "The best movie I have"]
     path = tmp_path / "pairs.jsonl"

@@ -278,6 +278,10 @@ def test_ddp_two_cpu_processes_equal_one_process(variant, launcher, model_dir, t
     a, b = read_metrics(one, "train"), read_metrics(two, "train")
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
     assert read_metrics(one, "eval")[-1]["loss"] == pytest.approx(read_metrics(two, "eval")[-1]["loss"], rel=1e-5)
+    if variant == "tdpo2":  # the clustered s.e. of the KL means from the pairs of both processes (5 and 4)
+        end_one, end_two = read_metrics(one, "eval")[-1], read_metrics(two, "eval")[-1]
+        assert end_one["kl/prompts"] == end_two["kl/prompts"] == 9.0
+        assert end_one["kl/margin_se"] == pytest.approx(end_two["kl/margin_se"], rel=1e-3) and end_one["kl/margin_se"] > 0
 
 
 def test_a_separate_reference_model_is_used_frozen(model_dir, tmp_path):

@@ -186,7 +186,8 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
             held = list(reversed(splits.test))
             eval_prefixes = review_prefixes(held, tokenizer, cfg.eval_pair_prefixes, seed=cfg.seed + 2)
             eval_stats = make_preference_file(
-                model, tokenizer, reward, eval_prefixes, p.pairs_eval, seed=cfg.seed + 10_000, **common
+                model, tokenizer, reward, eval_prefixes, p.pairs_eval, seed=cfg.seed + 10_000,
+                pairs_per_prompt=cfg.eval_pairs_per_prefix, **common
             )
             out["eval"] = dataclasses.asdict(eval_stats)
         elif p.pairs_eval.exists():

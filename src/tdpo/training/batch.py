@@ -10,7 +10,7 @@ import torch
 
 from tdpo.loss_registry import get_loss
 from tdpo.objective import compute_loss
-from tdpo.token_stats import sequence_stats
+from tdpo.token_stats import SequenceStats, sequence_stats
 from tdpo.token_stats_model import PolicyAndReference
 
 if TYPE_CHECKING:
@@ -39,7 +39,15 @@ class Models(PolicyAndReference):
 
 def batch_loss(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
                cache: Any | None = None) -> tuple[torch.Tensor, dict]:
-    """Loss and metrics of one micro-batch (policy pass with gradients if enabled).
+    """Loss and metrics of one micro-batch: the first two of :func:`batch_loss_and_stats`."""
+    loss, metrics, _ = batch_loss_and_stats(cfg, models, batch, cache)
+    return loss, metrics
+
+
+def batch_loss_and_stats(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
+                         cache: Any | None = None) -> tuple[torch.Tensor, dict, SequenceStats]:
+    """Loss, metrics and per-sequence statistics of one micro-batch (policy pass with gradients if
+    enabled).
 
     Args:
         cfg: the :class:`~tdpo.config.TrainConfig` (loss settings, activation offloading).
@@ -50,7 +58,8 @@ def batch_loss(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
             reference pass), or None.
 
     Returns:
-        ``(loss, metrics)`` from :func:`tdpo.objective.compute_loss`.
+        ``(loss, metrics)`` from :func:`tdpo.objective.compute_loss`, and the batch's
+        :class:`~tdpo.token_stats.SequenceStats` (``[S]`` per row: chosen rows first for pairs).
     """
     from tdpo.training.reference_states import ReferenceStates
 
@@ -63,5 +72,6 @@ def batch_loss(cfg: TrainConfig, models: PolicyAndReference, batch: Batch,
     tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and not logps, offload=offload,
                                reference_hidden=states)
     stats = sequence_stats(tokens, average=cfg.loss.average_log_prob)
-    return compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
-                        label_smoothing=cfg.loss.label_smoothing, reference_logps=cached)
+    loss, metrics = compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
+                                 label_smoothing=cfg.loss.label_smoothing, reference_logps=cached)
+    return loss, metrics, stats

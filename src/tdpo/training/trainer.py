@@ -43,7 +43,7 @@ from torch import nn
 from tdpo.config import TrainConfig, config_to_dict, save_config
 from tdpo.models import load_tokenizer
 from tdpo.training import checkpoint as ckpt
-from tdpo.training.batch import batch_loss
+from tdpo.training.batch import batch_loss, batch_loss_and_stats
 from tdpo.training.batch_plan import BatchPlan, check_batch_sizes, example_lengths
 from tdpo.training.data import TrainingData, load_training_data
 from tdpo.training.distributed import (
@@ -58,6 +58,7 @@ from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason
 from tdpo.training.launch import accelerator_backend, launch_warning, use_cpu_processes
 from tdpo.training.model_card import base_model_license, last_metrics, render_model_card
 from tdpo.training.model_setup import build_models
+from tdpo.training.pair_spread import PairSpread
 from tdpo.training.run_folder import (
     check_resume_config,
     launch_command,
@@ -336,7 +337,9 @@ class Trainer:
                 raise self._stopped(reason, applied=False, diverged=True)
 
     def evaluate(self) -> None:
-        """Log every metric of :func:`~tdpo.objective.compute_loss` averaged over the held-out split.
+        """Log every metric of :func:`~tdpo.objective.compute_loss` averaged over the held-out split, and
+        the standard errors of the sequential-KL means clustered by prompt
+        (:mod:`tdpo.training.pair_spread`: ``kl/chosen_se``, ``kl/rejected_se``, ``kl/margin_se``).
 
         The split is shared out over processes; all run the same number of forwards (FSDP needs it),
         padding with repeated examples of weight 0.
@@ -346,15 +349,16 @@ class Trainer:
             return
         n = len(data.eval) if cfg.eval.max_examples is None else min(len(data.eval), cfg.eval.max_examples)
         examples = data.eval if n == len(data.eval) else [data.eval[i] for i in range(n)]
-        sums = MetricSums()
+        sums, spread = MetricSums(), PairSpread()
         self.models.policy.eval()
         with torch.no_grad():
             micro = cfg.eval.micro_batch_size or cfg.optim.micro_batch_size
             for indices, batch in padded_batches(examples, data.collate, micro, self.accelerator):
-                _, metrics = batch_loss(cfg, self.models, batch, self.models.eval_cache)
+                _, metrics, stats = batch_loss_and_stats(cfg, self.models, batch, self.models.eval_cache)
                 sums.add(metrics, len(indices))
+                spread.add(batch, stats, len(indices))
         self.models.policy.train()
-        self.log("eval", sums.means(self.accelerator))
+        self.log("eval", {**sums.means(self.accelerator), **spread.standard_errors(self.accelerator)})
         self.last_eval_step = self.step
 
     def log(self, split: str, metrics: dict[str, float]) -> None:
