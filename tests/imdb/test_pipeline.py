@@ -52,7 +52,10 @@ def _tiny(out, reviews_csv, tiny_lm_dir, **changes) -> ImdbConfig:
 def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, tiny_lm_dir, caplog, capsys):
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "exp"
-    cfg = _tiny(out, reviews_csv, tiny_lm_dir)
+    # a pre-registered contrast over a window every run covers (each moves off the SFT model at step 1), and
+    # Figure 3 on one held-out pair per prefix
+    cfg = _tiny(out, reviews_csv, tiny_lm_dir, primary_contrast=["tdpo2:beta=0.1,alpha=0.5", "dpo:beta=0.1"],
+                primary_kl_window=[0.0, 1e-6], eval_pair_prefixes=3, eval_pairs_per_prefix=1)
     with caplog.at_level(logging.INFO, logger="tdpo"):
         report = run_pipeline(cfg, command="test")
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("tdpo.imdb")]
@@ -61,6 +64,8 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert any(m.startswith("tdpo imdb: DPO (beta=0.1) step 4/8: reward") for m in messages)
     assert capsys.readouterr().out == ""  # the library logs; the commands print the summary
     printed = results_summary(cfg, report).splitlines()
+    assert printed[0].startswith("primary (pre-registered): TDPO2 (beta=0.1, alpha=0.5) minus DPO (beta=0.1)")
+    printed = printed[1:]
     assert printed[-1] == f"report: {report}" and printed[0].startswith("SFT ") and "reverse KL" in printed[1]
     assert any(line.startswith("exploratory: TDPO2 (beta=0.1, alpha=0.5) vs DPO (beta=0.1) at reverse KL")
                for line in printed)
@@ -69,7 +74,8 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert "## Where the time went" in text and "## Sample completions" in text
     assert "## Exploratory comparisons: reward at matched reverse KL" in text
     assert "From the Holm-adjusted verdicts only (exploratory):" in text
-    for png in ("frontier.png", "kl_over_training.png"):
+    assert text.index("## Primary contrast (pre-registered)") < text.index("## Results at the end of training")
+    for png in ("frontier.png", "kl_over_training.png", "kl_gap_over_training.png"):
         assert (out / "plots" / png).stat().st_size > 1000
         assert f"plots/{png}" in text
 
@@ -78,7 +84,8 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
 
     # step 0 (the SFT model, once for every run) and every eighth of each run's training
-    assert sorted(f.name for f in (out / "eval").iterdir()) == ["dpo_beta0.1", "sft", "tdpo2_beta0.1_alpha0.5"]
+    assert sorted(f.name for f in (out / "eval").iterdir() if f.is_dir()) == ["dpo_beta0.1", "sft",
+                                                                      "tdpo2_beta0.1_alpha0.5"]
     assert [f.name for f in (out / "eval" / "sft").iterdir()] == ["step-000000.json"]
     for name in ("dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"):
         assert sorted(f.name for f in (out / "eval" / name).iterdir()) == [f"step-{s:06d}.json" for s in range(1, 9)]
@@ -89,6 +96,14 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert all(m["reverse_kl"] > 0 and m["step"] == 8 for m in results["models"][1:])  # trained policies moved
     assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [list(range(9))] * 2
     assert [len(c["ranges"]) for c in results["exploratory"]["comparisons"]] == [3]
+    primary = results["primary"]
+    assert primary["runs_a"] == ["tdpo2_beta0.1_alpha0.5"] and primary["runs_b"] == ["dpo_beta0.1"]
+    assert primary["verdict"] in ("above", "below", "no difference at this scale") and primary["se"] >= 0
+    held_out = [json.loads(line) for line in (out / "data" / "pairs_eval.jsonl").read_text().splitlines()]
+    assert 0 < len(held_out) == len({p["prompt"] for p in held_out}) <= 3  # one pair per held-out prefix
+    assert {f["name"] for f in results["figure3"]} == {"dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"}
+    assert all(p["gap_se"] is not None and p["prompts"] == len(held_out) for f in results["figure3"]
+               for p in f["points"] if p["step"] > 0)
 
     # rewards in the evaluation files are the classifier's scores of prefix + completion
     from tdpo.imdb.corpus import load_splits
@@ -148,7 +163,7 @@ def test_an_interrupted_frontier_resumes_without_redoing_finished_work(tmp_path,
     with pytest.raises(Interrupted):
         run_pipeline(cfg, command="test")
     assert trained == ["dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"] and not (out / "results.json").exists()
-    saved = {f: f.stat().st_mtime_ns for f in (out / "eval").rglob("*.json")}
+    saved = {f: f.stat().st_mtime_ns for f in (out / "eval").rglob("step-*.json")}
     assert len(saved) == 6
     kept = {f: f.stat().st_mtime_ns for f in (out / "data" / "pairs.jsonl", out / "runs" / "sft" / "final",
                                              out / "runs" / "dpo_beta0.1" / "metrics.jsonl")}
@@ -182,7 +197,7 @@ def test_the_dpo_papers_baselines_train_and_are_evaluated_as_curves(tmp_path, mo
                 train_steps=4, eval_points=2)
     report = run_pipeline(cfg, command="test")
     names = ["dpo_beta0.1", "preferred_ft", "unlikelihood_alpha0.1"]
-    assert sorted(f.name for f in (out / "eval").iterdir()) == sorted(["sft", *names])
+    assert sorted(f.name for f in (out / "eval").iterdir() if f.is_dir()) == sorted(["sft", *names])
     results = json.loads((out / "results.json").read_text())
     assert [c["name"] for c in results["curves"]] == names
     assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [[0, 2, 4]] * 3

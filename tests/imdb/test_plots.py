@@ -130,3 +130,44 @@ def test_frontier_zooms_on_dpo_and_tdpo_when_a_baseline_drifts_far(tmp_path, mon
     assert zoom_y == pytest.approx((0.5 - 0.08 * 0.16, 0.66 + 0.08 * 0.16))
     assert _png(plot_frontier(RESULTS, tmp_path / "near.png"))
     assert len(saved[1]) == 1
+
+
+def _rows_with_se():
+    """Eval rows with the trainer's clustered standard errors (step 0: policy = reference, s.e. 0)."""
+    return [{"split": "eval", "step": step, "kl/chosen": 0.01 * step, "kl/rejected": 0.03 * step,
+             "kl/margin": 0.02 * step, "kl/chosen_se": 0.001 * step, "kl/rejected_se": 0.002 * step,
+             "kl/margin_se": 0.0015 * step, "kl/prompts": 128.0} for step in (0, 2, 4)]
+
+
+def _errorbars(monkeypatch):
+    import matplotlib.axes
+
+    drawn = []
+    original = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", lambda self, x, y, *a, **k: drawn.append(
+        (k.get("label"), list(x), list(y), k.get("yerr"))) or original(self, x, y, *a, **k))
+    return drawn
+
+
+def test_figure3_draws_95_percent_intervals_from_the_logged_standard_errors(tmp_path, monkeypatch):
+    drawn = _errorbars(monkeypatch)
+    metrics = tmp_path / "dpo.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in _rows_with_se()))
+    old = tmp_path / "old.jsonl"  # logged before the standard errors were: no bars
+    old.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    assert _png(plot_kl_over_training({"DPO": metrics, "TDPO2": old}, tmp_path / "kl.png"))
+    (label, steps, chosen, yerr), (_, _, rejected, yerr_rejected) = drawn[:2]
+    assert (label, steps) == ("chosen", [0, 2, 4]) and chosen == pytest.approx([0.0, 0.02, 0.04])
+    assert yerr == pytest.approx([0.0, 1.959964 * 0.002, 1.959964 * 0.004], rel=1e-6)
+    assert yerr_rejected == pytest.approx([0.0, 1.959964 * 0.004, 1.959964 * 0.008], rel=1e-6)
+    assert drawn[2][3] is None and drawn[3][3] is None
+
+    from tdpo.imdb.plots import plot_kl_gap
+
+    drawn.clear()
+    assert _png(plot_kl_gap({"DPO": metrics, "TDPO2": old}, tmp_path / "gap.png"))
+    (label, steps, gap, yerr), (_, old_steps, old_gap, old_yerr) = drawn
+    assert label == "DPO (eval)" and gap == pytest.approx([0.0, 0.04, 0.08])
+    assert yerr == pytest.approx([0.0, 1.959964 * 0.003, 1.959964 * 0.006], rel=1e-6)
+    assert steps[1] != old_steps[1]  # the runs side by side at each step
+    assert old_gap == pytest.approx([0.0, 0.04, 0.08]) and old_yerr is None  # rejected - chosen without kl/margin

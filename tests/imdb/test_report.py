@@ -164,3 +164,33 @@ def test_best_of_n_table_says_its_kl_is_the_analytical_bound():
     assert "analytical bound KL(best-of-N‖SFT) = log N − (N−1)/N" in text and "not a measured reverse KL" in text
     assert best_of_n_lines(RESULTS) == []
     assert summary_lines({**RESULTS, "best_of_n": best})[3].startswith("best-of-1 of SFT")
+
+
+def test_figure3_numbers_give_each_gap_with_its_interval():
+    from tdpo.imdb.report import figure3_lines
+
+    point = {"step": 96, "chosen": 0.21, "rejected": 0.245, "gap": 0.035, "chosen_se": 0.01, "rejected_se": 0.011,
+             "gap_se": 0.004, "prompts": 128.0, "gap_lower": 0.035 - 0.00784, "gap_upper": 0.035 + 0.00784}
+    old = {**point, "chosen_se": None, "rejected_se": None, "gap_se": None, "prompts": None, "gap_lower": None,
+           "gap_upper": None}
+    figure3 = [{"name": "dpo_beta0.1", "label": "DPO (beta=0.1)", "split": "eval", "points": [point]},
+               {"name": "tdpo2", "label": "TDPO2", "split": "eval", "points": [old]}]
+    lines = figure3_lines({**RESULTS, "figure3": figure3})
+    assert "| DPO (beta=0.1) | held-out | 96 | 128 | 0.2100 ± 0.0100 | 0.2450 ± 0.0110 | +0.0350 | " \
+           "[+0.0272, +0.0428] |" in lines
+    assert "| TDPO2 | held-out | 96 | n/a | 0.2100 ± n/a | 0.2450 ± n/a | +0.0350 | [n/a, n/a] |" in lines
+    assert figure3_lines(RESULTS) == []
+
+
+def test_the_setup_says_how_the_held_out_pairs_were_chosen(tmp_path):
+    from tdpo.imdb.layout import paths
+
+    cfg = ImdbConfig(out_dir=str(tmp_path), report_samples=0, train_steps=4, eval_points=2, eval_pair_prefixes=128,
+                     eval_pairs_per_prefix=1)
+    stats = paths(cfg).pairs_stats
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"train": {"pairs": 60, "prompts": 12, "mean_reward": 0.5, "mean_margin": 0.17},
+                                 "eval": {"pairs": 128, "prompts": 128, "mean_reward": 0.5, "mean_margin": 0.4}}))
+    text = write_report(cfg, RESULTS, {}, tmp_path / "report.md").read_text()
+    assert ("Held-out pairs (Figure 3, trained on by no run): 128 pairs from 128 held-out prefixes, the 1 pair(s) "
+            "of largest reward margin of each prefix.") in text

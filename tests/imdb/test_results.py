@@ -184,3 +184,22 @@ def test_exploratory_rows_carry_holm_adjusted_p_values_intervals_and_verdicts(tm
         assert r["holm_level"] >= 0.95 and r["holm_lower"] <= r["lower"] and r["upper"] <= r["holm_upper"]
         assert (r["holm_verdict"] != "no difference at this scale") == (r["p_holm"] < 0.05)
     assert rows[-1]["holm_verdict"] == "above"
+
+
+def test_figure3_section_from_the_trainers_eval_rows(tmp_path):
+    cfg = _experiment(tmp_path)
+    assert "figure3" not in collect_results(cfg, "reward")  # no run has metrics yet
+    rows = [{"split": "train", "step": 1, "kl/chosen": 0.5, "kl/rejected": 0.7},
+            {"split": "eval", "step": 0, "kl/chosen": 0.0, "kl/rejected": 0.0, "kl/margin": 0.0, "kl/chosen_se": 0.0,
+             "kl/rejected_se": 0.0, "kl/margin_se": 0.0, "kl/prompts": 128.0},
+            {"split": "eval", "step": 4, "kl/chosen": 0.2, "kl/rejected": 0.25, "kl/margin": 0.05,
+             "kl/chosen_se": 0.01, "kl/rejected_se": 0.012, "kl/margin_se": 0.02, "kl/prompts": 128.0}]
+    folder = paths(cfg).runs / "dpo_beta0.1"
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (figure3,) = collect_results(cfg, "reward")["figure3"]
+    assert (figure3["name"], figure3["label"], figure3["split"]) == ("dpo_beta0.1", "DPO (beta=0.1)", "eval")
+    last = figure3["points"][-1]
+    assert (last["step"], last["chosen"], last["rejected"], last["gap"], last["gap_se"], last["prompts"]) == (
+        4, 0.2, 0.25, 0.05, 0.02, 128.0)
+    assert (last["gap_lower"], last["gap_upper"]) == pytest.approx((0.05 - 1.959964 * 0.02, 0.05 + 1.959964 * 0.02))

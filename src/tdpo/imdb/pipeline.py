@@ -105,8 +105,9 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
 
 
 def results_summary(cfg: ImdbConfig, report: Path) -> str:
-    """The results, one line per model at its last point (reward, reverse KL, forward sequential KL,
-    entropy), the matched-KL verdicts, then the report's path."""
+    """The results: the primary contrast's verdict sentence (when pre-registered), one line per model at
+    its last point (reward, reverse KL, forward sequential KL, entropy), the exploratory comparisons'
+    Holm-adjusted verdicts, then the report's path."""
     from tdpo.imdb.report import summary_lines
 
     results = json.loads(paths(cfg).results.read_text())

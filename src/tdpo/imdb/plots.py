@@ -6,7 +6,9 @@
   own marker series at its analytical KL ``log N - (N - 1) / N`` (a bound, not a measured KL).
 - :func:`plot_kl_over_training`: the forward sequential KL ``sum_t KL(pi_ref || pi_theta)`` of the
   chosen and of the rejected held-out responses over training, one panel per run on one y-scale (the
-  TDPO paper's Figure 3), from the trainer's ``metrics.jsonl``; :func:`figure3_runs` picks the runs.
+  TDPO paper's Figure 3), from the trainer's ``metrics.jsonl``, with 95% intervals where the trainer
+  logged their standard errors; :func:`plot_kl_gap` the rejected - chosen gap of every run on one axis,
+  with its intervals; :func:`figure3_runs` picks the runs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tdpo.files import read_jsonl  # noqa: E402
+from tdpo.imdb.figure3 import Z95, figure3_series  # noqa: E402
 
 _COLORS = {"sft": "black", "dpo": "tab:blue", "tdpo1": "tab:green", "tdpo2": "tab:red", "preferred_ft": "tab:gray",
            "unlikelihood": "tab:orange", "rloo": "tab:cyan"}
@@ -138,19 +141,23 @@ def figure3_runs(methods: Sequence, runs_dir: str | Path) -> dict[str, Path]:
 
 def kl_curves(rows: list[dict]) -> tuple[str, list[int], list[float], list[float]]:
     """``(split, steps, kl/chosen, kl/rejected)`` from metrics rows: the eval rows if at least two
-    have both KLs, else the train rows."""
-    for split in ("eval", "train"):
-        sel = [r for r in rows if r.get("split") == split and r.get("kl/chosen") is not None
-               and r.get("kl/rejected") is not None]
-        if len(sel) >= 2 or (split == "train" and sel):
-            return split, [int(r["step"]) for r in sel], [r["kl/chosen"] for r in sel], [r["kl/rejected"] for r in sel]
-    return "none", [], [], []
+    have both KLs, else the train rows (:func:`tdpo.imdb.figure3.figure3_series`)."""
+    series = figure3_series(rows)
+    return series["split"], series["steps"], series["chosen"], series["rejected"]
+
+
+def _half_widths(se: list[float | None]) -> list[float] | None:
+    """``1.96 * s.e.`` per point (NaN where unknown), or None when no point has an s.e."""
+    if all(v is None for v in se):
+        return None
+    return [Z95 * v if v is not None else float("nan") for v in se]
 
 
 def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path:
     """Forward sequential KL ``sum_t KL(pi_ref || pi_theta)`` of the chosen and of the rejected responses
     over training (the held-out pairs' evaluation rows when there are any), one panel per run, on one
-    y-scale.
+    y-scale; error bars are 95% intervals (``1.96 s.e.``, clustered by prompt) where the trainer logged
+    the standard errors.
 
     Args:
         runs: ``{label: metrics.jsonl path}``.
@@ -169,10 +176,11 @@ def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path
     # one y-scale for every panel, so that runs compare at a glance (as in the paper's Figure 3)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False, sharey=True)
     for ax, (label, metrics) in zip(axes.flat, runs.items(), strict=False):
-        split, steps, chosen, rejected = kl_curves(read_jsonl(metrics))
-        ax.plot(steps, chosen, "-o", color="tab:blue", markersize=3, label="chosen")
-        ax.plot(steps, rejected, "-s", color="tab:red", markersize=3, label="rejected")
-        where = {"eval": "held-out pairs", "train": "training pairs"}.get(split, "no KL logged")
+        series = figure3_series(read_jsonl(metrics))
+        for key, style, color in (("chosen", "-o", "tab:blue"), ("rejected", "-s", "tab:red")):
+            ax.errorbar(series["steps"], series[key], yerr=_half_widths(series[f"{key}_se"]), fmt=style, color=color,
+                        markersize=3, capsize=2, label=key)
+        where = {"eval": "held-out pairs", "train": "training pairs"}.get(series["split"], "no KL logged")
         ax.set_title(f"{label} ({where})", fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel(FIGURE3_YLABEL, fontsize=8)
@@ -180,6 +188,43 @@ def plot_kl_over_training(runs: dict[str, str | Path], path: str | Path) -> Path
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+#: The y label of the gap figure.
+GAP_YLABEL = "rejected − chosen: Σ_t KL(π_ref‖π_θ) gap (nats)"
+
+
+def plot_kl_gap(runs: dict[str, str | Path], path: str | Path) -> Path:
+    """The gap ``kl/margin`` (rejected minus chosen forward sequential KL on the held-out pairs) over
+    training, one line per run, with 95% intervals (``1.96 s.e.``, clustered by prompt) where logged.
+
+    Args:
+        runs: ``{label: metrics.jsonl path}``.
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, (label, metrics) in enumerate(runs.items()):
+        series = figure3_series(read_jsonl(metrics))
+        shift = (i - (len(runs) - 1) / 2) * 0.15  # side by side at each step, so that the bars do not hide each other
+        ax.errorbar([s + shift for s in series["steps"]], series["gap"], yerr=_half_widths(series["gap_se"]),
+                    fmt="-o", markersize=3, capsize=2, label=f"{label} ({series['split']})")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel(GAP_YLABEL, fontsize=8)
+    ax.set_title("Figure 3's gap with 95% intervals", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

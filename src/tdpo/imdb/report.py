@@ -182,6 +182,25 @@ def matched_kl_lines(results: dict) -> list[str]:
     return [*lines, "", "From the Holm-adjusted verdicts only (exploratory):", "", *sentences, ""]
 
 
+def figure3_lines(results: dict) -> list[str]:
+    """Figure 3's numbers: per run and evaluated step, the forward sequential KL of chosen and rejected
+    (± s.e.) and the gap rejected − chosen with its 95% interval (standard errors clustered by prompt)."""
+    runs = results.get("figure3") or []
+    if not runs:
+        return []
+    lines = ["Figure 3's numbers (s.e. over the held-out pairs, clustered by prompt; interval gap ± 1.96 s.e.):", "",
+             "| run | pairs | step | prompts | chosen Σ_t KL(π_ref‖π_θ) (± s.e.) | rejected (± s.e.) | "
+             "gap rejected − chosen | 95% interval |", "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        where = {"eval": "held-out", "train": "training batches"}.get(run["split"], run["split"])
+        for p in run["points"]:
+            prompts = "n/a" if p["prompts"] is None else f"{p['prompts']:.0f}"
+            lines.append(f"| {run['label']} | {where} | {p['step']} | {prompts} | {p['chosen']:.4f} ± "
+                         f"{_num(p['chosen_se'], 4)} | {p['rejected']:.4f} ± {_num(p['rejected_se'], 4)} | "
+                         f"{_signed(p['gap'])} | {_interval(p['gap_lower'], p['gap_upper'])} |")
+    return [*lines, ""]
+
+
 def best_of_n_lines(results: dict) -> list[str]:
     """The best-of-N section: one row per N with the mean reward (± s.e.) and the analytical KL bound,
     and the sentence saying that this KL is not measured."""
@@ -280,7 +299,13 @@ def _setup_lines(cfg: ImdbConfig, results: dict) -> list[str]:
             f"(2-8 + {scored['completion_tokens']} tokens, labelled by their review).",
             "",
         ]
-    train = json.loads(p.pairs_stats.read_text()).get("train", {}) if p.pairs_stats.is_file() else {}
+    stats = json.loads(p.pairs_stats.read_text()) if p.pairs_stats.is_file() else {}
+    train, held = stats.get("train", {}), stats.get("eval", {})
+    if held:
+        kept = ("every pair" if cfg.eval_pairs_per_prefix is None else
+                f"the {cfg.eval_pairs_per_prefix} pair(s) of largest reward margin of each prefix")
+        lines += [f"Held-out pairs (Figure 3, trained on by no run): {held['pairs']} pairs from {held['prompts']} "
+                  f"held-out prefixes, {kept}.", ""]
     if train:
         quantiles = train.get("margin_quantiles") or {}
         spread = (f" (quantiles 10/25/50/75/90%: {', '.join(f'{v:.3f}' for v in quantiles.values())})"
@@ -321,9 +346,11 @@ def write_report(
     lines += best_of_n_lines(results)
     titles = {"frontier": "Reward against the reverse KL D_KL(π_θ‖π_ref) over training",
               "kl": "Forward sequential KL Σ_t KL(π_ref‖π_θ) of chosen and rejected held-out responses over "
-                    "training (the TDPO paper's Figure 3)"}
+                    "training (the TDPO paper's Figure 3), with 95% intervals",
+              "kl_gap": "Figure 3's gap: rejected − chosen sequential KL over training, with 95% intervals"}
     for key, fig in figures.items():
         lines += [f"### {titles.get(key, key)}", "", f"![{key}]({_rel(Path(fig), path.parent)})", ""]
+    lines += figure3_lines(results)
     lines += curve_lines(results)
     lines += sample_sections(paths(cfg).eval, results, cfg.report_samples)
     if timings:

@@ -16,7 +16,10 @@
   range both curves cover (:func:`tdpo.evaluation.matched_kl.matched_kl_difference`, bootstrap over
   prefixes and, for settings trained more than once, seeds), summarised per KL range with the 95%
   interval and, over the family of every comparison and range, Holm's adjusted p-value, interval and
-  verdict (:mod:`tdpo.evaluation.holm`).
+  verdict (:mod:`tdpo.evaluation.holm`);
+- ``figure3`` (when runs evaluate the held-out pairs): the TDPO paper's Figure 3 per run and evaluated
+  step, the forward sequential KL of chosen and rejected and their gap with standard errors clustered
+  by prompt and the gap's 95% interval (:mod:`tdpo.imdb.figure3`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tdpo.evaluation.matched_kl import (
 from tdpo.imdb.best_of_n import best_of_n_results
 from tdpo.imdb.curves import load_curve, prefix_arrays, run_info
 from tdpo.imdb.experiment import ImdbConfig, Method
+from tdpo.imdb.figure3 import figure3_section
 from tdpo.imdb.primary import primary_section
 
 logger = logging.getLogger(__name__)
@@ -166,4 +170,7 @@ def collect_results(cfg: ImdbConfig, reward_name: str) -> dict[str, Any]:
     if primary is not None:
         results["primary"] = primary
     results["exploratory"] = exploratory_section(cfg, curves)
+    figure3 = figure3_section(cfg)
+    if figure3:
+        results["figure3"] = figure3
     return results

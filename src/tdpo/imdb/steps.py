@@ -322,7 +322,7 @@ def step_evaluate(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None =
 
 def step_report(cfg: ImdbConfig, timings: dict[str, float] | None = None) -> Path:
     """Draw the plots and write ``report.md``; return its path."""
-    from tdpo.imdb.plots import figure3_runs, plot_frontier, plot_kl_over_training
+    from tdpo.imdb.plots import figure3_runs, plot_frontier, plot_kl_gap, plot_kl_over_training
     from tdpo.imdb.report import write_report
 
     p = paths(cfg)
@@ -333,6 +333,7 @@ def step_report(cfg: ImdbConfig, timings: dict[str, float] | None = None) -> Pat
     runs = figure3_runs(cfg.pair_eval_method_list(), p.runs)
     if runs:
         figures["kl"] = plot_kl_over_training(runs, p.plots / "kl_over_training.png")
+        figures["kl_gap"] = plot_kl_gap(runs, p.plots / "kl_gap_over_training.png")
     if timings is None and p.timings.is_file():
         timings = json.loads(p.timings.read_text())
     return write_report(cfg, results, figures, p.report, timings=timings)
