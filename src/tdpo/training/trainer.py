@@ -46,6 +46,8 @@ from tdpo.training import checkpoint as ckpt
 from tdpo.training.batch import batch_loss
 from tdpo.training.batch_plan import BatchPlan, check_batch_sizes, example_lengths
 from tdpo.training.data import TrainingData, load_training_data
+from tdpo.training.data_fingerprint import STATE_KEY as DATA_KEY
+from tdpo.training.data_fingerprint import check_same_data, data_fingerprint
 from tdpo.training.distributed import (
     InterruptFlag,
     MetricSums,
@@ -202,6 +204,7 @@ class Trainer:
             self.tokenizer = load_tokenizer(model.tokenizer or model.name_or_path, revision=model.revision,
                                             trust_remote_code=model.trust_remote_code)
             self.data = self.data if self.data is not None else load_training_data(cfg, self.tokenizer)
+        self.data_fingerprint = data_fingerprint(cfg, self.data, from_config=self._data_from_config)
         world = accelerator.num_processes
         check_batch_sizes(cfg, world, len(self.data.train))
         lengths = example_lengths(self.data.train) if cfg.data.group_by_length else None
@@ -215,7 +218,9 @@ class Trainer:
         return resume_from
 
     def resume(self, folder: Path) -> None:
-        """Restore the policy, the optimizer, the schedule, the RNG states and the run's progress."""
+        """Check the data against the checkpoint's, then restore the policy, the optimizer, the schedule,
+        the RNG states and the run's progress."""
+        check_same_data(ckpt.read_state(folder), self.data_fingerprint, folder / ckpt.STATE_FILE)
         resumed = ckpt.load_checkpoint(self.accelerator, self.models.policy, self.optimizer, self.scheduler,
                                        folder)
         self.step, self.last_eval_step = int(resumed["step"]), resumed.get("last_eval_step")
@@ -383,7 +388,8 @@ class Trainer:
         state = {"step": step, "examples": step * cfg.optim.batch_size, "epoch": epoch,
                  "batch_in_epoch": position, "total_steps": self.total_steps, "loss": cfg.loss.name,
                  "last_eval_step": self.last_eval_step, "divergence": self.monitor.state_dict(),
-                 "config": config_to_dict(cfg)}
+                 "config": config_to_dict(cfg),
+                 DATA_KEY: self.data_fingerprint}
         card = None
         if final and self.accelerator.is_main_process:
             try:
