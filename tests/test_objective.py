@@ -153,6 +153,9 @@ def test_metrics_match_independent_values():
         "kl/margin_abs": (kl[B:] - kl[:B]).abs().mean(),
         "logps/chosen": lp[:B].mean(), "logps/rejected": lp[B:].mean(),
         "entropy/chosen": ent[:B].mean(), "entropy/rejected": ent[B:].mean(),
+        # response tokens per row: the labels' next-token positions that are not -100
+        "tokens/chosen": (labels[:B, 1:] != -100).double().sum(-1).mean(),
+        "tokens/rejected": (labels[B:, 1:] != -100).double().sum(-1).mean(),
     }
     for key, value in want.items():
         assert m[key].item() == pytest.approx(value.item(), rel=1e-4, abs=1e-5), key

@@ -82,7 +82,9 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
 ) -> nn.Module:
-    """Load a Hugging Face causal LM by hub id or local folder (``builtin`` for SmolLM2-135M)."""
+    """Load a Hugging Face causal LM by hub id or local folder (``builtin`` for SmolLM2-135M), from
+    safetensors only (:func:`tdpo.safe_weights.from_pretrained`: a folder with pickled weights only is
+    refused with a :class:`tdpo.pretrained.ModelLoadError` saying how to convert it)."""
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
@@ -90,9 +92,14 @@ def load_causal_lm(
     kwargs: dict[str, Any] = {"dtype": DTYPES[dtype], "revision": revision, "trust_remote_code": trust_remote_code}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
+    from tdpo.pretrained import ModelLoadError
+    from tdpo.safe_weights import from_pretrained
+
     path = resolve_model_path(name_or_path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = from_pretrained(AutoModelForCausalLM, path, **kwargs)
+    except ModelLoadError:
+        raise
     except OSError as err:
         raise OSError(f"cannot load the causal LM {name_or_path!r} (model.name_or_path): {err}") from err
     if getattr(model.config, "use_cache", None):

@@ -56,7 +56,9 @@ def compute_loss(
 
     Returns:
         ``(loss, metrics)``: the scalar mean loss over pairs (over rows for ``sft``) and a dict of
-        detached 0-d tensors (see :func:`tdpo.metrics.preference_metrics`), ``loss`` included.
+        detached 0-d tensors (see :func:`tdpo.metrics.preference_metrics`), ``loss`` included, and
+        for pairs ``tokens/chosen`` and ``tokens/rejected``, the mean number of response tokens per
+        row (what turns the per-row sums into per-token values).
     """
     spec = get_loss(name)
     check_parameters(beta=beta, alpha=alpha, label_smoothing=label_smoothing)
@@ -86,6 +88,9 @@ def compute_loss(
     )
     if spec.rejected_input == "log_complement":
         metrics["log_complement/rejected"] = rejected.detach().float().mean()
+    tokens = stats.num_tokens.detach().float()
+    metrics["tokens/chosen"] = tokens[:b].mean()
+    metrics["tokens/rejected"] = tokens[b:].mean()
     metrics["loss"] = loss.detach().float()
     return loss, metrics
 

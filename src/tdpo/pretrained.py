@@ -183,8 +183,9 @@ def model_load_error(name_or_path: str, err: BaseException, *, what: str = "mode
 
 def check_model_source(name_or_path: str, *, key: str, what: str = "model", revision: str | None = None) -> None:
     """Fail fast, without loading anything, on a model source that cannot load: a local folder that does
-    not exist or is a file, the built-in model without its package, or (offline, ``HF_HUB_OFFLINE=1``)
-    a hub id not in the local hub cache. Raises :class:`ModelLoadError` naming ``key``."""
+    not exist or is a file or holds pickled weights only (:mod:`tdpo.safe_weights`), the built-in model
+    without its package, or (offline, ``HF_HUB_OFFLINE=1``) a hub id not in the local hub cache. Raises
+    :class:`ModelLoadError` naming ``key``."""
     if name_or_path == "builtin":
         if not (cache_root() / BUILTIN_MODEL_NAME / MARKER_FILE).is_file():
             try:
@@ -196,6 +197,10 @@ def check_model_source(name_or_path: str, *, key: str, what: str = "model", revi
     if path.exists() or looks_like_path(name_or_path):
         if not path.is_dir():
             raise model_load_error(name_or_path, FileNotFoundError(name_or_path), what=what, key=key)
+        if what == "model":
+            from tdpo.safe_weights import check_safetensors_folder
+
+            check_safetensors_folder(name_or_path, key=key)
         return
     if hub_offline() is None:
         return  # a hub id: only loading it tells
@@ -278,7 +283,10 @@ def convert_gguf(folder: str | Path, gguf_file: str, out_dir: str | Path, *, ato
 
     folder, out_dir = Path(folder), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from tdpo.safe_weights import from_pretrained
+
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    # a GGUF file is parsed, not unpickled; what is written and read back below is safetensors
     gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
     gguf_model.eval()
 
@@ -308,7 +316,7 @@ def convert_gguf(folder: str | Path, gguf_file: str, out_dir: str | Path, *, ato
     ids = tokenizer(_CHECK_TEXT, return_tensors="pt").input_ids
     if not torch.equal(reloaded_tok(_CHECK_TEXT, return_tensors="pt").input_ids, ids):
         raise RuntimeError(f"converting {gguf_file}: the saved tokenizer encodes text differently")
-    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    reloaded = from_pretrained(AutoModelForCausalLM, out_dir, dtype=torch.float32)
     reloaded.eval()
     with torch.no_grad():
         expected = gguf_model(ids).logits

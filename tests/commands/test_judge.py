@@ -11,7 +11,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
-from fake_chat_server import FakeChatServer  # noqa: E402
+from fake_chat_server import KEY_FORMS, KEY_PARTS, FakeChatServer  # noqa: E402
+from key_leaks import leaks  # noqa: E402
 from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config  # noqa: E402
 
 from tdpo.commands.judge import main  # noqa: E402
@@ -94,6 +95,58 @@ def test_missing_key_fails_before_generation(files, tmp_path, monkeypatch, capsy
                  "--api-key-env", KEY_ENV, "--output-dir", str(tmp_path / "out")])
     assert code == 1
     assert KEY_ENV in capsys.readouterr().err
+
+
+ECHO_SECRET = "sk-T9q\\Lm4\"Xp7\\Rz2/Kb8\\Wc5+Hd3\\Nf6=Gj1\\Vs0%Ye5\\Ua8'Oi4\\Qr7&Zt2\\Mn"
+"""A key that every escape changes: a backslash in every 8 characters, quotes and URL-reserved characters."""
+
+
+def written_texts(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (walked, whatever its name), as text."""
+    return {str(path.relative_to(folder)): path.read_bytes().decode("utf-8", errors="replace")
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_no_part_of_an_echoed_key_reaches_any_file_or_message(tmp_path, monkeypatch, capsys, caplog):
+    """The server echoes the key whole, its first or last 40 characters or a middle slice, in five forms, in
+    replies and in error bodies; every file the command writes, its output and its logs are searched for
+    any 8 characters of the key in any of those forms."""
+    monkeypatch.setenv(KEY_ENV, ECHO_SECRET)
+    actions = [("echo_key", code, form, part) for code in (200, 401) for form in KEY_FORMS for part in KEY_PARTS]
+    n = len(actions) // 2
+    questions = write_jsonl(tmp_path / "question.jsonl",
+                            [{"question_id": i, "category": "x", "turns": [f"Q{i}?"]} for i in range(n)])
+    a = write_jsonl(tmp_path / "a.jsonl", [{"question_id": i, "answer": f"a{i}"} for i in range(n)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"question_id": i, "answer": f"b{i}"} for i in range(n)])
+    out = tmp_path / "out"
+    with FakeChatServer() as server, caplog.at_level("DEBUG"):
+        server.queue(*actions)
+        code = main(["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b),
+                     "--base-url", server.url, "--api-key-env", KEY_ENV, "--max-retries", "0", "--max-workers", "1",
+                     "--output-dir", str(out), "--no-progress"])
+    assert code == 1  # the questions answered with 401 are errors
+    assert len(server.requests) == len(actions) and not server.script  # every echo was served
+    assert all(h.get("Authorization") == f"Bearer {ECHO_SECRET}" for h in server.headers)
+    files = written_texts(out)
+    assert set(files) == {"judgments.jsonl", "per_question.csv", "winrates.json"}
+    printed = capsys.readouterr()
+    for name, text in {**files, "stdout": printed.out, "stderr": printed.err, "logs": caplog.text}.items():
+        assert leaks(text, ECHO_SECRET) == [], name
+    assert files["judgments.jsonl"].count("[API key]") == n and files["per_question.csv"].count("[API key]") == n
+
+
+def test_key_ending_in_carriage_return_is_refused_by_the_command(files, tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.setenv(KEY_ENV, SECRET + "\r")  # from a .env file with Windows line endings
+    questions, a, b = files
+    out = tmp_path / "out"
+    with FakeChatServer() as server, caplog.at_level("DEBUG"):
+        code = main(["--questions", str(questions), "--answers-a", str(a), "--answers-b", str(b),
+                     "--base-url", server.url, "--api-key-env", KEY_ENV, "--output-dir", str(out), "--no-progress"])
+    assert code == 1 and server.requests == []
+    printed = capsys.readouterr()
+    assert f"environment variable {KEY_ENV} ends with whitespace" in printed.err
+    for name, text in {**written_texts(out), "stdout": printed.out, "stderr": printed.err, "logs": caplog.text}.items():
+        assert leaks(text, SECRET + "\r") == [] and "sk-" not in text, name
 
 
 def test_reward_judge_with_generated_answers(tmp_path, capsys):

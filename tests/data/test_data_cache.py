@@ -1,12 +1,17 @@
 """The tokenized-data cache: its folder, its key, and entries written whole and never replaced."""
 
+import hashlib
+import os
 from pathlib import Path
 
 import datasets
+import pytest
 
+from tdpo.data import load_preference_data
 from tdpo.data.cache import cache_key, cache_path, default_cache_dir, read_cache, write_cache
 from tdpo.data.config import DataConfig
 from tdpo.data.report import DataReport
+from tdpo.data.sources import source_identity
 
 
 def test_default_cache_dir_follows_tdpo_cache_then_home(tmp_path, monkeypatch):
@@ -44,3 +49,55 @@ def test_an_entry_is_written_whole_and_the_first_one_is_kept(tmp_path):
     assert train["x"] == [1, 2] and evaluation is None
     assert report.source == "a" and report.num_train == 2 and report.from_cache
     assert [p.name for p in Path(tmp_path / "cache").iterdir()] == ["key"]  # no temporary folder left
+
+
+def _same_size_same_mtime_edit(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` (same length) in file ``path`` and put its modification time back."""
+    assert len(old) == len(new)
+    st = path.stat()
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_an_edit_keeping_size_and_mtime_is_not_served_from_the_cache(as_folder, tmp_path, bos_tokenizer):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    file = folder / "train.jsonl"
+    file.write_text('{"prompt": "p", "chosen": " the sea", "rejected": " the sky"}\n'
+                    '{"prompt": "q", "chosen": " Hello", "rejected": " Go away"}\n')
+    cfg = DataConfig(source=str(folder if as_folder else file), test_split="none",
+                     cache_dir=str(tmp_path / "cache"))
+    before = load_preference_data(cfg, bos_tokenizer)
+    assert not before.report.from_cache
+    assert load_preference_data(cfg, bos_tokenizer).report.from_cache  # unchanged: the cache serves it
+
+    _same_size_same_mtime_edit(file, '"chosen": " the sea", "rejected": " the sky"',
+                               '"chosen": " the sky", "rejected": " the sea"')
+    after = load_preference_data(cfg, bos_tokenizer)
+    assert not after.report.from_cache
+    # the new tokens are the file's new content: the first pair's responses swapped
+    expected = bos_tokenizer(" the sky", add_special_tokens=False).input_ids
+    assert after.train[0]["chosen_input_ids"][:len(expected)] == expected
+    assert after.train[0]["chosen_input_ids"] == before.train[0]["rejected_input_ids"]
+    assert after.train[0]["rejected_input_ids"] == before.train[0]["chosen_input_ids"]
+    assert after.train[1] == before.train[1]
+
+
+def test_a_source_identity_is_the_hash_of_the_bytes(tmp_path):
+    file = tmp_path / "pairs.jsonl"
+    file.write_bytes(b'{"prompt": "p", "chosen": " a", "rejected": " b"}\n')
+    identity = source_identity(str(file), None)
+    assert identity["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert "mtime_ns" not in identity and "size" not in identity
+    os.utime(file, ns=(0, 0))  # only the time changed: same identity
+    assert source_identity(str(file), None) == identity
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.jsonl").write_bytes(b"{}\n")
+    (tmp_path / ".hidden").write_bytes(b"x")
+    folder = source_identity(str(tmp_path), "train")
+    assert folder["files"] == {"pairs.jsonl": identity["sha256"],
+                               "sub/more.jsonl": hashlib.sha256(b"{}\n").hexdigest()}

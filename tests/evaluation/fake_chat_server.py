@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote
 
 _SECTION = re.compile(r"\[Conversation with assistant (A|B)\]\n(.*?)\n\[End of conversation with assistant \1\]",
                       re.DOTALL)
@@ -27,6 +28,23 @@ def prefer_good(user_message: str) -> str:
     if len(good) == 1:
         return f"Assistant {good[0]} answers the question better.\nVerdict: {good[0]}"
     return "Both assistants are about as helpful.\nVerdict: tie"
+
+
+KEY_PARTS = {
+    "whole": lambda key: key,
+    "first40": lambda key: key[:40],
+    "last40": lambda key: key[-40:],
+    "middle": lambda key: key[len(key) // 2 - 10:len(key) // 2 + 10],
+}
+"""What part of the key an ``echo_key`` action quotes."""
+KEY_FORMS = {
+    "plain": lambda text: text,
+    "repr": repr,
+    "bytes": lambda text: repr(text.encode("utf-8")),
+    "json": json.dumps,
+    "url": lambda text: quote(text, safe=""),
+}
+"""How an ``echo_key`` action writes what it quotes."""
 
 
 class FakeChatServer:
@@ -55,9 +73,10 @@ class FakeChatServer:
     def queue(self, *actions: tuple) -> None:
         """Queue actions for the next requests: ``("status", code, headers)``, ``("slow", seconds)``,
         ``("garbled",)``, ``("reply", text)``, ``("trickle", seconds)`` (headers at once, then the body one
-        byte at a time over about that long) or ``("echo_auth", code)`` (a careless server that quotes the
+        byte at a time over about that long), ``("echo_auth", code)`` (a careless server that quotes the
         request's ``Authorization`` header back: in an error body, or for code 200 in a reply ending
-        ``Verdict: A``)."""
+        ``Verdict: A``) or ``("echo_key", code, form, part)``, which quotes the key of that header the same
+        way, or only ``part`` of it (:data:`KEY_PARTS`), written in ``form`` (:data:`KEY_FORMS`)."""
         self.script.extend(actions)
 
     def __enter__(self) -> FakeChatServer:
@@ -129,6 +148,14 @@ class FakeChatServer:
                             self._send(action[1], body, {"Content-Type": "application/json"})
                             return
                         kind, action = "reply", ("reply", f"You sent {auth}.\nVerdict: A")
+                    if kind == "echo_key":
+                        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                        echo = KEY_FORMS[action[2]](KEY_PARTS[action[3]](key))
+                        if action[1] != 200:
+                            body = json.dumps({"error": {"message": f"unknown key {echo}"}}).encode()
+                            self._send(action[1], body, {"Content-Type": "application/json"})
+                            return
+                        kind, action = "reply", ("reply", f"Your key was {echo}.\nVerdict: A")
                     if kind == "garbled":
                         self._send(200, b"<html>this is not json", {"Content-Type": "text/html"})
                         return

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import pytest
-from fake_chat_server import FakeChatServer
+from fake_chat_server import KEY_FORMS, KEY_PARTS, FakeChatServer
+from key_leaks import leaks
 
 from tdpo.evaluation.cache import JudgmentCache
 from tdpo.evaluation.judges import (
@@ -365,6 +367,7 @@ def test_connection_refused_is_retried_then_an_error():
     (judgment,) = judge.judge(questions, a, b, progress=False)
     assert judgment.outcome == "error" and "connection error" in judgment.error
     assert "gave up after 3 tries" in judgment.error and f"127.0.0.1:{port}/v1/chat/completions" in judgment.error
+    assert "ConnectError: could not connect" in judgment.error and "Connection refused" in judgment.error
     assert judge.requests_sent == 6  # three tries of each order
 
 
@@ -492,3 +495,96 @@ def test_reply_text_of_chat_completion_bodies():
     assert reply_text(completion("Verdict: A")) == "Verdict: A"
     for garbled in ("<html>not json", completion(None), SimpleNamespace(choices=[]), SimpleNamespace(), None):
         assert reply_text(garbled) is None
+
+
+ECHO_SECRET = "sk-T9q\\Lm4\"Xp7\\Rz2/Kb8\\Wc5+Hd3\\Nf6=Gj1\\Vs0%Ye5\\Ua8'Oi4\\Qr7&Zt2\\Mn"
+"""A key that every escape changes: a backslash in every 8 characters, quotes and URL-reserved characters."""
+
+
+def test_key_with_a_carriage_return_is_refused_before_any_request(server, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, SECRET + "\r")  # a .env file with Windows line endings
+    with pytest.raises(ValueError, match=f"environment variable {KEY_ENV} ends with whitespace") as raised:
+        make_judge(server)
+    assert leaks(str(raised.value), SECRET + "\r") == [] and "sk-" not in str(raised.value)
+    assert server.requests == []
+
+
+def test_transport_error_text_is_never_copied(server):
+    """h11 refuses a header holding a control character with a message that quotes the header: the client
+    describes the failure by the exception's type instead, even with no redaction at all."""
+    from tdpo.evaluation.judge_client import JudgeClient
+    from tdpo.evaluation.judges import JudgeRequestError
+
+    key = SECRET + "\r"  # past read_api_key, which would refuse it
+    client = JudgeClient(server.url, key, timeout=5.0, max_retries=1, redact=str)
+    with pytest.raises(JudgeRequestError) as raised:
+        client.complete({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    message = str(raised.value)
+    assert "connection error: LocalProtocolError" in message and "illegal character in a header" in message
+    assert "gave up after 2 tries" in message and server.url in message
+    assert leaks(message, key) == [] and "Bearer" not in message
+    assert server.requests == []  # nothing was sent
+    client.close()
+
+
+def test_transport_error_text_names_types_and_errno_never_messages():
+    """Every exception in the chain says the key here; the description keeps only types, errno texts and
+    OpenSSL's reason code."""
+    import errno
+    import socket
+    import ssl
+
+    import httpx2
+    import openai
+
+    from tdpo.evaluation.judge_client import transport_error_text
+    from tdpo.evaluation.judges import JudgeRequestError
+
+    def chain(*links):
+        for outer, inner in zip(links, links[1:]):
+            outer.__cause__ = inner
+        return links[0]
+
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    said = f"Bearer {SECRET}"
+
+    def wrapped(*inner):
+        return chain(openai.APIConnectionError(message=said, request=request), *inner)
+
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, said)
+    assert (transport_error_text(wrapped(httpx2.ConnectError(said), refused))
+            == f"ConnectError: could not connect; ConnectionRefusedError: {os.strerror(errno.ECONNREFUSED)}")
+    assert (transport_error_text(wrapped(httpx2.ConnectError(said), socket.gaierror(-2, said)))
+            == "ConnectError: could not connect; the host name could not be resolved")
+    tls = ssl.SSLCertVerificationError(1, said)
+    tls.reason = "CERTIFICATE_VERIFY_FAILED"
+    assert (transport_error_text(wrapped(httpx2.ConnectError(said), tls))
+            == "ConnectError: could not connect; TLS error CERTIFICATE_VERIFY_FAILED (SSLCertVerificationError)")
+    assert transport_error_text(wrapped(httpx2.RemoteProtocolError(said))) == (
+        "RemoteProtocolError: the server's reply broke the HTTP protocol")
+    assert transport_error_text(wrapped(ValueError(said))) == "ValueError"
+    assert transport_error_text(wrapped(JudgeRequestError("interrupted before the request was sent"))) == (
+        "interrupted before the request was sent")
+
+
+def test_partial_and_escaped_echoes_of_the_key_are_redacted(server, tmp_path, monkeypatch, caplog):
+    """A server that echoes the key whole, its first or last 40 characters or a middle slice, plainly,
+    repr()-escaped, as UTF-8 bytes, JSON- or URL-encoded, in replies and in error bodies: no 8 characters of the
+    key reach the judgments, the cache or the logs."""
+    monkeypatch.setenv(KEY_ENV, ECHO_SECRET)
+    actions = [("echo_key", code, form, part) for code in (200, 401) for form in KEY_FORMS for part in KEY_PARTS]
+    server.queue(*actions)
+    questions, a, b = qa(len(actions) // 2)
+    cache_path = tmp_path / "cache.jsonl"
+    judge = make_judge(server, cache=JudgmentCache(cache_path), max_retries=0)
+    with caplog.at_level(logging.DEBUG):
+        judgments = judge.judge(questions, a, b, progress=False)
+    assert len(server.requests) == len(actions) and not server.script  # every echo was served
+    assert all(h.get("Authorization") == f"Bearer {ECHO_SECRET}" for h in server.headers)
+    half = len(actions) // 4  # questions answered by two echoing replies, then by two echoing errors
+    assert [j.outcome for j in judgments] == ["tie"] * half + ["error"] * half
+    cached = cache_path.read_text()
+    for text in (cached, caplog.text, repr(judgments), "\n".join(j.error or "" for j in judgments)):
+        assert leaks(text, ECHO_SECRET) == []
+    assert all(j.error.count("[API key]") == 2 for j in judgments[half:])
+    assert cached.count("Your key was ") == cached.count("[API key]") == 2 * half

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason
+from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason, token_drift
 
 
 def test_nonfinite_reason_names_the_loss_or_the_gradient_norm():
@@ -63,3 +63,91 @@ def test_state_round_trips_through_json_and_judges_the_same():
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert b.state_dict() == a.state_dict()
     assert a.check_step(9.0, 1.0) == b.check_step(9.0, 1.0) is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Drift per response token (a wrecked model): the step metrics are built by hand, so the per-token
+# values below are exact (sums over 8 + 8 response tokens per pair).
+
+
+def _pair_metrics(kl_per_token: float, logp_fall_per_token: float, *, chosen_tokens: float = 8.0,
+                  rejected_tokens: float = 8.0, reference_logps: float = -40.0) -> dict[str, float]:
+    """A preference step's metrics whose KL per response token (chosen and rejected together) and
+    fall of the chosen log-prob per token below the reference are the given values."""
+    kl_total = kl_per_token * (chosen_tokens + rejected_tokens)
+    return {"loss": 0.69, "kl/chosen": 0.75 * kl_total, "kl/rejected": 0.25 * kl_total,
+            "logps/chosen": reference_logps - logp_fall_per_token * chosen_tokens,
+            "logps_ref/chosen": reference_logps, "tokens/chosen": chosen_tokens,
+            "tokens/rejected": rejected_tokens}
+
+
+def test_token_drift_divides_batch_sums_by_batch_tokens():
+    m = {"kl/chosen": 30.0, "kl/rejected": 10.0, "tokens/chosen": 12.0, "tokens/rejected": 4.0,
+         "logps/chosen": -60.0, "logps_ref/chosen": -36.0}
+    assert token_drift(m) == {"kl_per_token": 40.0 / 16.0, "logp_per_token": -24.0 / 12.0}
+    no_ref = {"logps/chosen": -60.0, "tokens/chosen": 12.0}
+    assert token_drift(no_ref) == {"logp_per_token": -5.0}
+    averaged = {"kl/chosen": 3.0, "kl/rejected": 1.0, "logps/chosen": -2.5, "logps_ref/chosen": -2.0}
+    assert token_drift(averaged, averaged=True) == {"kl_per_token": 2.0, "logp_per_token": -0.5}
+    assert token_drift({"nll_per_token": 4.25, "loss": 50.0}) == {"logp_per_token": -4.25}
+    # metrics without token counts (written before tokens/* existed): nothing to judge per token
+    assert token_drift({"kl/chosen": 30.0, "kl/rejected": 10.0, "logps/chosen": -60.0}) == {}
+
+
+def test_a_kl_per_token_over_the_limit_for_patience_steps_stops_and_the_limit_itself_does_not():
+    monitor = DivergenceMonitor(patience=3, max_kl_per_token=2.0, max_logp_drop_per_token=None)
+    assert monitor.check_drift(_pair_metrics(0.0, 0.0), 1) is None
+    for step in range(2, 8):  # exactly 2 nats per token (32 nats over 16 tokens): not over
+        assert monitor.check_drift(_pair_metrics(2.0, 9.0), step) is None
+    assert monitor.check_drift(_pair_metrics(2.03125, 0.0), 8) is None
+    assert monitor.check_drift(_pair_metrics(2.03125, 0.0), 9) is None
+    assert monitor.check_drift(_pair_metrics(0.5, 0.0), 10) is None  # back under: the count restarts
+    assert monitor.check_drift(_pair_metrics(5.0, 0.0), 11) is None
+    assert monitor.check_drift(_pair_metrics(5.0, 0.0), 12) is None
+    reason = monitor.check_drift(_pair_metrics(5.0, 0.0), 13)
+    assert reason is not None and "3 steps (since step 11)" in reason
+    assert "rose by 5 nats per response token" in reason and "divergence.max_kl_per_token=2" in reason
+    assert "kl/chosen 60, kl/rejected 20" in reason and "log-probability" not in reason
+
+
+def test_a_fall_of_the_chosen_log_prob_per_token_stops_at_its_own_limit():
+    monitor = DivergenceMonitor(patience=2, max_kl_per_token=None, max_logp_drop_per_token=3.0)
+    assert monitor.check_drift(_pair_metrics(0.0, 0.0), 1) is None
+    assert monitor.check_drift(_pair_metrics(50.0, 3.0), 2) is None  # exactly 3: not over (KL unwatched)
+    assert monitor.check_drift(_pair_metrics(0.0, 3.125), 3) is None
+    reason = monitor.check_drift(_pair_metrics(0.0, 3.125), 4)
+    assert reason is not None and "relative to the reference fell by 3.12 nats per response token" in reason
+    assert "(from 0 to -3.12; logps/chosen -65)" in reason and "since step 3" in reason
+
+
+def test_drift_is_measured_from_the_first_step_not_from_zero():
+    # a reference that is not the policy's start: 1 nat per token apart from the first step on
+    monitor = DivergenceMonitor(patience=1, max_kl_per_token=2.0, max_logp_drop_per_token=3.0)
+    assert monitor.check_drift(_pair_metrics(1.0, 1.5), 1) is None
+    assert monitor.check_drift(_pair_metrics(3.0, 4.5), 2) is None  # rose by 2, fell by 3: at the limits
+    assert "rose by 2.5" in monitor.check_drift(_pair_metrics(3.5, 1.5), 3)
+    # SFT: the start is the first step's nll_per_token
+    sft = DivergenceMonitor(patience=1, max_logp_drop_per_token=3.0)
+    assert sft.check_drift({"nll_per_token": 4.0}, 1) is None
+    assert sft.check_drift({"nll_per_token": 7.0}, 2) is None
+    assert "training responses' log-probability fell by 3.5" in sft.check_drift({"nll_per_token": 7.5}, 3)
+
+
+def test_unwatched_or_unmeasurable_drift_never_stops():
+    off = DivergenceMonitor(patience=1, max_kl_per_token=None, max_logp_drop_per_token=None)
+    blind = DivergenceMonitor(patience=1)
+    old = {k: v for k, v in _pair_metrics(40.0, 40.0).items() if not k.startswith("tokens/")}
+    for step in range(1, 6):
+        assert off.check_drift(_pair_metrics(0.0 if step == 1 else 40.0, 40.0), step) is None
+        assert blind.check_drift({"loss": 0.7} if step == 1 else old, step) is None
+
+
+def test_drift_state_round_trips_through_json():
+    a = DivergenceMonitor(patience=3)
+    for step, kl in enumerate((0.25, 3.0, 3.0), start=1):
+        assert a.check_drift(_pair_metrics(kl, 0.0), step) is None
+    b = DivergenceMonitor(patience=3)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert b.state_dict() == a.state_dict() and b.drift_start["kl_per_token"] == 0.25
+    assert a.check_drift(_pair_metrics(3.0, 0.0), 4) == b.check_drift(_pair_metrics(3.0, 0.0), 4) is not None
+    assert b.drift_began == 2

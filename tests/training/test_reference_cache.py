@@ -144,3 +144,34 @@ def test_tdpo_with_the_cache_is_a_clear_error(loss):
         load_config(None, [f"loss.name={loss}", "reference.cache_logps=true"])
     assert "TDPO" in str(err.value) and "reference.cache_logps" in str(err.value)
     check_cacheable("dpo")  # fine
+
+
+def test_a_tampered_table_is_detected_and_computed_again(model_dir, tmp_path, caplog):
+    """A cached log-prob table that no longer matches the SHA-256 written beside it is not used: a warning
+    names its folder, the reference is loaded and the table computed again."""
+    import json
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    import tdpo.training.reference_cache as rc
+
+    cfg = load_config(None, [f"model.name_or_path={model_dir}", "loss.name=dpo", "reference.cache_logps=true",
+                             f"reference.cache_dir={tmp_path}", "logging.progress_bar=false"])
+    _, initial = load_policy(cfg.model)
+    models = Models(TokenStatsModel(initial, chunk_size=4), TokenStatsModel(initial, chunk_size=4), False)
+    pairs = make_pairs(4, seed=2)
+    table, _ = cached_reference_logps(cfg, OneProcess(), models.reference_stats, pairs, None, collate_pairs)
+    original = table.table.clone()
+    folder = tmp_path / cache_key(cfg, "train", pairs)
+    assert "sha256" in json.loads((folder / rc.INFO_FILE).read_text())
+    tensors = load_file(str(folder / rc.TABLE_FILE))
+    tensors["logps"][1, 0] = 0.0  # the chosen response of pair 1 now looks certain to the reference
+    save_file(tensors, str(folder / rc.TABLE_FILE))
+    with caplog.at_level(logging.WARNING, logger="tdpo.training.reference_cache"):
+        assert rc.find_cached_reference_logps(cfg, pairs, None) is None  # so the reference gets loaded
+        assert caplog.text == ""
+        again, _ = cached_reference_logps(cfg, OneProcess(), models.reference_stats, pairs, None, collate_pairs)
+    assert torch.equal(again.table, original)
+    assert f"the cached reference log-probs in {folder}" in caplog.text and "does not match the SHA-256" in caplog.text
+    assert torch.equal(rc.find_cached_reference_logps(cfg, pairs, None)[0].table, original)

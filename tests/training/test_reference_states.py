@@ -137,3 +137,45 @@ def test_refusals_name_the_field(model_dir, tmp_path):
                       "reference.cache_states_max_gb=1e-9", f"reference.cache_dir={tmp_path / 'c'}")
     with pytest.raises(ValueError, match="cache_states_max_gb"):
         train(cfg, data=training_data(8))
+
+
+@pytest.mark.parametrize("damage", ["value", "checksum missing"])
+def test_a_tampered_table_is_detected_and_computed_again(damage, model_dir, tmp_path, monkeypatch, caplog):
+    """A table whose tensors no longer match the SHA-256 written beside them is not used: a warning names
+    its folder and the states are computed again (and written again, checked)."""
+    import json
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    import tdpo.training.reference_states as rs
+
+    cfg = load_config(None, [f"model.name_or_path={model_dir}", "loss.name=tdpo2", "reference.cache_states=true",
+                             f"reference.cache_dir={tmp_path}", "logging.progress_bar=false"])
+    _, initial = load_policy(cfg.model)
+    models = Models(TokenStatsModel(initial, chunk_size=4), TokenStatsModel(initial, chunk_size=4), False)
+    pairs = make_pairs(4, seed=2)
+    table, _ = cached_reference_states(cfg, OneProcess(), models.reference_hidden, 16, pairs, None, collate_pairs)
+    original = table.states.clone()
+    (folder,) = (tmp_path / "states").iterdir()
+    file, info_file = folder / rs.STATES_FILE, folder / rs.INFO_FILE
+    info = json.loads(info_file.read_text())
+    if damage == "value":
+        tensors = load_file(str(file))
+        tensors["states"][0, 0] += 1.0
+        save_file(tensors, str(file))
+    else:
+        info_file.write_text(json.dumps({k: v for k, v in info.items() if k != "sha256"}))
+    computed = []
+    real = rs.compute_reference_states
+    monkeypatch.setattr(rs, "compute_reference_states", lambda *a, **k: computed.append(1) or real(*a, **k))
+    with caplog.at_level(logging.WARNING, logger="tdpo.training.reference_cache"):
+        again, _ = cached_reference_states(cfg, OneProcess(), models.reference_hidden, 16, pairs, None, collate_pairs)
+    assert computed == [1]
+    assert torch.equal(again.states, original)
+    assert f"the cached reference states in {folder}" in caplog.text and "computing them again" in caplog.text
+    assert ("does not match the SHA-256" if damage == "value" else "has no checksum") in caplog.text
+    assert torch.equal(load_file(str(file))["states"], original)  # written again, and now it checks
+    assert json.loads(info_file.read_text())["sha256"] == info["sha256"]
+    caplog.clear()
+    assert torch.equal(rs.load_states(folder).states, original) and "computing" not in caplog.text

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import subprocess
 import sys
 import time
@@ -155,6 +156,33 @@ def test_an_exploding_learning_rate_is_stopped_as_diverged(model_dir, tmp_path):
         train(off, data=training_data(8))
     except TrainingDivergedError as stopped:
         assert "weights grew" not in str(stopped)
+
+
+@pytest.mark.parametrize("loss, rule", [("tdpo2", "max_kl_per_token=2"), ("sft", "max_logp_drop_per_token=3")])
+def test_a_wrecking_learning_rate_is_stopped_by_the_drift_per_token(model_dir, tmp_path, loss, rule):
+    # Adam at lr 0.3 wrecks the tiny model in 2-3 steps while its weight norm, loss and gradient norm
+    # stay within the other checks' limits: with the drift unwatched its first 6 steps pass them all.
+    common = [f"loss.name={loss}", "optim.lr=0.3", "schedule.max_steps=10", "checkpoint.every_steps=1",
+              "checkpoint.keep_last=10"]
+    data = training_data(8, sft=loss == "sft")
+    unwatched = tiny_config(model_dir, tmp_path, *common, "schedule.max_steps=6", "divergence.max_kl_per_token=null",
+                            "divergence.max_logp_drop_per_token=null", "run_name=unwatched")
+    train(unwatched, data=data)
+    assert (unwatched.run_dir() / "final").is_dir()
+    cfg = tiny_config(model_dir, tmp_path, *common, "run_name=watched")
+    with pytest.raises(TrainingDivergedError, match="drifted from its start for 3 steps") as err:
+        train(cfg, data=data)
+    message = str(err.value)
+    assert f"over divergence.{rule}" in message and "divergence.check=false" in message
+    began, stopped = (int(x) for x in re.search(r"since step (\d+)\).* at step (\d+) ", message).groups())
+    assert stopped == began + 2 <= 6 and "without applying this update" in message
+    # step s's metrics come from the weights of checkpoint s - 1: the drift's first bad weights are those
+    # of step began - 1, so the last good checkpoint is of step began - 2 (none before step 1)
+    good = (str(cfg.run_dir() / "checkpoints" / f"step-{began - 2:06d}") if began > 2
+            else "none kept from before the drift began (step-000001 and later hold its weights)")
+    assert f"Last good checkpoint: {good}." in message
+    assert [r["step"] for r in read_metrics(cfg.run_dir(), "train")] == list(range(1, stopped))
+    assert not (cfg.run_dir() / "final").exists()
 
 
 def test_a_collapsed_gradient_is_stopped(model_dir, tmp_path, monkeypatch):

@@ -225,9 +225,11 @@ def _judge_with_reward_model(args: argparse.Namespace, questions, answers_a, ans
 
     from tdpo.evaluation.judges import RewardModelJudge
     from tdpo.models import DTYPES, load_tokenizer, resolve_model_path
+    from tdpo.safe_weights import from_pretrained
 
     path = resolve_model_path(args.reward_model)
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=DTYPES[args.dtype])
+    model = from_pretrained(AutoModelForSequenceClassification, path, what="reward model", key="--reward-model",
+                            dtype=DTYPES[args.dtype])
     tokenizer = load_tokenizer(args.reward_model)
     judge = RewardModelJudge(model, tokenizer, batch_size=args.batch_size, tie_margin=args.tie_margin)
     judgments = judge.judge(questions, answers_a, answers_b, progress=not args.no_progress)

@@ -249,11 +249,16 @@ class CheckpointConfig:
 @section
 class DivergenceConfig:
     """Stopping a run that diverges. A step whose loss or gradient norm is NaN or infinite is never
-    applied and always stops the run; these checks catch a run that goes wrong while staying finite.
-    Each stops the run with a message naming the last checkpoint (which holds only finite values)."""
+    applied and always stops the run; these checks catch a run that goes wrong while staying finite:
+    the numbers of training exploding (loss, weights), the learning signal vanishing, or the policy
+    drifting so far from where it started that the model is wrecked (a too-high ``optim.lr`` does
+    this within a few steps while loss and norms look unremarkable). Each stops the run with a
+    message naming the check, its values and the last good checkpoint (it holds only finite values;
+    after a drift, it is the last one saved before the drift began). A run meant to move far from
+    its reference (many epochs over a few examples) may need higher ``max_*_per_token`` limits."""
 
     check: Bool = True
-    """Stop a diverging run (the three checks below); false turns them all off."""
+    """Stop a diverging run (every check below); false turns them all off."""
 
     loss_factor: Float = Field(10.0, gt=1)
     """Stop when the training loss exceeds this many times its running median (over the previous
@@ -267,9 +272,30 @@ class DivergenceConfig:
     """Stop when the norm of the trainable weights grows beyond this many times its value at the
     start of the run (the weights themselves exploding)."""
 
+    max_kl_per_token: Float | None = Field(2.0, gt=0)
+    """Stop when the KL(pi_ref || pi_theta) from the reference, per response token of the step's
+    chosen and rejected responses (``kl/chosen`` and ``kl/rejected`` over ``tokens/chosen`` and
+    ``tokens/rejected``), has risen by more than this many nats since the first step, for
+    ``patience`` steps in a row; null does not watch it. Per token, so that it does not depend on
+    the responses' length: preference training that works stays far below (the committed demo and
+    IMDb runs peak at 0.21 nats per token, ``benchmarks/divergence_replay.py``; 10 nats over 16
+    tokens would be 0.6), a wrecked model is far above (the built-in model at ``optim.lr=1e-3``: 4.9
+    to 24 from its second step on). Needs the KL, which losses with a reference pass compute (not
+    with ``reference.cache_logps``)."""
+
+    max_logp_drop_per_token: Float | None = Field(3.0, gt=0)
+    """Stop when the chosen responses' log-probability per response token, relative to the
+    reference's on the same tokens (for losses without a reference, the policy's own; for ``sft``
+    the training responses' ``-nll_per_token``), has fallen by more than this many nats since the
+    first step, for ``patience`` steps in a row; null does not watch it. DPO lowers the chosen
+    log-probabilities too, but by a fraction of a nat per token (the committed demo and IMDb runs: at
+    most 0.43; without a reference, batches differ from the first by up to 0.82); the built-in model
+    at ``optim.lr=1e-3`` loses 4.3 to 27 from its second step on."""
+
     patience: Int = Field(3, gt=0)
-    """Consecutive steps a loss spike, or a gradient norm of exactly zero (no learning signal left:
-    saturated or collapsed), must last before the run stops."""
+    """Consecutive steps a loss spike, a gradient norm of exactly zero (no learning signal left:
+    saturated or collapsed), or a drift beyond ``max_kl_per_token`` or ``max_logp_drop_per_token``
+    must last before the run stops."""
 
 
 @section

@@ -3,8 +3,9 @@
 An entry is the folder ``<cache dir>/<key>`` holding ``train/`` and (when there is evaluation data)
 ``eval/`` as written by ``datasets.Dataset.save_to_disk``, and ``report.json`` (the
 :class:`~tdpo.data.report.DataReport` of the load). The key hashes the data options, the source's
-identity (path, size and mtime of a local file; name and split of a hub dataset) and the tokenizer,
-so any change to one of them makes a new entry.
+identity (path and SHA-256 of the bytes of a local file, of every file of a local folder; name and
+split of a hub dataset) and the tokenizer, so any change to one of them makes a new entry: an edit
+that keeps the file's size and modification time too.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from typing import Any
 from tdpo.data.hub import dataset_rows
 from tdpo.data.readers import Row
 from tdpo.data.records import InvalidRecordCounter
+from tdpo.hashing import folder_sha256
 
 __all__ = [
     "DATA_FILE_SUFFIXES",
@@ -123,7 +124,9 @@ def _load(source: FolderSource) -> Any:
 
     try:
         if source.kind == DATA_FILES:
-            return datasets.load_dataset(source.path)
+            # datasets' own cache knows a local file by its modification time, which an edit may keep:
+            # build the Arrow tables again (tdpo's data cache, keyed by the files' bytes, saves the work)
+            return datasets.load_dataset(source.path, download_mode="force_redownload")
         return datasets.load_from_disk(source.path)
     except Exception as err:  # a corrupt save, files datasets cannot read: name the folder
         how = "datasets.load_dataset" if source.kind == DATA_FILES else "datasets.load_from_disk"
@@ -165,14 +168,6 @@ def describe_folder(path: str) -> str:
 
 
 def folder_identity(path: str) -> dict[str, Any]:
-    """What identifies a source folder's content for the data cache: its path, and the relative path,
-    size and mtime of every file in it (hidden ones left out)."""
-    files = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.startswith("."):
-                continue
-            st = os.stat(os.path.join(root, name))
-            files.append([os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns])
-    return {"folder": os.path.abspath(path), "files": files}
+    """What identifies a source folder's content for the data cache: its path, and the SHA-256 of every
+    file in it by relative path (hidden ones left out; :func:`tdpo.hashing.folder_sha256`)."""
+    return {"folder": os.path.abspath(path), "files": folder_sha256(path)}

@@ -37,6 +37,7 @@ from tdpo.data.readers import (
     read_local,
     read_parquet,
 )
+from tdpo.hashing import file_sha256
 
 __all__ = [
     "ALIASES",
@@ -83,12 +84,12 @@ def resolve_source(source: str) -> str:
 
 
 def source_identity(source: str, split: str | None) -> dict[str, Any]:
-    """What identifies the content of a source for the cache: path, size and mtime of a local file;
-    path and every file's size and mtime of a local folder, with the split; name and split of a hub
-    dataset (pin ``revision`` for a strict key)."""
+    """What identifies the content of a source for the cache: path and SHA-256 of the bytes of a local
+    file; path, split and every file's SHA-256 of a local folder; name and split of a hub dataset (pin
+    ``revision`` for a strict key). Sizes and modification times play no part: an edit that keeps them
+    gives another identity."""
     if os.path.isdir(source):
         return {**folder_identity(source), "split": split}
     if os.path.isfile(source):
-        st = os.stat(source)
-        return {"path": os.path.abspath(source), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {"path": os.path.abspath(source), "sha256": file_sha256(source)}
     return {"hub": source, "split": split}

@@ -11,7 +11,10 @@ pair is judged in both orders, ``a`` shown first and ``b`` shown first, and
 * **invalid** if either reply could not be parsed.
 
 The API key is read from the environment variable named by :attr:`ChatJudgeConfig.api_key_env` and only
-ever sent in the ``Authorization`` header: it is never logged, cached, or written to any output. Requests go
+ever sent in the ``Authorization`` header: it is never logged, cached, or written to any output. A key with
+surrounding whitespace, a control character or a non-ASCII character is refused before any request
+(:func:`~tdpo.evaluation.api_key.read_api_key`), and every text the judge keeps (replies, errors) has any
+echo of 8 or more characters of the key, plain or escaped, replaced by ``[API key]``. Requests go
 through the openai client (:mod:`tdpo.evaluation.judge_client`), which retries time-outs, connection errors
 and HTTP 429/5xx up to :attr:`~ChatJudgeConfig.max_retries` times with its own back-off, honouring
 ``Retry-After``; other HTTP errors (400, 401, 404, ...) fail at once. At most
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 
 from tqdm.auto import tqdm
 
+from tdpo.evaluation.api_key import read_api_key, redact_key
 from tdpo.evaluation.cache import JudgmentCache, judgment_key
 from tdpo.evaluation.judgment import (
     JudgeRequestError,
@@ -165,17 +168,6 @@ class ChatJudgeConfig:
                 raise ValueError(f"judge prompt must contain the placeholder {placeholder}")
 
 
-def _read_key(name: str) -> str | None:
-    """The API key from the environment variable ``name`` (None when ``name`` is empty)."""
-    if not name:
-        return None
-    key = os.environ.get(name)
-    if not key:
-        raise ValueError(f"the judge's API key is read from the environment variable {name}, which is not "
-                         "set (set it, or set api_key_env to '' for a server that needs no key)")
-    return key
-
-
 class ChatCompletionsJudge:
     """Judges pairs of answers with an OpenAI-compatible ``/chat/completions`` endpoint.
 
@@ -184,7 +176,7 @@ class ChatCompletionsJudge:
         cache: where replies are kept; an in-memory cache if None.
 
     Raises:
-        ValueError: the API key's environment variable is not set.
+        ValueError: the API key's environment variable is not set, or the key in it is malformed.
         ImportError: the openai client (``pip install 'tdpo[judge]'``) is not installed.
 
     On Ctrl-C (any exception in the thread calling :meth:`judge`) the queued requests are dropped, no further
@@ -198,7 +190,7 @@ class ChatCompletionsJudge:
 
         self.config = config
         self.cache = cache if cache is not None else JudgmentCache(None)
-        self._api_key = _read_key(config.api_key_env)
+        self._api_key = read_api_key(config.api_key_env)
         defaults = ChatJudgeConfig()
         if (config.backoff_initial, config.backoff_max) != (defaults.backoff_initial, defaults.backoff_max):
             logger.warning("judge backoff_initial and backoff_max are no longer used: the openai client chooses "
@@ -223,9 +215,10 @@ class ChatCompletionsJudge:
         self._client.close()
 
     def redact(self, text: str) -> str:
-        """``text`` with every occurrence of the API key replaced by ``[API key]`` (for errors, logs and the
-        cache: a server or proxy may echo the key back in an error body or a reply)."""
-        return text.replace(self._api_key, "[API key]") if self._api_key else text
+        """``text`` with every echo of 8 or more characters of the API key, plain or escaped, replaced by
+        ``[API key]`` (:func:`~tdpo.evaluation.api_key.redact_key`; for errors, logs and the cache: a server or
+        proxy may echo the key, or part of it, back in an error body or a reply)."""
+        return redact_key(text, self._api_key)
 
     def messages(self, question: Question, first: Sequence[str], second: Sequence[str]) -> list[dict[str, str]]:
         """The chat messages asking to compare ``first`` (shown as A) with ``second`` (shown as B)."""
@@ -308,7 +301,7 @@ class ChatCompletionsJudge:
             try:
                 return self.verdict(question, first, second, retry_invalid=retry_invalid)[0], None
             except JudgeRequestError as err:
-                return None, str(err)
+                return None, self.redact(str(err))
 
         self._client.resume()
         results = {}

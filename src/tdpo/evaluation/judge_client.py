@@ -11,13 +11,19 @@ what tdpo needs around it:
 * a reply that is not a chat-completions body is asked for again, up to ``max_retries`` times;
 * after :meth:`JudgeClient.stop` no further request (or retry) is sent;
 * failures become a :class:`~tdpo.evaluation.judgment.JudgeRequestError` naming the endpoint, the status code
-  and the server's explanation (cut to 300 characters), with every occurrence of the API key replaced by
-  ``[API key]`` before anything is cut, so no part of a key echoed by a server can leak.
+  and the server's explanation (cut to 300 characters), redacted (every echo of 8 or more characters of the
+  API key, plain or escaped, replaced by ``[API key]``: :func:`~tdpo.evaluation.api_key.redact_key`) before
+  anything is cut. A failure to connect or to send is described by the exception's type and a text of
+  tdpo's own (:func:`transport_error_text`), never by the exception's message, which may quote the request's
+  headers (h11 refuses a header with ``Illegal header value b'Bearer <the key>'``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -160,5 +166,57 @@ class JudgeClient:
         if isinstance(err, openai.APITimeoutError):
             return f"{self.url}: timed out after {self.timeout:g} s{gave_up}"
         if isinstance(err, openai.APIConnectionError):
-            return f"{self.url}: connection error: {err.__cause__ or err}{gave_up}"
-        return f"{self.url}: {type(err).__name__}: {err}"
+            return f"{self.url}: connection error: {transport_error_text(err)}{gave_up}"
+        return f"{self.url}: {type(err).__name__} (its message is not shown: it may quote the request's headers)"
+
+
+_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (httpx2.LocalProtocolError, "the HTTP library refused to send the request (an illegal character in a header?)"),
+    (httpx2.RemoteProtocolError, "the server's reply broke the HTTP protocol"),
+    (httpx2.UnsupportedProtocol, "the URL's scheme is not supported"),
+    (httpx2.ProxyError, "the proxy refused the request"),
+    (httpx2.ConnectError, "could not connect"),
+    (httpx2.WriteError, "the connection failed while the request was sent"),
+    (httpx2.ReadError, "the connection failed while the reply was read"),
+    (httpx2.TimeoutException, "timed out"),
+    (httpx2.TransportError, "the connection failed"),
+)
+"""What each kind of transport failure means, in tdpo's words (the first class that matches is used)."""
+
+
+def transport_error_text(err: BaseException) -> str:
+    """A description of a failure to connect, send or receive that copies no text from the exceptions.
+
+    Walks ``err``'s chain of causes and gives the type of the HTTP library's exception with tdpo's own
+    description of it, and for an operating-system error its errno's standard text (e.g. ``Connection
+    refused``), for a TLS error OpenSSL's reason code, for a failed name look-up that the host name could not
+    be resolved. A :class:`~tdpo.evaluation.judgment.JudgeRequestError` raised by this module (a stop) is
+    given as it is: its text is tdpo's.
+    """
+    chain: list[BaseException] = []
+    seen = err
+    while seen is not None and seen not in chain and len(chain) < 20:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for link in chain:
+        if isinstance(link, JudgeRequestError):
+            return str(link)
+    parts = []
+    transport = next((link for link in chain if isinstance(link, httpx2.TransportError)), None)
+    if transport is not None:
+        meaning = next(text for kind, text in _TRANSPORT_ERRORS if isinstance(transport, kind))
+        parts.append(f"{type(transport).__name__}: {meaning}")
+    os_error = next((link for link in chain if isinstance(link, OSError)), None)
+    if isinstance(os_error, ssl.SSLError):
+        reason = getattr(os_error, "reason", None)  # OpenSSL's code, e.g. CERTIFICATE_VERIFY_FAILED
+        parts.append(f"TLS error {reason if isinstance(reason, str) and reason.isidentifier() else ''}".strip()
+                     + f" ({type(os_error).__name__})")
+    elif isinstance(os_error, socket.gaierror):
+        parts.append("the host name could not be resolved")
+    elif os_error is not None and isinstance(os_error.errno, int) and os_error.errno > 0:
+        parts.append(f"{type(os_error).__name__}: {os.strerror(os_error.errno)}")
+    elif os_error is not None:
+        parts.append(type(os_error).__name__)
+    if not parts:
+        parts.append(type(chain[-1]).__name__)
+    return "; ".join(parts)

@@ -14,7 +14,7 @@ This module gathers the judges' public names in one place; they live in
   combines the two answer orders;
 * :mod:`tdpo.evaluation.chat_judge`: the chat-completions judge (prompt, settings, both-order judging,
   caching), whose HTTP side is :mod:`tdpo.evaluation.judge_client` (the ``openai`` client, an optional extra:
-  ``pip install 'tdpo[judge]'``);
+  ``pip install 'tdpo[judge]'``) and whose API key is checked and redacted by :mod:`tdpo.evaluation.api_key`;
 * :mod:`tdpo.evaluation.reward_judge`: the reward-model judge.
 """
 

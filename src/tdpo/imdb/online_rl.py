@@ -121,6 +121,7 @@ def train_online_rl(cfg: ImdbConfig, method: Method, sft_model: str, reward: Any
     from transformers import AutoModelForCausalLM
 
     from tdpo.models import load_tokenizer
+    from tdpo.safe_weights import from_pretrained
 
     p = paths(cfg)
     run_dir = p.runs / method.name
@@ -128,7 +129,7 @@ def train_online_rl(cfg: ImdbConfig, method: Method, sft_model: str, reward: Any
     prompts = training_prompts(p.pairs)
     tokenizer = load_tokenizer(sft_model)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(sft_model, dtype=torch.float32)
+    model = from_pretrained(AutoModelForCausalLM, sft_model, dtype=torch.float32)
     trainer = RLOOTrainer(
         model=model, reward_funcs=reward_function(reward), args=rloo_config(cfg, method, run_dir / "trl"),
         train_dataset=Dataset.from_dict({"prompt": prompts}), processing_class=tokenizer,

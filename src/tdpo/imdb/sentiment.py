@@ -108,8 +108,11 @@ class HFSentimentReward:
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from tdpo.safe_weights import from_pretrained
+
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path).to(device).eval()
+        self.model = from_pretrained(AutoModelForSequenceClassification, name_or_path,
+                                     what="sentiment classifier").to(device).eval()
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if self.model.config.pad_token_id is None:

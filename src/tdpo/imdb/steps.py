@@ -45,8 +45,9 @@ def _load_lm(name_or_path: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     from tdpo.models import resolve_model_path
+    from tdpo.safe_weights import from_pretrained
 
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(name_or_path), dtype=torch.float32).eval()
+    return from_pretrained(AutoModelForCausalLM, resolve_model_path(name_or_path), dtype=torch.float32).eval()
 
 
 def _load_tokenizer(name_or_path: str) -> Any:

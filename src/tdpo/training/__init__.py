@@ -5,6 +5,7 @@ Modules, one concern each (imports run from the trainer down):
 - :mod:`~tdpo.training.trainer`: the :class:`Trainer` lifecycle (setup, resume, step, evaluate,
   save) and :func:`train`;
 - :mod:`~tdpo.training.data`: :class:`TrainingData`, loading it from the config;
+- :mod:`~tdpo.training.data_fingerprint`: what ``--resume`` checks the data against;
 - :mod:`~tdpo.training.batch_plan`: which examples each step and process sees;
 - :mod:`~tdpo.training.batch`: the loss of one micro-batch (:func:`batch_loss`) and the run's :class:`Models`;
 - :mod:`~tdpo.training.model_setup`: loading and preparing the policy, the reference, optimizer and schedule;

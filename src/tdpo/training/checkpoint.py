@@ -38,6 +38,9 @@ from tdpo.files import replace_folder, temporary_folder
 from tdpo.training.model_card import write_model_card
 from tdpo.training.trainer_state import (
     TrainerStateError,
+    check_finite_values,
+    check_int,
+    check_number,
     load_policy_weights,
     load_trainer_state,
     nonfinite_training_state,
@@ -81,7 +84,13 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def read_state(path: str | Path) -> dict[str, Any]:
-    """The ``trainer_state.json`` of a checkpoint."""
+    """The ``trainer_state.json`` of a checkpoint, checked (:func:`check_progress`).
+
+    Raises:
+        FileNotFoundError: no ``trainer_state.json``.
+        TrainerStateError: not readable JSON, or a field of the wrong type, out of range or not finite;
+            the message names the file and the field.
+    """
     file = Path(path) / STATE_FILE
     if not file.is_file():
         raise FileNotFoundError(f"{path} is not a complete checkpoint: {STATE_FILE} is missing")
@@ -89,9 +98,42 @@ def read_state(path: str | Path) -> dict[str, Any]:
         state = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise TrainerStateError(f"{file}: not readable JSON ({err})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+    if not isinstance(state, dict) or "step" not in state:
         raise TrainerStateError(f"{file}: not a tdpo checkpoint state (no integer 'step')")
+    check_progress(state, file)
     return state
+
+
+def check_progress(state: dict[str, Any], file: Path) -> None:
+    """Check a checkpoint's progress read from ``file`` (``trainer_state.json``): ``step`` an integer with
+    ``0 <= step <= total_steps``; ``examples``, ``epoch``, ``batch_in_epoch`` non-negative integers;
+    ``last_eval_step`` None or in ``[0, step]``; the divergence monitor's losses and weight norm finite
+    numbers and its counts non-negative integers; no NaN or infinite float outside ``config`` (checked
+    against the run's config on resume). Raises :class:`TrainerStateError` naming the file and field."""
+    check_finite_values({k: v for k, v in state.items() if k != "config"}, file)
+    check_int(state["step"], file, "step")
+    if "total_steps" in state:
+        check_int(state["total_steps"], file, "total_steps", 1)
+        check_int(state["step"], file, "step", 0, state["total_steps"])
+    for name in ("examples", "epoch", "batch_in_epoch"):
+        if name in state:
+            check_int(state[name], file, name)
+    if state.get("last_eval_step") is not None:
+        check_int(state["last_eval_step"], file, "last_eval_step", 0, state["step"])
+    divergence = state.get("divergence", {})
+    if not isinstance(divergence, dict):
+        raise TrainerStateError(f"{file}: divergence is {divergence!r}, expected a dict")
+    losses = divergence.get("losses", [])
+    if not isinstance(losses, list):
+        raise TrainerStateError(f"{file}: divergence/losses is {losses!r}, expected a list of numbers")
+    for i, loss in enumerate(losses):
+        if not isinstance(loss, int | float) or isinstance(loss, bool):
+            raise TrainerStateError(f"{file}: divergence/losses/{i} is {loss!r}, expected a number")
+    if divergence.get("initial_weight_norm") is not None:
+        check_number(divergence["initial_weight_norm"], file, "divergence/initial_weight_norm")
+    for name in ("spikes", "zero_grads"):
+        if name in divergence:
+            check_int(divergence[name], file, f"divergence/{name}")
 
 
 def _strip_prefix(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -6,7 +6,9 @@ With ``reference.cache_logps=true`` they are computed once for the whole trainin
 with a progress bar, stored as a safetensors table ``[N, 2]`` (chosen, rejected) per split beside
 the tokenized data (``<data cache>/reference_logps/<key>/``), reused by later runs with the same
 reference, data and tokenization, and looked up by each batch's ``index`` (its dataset row), which
-is also what makes it correct under DDP: every process holds the whole table.
+is also what makes it correct under DDP: every process holds the whole table. ``info.json`` holds the
+SHA-256 of the table, checked when it is read back: a table that does not match (changed or damaged on
+disk since) is computed again, with a warning.
 
 TDPO cannot use it: its loss needs the reference's full distribution at every token of every
 response (the per-token KL), not a per-sequence number; asking for the cache with a TDPO loss
@@ -26,6 +28,7 @@ import torch
 from torch import Tensor
 
 from tdpo.files import atomic_folder, cache_root
+from tdpo.hashing import tensors_sha256
 from tdpo.loss_registry import cache_problem
 from tdpo.token_stats import TokenStats, sequence_stats
 from tdpo.training.distributed import padded_batches
@@ -189,25 +192,63 @@ def _table_of_rows(rows: list[Tensor], n: int, accelerator) -> Tensor:
     return table
 
 
-def save_table(table: Tensor, folder: Path, info: dict[str, Any]) -> Path:
-    """Write the ``[N, 2]`` table and its ``info`` into ``folder`` atomically (a temporary folder,
-    then renamed into place)."""
+def save_checked_tensors(tensors: dict[str, Tensor], folder: Path, tensors_file: str, info_file: str,
+                         info: dict[str, Any]) -> None:
+    """Write ``tensors`` (safetensors) and ``info`` plus their ``sha256``
+    (:func:`tdpo.hashing.tensors_sha256`, JSON) into ``folder`` atomically (a temporary folder, then
+    renamed into place, replacing what was there)."""
     from safetensors.torch import save_file
 
+    tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
     with atomic_folder(folder) as tmp:
-        save_file({"logps": table.contiguous()}, str(tmp / TABLE_FILE))
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True))
+        save_file(tensors, str(tmp / tensors_file))
+        (tmp / info_file).write_text(json.dumps({**info, "sha256": tensors_sha256(tensors)}, indent=2,
+                                                sort_keys=True))
+
+
+def load_checked_tensors(file: Path, info_file: Path, names: Sequence[str], what: str, *,
+                         warn: bool = True) -> dict[str, Tensor] | None:
+    """The tensors ``names`` of the cache ``file`` if they match the ``sha256`` that ``info_file`` holds;
+    None when there is no such cache, or (with a warning naming the folder when ``warn``) when it is
+    unreadable, lacks a tensor or its checksum, or its tensors changed since they were written: the
+    caller computes them again and writes them anew."""
+    from safetensors.torch import load_file
+
+    if not file.is_file() or not info_file.is_file():
+        return None
+    try:
+        expected = json.loads(info_file.read_text()).get("sha256")
+        tensors = load_file(str(file))
+    except Exception as err:  # truncated, not safetensors, not JSON: a cache, so compute it again
+        problem = f"cannot be read ({type(err).__name__}: {err})"
+    else:
+        missing = [name for name in names if name not in tensors]
+        if missing:
+            problem = f"has no tensor {missing[0]!r}"
+        elif expected is None:
+            problem = f"has no checksum in {info_file.name} (written by an older tdpo)"
+        elif tensors_sha256({name: tensors[name] for name in names}) != expected:
+            problem = f"does not match the SHA-256 in {info_file.name}: it changed or was damaged since it was written"
+        else:
+            return tensors
+    if warn:
+        logger.warning("the cached %s in %s %s; computing them again", what, file.parent, problem)
+    return None
+
+
+def save_table(table: Tensor, folder: Path, info: dict[str, Any]) -> Path:
+    """Write the ``[N, 2]`` table and its ``info`` (with the SHA-256 of the table) into ``folder``
+    atomically."""
+    save_checked_tensors({"logps": table}, Path(folder), TABLE_FILE, INFO_FILE, info)
     return Path(folder)
 
 
-def load_table(folder: Path) -> Tensor | None:
-    """The cached table in ``folder``, or None if there is none."""
-    from safetensors.torch import load_file
-
-    file = Path(folder) / TABLE_FILE
-    if not file.is_file() or not (Path(folder) / INFO_FILE).is_file():
-        return None
-    return load_file(str(file))["logps"]
+def load_table(folder: Path, *, warn: bool = True) -> Tensor | None:
+    """The cached table in ``folder``; None if there is none or it does not match the SHA-256 stored
+    beside it (with a warning when ``warn``: the caller computes it again)."""
+    tensors = load_checked_tensors(Path(folder) / TABLE_FILE, Path(folder) / INFO_FILE, ("logps",),
+                                   "reference log-probs", warn=warn)
+    return None if tensors is None else tensors["logps"]
 
 
 Tables = tuple[ReferenceLogps, ReferenceLogps | None]
@@ -228,7 +269,7 @@ def find_cached_reference_logps(cfg: TrainConfig, train: Sequence[Any],
         if dataset is None or len(dataset) == 0:
             tables.append(None)
             continue
-        table = load_table(root / cache_key(cfg, split, dataset))
+        table = load_table(root / cache_key(cfg, split, dataset), warn=False)  # warned when computed again
         if table is None or table.shape[0] != len(dataset):
             return None
         tables.append(ReferenceLogps(table))

@@ -9,6 +9,8 @@ With ``reference.cache_states=true`` the reference's body runs once over every t
 pair before training. Each sequence's states ``[length, H]`` (prompt and response, float32) are stored
 as a safetensors file beside the data cache (``<data cache>/reference_states/<key>/``), reused by later
 runs with the same reference, data and tokenization, and looked up by each batch's ``index``. The
+SHA-256 of the tensors is stored in ``info.json`` and checked when the table is read back: a table that
+does not match (changed or damaged on disk since) is computed again, with a warning. The
 reference model stays loaded for its output head (one ``[V, H]`` matrix); only its body's forward is
 skipped during training. Every process computes and holds the whole table.
 
@@ -20,7 +22,6 @@ rounding (the matrix products block differently), so the losses match a referenc
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from tdpo.files import atomic_folder, cache_root
-from tdpo.training.reference_cache import cache_key
+from tdpo.files import cache_root
+from tdpo.training.reference_cache import cache_key, load_checked_tensors, save_checked_tensors
 
 if TYPE_CHECKING:
     from tdpo.config import TrainConfig
@@ -167,23 +168,18 @@ def compute_reference_states(reference_hidden: ReferenceHidden, dataset: Sequenc
 
 
 def load_states(folder: Path) -> ReferenceStates | None:
-    """The table in ``folder``, or None if there is none."""
-    from safetensors.torch import load_file
-
-    file = Path(folder) / STATES_FILE
-    if not file.is_file() or not (Path(folder) / INFO_FILE).is_file():
+    """The table in ``folder``, or None if there is none or it does not match the SHA-256 of its tensors
+    stored beside it (then a warning says so, and the caller computes it again)."""
+    tensors = load_checked_tensors(Path(folder) / STATES_FILE, Path(folder) / INFO_FILE, ("states", "spans"),
+                                   "reference states")
+    if tensors is None:
         return None
-    tensors = load_file(str(file))
     return ReferenceStates(tensors["states"], tensors["spans"], source=str(folder))
 
 
 def save_states(states: Tensor, spans: Tensor, folder: Path, info: dict[str, Any]) -> Path:
-    """Write the table and its ``info`` into ``folder`` atomically."""
-    from safetensors.torch import save_file
-
-    with atomic_folder(folder) as tmp:
-        save_file({"states": states.contiguous(), "spans": spans.contiguous()}, str(tmp / STATES_FILE))
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True))
+    """Write the table and its ``info`` (with the SHA-256 of the tensors) into ``folder`` atomically."""
+    save_checked_tensors({"states": states, "spans": spans}, Path(folder), STATES_FILE, INFO_FILE, info)
     return Path(folder)
 
 

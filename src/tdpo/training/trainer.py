@@ -17,7 +17,8 @@ One optimizer step, for a global batch of ``optim.batch_size`` examples:
    by the accumulation steps and backward. Gradients are synchronised on the last micro-batch only.
 3. A non-finite loss or gradient norm stops the run before the update (the last checkpoint, which
    holds only finite values, stays intact); otherwise gradient clipping, the optimizer step and the
-   warm-up schedule. :mod:`tdpo.training.divergence` stops a run that diverges while staying finite.
+   warm-up schedule. :mod:`tdpo.training.divergence` stops a run that diverges while staying finite
+   (exploding, with no learning signal left, or wrecked: drifted far from its start per token).
 
 Data order depends only on the seed and the epoch, and the checkpoint holds the optimizer,
 scheduler and every process's RNG states, so a resumed run equals an uninterrupted one.
@@ -46,6 +47,8 @@ from tdpo.training import checkpoint as ckpt
 from tdpo.training.batch import batch_loss, batch_loss_and_stats
 from tdpo.training.batch_plan import BatchPlan, check_batch_sizes, example_lengths
 from tdpo.training.data import TrainingData, load_training_data
+from tdpo.training.data_fingerprint import STATE_KEY as DATA_KEY
+from tdpo.training.data_fingerprint import check_same_data, data_fingerprint
 from tdpo.training.distributed import (
     InterruptFlag,
     MetricSums,
@@ -203,6 +206,7 @@ class Trainer:
             self.tokenizer = load_tokenizer(model.tokenizer or model.name_or_path, revision=model.revision,
                                             trust_remote_code=model.trust_remote_code)
             self.data = self.data if self.data is not None else load_training_data(cfg, self.tokenizer)
+        self.data_fingerprint = data_fingerprint(cfg, self.data, from_config=self._data_from_config)
         world = accelerator.num_processes
         check_batch_sizes(cfg, world, len(self.data.train))
         lengths = example_lengths(self.data.train) if cfg.data.group_by_length else None
@@ -212,11 +216,14 @@ class Trainer:
         self.models, self.optimizer, self.scheduler = build_models(cfg, accelerator, self.data,
                                                                    self.tokenizer)
         d = cfg.divergence
-        self.monitor = DivergenceMonitor(d.loss_factor, d.window, d.weight_norm_factor, d.patience)
+        self.monitor = DivergenceMonitor(d.loss_factor, d.window, d.weight_norm_factor, d.patience,
+                                         d.max_kl_per_token, d.max_logp_drop_per_token)
         return resume_from
 
     def resume(self, folder: Path) -> None:
-        """Restore the policy, the optimizer, the schedule, the RNG states and the run's progress."""
+        """Check the data against the checkpoint's, then restore the policy, the optimizer, the schedule,
+        the RNG states and the run's progress."""
+        check_same_data(ckpt.read_state(folder), self.data_fingerprint, folder / ckpt.STATE_FILE)
         resumed = ckpt.load_checkpoint(self.accelerator, self.models.policy, self.optimizer, self.scheduler,
                                        folder)
         self.step, self.last_eval_step = int(resumed["step"]), resumed.get("last_eval_step")
@@ -300,7 +307,7 @@ class Trainer:
             bound = cfg.optim.max_grad_norm if cfg.optim.max_grad_norm is not None else math.inf
             grad_norm = float(accelerator.clip_grad_norm_(models.policy.parameters(), bound))
             step_metrics["grad_norm"] = grad_norm
-        self._check_step(step_metrics["loss"], grad_norm)
+        self._check_step(step_metrics, grad_norm)
         step_metrics["lr"] = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -326,8 +333,10 @@ class Trainer:
         finally:
             wrapper.train()
 
-    def _check_step(self, loss: float, grad_norm: float | None) -> None:
-        """Stop the run before the update when the loss or gradient norm is not finite, or diverges."""
+    def _check_step(self, step_metrics: dict[str, float], grad_norm: float | None) -> None:
+        """Stop the run before the update when the loss or gradient norm is not finite, or diverges,
+        or the policy (whose weights gave this step's metrics) has drifted far from its start."""
+        loss = step_metrics["loss"]
         reason = nonfinite_reason(loss, grad_norm)
         if reason is not None:
             raise self._stopped(reason, applied=False)
@@ -335,6 +344,13 @@ class Trainer:
             reason = self.monitor.check_step(loss, grad_norm)
             if reason is not None:
                 raise self._stopped(reason, applied=False, diverged=True)
+            reason = self.monitor.check_drift(step_metrics, self.step + 1,
+                                              averaged=self.cfg.loss.average_log_prob)
+            if reason is not None:
+                # step s's metrics judge the weights of s - 1 updates: those of the drift's first step
+                # were already bad, so the last good checkpoint is of 2 steps before it at the latest
+                raise self._stopped(reason, applied=False, diverged=True,
+                                    good_until=self.monitor.drift_began - 2)
 
     def evaluate(self) -> None:
         """Log every metric of :func:`~tdpo.objective.compute_loss` averaged over the held-out split, and
@@ -387,7 +403,8 @@ class Trainer:
         state = {"step": step, "examples": step * cfg.optim.batch_size, "epoch": epoch,
                  "batch_in_epoch": position, "total_steps": self.total_steps, "loss": cfg.loss.name,
                  "last_eval_step": self.last_eval_step, "divergence": self.monitor.state_dict(),
-                 "config": config_to_dict(cfg)}
+                 "config": config_to_dict(cfg),
+                 DATA_KEY: self.data_fingerprint}
         card = None
         if final and self.accelerator.is_main_process:
             try:
@@ -439,15 +456,24 @@ class Trainer:
         self.save(last)
         self.save(self.run_dir / "final", final=True)
 
-    def _stopped(self, reason: str, applied: bool, diverged: bool = False) -> TrainingDivergedError:
-        """The error that stops the run at this step, naming the last good checkpoint and what to try."""
-        last = ckpt.latest_checkpoint(self.run_dir)
+    def _stopped(self, reason: str, applied: bool, diverged: bool = False,
+                 good_until: int | None = None) -> TrainingDivergedError:
+        """The error that stops the run at this step, naming the last good checkpoint (the latest, or
+        the latest of step ``good_until`` or earlier) and what to try."""
+        saved = ckpt.list_checkpoints(self.run_dir)
+        none = "none saved yet"
+        if good_until is not None:
+            good = [p for p in saved if int(p.name.removeprefix("step-")) <= good_until]
+            if len(good) < len(saved):
+                none = f"none kept from before the drift began ({saved[len(good)].name} and later hold its weights)"
+            saved = good
+        last = saved[-1] if saved else None
         done = self.step - 1 if applied else self.step  # steps completed before the one that failed
         what = "the run stopped" if applied else "the run stopped without applying this update"
         batch_size = self.cfg.optim.batch_size
         return TrainingDivergedError(
             f"{reason} at step {done + 1} (examples {done * batch_size}-{(done + 1) * batch_size}"
-            f"); {what}. Last good checkpoint: {last or 'none saved yet'}.\n"
+            f"); {what}. Last good checkpoint: {last or none}.\n"
             "  Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm"
             + ("; divergence.check=false turns this check off" if diverged else ""))
 
