@@ -203,3 +203,17 @@ def test_figure3_section_from_the_trainers_eval_rows(tmp_path):
     assert (last["step"], last["chosen"], last["rejected"], last["gap"], last["gap_se"], last["prompts"]) == (
         4, 0.2, 0.25, 0.05, 0.02, 128.0)
     assert (last["gap_lower"], last["gap_upper"]) == pytest.approx((0.05 - 1.959964 * 0.02, 0.05 + 1.959964 * 0.02))
+
+
+def test_every_run_is_compared_with_the_sft_model_paired_by_prefix(tmp_path):
+    cfg = _experiment(tmp_path, offset=0.2)
+    results = collect_results(cfg, "reward")
+    assert "vs_sft" not in results["models"][0]
+    for row in results["models"][1:]:
+        method = next(m for m in cfg.method_list() if m.name == row["name"])
+        final = json.loads(paths(cfg).eval_point(method.name, 4).read_text())["samples"]
+        start = json.loads(paths(cfg).eval_point("sft", 0).read_text())["samples"]
+        d = np.array([f["reward"] - s["reward"] for f, s in zip(final, start, strict=True)])  # one sample per prefix
+        v = row["vs_sft"]
+        assert v["difference"] == pytest.approx(d.mean()) and v["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(d.size))
+        assert v["lower"] < v["difference"] < v["upper"] and v["verdict"] == "above" and v["prompts"] == PREFIXES

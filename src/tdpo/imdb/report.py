@@ -36,18 +36,22 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def results_table(results: dict) -> list[str]:
-    """Markdown rows, one per model at its last curve point: reward (± s.e.), change vs SFT, reverse KL
+    """Markdown rows, one per model at its last curve point: reward (± s.e.), change vs SFT (with its 95%
+    bootstrap interval over prefixes, paired by prefix, and verdict), reverse KL
     D_KL(π_θ‖π_ref) (± s.e.), its log-ratio estimate, forward sequential KL, entropy, length."""
     models = results["models"]
     sft = next((m for m in models if m["loss"] == "sft"), None)
     lines = [
-        "| model | step | mean reward (± s.e.) | vs SFT | reverse KL D_KL(π_θ‖π_ref) (± s.e.) | "
+        "| model | step | mean reward (± s.e.) | vs SFT [95% interval] | reverse KL D_KL(π_θ‖π_ref) (± s.e.) | "
         "log-ratio estimate of D_KL(π_θ‖π_ref) | forward seq. KL Σ_t KL(π_ref‖π_θ) | entropy (nats/token) | "
         "length (tokens) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in models:
         delta = "" if sft is None or m is sft else f"{m['reward'] - sft['reward']:+.4f}"
+        if m.get("vs_sft"):
+            v = m["vs_sft"]
+            delta = f"{v['difference']:+.4f} [{v['lower']:+.4f}, {v['upper']:+.4f}] {v['verdict']}"
         lines.append(
             f"| {m['label']} | {m['step']} | {m['reward']:.4f} ± {_num(m['reward_sem'], 4)} | {delta} | "
             f"{m['reverse_kl']:.3f} ± {_num(m['reverse_kl_sem'])} | {m['log_ratio']:.3f} | {m['forward_kl']:.3f} | "

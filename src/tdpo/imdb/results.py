@@ -4,7 +4,9 @@
   clustered by prefix, as every s.e. of a point), the reverse KL ``D_KL(pi_theta || pi_ref)`` on the
   policy's own samples (± s.e.; the x-axis), its Monte-Carlo log-ratio estimate, the forward sequential
   KL ``sum_t KL(pi_ref || pi_theta)``, entropy and length;
-- ``models``: the SFT model and the last point of every run (the end of training);
+- ``models``: the SFT model and the last point of every run (the end of training), each run's with
+  ``vs_sft``: its reward minus the SFT model's on the same held-out prefixes (paired by prefix, with a
+  95% bootstrap interval over prefixes, :func:`tdpo.evaluation.paired.paired_difference`);
 - ``best_of_n`` (when ``best_of_n_samples`` is set): best-of-N from the SFT model per N, its mean reward
   (± s.e.) and its analytical KL ``log N - (N - 1) / N`` (:mod:`tdpo.imdb.best_of_n`), not a measured KL;
 - ``primary`` (when ``primary_contrast`` is set): the pre-registered primary contrast, arm a's reward
@@ -38,6 +40,7 @@ from tdpo.evaluation.matched_kl import (
     matched_kl_difference,
     summarize_kl_ranges,
 )
+from tdpo.evaluation.paired import paired_difference
 from tdpo.imdb.best_of_n import best_of_n_results
 from tdpo.imdb.curves import load_curve, prefix_arrays, run_info
 from tdpo.imdb.experiment import ImdbConfig, Method
@@ -166,6 +169,10 @@ def collect_results(cfg: ImdbConfig, reward_name: str) -> dict[str, Any]:
     if bon is not None:
         results["best_of_n"] = bon
     curves = run_curves(cfg, curve_methods, cfg.eval_prefixes)
+    for row, method in zip(results["models"][1:], curve_methods, strict=True):
+        curve = curves[method]  # row 0 is step 0, the SFT model, on the same prefixes and random numbers
+        row["vs_sft"] = paired_difference(curve.rewards[-1], curve.rewards[0], n_boot=BOOTSTRAP,
+                                          seed=cfg.seed).to_dict()
     primary = primary_section(cfg, {m.name: c for m, c in curves.items()}, n_boot=BOOTSTRAP)
     if primary is not None:
         results["primary"] = primary
