@@ -70,11 +70,19 @@ def _splits(cfg: ImdbConfig) -> Any:
 
 
 def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None) -> Path:
-    """Train ``train_cfg`` in a fresh run folder; drop its checkpoints unless ``cfg.keep_checkpoints``."""
+    """Train ``train_cfg`` in a fresh run folder; drop its checkpoints unless ``cfg.keep_checkpoints``.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM stopped the training (the trainer saved a checkpoint and
+            returned): the experiment stops here, and its next start trains the run again.
+    """
+    from tdpo.api import result_of
     from tdpo.training import train
 
     shutil.rmtree(train_cfg.run_dir(), ignore_errors=True)
     run_dir = train(train_cfg, on_step=on_step)
+    if not result_of(run_dir).completed:
+        raise KeyboardInterrupt
     if not cfg.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return run_dir
