@@ -33,12 +33,18 @@ class TrainResult:
 
     Attributes:
         run_dir: the run folder (``config.yaml``, ``metrics.jsonl``, ``checkpoints/``, ``final/``).
-        completed: True when the run trained to its last step and wrote ``final/``; False when Ctrl-C
-            stopped it (a checkpoint was saved: continue with ``train(cfg, resume=True)``).
+        completed: True when the run's ``run_status.json`` records that it trained to its last step and
+            wrote ``final/``; False otherwise, e.g. when Ctrl-C or SIGTERM stopped it (a checkpoint was
+            saved: continue with ``train(cfg, resume=True)``), also if an earlier end of the run left a
+            ``final/`` there.
         step: the optimizer step of the last logged metrics (0 when nothing was logged).
         train_metrics: the last ``train`` row of ``metrics.jsonl`` (loss, ``rewards/*``, ``kl/*``, ...,
             averaged over the steps since the previous row); empty when none was logged.
         eval_metrics: the last ``eval`` row (every metric on the held-out split); empty without one.
+        status: the state ``run_status.json`` records: ``completed``, ``interrupted`` or ``running``
+            (started and not ended: still running, or killed); empty for a folder without the record.
+        checkpoint: the latest complete checkpoint (where ``--resume`` continues), or None.
+        stopped_by: the signal that interrupted the run (``SIGINT`` for Ctrl-C, ``SIGTERM``), or None.
     """
 
     run_dir: Path
@@ -46,10 +52,13 @@ class TrainResult:
     step: int = 0
     train_metrics: dict[str, float] = field(default_factory=dict)
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    status: str = ""
+    checkpoint: Path | None = None
+    stopped_by: str | None = None
 
     @property
     def final_dir(self) -> Path | None:
-        """The final policy (``run_dir/final``, loadable by ``transformers``), or None if interrupted."""
+        """The final policy (``run_dir/final``, loadable by ``transformers``), or None unless completed."""
         return self.run_dir / "final" if self.completed else None
 
     @property
@@ -70,14 +79,43 @@ def _last_row(run_dir: Path, split: str) -> tuple[int, dict[str, float]]:
                        if v is None or isinstance(v, int | float)}
 
 
+def _completed_without_record(run_dir: Path) -> bool:
+    """For a run folder written before tdpo kept ``run_status.json``: whether ``final/``'s own state
+    says it was trained to the run's last step, and no checkpoint is later than it."""
+    from tdpo.training import checkpoint as ckpt
+
+    final = run_dir / "final"
+    if not ckpt.is_complete(final):
+        return False
+    state = ckpt.read_state(final)
+    latest = ckpt.latest_checkpoint(run_dir)
+    later = latest is not None and ckpt.read_state(latest)["step"] > state["step"]
+    return state.get("total_steps") == state["step"] and not later
+
+
 def result_of(run_dir: str | Path) -> TrainResult:
     """The :class:`TrainResult` of the run in ``run_dir``, read from its folder (any run, also one
-    trained earlier or by ``tdpo train``)."""
+    trained earlier or by ``tdpo train``). Whether it completed is what its ``run_status.json`` records
+    (:func:`tdpo.training.run_folder.read_status`), never the mere presence of ``final/``.
+
+    Raises:
+        ValueError: ``run_status.json`` is malformed; the message names it.
+    """
+    from tdpo.training import checkpoint as ckpt
+    from tdpo.training.run_folder import read_status
+
     run_dir = Path(run_dir)
     train_step, train_metrics = _last_row(run_dir, "train")
     eval_step, eval_metrics = _last_row(run_dir, "eval")
-    return TrainResult(run_dir=run_dir, completed=(run_dir / "final").is_dir(), step=max(train_step, eval_step),
-                       train_metrics=train_metrics, eval_metrics=eval_metrics)
+    record = read_status(run_dir)
+    if record is None:
+        completed, status, signal = _completed_without_record(run_dir), "", None
+    else:
+        status, signal = record["state"], record.get("signal")
+        completed = status == "completed" and (run_dir / "final").is_dir()
+    return TrainResult(run_dir=run_dir, completed=completed, step=max(train_step, eval_step),
+                       train_metrics=train_metrics, eval_metrics=eval_metrics, status=status,
+                       checkpoint=ckpt.latest_checkpoint(run_dir), stopped_by=signal)
 
 
 def train(config: TrainConfig, *, resume: bool | str | Path = False, overwrite: bool = False,
@@ -95,7 +133,8 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, overwrite: 
             (:data:`tdpo.training.trainer.StepCallback`).
 
     Returns:
-        The :class:`TrainResult`: the run folder, whether it completed, the last train and eval metrics.
+        The :class:`TrainResult`: the run folder, whether it completed (or was interrupted by Ctrl-C or
+        SIGTERM: ``completed`` False, ``stopped_by`` the signal), the last train and eval metrics.
 
     Raises:
         TypeError: ``config`` is not a :class:`TrainConfig` (a path or a mapping: use :func:`tdpo.load_config`).
@@ -103,6 +142,8 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, overwrite: 
             run diverged; the last checkpoint is intact.
         FileExistsError: a new run in a folder that holds one, without ``overwrite``.
         tdpo.config.ConfigError: resuming with a config that changes the training.
+        tdpo.training.run_lock.RunFolderError: the run folder cannot be written, is in use by another
+            run, or was deleted during the run.
     """
     from tdpo.config import TrainConfig
     from tdpo.training import train as run_training

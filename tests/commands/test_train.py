@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from train_fixtures import final_parameters, make_model_dir, single_thread  # noqa: F401
 
 from tdpo.commands.train import main, split_items  # noqa: E402
+from tdpo.training.checkpoint import latest_checkpoint  # noqa: E402
 from tdpo.training.tracking import read_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -285,3 +287,139 @@ def test_an_option_whose_package_is_missing(tmp_path, tiny_model, monkeypatch, c
                 f"output_dir={tmp_path / 'runs'}", "logging.wandb=true")
     assert err[0] == ("tdpo train: error: logging.wandb: true needs the wandb package: pip install wandb "
                       "(or set logging.wandb=false)")
+
+
+# --------------------------------------------------------------------------------------------------
+# The run's end: done only when completed; interrupted (Ctrl-C, SIGTERM) exits non-zero naming the
+# checkpoint; a folder in use is refused; a folder deleted mid-run stops the run
+
+
+def _train_args(tmp_path: Path, model: Path, *extra: str) -> list[str]:
+    return [f"model.name_or_path={model}", f"data.source={pairs_file(tmp_path)}", "data.test_size=2",
+            f"output_dir={tmp_path / 'runs'}", "run_name=run", "optim.name=adamw", "optim.lr=0.01",
+            "optim.batch_size=4", "optim.micro_batch_size=2", "schedule.warmup_steps=0", "logging.tensorboard=false",
+            "logging.progress_bar=false", *extra]
+
+
+def _on_train_row(monkeypatch, at_step: int, action) -> None:
+    from tdpo.training.tracking import MetricsLogger
+
+    original = MetricsLogger.log
+
+    def log(self, split, step, metrics, **extra):
+        row = original(self, split, step, metrics, **extra)
+        if split == "train" and step == at_step:
+            action(self.run_dir)
+        return row
+
+    monkeypatch.setattr(MetricsLogger, "log", log)
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_ctrl_c_while_extending_a_finished_run_says_interrupted_and_exits_non_zero(
+        tmp_path, tiny_model, monkeypatch, capsys):
+    import os
+    import signal
+
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "run"
+    assert main(_train_args(tmp_path, tiny_model, "schedule.max_steps=4")) == 0
+    assert "tdpo train: done" in capsys.readouterr().out
+    with monkeypatch.context() as patch:
+        _on_train_row(patch, 5, lambda run_dir: os.kill(os.getpid(), signal.SIGINT))
+        code = main(["--resume", *_train_args(tmp_path, tiny_model, "schedule.max_steps=7")])
+    out, err = capsys.readouterr()
+    assert code == 130 and "done" not in out
+    assert (f"tdpo train: interrupted by SIGINT; continue from {run / 'checkpoints' / 'step-000005'} with --resume "
+            "(final/ is from an earlier end of the run)") in err
+    assert main(["--resume", *_train_args(tmp_path, tiny_model, "schedule.max_steps=7")]) == 0
+    assert f"tdpo train: done; final policy in {run / 'final'}" in capsys.readouterr().out
+
+
+def test_a_run_folder_in_use_is_refused_in_one_line_naming_it_and_the_pid(tmp_path, tiny_model, monkeypatch,
+                                                                         capsys):
+    import socket
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "runs" / "run"
+    run.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (run / "run.lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        for extra in ([], ["--resume"], ["--overwrite"]):
+            err = fails(capsys, *_train_args(tmp_path, tiny_model, "schedule.max_steps=2"), *extra)
+            assert len(err) == 1 and str(run) in err[0] and f"pid {sleeper.pid}" in err[0], err
+            assert err[0].startswith(f"tdpo train: error: run folder {run} is in use by another run (pid {sleeper.pid})")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert sorted(p.name for p in run.iterdir()) == ["run.lock"]  # nothing read, deleted or written
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_deleting_the_run_folder_mid_run_stops_the_run(tmp_path, tiny_model, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    _on_train_row(monkeypatch, 2, shutil.rmtree)
+    assert main(_train_args(tmp_path, tiny_model, "schedule.max_steps=4")) == 1
+    out, err = capsys.readouterr()
+    run = tmp_path / "runs" / "run"
+    assert "done" not in out
+    assert f"tdpo train: stopped: the run folder {run} was deleted while the run was using it: stopped at step 2" in err
+    assert not run.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_saves_exits_143_and_resumes_bit_identically(tmp_path, tiny_model):
+    """What SLURM or Kubernetes do to a job: SIGTERM to ``tdpo train`` in its own process, once it has
+    logged a step; it saves a checkpoint and exits 143; ``--resume`` then ends with the weights of a
+    run never stopped, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               TDPO_CACHE=str(tmp_path / "cache"))
+    common = ["schedule.max_steps=40", "loss.name=tdpo2", "optim.name=rmsprop", "optim.lr=1e-3"]
+
+    def tdpo_train(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "tdpo", "train", *_train_args(tmp_path, tiny_model, *common),
+                                 *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    straight = tdpo_train("run_name=straight")
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()[-3000:]
+
+    proc = tdpo_train()
+    run = tmp_path / "runs" / "run"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            started = bool(read_metrics(run, "train"))  # a step is done: the run is under way
+        except ValueError:  # a row being written
+            started = False
+        if started:
+            proc.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-3000:]
+    saved = latest_checkpoint(run)
+    assert saved is not None and 1 <= int(saved.name.split("-")[1]) < 40
+    assert f"tdpo train: interrupted by SIGTERM; continue from {saved} with --resume" in err
+    assert not (run / "final").exists() and not (run / "run.lock").exists()
+
+    resumed = tdpo_train("--resume")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    a = load_file(tmp_path / "runs" / "straight" / "final" / "model.safetensors")
+    b = load_file(run / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["step"] for r in read_metrics(run, "train")] == list(range(1, 41))
+

@@ -32,6 +32,11 @@ def error_of(path=None, overrides=()) -> str:
     ("schedule.warmup_steps=-1", "schedule.warmup_steps: must be >= 0, got -1"),
     ("optim.betas=[0.9, 1.0]", "optim.betas[1]: must be < 1, got 1.0"),
     ("optim.betas=[0.9]", "optim.betas: must have at least 2 items, got [0.9]"),
+    # RMSprop's running mean of squared gradients, alpha * v + (1 - alpha) * g^2: alpha 1 never leaves its
+    # start 0 (updates g / eps), alpha above 1 makes it negative, below 0 weighs the past negatively
+    ("optim.rmsprop_alpha=2", "optim.rmsprop_alpha: must be < 1, got 2"),
+    ("optim.rmsprop_alpha=1", "optim.rmsprop_alpha: must be < 1, got 1"),
+    ("optim.rmsprop_alpha=-1", "optim.rmsprop_alpha: must be >= 0, got -1"),
     ("run_name=a/b", "run_name: must be a plain folder name, got 'a/b'"),
     ("data.max_prompt_length=600", "data.max_prompt_length: must be below max_length (512) so that a response fits, "
                                    "got 600"),

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 
+import pytest
 import torch
 
 from tdpo.training.distributed import InterruptFlag, MetricSums, any_process, padded_batches, to_device
@@ -70,3 +71,16 @@ def test_interrupt_flag_turns_the_first_ctrl_c_into_a_flag(caplog):
         assert flag.raised
     assert "interrupted; finishing this step" in caplog.text
     assert signal.getsignal(signal.SIGINT) is before  # restored
+
+
+def test_interrupt_flag_turns_sigterm_into_the_same_flag_and_a_repeat_does_not_stop_at_once(caplog):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with caplog.at_level(logging.INFO, logger="tdpo.training"), InterruptFlag() as flag:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag.raised and flag.signal == "SIGTERM"
+        os.kill(os.getpid(), signal.SIGTERM)  # sent twice (a scheduler and a launcher): still saving
+        assert flag.signal == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):  # Ctrl-C after it stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert "SIGTERM: finishing this step, saving a checkpoint and exiting" in caplog.text
+    assert {s: signal.getsignal(s) for s in before} == before  # both restored

@@ -102,7 +102,8 @@ def check_before_training(cfg: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``tdpo train``; returns the exit status (130 when interrupted by Ctrl-C)."""
+    """Entry point of ``tdpo train``; returns the exit status (130 when interrupted by Ctrl-C, 143 by
+    SIGTERM; see :func:`_run_training`)."""
     args = _parser().parse_args(argv)
     from tdpo.config import ConfigError, config_to_dict, format_options, load_config
 
@@ -137,14 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     return _run_training(cfg, resume, args.overwrite)
 
 
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+"""The exit status of a run that a signal interrupted after saving a checkpoint: 128 + the signal's
+number, as a shell reports a process the signal ended."""
+
+
 def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
-    """Check, then train; the exit status (1 stopped, 2 a set-up error, 130 interrupted, 0 done)."""
+    """Check, then train; the exit status: 0 completed, 1 stopped (diverged, or the run folder was
+    deleted or taken over during the run), 2 a set-up error (also: the run folder is in use by another
+    run or cannot be written), 130 interrupted by Ctrl-C, 143 by SIGTERM."""
     from tdpo import api
     from tdpo.data import HubDatasetError
     from tdpo.pretrained import ModelLoadError
     from tdpo.training import TrainingDivergedError
+    from tdpo.training.run_lock import RunFolderError, RunFolderLostError
 
-    setup_errors = (ModelLoadError, HubDatasetError, FileExistsError, FileNotFoundError, ValueError)
+    setup_errors = (ModelLoadError, HubDatasetError, FileExistsError, FileNotFoundError, ValueError, RunFolderError)
     try:
         check_before_training(cfg)
     except setup_errors as err:
@@ -152,7 +161,7 @@ def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
         return 2
     try:  # the trainer's progress messages reach the terminal through tdpo.cli.messages_to_stderr
         result = api.train(cfg, resume=resume, overwrite=overwrite)  # the same function as tdpo.train
-    except TrainingDivergedError as err:
+    except (TrainingDivergedError, RunFolderLostError) as err:
         print(f"tdpo train: stopped: {err}", file=sys.stderr)
         return 1
     except setup_errors as err:
@@ -160,8 +169,11 @@ def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
             err = err.with_key("model.tokenizer" if cfg.model.tokenizer else "model.name_or_path")
         print(f"tdpo train: error: {err}", file=sys.stderr)
         return 2
-    if not result.completed:
-        return 130  # interrupted: a checkpoint was saved, continue with --resume
+    if not result.completed:  # interrupted: a checkpoint was saved
+        stale = " (final/ is from an earlier end of the run)" if (result.run_dir / "final").exists() else ""
+        print(f"tdpo train: interrupted{f' by {result.stopped_by}' if result.stopped_by else ''}; continue from "
+              f"{result.checkpoint or 'the start'} with --resume{stale}", file=sys.stderr)
+        return INTERRUPTED.get(result.stopped_by or "SIGINT", 130)
     print(f"tdpo train: done; final policy in {result.final_dir}, metrics in {result.run_dir / 'metrics.jsonl'}")
     return 0
 

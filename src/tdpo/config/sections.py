@@ -168,8 +168,9 @@ class OptimConfig:
     eps: Float = Field(1e-8, gt=0)
     """Denominator epsilon of RMSprop and AdamW."""
 
-    rmsprop_alpha: Float = 0.99
-    """RMSprop's smoothing constant."""
+    rmsprop_alpha: Float = Field(0.99, ge=0, lt=1)
+    """RMSprop's smoothing constant, in [0, 1): the running mean of squared gradients is
+    ``alpha * mean + (1 - alpha) * grad**2`` (at 1 it would stay 0, above 1 turn negative)."""
 
     max_grad_norm: Float | None = Field(10.0, gt=0)
     """Clip the global gradient norm to this value; null disables clipping."""

@@ -82,8 +82,9 @@ def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None,
     finished unless ``cfg.keep_checkpoints``.
 
     Raises:
-        RunInterrupted: Ctrl-C stopped the run (its checkpoints are kept).
+        RunInterrupted: Ctrl-C or SIGTERM stopped the run (its checkpoints are kept).
     """
+    from tdpo.api import result_of
     from tdpo.training import train
 
     if resume_from is None:
@@ -93,7 +94,7 @@ def _train(cfg: ImdbConfig, train_cfg: Any, on_step: StepCallback | None = None,
 
             record_run_settings(cfg, train_cfg.run_dir())
     run_dir = train(train_cfg, resume=resume_from or False, on_step=on_step)
-    if not (run_dir / "final").is_dir():
+    if not result_of(run_dir).completed:
         raise RunInterrupted(f"tdpo imdb: {run_dir.name} interrupted; its checkpoint is kept: run the same "
                              "command again to continue it")
     if not cfg.keep_checkpoints:

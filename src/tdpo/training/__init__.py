@@ -9,12 +9,15 @@ Modules, one concern each (imports run from the trainer down):
 - :mod:`~tdpo.training.batch_plan`: which examples each step and process sees;
 - :mod:`~tdpo.training.batch`: the loss of one micro-batch (:func:`batch_loss`) and the run's :class:`Models`;
 - :mod:`~tdpo.training.model_setup`: loading and preparing the policy, the reference, optimizer and schedule;
-- :mod:`~tdpo.training.distributed`: metric reduction, flags and data shares over processes, Ctrl-C;
+- :mod:`~tdpo.training.distributed`: metric reduction, flags and data shares over processes, Ctrl-C and
+  SIGTERM;
 - :mod:`~tdpo.training.optim`: the optimizer and the warm-up schedule;
 - :mod:`~tdpo.training.divergence`: telling a diverging run from a healthy one;
 - :mod:`~tdpo.training.tracking`: ``metrics.jsonl``, TensorBoard, Weights & Biases;
 - :mod:`~tdpo.training.checkpoint`, :mod:`~tdpo.training.trainer_state`: checkpoints, without pickle;
-- :mod:`~tdpo.training.run_folder`: what a run writes, new run or resume, config changes on resume;
+- :mod:`~tdpo.training.run_folder`: what a run writes, new run or resume, config changes on resume,
+  the record of whether the run completed;
+- :mod:`~tdpo.training.run_lock`: one run at a time in a run folder;
 - :mod:`~tdpo.training.reference_cache`: cached reference log-probs for the DPO family;
 - :mod:`~tdpo.training.reference_states`: cached reference hidden states for TDPO.
 """

@@ -1,5 +1,5 @@
 """What several processes need to agree on: metric means over all of them, a flag any of them
-raised, Ctrl-C between steps, the norm of sharded weights, and a per-process share of a data set
+raised, Ctrl-C and SIGTERM between steps, the norm of sharded weights, and a per-process share of a data set
 that runs the same number of forwards everywhere."""
 
 from __future__ import annotations
@@ -87,26 +87,51 @@ def weight_norm(accelerator, model: torch.nn.Module) -> float:
 
 
 class InterruptFlag:
-    """Turns Ctrl-C (SIGINT) into a flag checked between optimizer steps; a second Ctrl-C stops at once."""
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a flag checked between optimizer steps, so that the run
+    saves a checkpoint and exits there; a second Ctrl-C stops at once.
+
+    SIGTERM is how SLURM, Kubernetes and ``kill`` ask a job to stop (a SIGKILL follows after a grace
+    period). A repeated SIGTERM does not stop at once: a job's processes may get it twice (from the
+    scheduler and again from a launcher that forwards it), and the checkpoint must still be written.
+    The handlers are installed for the ``with`` block only (and only in the main thread); the previous
+    ones are restored after it.
+
+    Attributes:
+        raised: whether a signal arrived.
+        signal: the name of the first signal that arrived (``SIGINT`` or ``SIGTERM``), or None.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.raised = False
-        self._previous = None
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> InterruptFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            self._previous = None
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # not the main thread: leave the signals alone
+                break
         return self
 
     def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
         if self.raised:
-            raise KeyboardInterrupt
-        self.raised = True
-        logger.info("interrupted; finishing this step, saving a checkpoint and exiting "
-                    "(Ctrl-C again to stop at once)")
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            logger.info("%s again: still finishing this step and saving a checkpoint", name)
+            return
+        self.raised, self.signal = True, name
+        if signum == signal.SIGINT:
+            logger.info("interrupted; finishing this step, saving a checkpoint and exiting "
+                        "(Ctrl-C again to stop at once)")
+        else:
+            logger.info("%s: finishing this step, saving a checkpoint and exiting", name)
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            # None: the handler was not set from Python; the default action is the nearest to it
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous = {}

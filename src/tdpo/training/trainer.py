@@ -23,6 +23,12 @@ One optimizer step, for a global batch of ``optim.batch_size`` examples:
 Data order depends only on the seed and the epoch, and the checkpoint holds the optimizer,
 scheduler and every process's RNG states, so a resumed run equals an uninterrupted one.
 
+The run holds its folder's lock (:mod:`tdpo.training.run_lock`) from before it looks into the folder
+until it ends, and checks after every step that the lock is still its own (a folder deleted or taken
+over stops the run). Ctrl-C or SIGTERM stops it at the end of a step with a checkpoint. Whether it
+completed is recorded in ``run_status.json`` (:func:`~tdpo.training.run_folder.write_status`), never
+guessed from the folder's contents.
+
 A caller may watch the policy as it trains: ``train(cfg, on_step=callback)`` calls
 ``callback(step, model)`` after every optimizer step with the unwrapped causal LM (the IMDb frontier
 evaluates its curve points this way, without writing weights). See :data:`StepCallback`.
@@ -68,7 +74,9 @@ from tdpo.training.run_folder import (
     read_commands,
     record_command,
     resume_folder,
+    write_status,
 )
+from tdpo.training.run_lock import RunFolderError, RunFolderLostError, RunLock
 from tdpo.training.tracking import MetricsLogger, read_metrics
 
 logger = logging.getLogger(__name__)
@@ -121,14 +129,18 @@ def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: Training
 
     Returns:
         The run folder: ``config.yaml``, ``metrics.jsonl`` (rows with ``split`` train/eval),
-        ``tensorboard/``, ``command.txt`` (the tdpo command lines, when run from one), ``checkpoints/step-*``
-        and the final policy in ``final/`` with its model card ``README.md``.
+        ``tensorboard/``, ``command.txt`` (the tdpo command lines, when run from one), ``checkpoints/step-*``,
+        the final policy in ``final/`` with its model card ``README.md``, and ``run_status.json``, which
+        says whether the run completed or was interrupted (by Ctrl-C or SIGTERM, after saving a checkpoint).
 
     Raises:
         TrainingDivergedError: the loss or gradient norm became NaN or infinite (no update applied),
             or the run diverged; the last checkpoint is left intact and holds only finite values.
         FileExistsError: a new run in a folder that holds one, without ``overwrite``.
         ConfigError: resuming with a config that changes the training.
+        RunFolderError: the run folder cannot be written (the message names ``output_dir`` and the
+            path), is in use by another run (:class:`~tdpo.training.run_lock.RunFolderInUseError`), or
+            was deleted or taken over during the run (:class:`~tdpo.training.run_lock.RunFolderLostError`).
     """
     return Trainer(cfg, resume=resume, data=data, overwrite=overwrite, on_step=on_step).run()
 
@@ -152,22 +164,30 @@ class Trainer:
         self.last_eval_step: int | None = None
         self.metrics: MetricsLogger | None = None  # main process only
         self.progress = None  # the progress bar (main process only)
+        self.lock: RunLock | None = None  # the run folder's lock (main process only)
+        self.stopped_by: str | None = None  # the signal that interrupted the run
 
     def run(self) -> Path:
-        """Set up, resume or start, train to the end (or until Ctrl-C), save; return the run folder."""
-        resume_from = self.setup()
-        if resume_from is not None:
-            self.resume(resume_from)
-        elif self.cfg.divergence.check:
-            self.monitor.check_weights(weight_norm(self.accelerator, self.models.policy))
-        self.write_run_folder(resume_from)
-        with self._closing():
-            if self.cfg.eval.at_start and self.step == 0:
-                self.evaluate()
-            with InterruptFlag() as interrupt:
+        """Set up, resume or start, train to the end (or until Ctrl-C or SIGTERM), save; return the
+        run folder. The run folder's lock is held throughout and released however the run ends."""
+        try:
+            resume_from = self.setup()
+            if resume_from is not None:
+                self.resume(resume_from)
+            elif self.cfg.divergence.check:
+                self.monitor.check_weights(weight_norm(self.accelerator, self.models.policy))
+            self.write_run_folder(resume_from)
+            with self._closing(), InterruptFlag() as interrupt:
+                if self.cfg.eval.at_start and self.step == 0:
+                    self.evaluate()
                 interrupted = self.fit(interrupt)
+                self.stopped_by = interrupt.signal if interrupted else None
                 self.finish(interrupted)
-        self.accelerator.wait_for_everyone()
+            self.accelerator.wait_for_everyone()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
         return self.run_dir
 
     # ----------------------------------------------------------------------------------------------
@@ -189,7 +209,9 @@ class Trainer:
         accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
         accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
         self.accelerator = accelerator
-        resume_from = resume_folder(cfg, self._resume, self._overwrite, accelerator.is_main_process)
+        self.lock_run_folder()
+        with self._writing():
+            resume_from = resume_folder(cfg, self._resume, self._overwrite, accelerator.is_main_process)
         if resume_from is not None:
             check_resume_config(cfg, resume_from)
         accelerator.wait_for_everyone()
@@ -231,11 +253,63 @@ class Trainer:
         if self.accelerator.is_main_process:
             logger.info("resumed from %s at step %d", folder, self.step)
 
+    def lock_run_folder(self) -> None:
+        """Take the run folder's lock (the main process, for every process), creating the folder.
+
+        Raises:
+            RunFolderInUseError: another run holds it (on every process).
+            RunFolderError: the folder cannot be written; the message names ``output_dir``.
+        """
+        error: RunFolderError | None = None
+        if self.accelerator.is_main_process:
+            try:
+                with self._writing():
+                    self.lock = RunLock(self.run_dir).acquire()
+            except RunFolderError as err:
+                error = err
+        if any_process(self.accelerator, error is not None):
+            raise error or RunFolderError(f"run folder {self.run_dir}: the main process could not lock it")
+
+    def check_run_folder(self) -> None:
+        """Stop (on every process) when the run folder's lock is no longer this run's: the folder was
+        deleted or another run took it over. Writing on would leave a broken folder that looks finished.
+
+        Raises:
+            RunFolderLostError: naming the folder and the step.
+        """
+        problem = self.lock.problem() if self.lock is not None else None
+        if any_process(self.accelerator, problem is not None):
+            self.lock = None  # not ours to release any more
+            raise RunFolderLostError(
+                f"{problem or f'the run folder {self.run_dir} was lost (see the main process)'}: stopped at step "
+                f"{self.step}, nothing more written; start the run again (or --resume, if its checkpoints are there)")
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Turn a file-system error while writing the run folder into a :class:`RunFolderError` naming
+        ``output_dir`` and the path (a read-only or full disk, missing permissions)."""
+        try:
+            yield
+        except RunFolderError:
+            raise
+        except OSError as err:
+            if err.errno is None:  # tdpo's own messages (FileExistsError of resume_folder, ...)
+                raise
+            path = err.filename or self.run_dir
+            raise RunFolderError(f"output_dir {self.cfg.output_dir!r}: cannot write {path} ({err.strerror or err})") \
+                from None
+
     def write_run_folder(self, resume_from: Path | None) -> None:
-        """Set-up succeeded: only now does the run folder get written (config, data report, metrics)."""
-        cfg, data = self.cfg, self.data
+        """Set-up succeeded: only now does the run folder get written (config, data report, metrics,
+        ``run_status.json`` saying the run is running)."""
         if not self.accelerator.is_main_process:
             return
+        with self._writing():
+            self._write_run_folder(resume_from)
+
+    def _write_run_folder(self, resume_from: Path | None) -> None:
+        cfg, data = self.cfg, self.data
+        write_status(self.run_dir, "running", step=self.step, total_steps=self.total_steps, checkpoint=resume_from)
         save_config(cfg, self.run_dir / "config.yaml")
         record_command(self.run_dir, launch_command(), resumed=resume_from is not None)
         if data.report is not None:
@@ -274,6 +348,7 @@ class Trainer:
                 window, window_start = MetricSums(), time.perf_counter()
             self._show_progress(step_metrics, step_start)
             self.after_step()
+            self.check_run_folder()
             examples = self.step * batch_size
             if eval_every and examples // eval_every > (examples - batch_size) // eval_every \
                     and self.step < self.total_steps:
@@ -397,7 +472,9 @@ class Trainer:
     # Saving and stopping
 
     def save(self, folder: Path, final: bool = False) -> None:
-        """Write a checkpoint (``final``: the policy only, LoRA merged) and prune the older ones."""
+        """Write a checkpoint (``final``: the policy only, LoRA merged) and prune the older ones; first
+        check that the run folder is still this run's (:meth:`check_run_folder`)."""
+        self.check_run_folder()
         cfg, step = self.cfg, self.step
         epoch, position = divmod(step, self.plan.steps_per_epoch)
         state = {"step": step, "examples": step * cfg.optim.batch_size, "epoch": epoch,
@@ -412,10 +489,11 @@ class Trainer:
             except Exception as err:  # documentation only: never lose the final model to it
                 logger.warning("final/README.md (the model card) not written: %s", err)
         try:
-            ckpt.save_checkpoint(self.accelerator, self.models.policy, self.tokenizer, folder, state,
-                                 optimizer=None if final else self.optimizer,
-                                 scheduler=None if final else self.scheduler,
-                                 merge_lora=final and cfg.lora.enabled, model_card=card)
+            with self._writing():
+                ckpt.save_checkpoint(self.accelerator, self.models.policy, self.tokenizer, folder, state,
+                                     optimizer=None if final else self.optimizer,
+                                     scheduler=None if final else self.scheduler,
+                                     merge_lora=final and cfg.lora.enabled, model_card=card)
         except ckpt.NonFiniteStateError as err:
             last = ckpt.latest_checkpoint(self.run_dir) or "none saved yet"
             raise TrainingDivergedError(f"{err} at step {step}; {folder} was not written. "
@@ -441,20 +519,27 @@ class Trainer:
             folder=(self.run_dir / "final").as_posix())
 
     def finish(self, interrupted: bool) -> None:
-        """Save where Ctrl-C stopped; or evaluate (unless done at this step), save the last step and
-        ``final/``."""
+        """Save where Ctrl-C or SIGTERM stopped; or evaluate (unless done at this step), save the last
+        step and ``final/``. Then record in ``run_status.json`` which of the two happened."""
         if self.progress is not None:
             self.progress.close()
         last = ckpt.checkpoint_dir(self.run_dir, self.step)
+        main = self.accelerator.is_main_process
         if interrupted:
             self.save(last)
-            if self.accelerator.is_main_process:
+            if main:
+                with self._writing():
+                    write_status(self.run_dir, "interrupted", step=self.step, total_steps=self.total_steps,
+                                 checkpoint=last, signal=self.stopped_by)
                 logger.info("saved %s; continue with --resume", last)
             return
         if self.last_eval_step != self.step:  # not evaluated yet (a resume from the last checkpoint was)
             self.evaluate()
         self.save(last)
         self.save(self.run_dir / "final", final=True)
+        if main:
+            with self._writing():
+                write_status(self.run_dir, "completed", step=self.step, total_steps=self.total_steps, checkpoint=last)
 
     def _stopped(self, reason: str, applied: bool, diverged: bool = False,
                  good_until: int | None = None) -> TrainingDivergedError:
