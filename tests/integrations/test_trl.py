@@ -232,3 +232,64 @@ def test_the_readme_switch_is_two_changed_lines_that_run(tmp_path):
     config = config.replace('output_dir="smollm2-tdpo2"', f"output_dir={str(tmp_path)!r}")
     args = eval(config, namespace)  # TRL's bf16 default needs a GPU; the rest as written
     assert (args.loss_type, args.alpha, args.beta) == (["tdpo2"], 0.5, 0.1)
+
+
+def _prompt_learning_configs():
+    peft = pytest.importorskip("peft")
+    return {
+        "prompt_tuning": peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+        "p_tuning": peft.PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, encoder_hidden_size=16),
+        "prefix_tuning": peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+    }
+
+
+@pytest.mark.parametrize("kind", ["prompt_tuning", "p_tuning", "prefix_tuning"])
+@pytest.mark.parametrize("loss_type", ["tdpo1", "tdpo2"])
+def test_prompt_learning_adapters_match_an_independent_float64_computation(tmp_path, kind, loss_type):
+    """Prompt-learning PEFT (virtual tokens in front of the input, or a key/value prefix): the loss and the
+    adapter's gradients equal float64 ones from the PEFT model's own logits of the batch's tokens."""
+    peft = pytest.importorskip("peft")
+    config = _prompt_learning_configs()[kind]
+    trainer = _trainer(tmp_path, loss_type, peft_config=config, tdpo_chunk_size=7)
+    model = trainer.model.train()
+    batch = _batch(trainer)
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and not any("lora_" in n for n in trained)
+
+    model64 = peft.get_peft_model(_policy(), config).double().eval()
+    with torch.no_grad():
+        for n, p in model64.named_parameters():
+            if p.requires_grad:
+                p.copy_(trained[n].detach().double())
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad(), model64.disable_adapter():
+        reference_logits = model64(input_ids=ids, attention_mask=mask).logits
+    assert reference_logits.shape[1] == ids.shape[1]
+    policy_logits = model64(input_ids=ids, attention_mask=mask).logits
+    policy_logits = policy_logits[:, policy_logits.shape[1] - ids.shape[1]:]  # the batch's own positions
+    want = _independent_loss(policy_logits, reference_logits, _labels(batch), loss_type)
+    want.backward()
+    assert float(want.detach()) != pytest.approx(0.6931, abs=1e-3)  # the adapter changes the model
+    torch.testing.assert_close(loss.double(), want.detach(), rtol=1e-4, atol=1e-5)
+    for n, p in model64.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(trained[n].grad.double(), p.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_prompt_tuning_trains_a_step(tmp_path):
+    trainer = _trainer(tmp_path, "tdpo2", peft_config=_prompt_learning_configs()["prompt_tuning"], max_steps=1)
+    trainer.train()
+    assert "kl/margin" in trainer.state.log_history[0]
+
+
+@pytest.mark.parametrize("kind", ["CPT", "MULTITASK_PROMPT_TUNING"])
+def test_prompt_learning_adapters_it_cannot_run_are_refused_at_construction(tmp_path, kind):
+    peft = pytest.importorskip("peft")
+    config = (peft.CPTConfig(task_type="CAUSAL_LM", cpt_token_ids=[5, 6, 7], cpt_mask=[1, 1, 1],
+                             cpt_tokens_type_mask=[1, 2, 3]) if kind == "CPT"
+              else peft.MultitaskPromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, num_tasks=1))
+    with pytest.raises(ValueError, match=f"PEFT adapter type {kind}: .*Use prompt tuning") as err:
+        _trainer(tmp_path, "tdpo2", peft_config=config)
+    assert "\n" not in str(err.value)

@@ -73,6 +73,8 @@ if not Version("1.16") <= _TRL_VERSION < Version("1.17"):
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
 # model inputs the TDPO path knows how to pass on
 _TEXT_KEYS = {"input_ids", "attention_mask", "position_ids"}
+# keyword arguments of a causal LM's forward that concern its head or loss, not its body
+_HEAD_KEYS = {"labels", "shift_labels", "num_items_in_batch", "logits_to_keep", "return_dict", "use_cache"}
 
 
 @dataclass
@@ -146,14 +148,48 @@ def add_hidden_state_output(model: Any) -> None:
     def forward(self: Any, *args: Any, tdpo_hidden_states: bool = False, **kwargs: Any) -> Any:
         if not tdpo_hidden_states:
             return inner(*args, **kwargs)
-        inputs = {k: v for k, v in kwargs.items() if k in _TEXT_KEYS and v is not None}
-        if args:
-            inputs["input_ids"] = args[0]
-        out = model_body(self)(**inputs, use_cache=False)
+        inputs = {k: v for k, v in kwargs.items() if k not in _HEAD_KEYS}
+        out = model_body(self)(*args, **inputs, use_cache=False)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
     model.forward = types.MethodType(forward, model)
     model._tdpo_hidden_state_output = True
+
+
+# PEFT prompt-learning adapters the TDPO path runs exactly, by PEFT type: prompt tuning and p-tuning
+# prepend virtual tokens (cut off by _real_positions), prefix tuning and cartridges a key/value prefix
+_PROMPT_LEARNING_SUPPORTED = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "CARTRIDGE"}
+# the others, with what goes wrong
+_PROMPT_LEARNING_REFUSED = {
+    "CPT": "CPT trains with its own token-weighted loss over the prompt, which a preference loss would drop "
+           "(TRL's own DPO fails on it too)",
+    "MULTITASK_PROMPT_TUNING": "it needs task_ids, which TRL's preference batch does not carry "
+                               "(TRL's own DPO fails on it too)",
+}
+
+
+def _check_prompt_learning(loss_type: str, peft_config: Any) -> None:
+    """Raise a one-line ValueError for a PEFT prompt-learning adapter the TDPO path cannot run exactly."""
+    if not getattr(peft_config, "is_prompt_learning", False):
+        return
+    kind = str(getattr(peft_config.peft_type, "value", peft_config.peft_type))
+    if kind in _PROMPT_LEARNING_SUPPORTED:
+        return
+    why = _PROMPT_LEARNING_REFUSED.get(kind, "tdpo does not know how this adapter changes the model's input")
+    raise ValueError(f"loss_type={loss_type!r} cannot train the PEFT adapter type {kind}: {why}. Use prompt "
+                     "tuning, p-tuning, prefix tuning or LoRA instead")
+
+
+def _real_positions(hidden: torch.Tensor, length: int) -> torch.Tensor:
+    """The ``[S, length, H]`` hidden states of the batch's own tokens: the last ``length`` positions.
+
+    Prompt tuning and p-tuning (PEFT prompt learning) prepend virtual tokens to the input, so the
+    body returns ``[S, virtual + length, H]``; prefix tuning adds its prefix to the attention cache
+    instead and returns ``[S, length, H]`` (as does any other model), which this leaves unchanged.
+    """
+    if hidden.shape[1] < length:
+        raise ValueError(f"the model returned {hidden.shape[1]} hidden positions for a batch of {length} tokens")
+    return hidden[:, hidden.shape[1] - length:]
 
 
 class TDPOTrainer(DPOTrainer):
@@ -188,6 +224,8 @@ class TDPOTrainer(DPOTrainer):
         if self.ref_model is None and not is_peft_model(self.model):
             raise ValueError(f"loss_type={self._tdpo_loss!r} needs a reference model: pass ref_model=, or train "
                              "PEFT adapters (the reference is the model with its adapters off)")
+        if is_peft_model(self.model):
+            _check_prompt_learning(self._tdpo_loss, self.model.active_peft_config)
         policy = self.model.get_base_model() if is_peft_model(self.model) else self.model
         add_hidden_state_output(policy)
         output_head(policy)  # a clear error now for heads the chunked path cannot reproduce
@@ -227,8 +265,10 @@ class TDPOTrainer(DPOTrainer):
             raise ValueError(f"loss_type={self._tdpo_loss!r} got batch fields it cannot pass to the model: {extra}")
         model_inputs = {k: v for k, v in inputs.items() if k in _TEXT_KEYS}
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
-        policy_hidden = model(**model_inputs, tdpo_hidden_states=True)
+        length = labels.shape[1]
+        policy_hidden = _real_positions(model(**model_inputs, tdpo_hidden_states=True), length)
         reference_hidden, reference_head = self._reference_hidden(model_inputs)
+        reference_hidden = _real_positions(reference_hidden, length)
         loss, metrics = loss_from_hidden(
             policy_hidden, output_head(model), reference_hidden, reference_head, labels,
             loss=self._tdpo_loss, beta=self.args.beta, alpha=self.args.alpha,
