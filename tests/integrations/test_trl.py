@@ -240,10 +240,11 @@ def _prompt_learning_configs():
         "prompt_tuning": peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
         "p_tuning": peft.PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=3, encoder_hidden_size=16),
         "prefix_tuning": peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+        "cartridge": peft.CartridgeConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
     }
 
 
-@pytest.mark.parametrize("kind", ["prompt_tuning", "p_tuning", "prefix_tuning"])
+@pytest.mark.parametrize("kind", ["prompt_tuning", "p_tuning", "prefix_tuning", "cartridge"])
 @pytest.mark.parametrize("loss_type", ["tdpo1", "tdpo2"])
 def test_prompt_learning_adapters_match_an_independent_float64_computation(tmp_path, kind, loss_type):
     """Prompt-learning PEFT (virtual tokens in front of the input, or a key/value prefix): the loss and the
@@ -258,11 +259,9 @@ def test_prompt_learning_adapters_match_an_independent_float64_computation(tmp_p
     trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert trained and not any("lora_" in n for n in trained)
 
-    model64 = peft.get_peft_model(_policy(), config).double().eval()
-    with torch.no_grad():
-        for n, p in model64.named_parameters():
-            if p.requires_grad:
-                p.copy_(trained[n].detach().double())
+    model64 = peft.get_peft_model(_policy(), config)
+    model64.load_state_dict(model.state_dict())  # the same adapter (trainable and frozen parts)
+    model64 = model64.double().eval()
     ids, mask = batch["input_ids"], batch["attention_mask"]
     with torch.no_grad(), model64.disable_adapter():
         reference_logits = model64(input_ids=ids, attention_mask=mask).logits
