@@ -292,3 +292,64 @@ def test_prompt_learning_adapters_it_cannot_run_are_refused_at_construction(tmp_
     with pytest.raises(ValueError, match=f"PEFT adapter type {kind}: .*Use prompt tuning") as err:
         _trainer(tmp_path, "tdpo2", peft_config=config)
     assert "\n" not in str(err.value)
+
+
+TRL_TOKEN_METRICS = ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy")
+
+
+def _half_greedy(batch):
+    """``batch`` with every other chosen response token replaced by the policy's most likely token there
+    (the policy is causal: a later replacement leaves earlier predictions as they were), so that about half
+    of the chosen tokens are predicted: a token accuracy far from 0 and 1."""
+    ids, completion = batch["input_ids"].clone(), batch["completion_mask"]
+    pairs = len(ids) // 2
+    model = _policy().eval()
+    for t in range(0, ids.shape[1] - 1, 2):
+        rows = completion[:pairs, t + 1].nonzero().flatten()
+        if len(rows):
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=batch["attention_mask"]).logits
+            ids[rows, t + 1] = logits[rows, t].argmax(-1)
+    return {**batch, "input_ids": ids}
+
+
+@pytest.mark.parametrize("loss_type", ["tdpo1", "tdpo2"])
+def test_trls_own_token_metrics_are_logged_with_trls_values(tmp_path, loss_type):
+    """entropy, logits/chosen, logits/rejected and mean_token_accuracy: logged beside kl/*, equal to what
+    TRL's own DPOTrainer logs for the same model and batch, and to a float64 computation from full logits."""
+    trl_trainer = _trainer(tmp_path / "trl", "sigmoid", trainer_class=DPOTrainer, config_class=DPOConfig)
+    ours = _trainer(tmp_path / "ours", loss_type, tdpo_chunk_size=7)
+    batch = _half_greedy(_batch(trl_trainer, 8))
+    trl_trainer.compute_loss(trl_trainer.model.train(), batch)
+    ours.compute_loss(ours.model.train(), batch)
+    theirs, got = trl_trainer._metrics["train"], ours._metrics["train"]
+    assert "kl/margin" in got
+    for key in TRL_TOKEN_METRICS:
+        assert len(got[key]) == 1, key
+        assert got[key][0] == pytest.approx(theirs[key][0], rel=1e-5, abs=1e-7), key
+
+    with torch.no_grad():  # float64, from the full logits
+        logits = _policy().double()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = _labels(batch)[:, 1:]
+    mask = labels != -100
+    logits = logits[:, :-1]
+    logp = torch.log_softmax(logits, -1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    chosen = torch.zeros_like(mask)
+    chosen[: len(mask) // 2] = True
+    want = {
+        "entropy": entropy[mask].mean(),
+        "logits/chosen": logits.mean(-1)[mask & chosen].mean(),
+        "logits/rejected": logits.mean(-1)[mask & ~chosen].mean(),
+        "mean_token_accuracy": (logits.argmax(-1) == labels)[mask & chosen].double().mean(),
+    }
+    for key, value in want.items():
+        assert got[key][0] == pytest.approx(float(value), rel=1e-5, abs=1e-7), key
+    assert 0.3 < float(want["mean_token_accuracy"]) < 0.8  # some tokens predicted, some not
+
+
+def test_trls_token_metrics_reach_the_training_logs(tmp_path):
+    trainer = _trainer(tmp_path, "tdpo2", max_steps=1)
+    trainer.train()
+    for key in TRL_TOKEN_METRICS + ("kl/chosen",):
+        assert key in trainer.state.log_history[0], key

@@ -15,9 +15,15 @@ method meant for overriding). From TRL's collated batch (``input_ids``, ``attent
 ``completion_mask`` of 2B rows, chosen first) it runs the policy's and the reference's bodies, then
 :func:`tdpo.loss_from_hidden`: tdpo's exact chunked token statistics, which project a chunk of
 response positions onto the vocabulary at a time and never build a ``[batch, seq, vocab]`` tensor.
-Beside TRL's own metrics (``rewards/*``, ``logps/*``) the trainer logs TDPO's sequential KL
-``kl/chosen``, ``kl/rejected`` and ``kl/margin`` (D_l - D_w, forward KL
-``sum_t KL(pi_ref || pi_theta)`` summed over response tokens, batch means).
+Beside TRL's own metrics (``rewards/*``, ``logps/*``, and ``entropy``, ``logits/chosen``,
+``logits/rejected`` and ``mean_token_accuracy`` with TRL's definitions, from the same chunks) the
+trainer logs TDPO's sequential KL ``kl/chosen``, ``kl/rejected`` and ``kl/margin`` (D_l - D_w,
+forward KL ``sum_t KL(pi_ref || pi_theta)`` summed over response tokens, batch means).
+
+PEFT adapters work as with TRL's DPO, prompt learning included: prompt tuning and p-tuning prepend
+virtual tokens (the statistics read the hidden states of the batch's own tokens, the last ``T``
+positions), prefix tuning and cartridges prefix the attention cache. CPT and multitask prompt
+tuning, which TRL's DPO cannot train either, are refused at construction.
 
 Any other ``loss_type`` (``"sigmoid"``, ``"ipo"``, ...) is TRL's own code, unchanged.
 
@@ -51,9 +57,16 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "tdpo.integrations.trl needs TRL: pip install 'tdpo[trl]' (TRL >=1.16,<1.17)"
     ) from err
 
+from tdpo import objective
 from tdpo.heads import output_head
 from tdpo.loss_parameters import check_parameters
-from tdpo.objective import loss_from_hidden
+from tdpo.token_stats import (
+    OutputHead,
+    TokenStats,
+    response_positions,
+    sequence_stats,
+    token_stats_from_hidden,
+)
 from tdpo.token_stats_model import model_body
 
 TRL_REQUIREMENT = ">=1.16,<1.17"
@@ -269,17 +282,59 @@ class TDPOTrainer(DPOTrainer):
         policy_hidden = _real_positions(model(**model_inputs, tdpo_hidden_states=True), length)
         reference_hidden, reference_head = self._reference_hidden(model_inputs)
         reference_hidden = _real_positions(reference_hidden, length)
-        loss, metrics = loss_from_hidden(
-            policy_hidden, output_head(model), reference_hidden, reference_head, labels,
-            loss=self._tdpo_loss, beta=self.args.beta, alpha=self.args.alpha,
-            chunk_size=self.args.tdpo_chunk_size,
-        )
+        policy_head = output_head(model)
+        tokens = token_stats_from_hidden(policy_hidden, policy_head, reference_hidden, reference_head, labels,
+                                         chunk_size=self.args.tdpo_chunk_size)
+        loss, metrics = objective.compute_loss(self._tdpo_loss, sequence_stats(tokens),
+                                               beta=self.args.beta, alpha=self.args.alpha)
+        self._log_trl_token_metrics(mode, tokens, labels, policy_hidden, policy_head)
         self._log_tdpo_metrics(mode, metrics, inputs)
         if return_outputs:
             with torch.no_grad():  # logits for compute_metrics, as TRL's own path recomputes them
                 outputs = model(**model_inputs)
             return loss, outputs
         return loss
+
+    def _log_trl_token_metrics(self, mode: str, tokens: TokenStats, labels: torch.Tensor,
+                               policy_hidden: torch.Tensor, policy_head: OutputHead) -> None:
+        """TRL's own token metrics, with TRL's definitions, from the chunked statistics.
+
+        ``entropy``: the policy's per-token entropy averaged over all response tokens (chosen and
+        rejected); ``logits/chosen`` and ``logits/rejected``: the policy's logits averaged over the
+        vocabulary and then over the chosen (rejected) response tokens; ``mean_token_accuracy``: the
+        share of chosen response tokens that are the policy's most likely token. Sums and counts are
+        gathered over processes before dividing, as TRL does. The vocabulary mean of the logits
+        ``scale * h @ W.T`` is ``scale * h @ mean_v(W)``, so it needs no projection.
+
+        Args:
+            tokens: the batch's :class:`TokenStats` over its ``N`` response tokens.
+            labels: ``[2B, T]`` (chosen rows first), -100 outside the responses.
+            policy_hidden: ``[2B, T, H]`` the policy's final hidden states.
+            policy_head: the policy's output head.
+        """
+        rows, cols, targets = response_positions(labels)
+        pairs = labels.shape[0] // 2
+        chosen = tokens.sequence_index < pairs
+        with torch.no_grad():
+            mean_row = policy_head.weight.detach().float().mean(0) * policy_head.logit_scale
+            mean_logits = policy_hidden.detach()[rows, cols].float() @ mean_row
+            correct = tokens.policy_argmax == targets
+            sums = torch.stack([
+                tokens.entropy.detach().float().sum(), torch.tensor(float(len(targets)), device=targets.device),
+                mean_logits[chosen].sum(), chosen.sum().float(),
+                mean_logits[~chosen].sum(), (~chosen).sum().float(),
+                correct[chosen].sum().float(),
+            ])
+        entropy, tokens_all, chosen_logits, chosen_count, rejected_logits, rejected_count, correct_chosen = (
+            self.accelerator.gather_for_metrics(sums.reshape(1, -1)).sum(0).tolist())
+
+        def ratio(num: float, den: float) -> float:
+            return num / den if den > 0 else 0.0
+
+        self._metrics[mode]["entropy"].append(ratio(entropy, tokens_all))
+        self._metrics[mode]["logits/chosen"].append(ratio(chosen_logits, chosen_count))
+        self._metrics[mode]["logits/rejected"].append(ratio(rejected_logits, rejected_count))
+        self._metrics[mode]["mean_token_accuracy"].append(ratio(correct_chosen, chosen_count))
 
     def _log_tdpo_metrics(self, mode: str, metrics: dict[str, torch.Tensor], inputs: dict[str, Any]) -> None:
         """Batch means into TRL's metric store (averaged over processes and logging steps by ``log``)."""
