@@ -13,7 +13,7 @@ from tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 import tdpo  # noqa: E402
-from tdpo.integrations.trl import TDPOConfig, TDPOTrainer  # noqa: E402
+from tdpo.integrations.trl import TDPO_LOSS_TYPES, TRL_LOSS_TYPES, TDPOConfig, TDPOTrainer  # noqa: E402
 
 BETA, ALPHA = 0.1, 0.5
 
@@ -206,6 +206,59 @@ def test_config_refuses_what_tdpo_cannot_do_exactly(tmp_path, overrides, field):
     settings = {"loss_type": "tdpo2", **overrides}
     with pytest.raises(ValueError, match=field):
         _config(tmp_path, **settings)
+
+
+@pytest.mark.parametrize("setting", ["label_smoothing", "label_smoothing_factor", "f_alpha_divergence_coef",
+                                     "discopop_tau", "router_aux_loss_coef"])
+def test_settings_tdpo_would_ignore_are_refused_in_one_line_naming_them(tmp_path, setting):
+    value = {"label_smoothing": 0.2, "label_smoothing_factor": 0.1, "f_alpha_divergence_coef": 0.3,
+             "discopop_tau": 0.1, "router_aux_loss_coef": 0.01}[setting]
+    for loss_type in TDPO_LOSS_TYPES:
+        with pytest.raises(ValueError, match=rf"^{setting}={value} cannot be used with loss_type='{loss_type}': ") as err:
+            _config(tmp_path, loss_type=loss_type, **{setting: value})
+        assert "\n" not in str(err.value)
+    _config(tmp_path, loss_type="robust" if setting == "label_smoothing" else "sigmoid", **{setting: value})
+
+
+@pytest.mark.parametrize("typo, suggestion", [("TDPO2", "tdpo2"), ("tdpo_2", "tdpo2"), ("Tdpo1", "tdpo1"),
+                                              ("sigmod", "sigmoid")])
+def test_a_misspelt_loss_type_fails_when_the_config_is_made(tmp_path, typo, suggestion):
+    for loss_type in (typo, [typo]):
+        with pytest.raises(ValueError, match=rf"unknown loss type '{typo}' \(did you mean '{suggestion}'\?\); valid") as err:
+            _config(tmp_path, loss_type=loss_type)
+        message = str(err.value)
+        assert "\n" not in message
+        assert all(name in message for name in TDPO_LOSS_TYPES + TRL_LOSS_TYPES)
+
+
+def test_the_valid_loss_types_are_trls_and_tdpos():
+    """TRL_LOSS_TYPES are the names DPOConfig documents, and each one builds a config."""
+    import dataclasses
+    import re
+
+    help_text = next(f for f in dataclasses.fields(DPOConfig) if f.name == "loss_type").metadata["help"]
+    assert set(TRL_LOSS_TYPES) == set(re.findall(r"`'([a-z_0-9]+)'`", help_text))
+    assert not set(TRL_LOSS_TYPES) & set(TDPO_LOSS_TYPES)
+
+
+def test_a_mixture_of_experts_aux_loss_is_refused_at_construction(tmp_path):
+    """TRL's DPO adds the MoE load-balancing loss a model's config asks for; TDPO does not, so it asks for
+    router_aux_loss_coef=0.0, and then trains."""
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    config = MixtralConfig(vocab_size=259, hidden_size=32, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=4, num_key_value_heads=4, num_local_experts=2,
+                           num_experts_per_tok=1, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+    def trainer(**overrides):
+        args = _config(tmp_path, loss_type="tdpo2", max_steps=1, **overrides)
+        return TDPOTrainer(model=MixtralForCausalLM(config), ref_model=MixtralForCausalLM(config), args=args,
+                           train_dataset=_dataset(), processing_class=_tokenizer())
+
+    with pytest.raises(ValueError, match=r"Mixture-of-Experts load-balancing loss .*router_aux_loss_coef=0.0"):
+        trainer()
+    trainer(router_aux_loss_coef=0.0).train()
 
 
 def test_tdpo_loss_needs_the_tdpo_config(tmp_path):

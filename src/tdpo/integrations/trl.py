@@ -27,12 +27,20 @@ tuning, which TRL's DPO cannot train either, are refused at construction.
 
 Any other ``loss_type`` (``"sigmoid"``, ``"ipo"``, ...) is TRL's own code, unchanged.
 
-TDPO needs both models' full next-token distributions at every response position, so it refuses,
-with a ValueError naming the setting: precomputed reference log-probs
-(``precompute_ref_log_probs``), mixing TDPO with other loss types, ``use_weighting``, ``ld_alpha``,
-an ``f_divergence_type`` other than ``reverse_kl``, vision inputs, FSDP and DeepSpeed ZeRO-3 (the
-chunked head reads the full head weight outside the model's forward), and output heads the chunked
-path cannot reproduce exactly (a bias, logit soft-capping, an adapter on the head).
+:class:`TDPOConfig` checks ``loss_type`` when it is made: an unknown name fails at once with the
+valid names and the nearest ones ("did you mean"). TDPO needs both models' full next-token
+distributions at every response position, so it refuses, with a one-line ValueError naming the
+setting: precomputed reference log-probs (``precompute_ref_log_probs``), mixing TDPO with other loss
+types, ``use_weighting``, ``ld_alpha``, an ``f_divergence_type`` other than ``reverse_kl``, vision
+inputs, FSDP and DeepSpeed ZeRO-3 (the chunked head reads the full head weight outside the model's
+forward), and output heads the chunked path cannot reproduce exactly (a bias, logit soft-capping, an
+adapter on the head). It also refuses the settings its loss would silently ignore:
+``label_smoothing``, ``label_smoothing_factor``, a changed ``f_alpha_divergence_coef`` or
+``discopop_tau`` (other losses' parameters) and a Mixture-of-Experts load-balancing loss
+(``router_aux_loss_coef``, or a model config that asks for one: set ``router_aux_loss_coef=0.0``).
+
+For ``tdpo1``/``tdpo2`` the model card (``README.md`` in ``output_dir``, and on the Hub) names TDPO
+with its loss type, alpha and beta, cites the TDPO paper and is tagged ``tdpo``.
 
 Tested with TRL 1.16 (the ``tdpo[trl]`` extra pins ``trl>=1.16,<1.17``); other versions are refused
 at import, because the trainer relies on TRL's batch layout and metric store.
@@ -40,9 +48,10 @@ at import, because the trainer relies on TRL's batch layout and metric store.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -74,6 +83,10 @@ TRL_REQUIREMENT = ">=1.16,<1.17"
 
 TDPO_LOSS_TYPES = ("tdpo1", "tdpo2")
 """The loss types :class:`TDPOConfig` adds to TRL's."""
+
+TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+"""TRL 1.16's own loss types (``DPOConfig.loss_type``)."""
 
 _TRL_VERSION = Version(trl.__version__)
 if not Version("1.16") <= _TRL_VERSION < Version("1.17"):
@@ -122,15 +135,25 @@ class TDPOConfig(DPOConfig):
     )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        if isinstance(self.loss_type, str):
+            self.loss_type = [self.loss_type]
+        check_loss_types(self.loss_type)
         tdpo = [name for name in self.loss_type if name in TDPO_LOSS_TYPES]
+        if tdpo:
+            if len(self.loss_type) != 1:
+                raise ValueError(f"loss_type: {tdpo[0]!r} must be the only loss type; got {self.loss_type}")
+            self._refuse_what_tdpo_ignores(tdpo[0])
+        super().__post_init__()
         if not tdpo:
             return
-        if len(self.loss_type) != 1:
-            raise ValueError(f"loss_type: {tdpo[0]!r} must be the only loss type; got {self.loss_type}")
         check_parameters(beta=self.beta, alpha=self.alpha)
         if not isinstance(self.tdpo_chunk_size, int) or self.tdpo_chunk_size < 1:
             raise ValueError(f"tdpo_chunk_size must be a positive integer; got {self.tdpo_chunk_size!r}")
+
+    def _refuse_what_tdpo_ignores(self, loss_type: str) -> None:
+        """A one-line ValueError naming the first setting that a TDPO loss cannot honour."""
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = {name: getattr(self, name) != defaults[name] for name in ("f_alpha_divergence_coef", "discopop_tau")}
         problems = {
             "precompute_ref_log_probs": (self.precompute_ref_log_probs,
                                          "TDPO needs the reference's full next-token distribution at every "
@@ -140,10 +163,45 @@ class TDPOConfig(DPOConfig):
             "f_divergence_type": (self.f_divergence_type != "reverse_kl",
                                   "TDPO is defined for the reverse-KL (standard DPO) rewards; use 'reverse_kl'"),
             "loss_weights": (self.loss_weights not in (None, [1.0]), "TDPO is a single loss; leave it None"),
+            "label_smoothing": (self.label_smoothing != 0,
+                                "TDPO has no label smoothing (in TRL it belongs to the robust, exo_pair and aot "
+                                "losses) and would ignore it; leave it 0"),
+            "label_smoothing_factor": (self.label_smoothing_factor != 0,
+                                       "token label smoothing is not part of TDPO's loss and would be ignored; "
+                                       "leave it 0"),
+            "f_alpha_divergence_coef": (changed["f_alpha_divergence_coef"],
+                                        "it sets the alpha-divergence of f-DPO, not TDPO2's alpha (set alpha=); "
+                                        "leave it at its default"),
+            "discopop_tau": (changed["discopop_tau"],
+                             "it is the DiscoPOP loss's temperature, which TDPO ignores; leave it at its default"),
+            "router_aux_loss_coef": (self.router_aux_loss_coef not in (None, 0, 0.0),
+                                     "TDPO does not add the Mixture-of-Experts load-balancing loss; set it to 0.0"),
         }
         for name, (bad, why) in problems.items():
             if bad:
-                raise ValueError(f"{name}={getattr(self, name)!r} cannot be used with loss_type={tdpo[0]!r}: {why}")
+                raise ValueError(f"{name}={getattr(self, name)!r} cannot be used with loss_type={loss_type!r}: {why}")
+
+
+def _closest(word: str, names: tuple[str, ...]) -> list[str]:
+    """The names nearest ``word`` by ``difflib``'s similarity (all those tied for nearest; none below 0.6)."""
+    scores = {name: difflib.SequenceMatcher(None, word, name).ratio() for name in names}
+    best = max(scores.values())
+    return [name for name in names if scores[name] == best] if best >= 0.6 else []
+
+
+def check_loss_types(loss_types: list[str]) -> None:
+    """Raise a one-line ValueError for a name that is neither TRL's nor tdpo's loss type.
+
+    The message lists the valid names and, where one is close (``difflib``, case-insensitive), asks
+    "did you mean" it: ``"TDPO2"`` and ``"tdpo_2"`` suggest ``'tdpo2'``.
+    """
+    valid = TDPO_LOSS_TYPES + TRL_LOSS_TYPES
+    for name in loss_types:
+        if name in valid:
+            continue
+        close = _closest(name.lower(), valid) if isinstance(name, str) else []
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        raise ValueError(f"loss_type: unknown loss type {name!r}{hint}; valid names: {', '.join(valid)}")
 
 
 def add_hidden_state_output(model: Any) -> None:
@@ -234,6 +292,10 @@ class TDPOTrainer(DPOTrainer):
         if self.is_deepspeed_enabled and ds_plugin is not None and getattr(ds_plugin, "zero_stage", 0) == 3:
             raise ValueError(f"loss_type={self._tdpo_loss!r} does not run under DeepSpeed ZeRO-3 here (the output "
                              "head is sharded); use ZeRO-1/2, or tdpo's own trainer (tdpo train)")
+        if self.aux_loss_enabled:
+            raise ValueError(f"loss_type={self._tdpo_loss!r} does not add the Mixture-of-Experts load-balancing loss "
+                             f"that this model's config asks for (router_aux_loss_coef="
+                             f"{self.router_aux_loss_coef}); set router_aux_loss_coef=0.0 in the TDPOConfig")
         if self.ref_model is None and not is_peft_model(self.model):
             raise ValueError(f"loss_type={self._tdpo_loss!r} needs a reference model: pass ref_model=, or train "
                              "PEFT adapters (the reference is the model with its adapters off)")
