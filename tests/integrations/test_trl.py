@@ -406,3 +406,27 @@ def test_trls_token_metrics_reach_the_training_logs(tmp_path):
     trainer.train()
     for key in TRL_TOKEN_METRICS + ("kl/chosen",):
         assert key in trainer.state.log_history[0], key
+
+
+@pytest.mark.parametrize("loss_type, method", [("tdpo2", "TDPO (tdpo2, alpha=0.5, beta=0.1)"),
+                                               ("tdpo1", "TDPO (tdpo1, beta=0.1)")])
+def test_the_model_card_says_tdpo_cites_its_paper_and_is_tagged_tdpo(tmp_path, loss_type, method):
+    """The card a checkpoint save writes (TRL's create_model_card) for a TDPO run."""
+    from huggingface_hub import ModelCard
+
+    trainer = _trainer(tmp_path, loss_type, max_steps=1, save_strategy="steps", save_steps=1)
+    trainer.train()
+    card = ModelCard.load(tmp_path / "README.md")
+    assert f"This model was trained with {method}, a method introduced in [Token-level Direct Preference " \
+           "Optimization](https://huggingface.co/papers/2404.11999)" in card.text
+    assert "@inproceedings{zeng2024tokenlevel," in card.text and "Yongcheng Zeng" in card.text
+    assert "rafailov2023direct" not in card.text and "Secretly a Reward Model" not in card.text
+    assert "tdpo" in card.data.tags and "dpo" not in card.data.tags
+    assert "tdpo" in trainer.model.model_tags and "dpo" not in trainer.model.model_tags
+
+
+def test_the_model_card_of_trls_own_loss_types_is_trls(tmp_path):
+    trainer = _trainer(tmp_path, "sigmoid")
+    trainer.create_model_card(model_name="tiny")
+    text = (tmp_path / "README.md").read_text()
+    assert "This model was trained with DPO" in text and "rafailov2023direct" in text and "TDPO" not in text

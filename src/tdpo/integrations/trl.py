@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import textwrap
 import types
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -83,6 +84,35 @@ TRL_REQUIREMENT = ">=1.16,<1.17"
 
 TDPO_LOSS_TYPES = ("tdpo1", "tdpo2")
 """The loss types :class:`TDPOConfig` adds to TRL's."""
+
+TDPO_TAGS = ["trl", "tdpo"]
+"""The tags of a model trained with a TDPO loss type (on the model and its card; TRL's DPO uses "dpo")."""
+
+TDPO_PAPER = {
+    "title": "Token-level Direct Preference Optimization",
+    "id": "2404.11999",
+    "citation": textwrap.dedent("""\
+        @inproceedings{zeng2024tokenlevel,
+            title         = {{Token-level Direct Preference Optimization}},
+            author        = {Yongcheng Zeng and Guoqing Liu and Weiyu Ma and Ning Yang and Haifeng Zhang and Jun Wang},
+            booktitle     = {Proceedings of the 41st International Conference on Machine Learning (ICML 2024)},
+            series        = {Proceedings of Machine Learning Research},
+            volume        = {235},
+            year          = {2024},
+            eprint        = {2404.11999},
+            archivePrefix = {arXiv},
+            url           = {https://arxiv.org/abs/2404.11999},
+        }"""),
+}
+"""The TDPO paper as TRL's model card cites a method (title, arXiv id, BibTeX)."""
+
+
+def tdpo_method_name(loss_type: str, *, alpha: float | None, beta: float) -> str:
+    """How the model card names the method: ``"TDPO (tdpo2, alpha=0.5, beta=0.1)"``; TDPO1 has no alpha."""
+    if loss_type == "tdpo2":
+        return f"TDPO ({loss_type}, alpha={alpha:g}, beta={beta:g})"
+    return f"TDPO ({loss_type}, beta={beta:g})"
+
 
 TRL_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
@@ -273,11 +303,18 @@ class TDPOTrainer(DPOTrainer):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        config = kwargs.get("args", args[2] if len(args) > 2 else None)  # DPOTrainer(model, ref_model, args, ...)
+        if set(getattr(config, "loss_type", None) or ()) & set(TDPO_LOSS_TYPES):
+            self._tag_names = TDPO_TAGS  # DPOTrainer.__init__ tags the model with these
         super().__init__(*args, **kwargs)
         loss_types = list(self.args.loss_type)
         self._tdpo_loss = loss_types[0] if loss_types and loss_types[0] in TDPO_LOSS_TYPES else None
         if self._tdpo_loss is None:
             return
+        # what TRL's create_model_card writes: "trained with <_name>, a method introduced in <_paper>"
+        self._tag_names = TDPO_TAGS
+        self._name = tdpo_method_name(self._tdpo_loss, alpha=getattr(self.args, "alpha", None), beta=self.args.beta)
+        self._paper = TDPO_PAPER
         if not isinstance(self.args, TDPOConfig):
             raise ValueError(f"loss_type={self._tdpo_loss!r} needs args=TDPOConfig(...) (it carries alpha); "
                              f"got {type(self.args).__name__}")
