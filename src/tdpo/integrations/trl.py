@@ -311,13 +311,13 @@ class TDPOTrainer(DPOTrainer):
         self._tdpo_loss = loss_types[0] if loss_types and loss_types[0] in TDPO_LOSS_TYPES else None
         if self._tdpo_loss is None:
             return
-        # what TRL's create_model_card writes: "trained with <_name>, a method introduced in <_paper>"
-        self._tag_names = TDPO_TAGS
-        self._name = tdpo_method_name(self._tdpo_loss, alpha=getattr(self.args, "alpha", None), beta=self.args.beta)
-        self._paper = TDPO_PAPER
         if not isinstance(self.args, TDPOConfig):
             raise ValueError(f"loss_type={self._tdpo_loss!r} needs args=TDPOConfig(...) (it carries alpha); "
                              f"got {type(self.args).__name__}")
+        # what TRL's create_model_card writes: "trained with <_name>, a method introduced in <_paper>"
+        self._tag_names = TDPO_TAGS
+        self._name = tdpo_method_name(self._tdpo_loss, alpha=self.args.alpha, beta=self.args.beta)
+        self._paper = TDPO_PAPER
         if self._is_vision_dataset:
             raise ValueError(f"loss_type={self._tdpo_loss!r} supports text models and datasets only; "
                              "this dataset has images")
