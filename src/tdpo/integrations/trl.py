@@ -235,10 +235,13 @@ def check_loss_types(loss_types: list[str]) -> None:
 
 
 def add_hidden_state_output(model: Any) -> None:
-    """Let ``model(..., tdpo_hidden_states=True)`` return the body's final hidden states ``[S, T, H]``.
+    """Let ``model(..., tdpo_hidden_states=True)`` return the body's final hidden states ``[S, T', H]``.
 
     The call still goes through ``model.forward`` (and so through any DDP or PEFT wrapper around it),
-    but stops before the output head. Without the keyword the forward is the one the model had
+    but stops before the output head. Every keyword the wrappers pass on reaches the body (PEFT prompt
+    tuning's ``inputs_embeds`` with its virtual tokens in front, so ``T' = virtual + T``; prefix
+    tuning's ``past_key_values`` and longer ``attention_mask``) except the head's and the loss's own
+    (``labels``, ``logits_to_keep``, ...). Without the keyword the forward is the one the model had
     (TRL's fused-head forward, generation). Patch the transformers model, not its PEFT wrapper.
     """
     if getattr(model, "_tdpo_hidden_state_output", False):
@@ -366,7 +369,8 @@ class TDPOTrainer(DPOTrainer):
         For the TDPO loss types: ``inputs`` is TRL's collated batch of 2B right-padded rows,
         ``input_ids``/``attention_mask``/``completion_mask`` ``[2B, T]`` with the chosen rows first.
         The labels are ``input_ids`` where ``completion_mask`` is 1, -100 elsewhere; the loss is
-        :func:`tdpo.loss_from_hidden` on both models' final hidden states, the mean over the B pairs.
+        :func:`tdpo.loss_from_hidden` on both models' final hidden states at the batch's own ``T``
+        positions (after any virtual tokens), the mean over the B pairs.
         """
         if self._tdpo_loss is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
