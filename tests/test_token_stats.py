@@ -463,3 +463,37 @@ def test_log_complements_agree_between_paths_and_float64(average):
         (got * weights.float()).sum().backward()
         assert_close(h.grad, hp64.grad)
         assert_close(w.grad, wp64.grad)
+
+
+def float64_top_tokens(logits, labels):
+    """Each response position's most likely token (the first of equal maxima) in row-major order, by loops."""
+    out = []
+    for s in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):
+            if int(labels[s, t + 1]) == -100:
+                continue
+            z = logits[s, t].double().tolist()
+            best = max(z)
+            out.append(z.index(best))
+    return torch.tensor(out, dtype=torch.long)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 10_000])
+def test_policy_argmax_matches_float64_on_both_paths(chunk_size):
+    hp, wp, hr, wr = random_hidden(4)
+    labels = make_labels(4)
+    want = float64_top_tokens(hp.double() @ wp.double().T, labels)
+    chunked = token_stats_from_hidden(hp, wp, hr, wr, labels, chunk_size=chunk_size)
+    full = token_stats_from_logits(hp @ wp.T, hr @ wr.T, labels)
+    assert torch.equal(chunked.policy_argmax, want)
+    assert torch.equal(full.policy_argmax, want)
+    without_reference = token_stats_from_hidden(hp, wp, None, None, labels, chunk_size=chunk_size)
+    assert torch.equal(without_reference.policy_argmax, want)
+    assert 0 < len(set(want.tolist())) < V  # varied: not a constant the code could return
+
+
+def test_policy_argmax_takes_the_first_of_equal_maxima():
+    logits = torch.zeros(1, 3, V)
+    logits[0, :, 4] = logits[0, :, 9] = 2.0
+    labels = torch.tensor([[-100, 1, 2]])
+    assert torch.equal(token_stats_from_logits(logits, None, labels).policy_argmax, torch.tensor([4, 4]))

@@ -6,7 +6,8 @@ For every response token (label != -100 after the usual one-position shift) we c
 - the reference's log-probability of the label, ``log pi_ref(y_t | x, y_<t)``;
 - the forward KL over the full vocabulary,
   ``KL_t = sum_v pi_ref(v|.) * (log pi_ref(v|.) - log pi_theta(v|.))``;
-- the policy's entropy ``H_t = -sum_v pi_theta(v|.) log pi_theta(v|.)`` (a metric: detached).
+- the policy's entropy ``H_t = -sum_v pi_theta(v|.) log pi_theta(v|.)`` (a metric: detached);
+- the policy's most likely token ``argmax_v pi_theta(v|.)`` (a metric: token accuracy).
 
 Two paths give the same numbers:
 

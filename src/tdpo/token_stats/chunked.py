@@ -29,7 +29,8 @@ class _ChunkedTokenStats(torch.autograd.Function):
 
     Inputs: policy hidden ``[N, H]``, policy head ``[V, H]``, reference hidden ``[N, H]`` (or an
     empty tensor), reference head ``[V, H]`` (or empty), targets ``[N]``, chunk size, scales.
-    Outputs: policy log-probs ``[N]``, reference log-probs ``[N]``, KL ``[N]``, entropy ``[N]``.
+    Outputs: policy log-probs ``[N]``, reference log-probs ``[N]``, KL ``[N]``, entropy ``[N]``, and
+    the policy's most likely token ``[N]`` (long; the first on ties, as ``argmax``).
 
     With z the policy logits of one position, p = softmax(z), q the reference distribution and
     e_y the one-hot label: d log p_y / dz = e_y - p and d KL(q || p) / dz = p - q (as sum q = 1).
@@ -47,12 +48,15 @@ class _ChunkedTokenStats(torch.autograd.Function):
         n = policy_hidden.shape[0]
         stats = [torch.zeros(n, dtype=torch.float32, device=policy_hidden.device) for _ in range(4)]
         logps, ref_logps, kl, policy_entropy = stats
+        policy_argmax = torch.zeros(n, dtype=torch.long, device=policy_hidden.device)
         with torch.no_grad():
             for start in range(0, n, chunk_size):
                 stop = min(start + chunk_size, n)
                 idx = targets[start:stop, None]
-                policy_logp = torch.log_softmax(
-                    _project(policy_hidden[start:stop], policy_weight, policy_scale), dim=-1)
+                policy_logits = _project(policy_hidden[start:stop], policy_weight, policy_scale)
+                policy_argmax[start:stop] = policy_logits.argmax(-1)
+                policy_logp = torch.log_softmax(policy_logits, dim=-1)
+                del policy_logits
                 logps[start:stop] = policy_logp.gather(-1, idx).squeeze(-1)
                 policy_entropy[start:stop] = entropy(policy_logp)
                 if has_ref:
@@ -64,11 +68,11 @@ class _ChunkedTokenStats(torch.autograd.Function):
         ctx.chunk_size = chunk_size
         ctx.scales = (policy_scale, reference_scale)
         ctx.has_ref = has_ref
-        ctx.mark_non_differentiable(ref_logps, policy_entropy)
-        return logps, ref_logps, kl, policy_entropy
+        ctx.mark_non_differentiable(ref_logps, policy_entropy, policy_argmax)
+        return logps, ref_logps, kl, policy_entropy, policy_argmax
 
     @staticmethod
-    def backward(ctx, grad_logps, grad_ref_logps, grad_kl, grad_entropy):
+    def backward(ctx, grad_logps, grad_ref_logps, grad_kl, grad_entropy, grad_argmax):
         policy_hidden, policy_weight, reference_hidden, reference_weight, targets = ctx.saved_tensors
         policy_scale, reference_scale = ctx.scales
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -186,10 +190,11 @@ def token_stats_from_hidden(
         reference = _reference_inputs(reference_hidden, reference_head, labels, vocab, rows, cols)
     else:
         reference = (policy_rows.new_empty(0), weight.new_empty(0), 1.0)
-    policy_logps, reference_logps, kl, policy_entropy = _ChunkedTokenStats.apply(
+    policy_logps, reference_logps, kl, policy_entropy, policy_argmax = _ChunkedTokenStats.apply(
         policy_rows, weight, reference[0], reference[1], targets,
         chunk_size, float(policy_head.logit_scale), reference[2],
     )
     if reference_hidden is None:
-        return TokenStats(policy_logps, None, None, policy_entropy, rows, labels.shape[0])
-    return TokenStats(policy_logps, reference_logps, kl, policy_entropy, rows, labels.shape[0])
+        reference_logps = kl = None
+    return TokenStats(policy_logps, reference_logps, kl, policy_entropy, rows, labels.shape[0],
+                      policy_argmax=policy_argmax)

@@ -49,4 +49,5 @@ def token_stats_from_logits(
     policy_rows = policy_logits[rows, cols]
     reference_rows = None if reference_logits is None else reference_logits[rows, cols]
     policy_logps, reference_logps, kl, policy_entropy = _stats_from_rows(policy_rows, reference_rows, targets)
-    return TokenStats(policy_logps, reference_logps, kl, policy_entropy, rows, labels.shape[0])
+    return TokenStats(policy_logps, reference_logps, kl, policy_entropy, rows, labels.shape[0],
+                      policy_argmax=policy_rows.detach().float().argmax(-1))

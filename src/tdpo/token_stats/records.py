@@ -36,6 +36,9 @@ class TokenStats:
         entropy: ``[N]`` entropy of pi_theta at each position (detached; 0 * log 0 = 0).
         sequence_index: ``[N]`` long, the row (0..S-1) each token belongs to.
         num_sequences: ``S``.
+        policy_argmax: ``[N]`` long, pi_theta's most likely token at each position (the first on
+            ties); equal to the label where the policy predicts it (token accuracy). None when the
+            statistics were built by hand.
     """
 
     policy_logps: Tensor
@@ -44,6 +47,7 @@ class TokenStats:
     entropy: Tensor
     sequence_index: Tensor
     num_sequences: int
+    policy_argmax: Tensor | None = None
 
 
 @dataclass
