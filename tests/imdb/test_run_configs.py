@@ -141,3 +141,16 @@ def test_method_runs_save_resumable_checkpoints_as_often_as_set(tmp_path, every,
     got = method_run_config(cfg, parse_method("dpo"), "sft/final").checkpoint
     assert (got.every_steps, got.keep_last) == (expected, 1)
     assert sft_run_config(cfg).checkpoint.every_steps is None
+
+
+def test_a_method_may_set_its_own_learning_rate(tmp_path):
+    cfg = _settings(tmp_path)
+    assert method_run_config(cfg, parse_method("tdpo2:alpha=0.7"), "sft/final").optim.lr == 1e-6
+    own = parse_method("tdpo2:alpha=0.7,lr=5e-5,seed=2")
+    run = method_run_config(cfg, own, "sft/final")
+    assert run.optim.lr == 5e-5 and run.run_name == "tdpo2_beta0.1_alpha0.7_lr5e-05_seed2"
+    assert own.setting == parse_method("tdpo2:alpha=0.7,lr=5e-5") != parse_method("tdpo2:alpha=0.7")
+    assert own.label == "TDPO2 (beta=0.1, alpha=0.7, lr=5e-05, seed 2)"
+    for bad in ("dpo:lr=0", "dpo:lr=-1", "dpo:lr=nan", "dpo:lr=fast"):
+        with pytest.raises(ValueError, match="lr"):
+            parse_method(bad)

@@ -1,6 +1,6 @@
 """The runs of the IMDb experiment: a method written as ``LOSS`` or ``LOSS:key=value,...`` and parsed.
 
-A run is written as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta``, ``alpha`` and ``seed``, e.g.
+A run is written as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta``, ``alpha``, ``lr`` and ``seed``, e.g.
 ``dpo:beta=0.1``, ``tdpo2:beta=0.1,alpha=0.5`` or ``dpo:beta=0.1,seed=1`` (the same setting trained
 again in another data order, from the same SFT model on the same pairs). ``LOSS`` is any pairwise loss
 of the registry (``unlikelihood:alpha=0.1`` included) or ``preferred_ft``: the DPO paper's Preferred-FT
@@ -11,6 +11,7 @@ baseline, TRL's RLOO trainer with the reward classifier as its reward and ``beta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +52,15 @@ class Method:
             term (ignored by other losses).
         seed: the training seed's offset from the experiment's ``seed``: another data order (0: the
             first run of the setting; the SFT model, the pairs and the evaluation are the same).
+        lr: the run's learning rate, or None for the experiment's ``lr`` (the TDPO paper trains TDPO at
+            five times DPO's rate).
     """
 
     loss: str
     beta: float = 0.1
     alpha: float = 0.5
     seed: int = 0
+    lr: float | None = None
 
     @property
     def name(self) -> str:
@@ -64,6 +68,7 @@ class Method:
         ``unlikelihood_alpha0.1``, ``preferred_ft``: the parameters the method reads."""
         out = self.loss + (f"_beta{self.beta:g}" if self.uses_beta else "")
         out = out + f"_alpha{self.alpha:g}" if self.uses_alpha else out
+        out = out + f"_lr{self.lr:g}" if self.lr is not None else out
         return out + f"_seed{self.seed}" if self.seed else out
 
     @property
@@ -72,6 +77,7 @@ class Method:
         ``Preferred-FT``."""
         parts = [f"beta={self.beta:g}"] if self.uses_beta else []
         parts += [f"alpha={self.alpha:g}"] if self.uses_alpha else []
+        parts += [f"lr={self.lr:g}"] if self.lr is not None else []
         parts += [f"seed {self.seed}"] if self.seed else []
         display = _DISPLAY.get(self.loss, self.loss.upper())
         return f"{display} ({', '.join(parts)})" if parts else display
@@ -80,7 +86,8 @@ class Method:
     def setting(self) -> Method:
         """The run's setting: the same method with seed 0 (the runs of one setting form one curve group)
         and the parameters it does not read at their defaults."""
-        return Method(self.loss, self.beta if self.uses_beta else 0.1, self.alpha if self.uses_alpha else 0.5)
+        return Method(self.loss, self.beta if self.uses_beta else 0.1, self.alpha if self.uses_alpha else 0.5,
+                      lr=self.lr)
 
     @property
     def train_loss(self) -> str:
@@ -106,8 +113,8 @@ class Method:
 
 
 def parse_method(spec: str) -> Method:
-    """Parse ``LOSS[:beta=B][,alpha=A][,seed=N]`` (``LOSS`` one of :data:`METHOD_KINDS`); errors name
-    the bad part."""
+    """Parse ``LOSS[:beta=B][,alpha=A][,lr=L][,seed=N]`` (``LOSS`` one of :data:`METHOD_KINDS`); errors
+    name the bad part."""
     loss, _, rest = spec.partition(":")
     loss = loss.strip().lower()
     if loss not in METHOD_KINDS:
@@ -116,8 +123,9 @@ def parse_method(spec: str) -> Method:
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
         key = key.strip()
-        if not eq or key not in ("beta", "alpha", "seed"):
-            raise ValueError(f"method {spec!r}: expected beta=NUMBER, alpha=NUMBER or seed=N, got {part!r}")
+        if not eq or key not in ("beta", "alpha", "lr", "seed"):
+            raise ValueError(f"method {spec!r}: expected beta=NUMBER, alpha=NUMBER, lr=NUMBER or seed=N, "
+                             f"got {part!r}")
         try:
             values[key] = int(value) if key == "seed" else float(value)
         except ValueError:
@@ -125,6 +133,8 @@ def parse_method(spec: str) -> Method:
             raise ValueError(f"method {spec!r}: {key} must be {kind}, got {value!r}") from None
     if values.get("seed", 0) < 0:
         raise ValueError(f"method {spec!r}: seed must be >= 0, got {values['seed']}")
+    if "lr" in values and not (values["lr"] > 0 and math.isfinite(values["lr"])):
+        raise ValueError(f"method {spec!r}: lr must be a positive number, got {values['lr']}")
     method = Method(loss, **values)
     for key, reason in parameter_problems(beta=method.beta, alpha=method.alpha):
         raise ValueError(f"method {spec!r}: {key} {reason}")

@@ -84,7 +84,7 @@ def rloo_config(cfg: ImdbConfig, method: Method, output_dir: str | Path) -> Any:
         output_dir=str(output_dir), seed=cfg.seed + method.seed, beta=method.beta,
         per_device_train_batch_size=2 * cfg.batch_size, num_generations=cfg.online_rl_generations,
         max_completion_length=cfg.max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
-        max_steps=cfg.train_steps, learning_rate=cfg.lr, optim="rmsprop", lr_scheduler_type="constant_with_warmup",
+        max_steps=cfg.train_steps, learning_rate=cfg.lr if method.lr is None else method.lr, optim="rmsprop", lr_scheduler_type="constant_with_warmup",
         warmup_steps=cfg.warmup_steps, max_grad_norm=MAX_GRAD_NORM, bf16=False, gradient_checkpointing=False,
         logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=False, dataloader_num_workers=0,
     )

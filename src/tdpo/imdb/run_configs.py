@@ -88,7 +88,7 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
         "data": {"source": str(p.pairs), "shape": "prompt_chosen_rejected", "test_split": test, "test_size": 0,
                  "max_prompt_length": MAX_PROMPT_LENGTH,
                  "max_length": MAX_PROMPT_LENGTH + cfg.max_new_tokens + 1},
-        "optim": {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "lr": cfg.lr},
+        "optim": {"batch_size": cfg.batch_size, "micro_batch_size": cfg.micro_batch_size, "lr": cfg.lr if method.lr is None else method.lr},
         "schedule": {"warmup_steps": cfg.warmup_steps, "max_steps": cfg.train_steps},
         "eval": {"every_examples": every, "at_start": every is not None},
         "checkpoint": {"keep_last": 1, "every_steps": cfg.run_checkpoint_every_steps()},
