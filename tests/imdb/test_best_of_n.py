@@ -20,7 +20,8 @@ from tdpo.imdb.best_of_n import (
     saved_best_of_n,
     write_best_of_n,
 )
-from tdpo.imdb.experiment import ImdbConfig, demo_config, frontier_config, make_config
+from tdpo.imdb.experiment import ImdbConfig, make_config
+from tdpo.imdb.presets import demo_config, frontier_config
 
 
 def brute_force(rewards: list[list[float]], n: int) -> tuple[float, float | None]:

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from tdpo.commands import imdb as imdb_command
-from tdpo.imdb.experiment import ImdbConfig, demo_config, frontier_config, make_config, parse_method
+from tdpo.imdb.experiment import ImdbConfig, make_config, parse_method
+from tdpo.imdb.presets import demo_config, frontier_config
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -34,20 +35,45 @@ def test_presets_run_the_papers_settings_as_curves():
     demo, frontier = demo_config(), frontier_config()
     assert demo.out_dir == "runs/demo" and demo_config("elsewhere", seed=3).seed == 3
     assert [m.name for m in demo.method_list()] == ["dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"]
-    assert demo.eval_points >= 4 and len(demo.eval_steps()) >= 4
+    assert len(demo.eval_steps()) >= 2 and demo.eval_samples >= 4
+    # the pre-registered primary contrast: TDPO2 at the paper's best alpha minus DPO, three seeds each
     assert [m.name for m in frontier.method_list()] == [
-        "dpo_beta0.1", "dpo_beta0.1_seed1", "tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1", "tdpo2_beta0.1_alpha0.3",
-        "tdpo2_beta0.1_alpha0.5", "tdpo2_beta0.1_alpha0.5_seed1", "tdpo2_beta0.1_alpha0.7",
-        "preferred_ft", "unlikelihood_alpha0.1",
+        "dpo_beta0.1", "dpo_beta0.1_seed1", "dpo_beta0.1_seed2",
+        "tdpo2_beta0.1_alpha0.7", "tdpo2_beta0.1_alpha0.7_seed1", "tdpo2_beta0.1_alpha0.7_seed2",
     ]
-    # the DPO paper's baselines: best-of-N up to N = 16 from 16 SFT samples per prefix
+    assert frontier.primary_contrast == ["tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1"]
+    assert frontier.primary_kl_window == [0.2, 0.6]
+    # preference data at scale: at least 2,048 training prefixes (up to 6 pairs each: >= 12,000 pairs)
+    assert frontier.train_prefixes >= 2048 and frontier.samples_per_prefix == 4
+    # best-of-N up to N = 16 from 16 SFT samples per prefix
     assert frontier.best_of_n_samples == 16 and max(frontier.best_of_n) == 16
-    # Figure 3 over training: at the start and at least 4 more times
+    # curve points: >= 4 samples per held-out prefix, dense where the primary window lies
+    assert frontier.eval_samples >= 4 and frontier.eval_prefixes >= 128
+    assert frontier.eval_steps() == [10, 20, 30, 40, 80, 160, 320] and frontier.eval_steps()[-1] == frontier.train_steps
+    # Figure 3 on >= 128 held-out pairs from >= 128 distinct prefixes, at the start and 4 more times
+    assert frontier.eval_pair_prefixes >= 128 and frontier.eval_pairs_per_prefix == 1
     assert frontier.train_steps // frontier.pair_eval_every_steps() >= 4
-    assert frontier.eval_points >= 8 and frontier.eval_prefixes >= 256 and frontier.eval_samples >= 2
-    # at least 128 held-out pairs (every pair of the samples of each held-out prefix) for DPO and TDPO2
-    assert frontier.eval_pair_prefixes * frontier.samples_per_prefix * (frontier.samples_per_prefix - 1) // 2 >= 128
-    assert {m.loss for m in frontier.pair_eval_method_list()} == {"dpo", "tdpo2"}
+    assert {m.name for m in frontier.pair_eval_method_list()} == {"dpo_beta0.1", "tdpo2_beta0.1_alpha0.7"}
+
+
+def test_the_paper_preset_adds_the_whole_grid_and_the_baselines():
+    from tdpo.imdb.presets import paper_config
+
+    cfg = paper_config()
+    names = [m.name for m in cfg.method_list()]
+    assert names[:6] == [m.name for m in frontier_config().method_list()]
+    assert {"tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1", "tdpo2_beta0.1_alpha0.3", "tdpo2_beta0.1_alpha0.5",
+            "preferred_ft", "unlikelihood_alpha0.1", "unlikelihood_alpha1", "rloo_beta0.05"} <= set(names)
+    assert cfg.primary_contrast == frontier_config().primary_contrast
+
+
+def test_curve_points_may_be_listed():
+    cfg = make_config(ImdbConfig(), train_steps=50, eval_at_steps=[5, 10, 50])
+    assert cfg.eval_steps() == [5, 10, 50] and cfg.pair_eval_every_steps() == 17
+    for bad in ([5, 5, 50], [0, 50], [5, 10], []):
+        with pytest.raises(ValueError, match="eval_at_steps"):
+            make_config(ImdbConfig(), train_steps=50, eval_at_steps=bad)
+    assert "eval_at_steps" not in cfg.result_settings()
 
 
 def test_eval_steps_cover_every_eighth_of_training():
@@ -85,11 +111,7 @@ def test_the_dpo_papers_baselines_are_methods_named_by_what_they_read():
     make_config(ImdbConfig(), methods=["dpo", "preferred_ft", "unlikelihood:alpha=0.05", "unlikelihood:alpha=1"])
 
 
-def test_the_frontiers_runs_keep_their_names():
-    names = [parse_method(m).name for m in frontier_config().methods]
-    assert names == ["dpo_beta0.1", "dpo_beta0.1_seed1", "tdpo1_beta0.1", "tdpo2_beta0.1_alpha0.1",
-                     "tdpo2_beta0.1_alpha0.3", "tdpo2_beta0.1_alpha0.5", "tdpo2_beta0.1_alpha0.5_seed1",
-                     "tdpo2_beta0.1_alpha0.7", "preferred_ft", "unlikelihood_alpha0.1"]
+def test_method_labels_name_what_they_read():
     assert parse_method("tdpo1:beta=0.2,seed=1").label == "TDPO1 (beta=0.2, seed 1)"
 
 
@@ -139,7 +161,9 @@ def test_the_primary_arms_are_every_seed_of_their_settings():
 def test_the_frontier_preset_needs_three_seeds_per_arm():
     with pytest.raises(ValueError, match=r"'tdpo2:beta=0.1,alpha=0.5' has 2 run\(s\) in methods; it needs at "
                        r"least 3 training seeds \(add e.g. 'tdpo2:beta=0.1,alpha=0.5,seed=2'\)"):
-        frontier_config(primary_contrast=["tdpo2:beta=0.1,alpha=0.5", "dpo:beta=0.1"], primary_kl_window=[0.1, 0.3])
+        frontier_config(methods=["dpo:beta=0.1", "dpo:beta=0.1,seed=1", "dpo:beta=0.1,seed=2", "tdpo2:beta=0.1,alpha=0.5",
+                                 "tdpo2:beta=0.1,alpha=0.5,seed=1"],
+                        primary_contrast=["tdpo2:beta=0.1,alpha=0.5", "dpo:beta=0.1"], primary_kl_window=[0.1, 0.3])
     methods = [f"{s}{',' if ':' in s else ':'}seed={n}" if n else s
                for s in ("dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.7") for n in range(3)]
     cfg = frontier_config(methods=methods, primary_contrast=["tdpo2:beta=0.1,alpha=0.7", "dpo:beta=0.1"],
@@ -187,7 +211,8 @@ def test_the_estimate_step_prints_the_time_and_runs_nothing(capsys, tmp_path):
     out = tmp_path / "never"
     assert imdb_command.main(["estimate", "--preset", "frontier", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("estimated time (from the sizes, uncalibrated): ") and "10 run(s) x" in printed
+    assert printed.startswith("estimated time (from the sizes, uncalibrated): ") and "6 run(s) x" in printed
+    assert float(printed.split(": ")[1].split(" min")[0]) < 150  # the frontier's budget
     assert not out.exists()
 
 

@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-from tdpo.imdb.experiment import ImdbConfig, demo_config, parse_method
+from tdpo.imdb.experiment import ImdbConfig, parse_method
 from tdpo.imdb.pipeline import results_summary, run_pipeline
+from tdpo.imdb.presets import demo_config
 
 
 def test_parse_method():

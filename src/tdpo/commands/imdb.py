@@ -63,7 +63,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(ns: argparse.Namespace, preset: str):
     """The preset's config with every option given on the command line replacing its value."""
-    from tdpo.imdb.experiment import PRESETS, ImdbConfig
+    from tdpo.imdb.experiment import ImdbConfig
+    from tdpo.imdb.presets import PRESETS
 
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ImdbConfig) if getattr(ns, f.name) is not None}
     return PRESETS[preset](**given)
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("step", choices=STEPS, help="which step to run (run = all, frontier = all with the "
                         "frontier preset, estimate = print the time 'run' would take)")
-    parser.add_argument("--preset", choices=("default", "demo", "frontier"), default=None,
+    parser.add_argument("--preset", choices=("default", "demo", "frontier", "paper"), default=None,
                         help="starting values of the settings (default: 'frontier' for the frontier step, "
                         "else 'default')")
     add_config_arguments(parser)

@@ -121,7 +121,7 @@ def work_of(cfg: ImdbConfig, *, runs: list | None = None, points: int | None = N
         train_steps=cfg.train_steps,
         step_tokens=cfg.batch_size * 2 * sequence,
         pair_eval_tokens=pair_evals * held_out_pairs * 2 * sequence,
-        points=1 + num_runs * cfg.eval_points if points is None else points,
+        points=1 + num_runs * len(cfg.eval_steps()) if points is None else points,
         point_tokens=cfg.eval_prefixes * cfg.eval_samples * cfg.max_new_tokens,
         best_of_n_tokens=cfg.eval_prefixes * cfg.best_of_n_samples * cfg.max_new_tokens if best_of_n else 0,
         online_sample_tokens=sum(m.online for m in methods) * cfg.train_steps * 2 * cfg.batch_size

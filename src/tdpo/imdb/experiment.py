@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError
 from tdpo.config_section import Bool, Float, Int, section
 from tdpo.files import write_atomic
 from tdpo.imdb.methods import ONLINE_RL_METHOD, Method, parse_method
-from tdpo.imdb.primary import check_primary, require_primary_seeds
+from tdpo.imdb.primary import check_primary
 
 
 @section
@@ -69,6 +69,11 @@ class ImdbConfig:
     train_prefixes: Int = Field(128, ge=1)
     """Training prefixes; each gives up to 6 preference pairs (4 samples)."""
 
+    train_pairs_per_prefix: Int | None = Field(None, ge=1)
+    """Training pairs kept per prefix: null keeps every pair (as the DPO and TDPO papers do); ``k`` keeps
+    the ``k`` pairs of largest reward margin (1: each prefix's best and worst completion), fewer but
+    clearer preferences per sampled completion."""
+
     eval_pair_prefixes: Int = Field(16, ge=0)
     """Held-out prefixes whose pairs form the trainer's evaluation set (0: none)."""
 
@@ -113,7 +118,11 @@ class ImdbConfig:
     eval_points: Int = Field(8, ge=1)
     """Points of every run's reward-KL curve besides step 0 (the SFT model, evaluated once for all runs):
     steps ``round(k * train_steps / eval_points)`` for ``k = 1 .. eval_points``, evaluated inside the
-    training process as the run reaches them."""
+    training process as the run reaches them (unless ``eval_at_steps`` lists the steps)."""
+
+    eval_at_steps: list[Int] | None = None
+    """The training steps of the curve points, ascending, the last ``train_steps`` (e.g. denser early,
+    where the KL grows fastest); null: ``eval_points`` evenly spaced steps."""
 
     eval_prefixes: Int = Field(128, ge=1)
     """Held-out prefixes of every curve point (the same prefixes for every model and step)."""
@@ -184,7 +193,9 @@ class ImdbConfig:
 
     def eval_steps(self) -> list[int]:
         """The training steps of every run's curve points after step 0: ``round(k * train_steps /
-        eval_points)`` for ``k = 1 .. eval_points`` (the last is ``train_steps``)."""
+        eval_points)`` for ``k = 1 .. eval_points`` (the last is ``train_steps``), or ``eval_at_steps``."""
+        if self.eval_at_steps is not None:
+            return list(self.eval_at_steps)
         return [round(k * self.train_steps / self.eval_points) for k in range(1, self.eval_points + 1)]
 
     def evaluates_pairs(self, method: Method) -> bool:
@@ -199,13 +210,13 @@ class ImdbConfig:
 
     def pair_eval_every_steps(self) -> int:
         """Steps between the trainer's evaluations of the held-out pairs (:attr:`eval_every_steps`)."""
-        return self.eval_every_steps or -(-self.train_steps // self.eval_points)
+        return self.eval_every_steps or -(-self.train_steps // len(self.eval_steps()))
 
     def run_checkpoint_every_steps(self) -> int | None:
         """Steps between the resumable checkpoints of a preference run (:attr:`checkpoint_every_steps`),
         None for none before the end."""
         if self.checkpoint_every_steps is None:
-            return -(-self.train_steps // self.eval_points)
+            return -(-self.train_steps // len(self.eval_steps()))
         return self.checkpoint_every_steps or None
 
     def sft_settings(self) -> dict[str, Any]:
@@ -229,7 +240,7 @@ class ImdbConfig:
         """The settings that determine the trained models and their curve points: every field but those
         that only choose which runs and points exist, how the report looks or how fast it runs.
         Saved results whose settings differ are not reused."""
-        skip = {"out_dir", "methods", "eval_points", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
+        skip = {"out_dir", "methods", "eval_points", "eval_at_steps", "eval_every_steps", "eval_pair_prefixes", "pair_eval_methods",
                 "report_samples", "keep_checkpoints", "checkpoint_every_steps", "eval_batch_size", "best_of_n_samples", "best_of_n",
                 "with_online_rl", "online_rl_generations"}
         skip |= {"eval_pairs_per_prefix", "primary_contrast", "primary_kl_window"}  # the analysis and Figure 3's pairs
@@ -246,7 +257,12 @@ class ImdbConfig:
             raise ValueError("sft_examples must be at least sft_batch_size")
         if not self.methods:
             raise ValueError("methods: give at least one method")
-        if self.eval_points > self.train_steps:
+        if self.eval_at_steps is not None:
+            steps = self.eval_at_steps
+            if not steps or any(b <= a for a, b in zip(steps, steps[1:])) or steps[0] < 1 or steps[-1] != self.train_steps:
+                raise ValueError(f"eval_at_steps: give ascending steps from 1, the last train_steps ({self.train_steps}); "
+                                 f"got {steps}")
+        elif self.eval_points > self.train_steps:
             raise ValueError(f"eval_points ({self.eval_points}) must be at most train_steps ({self.train_steps})")
         for spec in self.pair_eval_methods or []:
             if parse_method(spec).online:
@@ -301,7 +317,7 @@ _SFT_FIELDS = ("model", "corpus", "test_fraction", "seed", "sft_examples", "sft_
 #: The fields every sampled completion depends on besides the model.
 _SAMPLING_FIELDS = ("reward", "max_new_tokens", "sample_batch_size")
 #: The sizes of the preference pairs.
-_PAIR_FIELDS = ("train_prefixes", "samples_per_prefix", "eval_pair_prefixes", "eval_pairs_per_prefix")
+_PAIR_FIELDS = ("train_prefixes", "train_pairs_per_prefix", "samples_per_prefix", "eval_pair_prefixes", "eval_pairs_per_prefix")
 #: The sizes of a curve point.
 _EVAL_FIELDS = ("eval_prefixes", "eval_samples")
 
@@ -314,82 +330,3 @@ def make_config(base: ImdbConfig, **changes: Any) -> ImdbConfig:
         return dataclasses.replace(base, **changes).validate()
     except ValidationError as err:
         raise ValueError(explain(err)) from None
-
-
-#: What the ``demo`` and ``frontier`` presets share: short completions, 8 pairs per step in one
-#: micro-batch. The sizes below are placeholders for the lead to set from a recorded pilot.
-_SMALL_PRESET = {"max_new_tokens": 24, "sft_batch_size": 16, "sft_lr": 2e-5, "batch_size": 8,
-                 "micro_batch_size": 8, "report_samples": 5}
-
-
-def demo_config(out_dir: str = "runs/demo", **overrides: Any) -> ImdbConfig:
-    """The ``tdpo demo`` sizes: the whole pipeline, DPO and TDPO2 as reward-KL curves of step 0 (the SFT
-    model) and 4 points over training, sized to finish within 7 minutes on 2 CPU cores.
-
-    8 SFT steps of 16 review continuations, short completions (16 tokens), 48 training prefixes (up to
-    288 pairs), 32 steps of 8 pairs for DPO and TDPO2, 32 held-out prefixes x 2 samples at every curve
-    point (one generation batch); 4 further held-out prefixes give preference pairs
-    (``data/pairs_eval.jsonl``) that no run trains on, for the sequential KL of chosen and rejected
-    over training.
-    """
-    preset = dict(_SMALL_PRESET, max_new_tokens=16, sft_examples=128, sft_steps=8, sft_max_length=32,
-                  train_prefixes=48, eval_pair_prefixes=4, methods=list(DEMO_METHODS), train_steps=32, lr=1e-5,
-                  warmup_steps=4, eval_points=4, eval_prefixes=32, eval_samples=2, sample_batch_size=64,
-                  eval_batch_size=64)
-    return make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides})
-
-
-#: The runs of ``tdpo demo``.
-DEMO_METHODS = ["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]
-
-#: The settings of the authors' IMDb figure: DPO, TDPO1 and TDPO2 at beta 0.1 with TDPO2's alpha in
-#: {0.1, 0.3, 0.5, 0.7}; DPO and TDPO2 alpha=0.5 trained a second time in another data order.
-FRONTIER_METHODS = [
-    "dpo:beta=0.1",
-    "dpo:beta=0.1,seed=1",
-    "tdpo1:beta=0.1",
-    "tdpo2:beta=0.1,alpha=0.1",
-    "tdpo2:beta=0.1,alpha=0.3",
-    "tdpo2:beta=0.1,alpha=0.5",
-    "tdpo2:beta=0.1,alpha=0.5,seed=1",
-    "tdpo2:beta=0.1,alpha=0.7",
-]
-
-
-#: The DPO paper's baselines in the default frontier: Preferred-FT (supervised fine-tuning on the chosen
-#: responses) and Unlikelihood at alpha 0.1, the one point of the paper's grid {0.05, 0.1, 0.5, 1} that
-#: fits the 2-hour budget (``--methods`` adds the others; alpha 1 is in the committed results).
-FRONTIER_BASELINES = ["preferred_ft", "unlikelihood:alpha=0.1"]
-
-
-#: The frontier's runs whose held-out pairs are evaluated over training (the TDPO paper's Figure 3).
-FIGURE3_METHODS = ["dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]
-
-
-def frontier_config(out_dir: str = "runs/imdb_frontier", **overrides: Any) -> ImdbConfig:
-    """The paper's frontier: every run of :data:`FRONTIER_METHODS` and :data:`FRONTIER_BASELINES` traced
-    as a reward-KL curve (step 0 and every 1/8 of training) on 256 held-out prefixes x 2 samples;
-    best-of-N from the SFT model (16 samples per prefix, N = 1 .. 16); and, for :data:`FIGURE3_METHODS`,
-    the sequential KL of chosen and rejected on the held-out pairs of 24 prefixes (up to 144 pairs), at
-    the start and every 24 steps (every 1/4 of training: the 2-hour budget's trim, about 2 minutes).
-
-    Training sizes come from the pilots in ``results/imdb_pilot``: RMSprop at lr 1e-5 with a 16-step
-    warm-up (twice that rate reached the same reward at twice the reverse KL: drift), 96 steps of 8
-    pairs, 16-token completions. 96 steps is what the 2-hour budget allows for 10 runs on 2 CPU cores;
-    the pilot's held-out accuracy stopped rising by step 80, its reward by step 120.
-    """
-    preset = dict(_SMALL_PRESET, max_new_tokens=16, sft_examples=512, sft_steps=16, sft_max_length=36,
-                  train_prefixes=256, eval_pair_prefixes=24, methods=[*FRONTIER_METHODS, *FRONTIER_BASELINES],
-                  pair_eval_methods=list(FIGURE3_METHODS), train_steps=96, lr=1e-5, warmup_steps=16, eval_points=8,
-                  eval_every_steps=24, eval_prefixes=256, eval_samples=2, sample_batch_size=256, eval_batch_size=256,
-                  best_of_n_samples=16)
-    return require_primary_seeds(make_config(ImdbConfig(out_dir=out_dir), **{**preset, **overrides}))
-
-
-def default_config(out_dir: str = "runs/imdb", **overrides: Any) -> ImdbConfig:
-    """The ``default`` preset: :class:`ImdbConfig`'s own defaults."""
-    return make_config(ImdbConfig(out_dir=out_dir), **overrides)
-
-
-PRESETS = {"default": default_config, "demo": demo_config, "frontier": frontier_config}
-"""Named starting points of the ``tdpo imdb`` and ``tdpo demo`` commands."""

@@ -181,7 +181,8 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
                   batch_size=cfg.sample_batch_size)
     with torch.no_grad():
         prefixes = review_prefixes(splits.train, tokenizer, cfg.train_prefixes, seed=cfg.seed + 1)
-        stats = make_preference_file(model, tokenizer, reward, prefixes, p.pairs, seed=cfg.seed, **common)
+        stats = make_preference_file(model, tokenizer, reward, prefixes, p.pairs, seed=cfg.seed,
+                                     pairs_per_prompt=cfg.train_pairs_per_prefix, **common)
         out: dict[str, Any] = {"train": dataclasses.asdict(stats)}
         if cfg.eval_pair_prefixes:
             # the last held-out reviews: the curve points draw their prefixes from the first ones
