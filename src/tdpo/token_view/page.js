@@ -81,6 +81,7 @@
     const line = el("div", "tokens");
     resp.tokens.forEach((tok, p) => {
       const span = el("span", "tok" + (tok.t === "" ? " pending" : ""), tok.t === "" ? "\u22ef" : tok.t);
+      if (tok.t === "") span.title = "part of a character the next token completes";
       Object.assign(span.dataset, { item: i, model: m, resp: r, pos: p, n: tokenEls.length });
       tokenEls.push(span);
       line.append(span);
@@ -228,6 +229,8 @@
       history.replaceState(null, "", "#" + params.toString());
     });
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") pin(null); });
+    window.addEventListener("scroll", () => { if (pinned) place(document.getElementById("detail"), pinned); },
+      { passive: true });
   }
 
   // #sort=KEY&model=M&order=asc|desc sorts on load, #token=N pins token N's details (links, tests)
