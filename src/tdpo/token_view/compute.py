@@ -90,12 +90,13 @@ def score_batch(policy: Any, reference: Any, batch: dict[str, torch.Tensor], *, 
 
 
 def _score_features(policy: Any, reference: Any, features: Sequence[dict], collate: Callable[[list], dict],
-                    settings: ViewSettings, texts: TokenTexts, desc: str) -> list[list[tuple[list, float, float]]]:
+                    settings: ViewSettings, texts: TokenTexts, desc: str,
+                    unit: str = "pair") -> list[list[tuple[list, float, float]]]:
     """Per feature, its responses' ``(entries, Delta, D)``: a collated batch of ``B`` features has ``R * B``
     rows, response ``k`` of feature ``j`` in row ``k * B + j`` (chosen then rejected, or one sample)."""
     out: list[list[tuple[list, float, float]]] = []
     size = settings.batch_size
-    with tqdm(total=len(features), desc=desc, unit="pair", disable=not settings.progress) as bar:
+    with tqdm(total=len(features), desc=desc, unit=unit, disable=not settings.progress) as bar:
         for start in range(0, len(features), size):
             chunk = list(features[start:start + size])
             batch = collate(chunk)
@@ -189,7 +190,8 @@ def view_samples(policies: dict[str, str], reference_path: str, prompts: Sequenc
                                          progress=settings.progress, desc=f"sampling {name}")
         features = [{"prompt_input_ids": list(p), "completion_input_ids": a, "index": i}
                     for i, (p, a) in enumerate(zip(prompts, answers, strict=True))]
-        scored = _score_features(policy, reference, features, collate, settings, texts, f"inspecting {name}")
+        scored = _score_features(policy, reference, features, collate, settings, texts, f"inspecting {name}",
+                                 unit="prompt")
         for item, ((tokens, delta, kl),) in zip(items, scored, strict=True):
             item["cells"].append({"responses": [{"role": "sample", "tokens": tokens}],
                                   "stats": sample_stats(delta, kl, settings.beta)})
