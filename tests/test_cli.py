@@ -15,7 +15,7 @@ from tdpo.cli import COMMANDS, main
 
 
 def test_every_command_module_has_main():
-    assert {"demo", "train", "data", "eval", "judge", "imdb"} <= set(COMMANDS)
+    assert {"demo", "train", "data", "eval", "inspect", "judge", "imdb"} <= set(COMMANDS)
     for module_name, help_ in COMMANDS.values():
         assert callable(importlib.import_module(module_name).main)
         assert help_

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tdpo.commands.train", "SFT, DPO-family or TDPO training from a YAML config"),
     "data": ("tdpo.commands.data", "load a data source as training would and show what came out"),
     "eval": ("tdpo.commands.eval", "accuracy, margins, sequential KL and diversity on a preference test set"),
+    "inspect": ("tdpo.commands.inspect", "the token-level view: every token's log-ratio, KL and top-k, one HTML page"),
     "judge": ("tdpo.commands.judge", "pairwise win rates judged by a chat model or a reward model"),
     "imdb": ("tdpo.commands.imdb", "the IMDb controlled-sentiment experiment, step by step or chained"),
 }

@@ -102,6 +102,11 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert primary["verdict"] in ("above", "below", "no difference at this scale") and primary["se"] >= 0
     held_out = [json.loads(line) for line in (out / "data" / "pairs_eval.jsonl").read_text().splitlines()]
     assert 0 < len(held_out) == len({p["prompt"] for p in held_out}) <= 3  # one pair per held-out prefix
+    # the token-level view of the held-out pairs under both runs, linked from the report
+    view = (out / "inspect.html").read_text(encoding="utf-8")
+    view = json.loads(view.split('id="tdpo-data">', 1)[1].split("</script>", 1)[0])
+    assert view["models"] == ["DPO (beta=0.1)", "TDPO2 (beta=0.1, alpha=0.5)"] and len(view["items"]) == len(held_out)
+    assert "[inspect.html](inspect.html)" in text
     assert {f["name"] for f in results["figure3"]} == {"dpo_beta0.1", "tdpo2_beta0.1_alpha0.5"}
     assert all(p["gap_se"] is not None and p["prompts"] == len(held_out) for f in results["figure3"]
                for p in f["points"] if p["step"] > 0)
@@ -125,6 +130,7 @@ def test_pipeline_end_to_end_on_tiny_models(tmp_path, monkeypatch, reviews_csv, 
     assert "runs/*/final/" in (out / ".gitignore").read_text()
     timings = json.loads((out / "timings.json").read_text())
     assert timings["total"] >= timings["SFT"] > 0 and timings["curve evaluation"] > 0
+    assert timings["token-level view"] > 0
 
     # the report step alone, through the command
     from tdpo.commands.imdb import main

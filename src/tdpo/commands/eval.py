@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_config(args: argparse.Namespace):
+def load_config_from_args(args: argparse.Namespace):
+    """The training config of ``--config``/``--set``/``--data``/``--split`` (also used by ``tdpo inspect``)."""
     from tdpo.config import load_config
 
     overrides = list(args.set)
@@ -81,7 +82,8 @@ def _load_config(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
-def _load_data(args: argparse.Namespace, cfg: Any, tokenizer: Any):
+def load_data_from_args(args: argparse.Namespace, cfg: Any, tokenizer: Any):
+    """``(pairs, collate, report)``: the tokenized pairs of ``--split`` (the first ``--max-pairs``)."""
     from tdpo.data import load_preference_data
 
     loaded = load_preference_data(cfg.data, tokenizer)
@@ -134,12 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     )
     from tdpo.models import load_tokenizer
 
-    cfg = _load_config(args)
+    cfg = load_config_from_args(args)
     reference_path = args.reference or cfg.reference.name_or_path or cfg.model.name_or_path
     if reference_path == "none":
         reference_path = None
     tokenizer = load_tokenizer(args.tokenizer or cfg.model.tokenizer or reference_path or args.model[0])
-    data, collate, report = _load_data(args, cfg, tokenizer)
+    data, collate, report = load_data_from_args(args, cfg, tokenizer)
     settings = ComparisonSettings(
         beta=args.beta if args.beta is not None else cfg.loss.beta, batch_size=args.batch_size, dtype=args.dtype,
         token_stats=args.token_stats or cfg.loss.token_stats, chunk_size=cfg.loss.chunk_size,

@@ -10,6 +10,7 @@ path                   holds
 ``eval/<name>/``       each run's curve points ``step-NNNNNN.json``: held-out samples and their numbers
                        (``eval/sft/step-000000.json``: the SFT model, step 0 of every curve)
 ``results.json``       the summary: every run's curve, its last point, the matched-KL comparison
+``inspect.html``       the token-level view of a few held-out pairs (:mod:`tdpo.imdb.inspect_page`)
 ``plots/``, ``report.md``, ``timings.json``: figures, the report, where the time went
 =====================  ========================================================================
 """
@@ -59,6 +60,8 @@ class ExperimentPaths:
     """The figures."""
     report: Path
     """The Markdown report."""
+    inspect: Path
+    """The token-level view of held-out pairs (HTML)."""
     timings: Path
     """Seconds per step (JSON)."""
 
@@ -79,7 +82,7 @@ def paths(cfg: ImdbConfig) -> ExperimentPaths:
         out=out, config=out / "imdb_config.json", command=out / "command.txt", sft_data=data / "sft.jsonl",
         pairs=data / "pairs.jsonl", pairs_eval=data / "pairs_eval.jsonl", pairs_stats=data / "pairs_stats.json",
         runs=out / "runs", eval=out / "eval", results=out / "results.json", plots=out / "plots",
-        report=out / "report.md", timings=out / "timings.json",
+        report=out / "report.md", inspect=out / "inspect.html", timings=out / "timings.json",
     )
 
 

@@ -17,6 +17,8 @@ step                   writes
 :func:`step_evaluate`  ``eval/best_of_n.json`` (:func:`step_best_of_n`, when ``best_of_n_samples`` is
                        set), ``results.json``: the curves, the last points, best-of-N, the matched-KL
                        comparison
+:func:`step_inspect`   ``inspect.html``: 16 held-out pairs token by token under the runs that evaluate
+                       them, against the SFT model (:mod:`tdpo.imdb.inspect_page`)
 :func:`step_report`    ``plots/*.png``, ``report.md``
 =====================  ========================================================================
 
@@ -40,6 +42,7 @@ from tdpo.imdb.best_of_n import saved_best_of_n
 from tdpo.imdb.budget import Budget, describe, estimate, work_of
 from tdpo.imdb.curves import points_left, run_finished
 from tdpo.imdb.experiment import ImdbConfig
+from tdpo.imdb.inspect_page import step_inspect
 from tdpo.imdb.layout import SFT_NAME, paths, prepare_out_dir, sft_model_path
 from tdpo.imdb.steps import (
     step_best_of_n,
@@ -55,7 +58,7 @@ from tdpo.imdb.timer import StepTimer
 
 __all__ = [
     "SFT_NAME", "StepTimer", "estimate_lines", "paths", "prepare_out_dir", "results_summary", "run_pipeline",
-    "sft_model_path", "step_best_of_n", "step_evaluate", "step_pairs", "step_report", "step_reward", "step_sft", "step_train",
+    "sft_model_path", "step_best_of_n", "step_evaluate", "step_inspect", "step_pairs", "step_report", "step_reward", "step_sft", "step_train",
     "train_method",
 ]
 
@@ -96,6 +99,8 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
         step_pairs(cfg, reward)
     step_train(cfg, reward, timer, budget)
     step_evaluate(cfg, reward, timer)
+    with timer.step("token-level view"):
+        step_inspect(cfg)
     write_atomic(p.timings, json.dumps(timer.to_dict(), indent=2) + "\n")
     with timer.step("plots and report"):
         report = step_report(cfg, timer.to_dict())

@@ -205,6 +205,18 @@ def figure3_lines(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+def token_view_lines(page: Path, report: Path) -> list[str]:
+    """The section linking the token-level view ``page`` (``inspect.html``) from ``report``, when it exists."""
+    if not page.is_file():
+        return []
+    return ["## Token-level view", "",
+            f"[{page.name}]({_rel(page, report.parent)}) shows a few held-out pairs token by token under the runs "
+            "above that evaluate them (one self-contained file: open it in a browser, offline). Every token is "
+            "shaded by its log-ratio log π_θ(y_t) − log π_ref(y_t) against the SFT model; hovering a token shows "
+            "both log-probs, the per-token forward KL(π_ref‖π_θ) and both models' top 5 there; each pair shows Δ, "
+            "the sequential KLs D_w and D_l and the DPO and TDPO margins, and the pairs sort by any of them.", ""]
+
+
 def best_of_n_lines(results: dict) -> list[str]:
     """The best-of-N section: one row per N with the mean reward (± s.e.) and the analytical KL bound,
     and the sentence saying that this KL is not measured."""
@@ -355,6 +367,7 @@ def write_report(
     for key, fig in figures.items():
         lines += [f"### {titles.get(key, key)}", "", f"![{key}]({_rel(Path(fig), path.parent)})", ""]
     lines += figure3_lines(results)
+    lines += token_view_lines(paths(cfg).inspect, path)
     lines += curve_lines(results)
     lines += sample_sections(paths(cfg).eval, results, cfg.report_samples)
     if timings:

@@ -43,12 +43,14 @@ Modules: :mod:`~tdpo.token_stats.records` (the result types and the output head)
 ``log(1 - p)`` from its log-probability, unlikelihood training's term), :mod:`~tdpo.token_stats.full`,
 :mod:`~tdpo.token_stats.chunked` and :mod:`~tdpo.token_stats.reduction`, and, for evaluation only,
 :mod:`~tdpo.token_stats.sample_kl` (per-sample reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's
-own samples, by the chain rule and by the log-ratio, with the forward sum alongside); this package
-re-exports their public names.
+own samples, by the chain rule and by the log-ratio, with the forward sum alongside) and
+:mod:`~tdpo.token_stats.details` (every response token's log-probs, forward KL and both models' top-k,
+for ``tdpo inspect``); this package re-exports their public names.
 """
 
 from tdpo.token_stats.chunked import token_stats_from_hidden
 from tdpo.token_stats.complement import log_one_minus_exp
+from tdpo.token_stats.details import TokenDetails, token_details_from_hidden
 from tdpo.token_stats.full import token_stats_from_logits
 from tdpo.token_stats.inputs import response_positions
 from tdpo.token_stats.records import IGNORE_INDEX, OutputHead, SequenceStats, TokenStats
@@ -64,12 +66,14 @@ __all__ = [
     "OutputHead",
     "SampleDivergences",
     "SequenceStats",
+    "TokenDetails",
     "TokenStats",
     "log_one_minus_exp",
     "response_positions",
     "sample_divergences_from_hidden",
     "sample_divergences_from_logits",
     "sequence_stats",
+    "token_details_from_hidden",
     "token_stats_from_hidden",
     "token_stats_from_logits",
 ]
