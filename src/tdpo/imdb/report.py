@@ -21,6 +21,7 @@ from tdpo.evaluation.matched_kl import ABOVE, BELOW, NOT_COVERED
 from tdpo.files import write_atomic
 from tdpo.imdb.experiment import ImdbConfig
 from tdpo.imdb.layout import paths
+from tdpo.imdb.scope import scope_lines
 
 
 def _rel(target: Path, base: Path) -> str:
@@ -290,7 +291,10 @@ def _setup_lines(cfg: ImdbConfig, results: dict) -> list[str]:
         f"- Base model: `{cfg.model}`{' (SmolLM2-135M-Instruct)' if cfg.model == 'builtin' else ''}; SFT: {cfg.sft_steps} steps of {cfg.sft_batch_size} review continuations.",
         f"- Reward: {results.get('reward_model', cfg.reward)}.",
         f"- Pairs: {cfg.train_prefixes} training prefixes (2-8 tokens) x {cfg.samples_per_prefix} completions "
-        f"of {cfg.max_new_tokens} tokens, every pair (chosen = higher reward).",
+        f"of {cfg.max_new_tokens} tokens, "
+        + ("every pair" if cfg.train_pairs_per_prefix is None else
+           f"the {cfg.train_pairs_per_prefix} pair(s) of largest reward margin of each prefix")
+        + " (chosen = higher reward).",
         f"- Training: {cfg.train_steps} steps of {cfg.batch_size} pairs, RMSprop lr {cfg.lr:g}, "
         f"warm-up {cfg.warmup_steps} steps; runs: {', '.join(m.label for m in cfg.method_list())} (a second "
         "seed is another data order from the same SFT model and pairs).",
@@ -358,6 +362,7 @@ def write_report(
     lines = _setup_lines(cfg, results)
     lines += primary_lines(results)
     lines += ["## Results at the end of training", "", *results_table(results), ""]
+    lines += scope_lines(cfg, results)
     lines += matched_kl_lines(results)
     lines += best_of_n_lines(results)
     titles = {"frontier": "Reward against the reverse KL D_KL(π_θ‖π_ref) over training",
