@@ -225,3 +225,25 @@ def test_the_dpo_papers_baselines_train_and_are_evaluated_as_curves(tmp_path, mo
     ul_rows = [json.loads(line) for line in
                (out / "runs" / "unlikelihood_alpha0.1" / "metrics.jsonl").read_text().splitlines()]
     assert all("log_complement/rejected" in r for r in ul_rows if r["split"] == "train")
+
+
+@pytest.mark.slow
+def test_listed_curve_points_and_one_training_pair_per_prefix(tmp_path, monkeypatch, reviews_csv, tiny_lm_dir):
+    """The frontier's and the demo's own settings on tiny models: curve points at listed steps, the clearest
+    training pair of each prefix, no reference-state table, checkpoints every 4 steps."""
+    monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "exp"
+    cfg = _tiny(out, reviews_csv, tiny_lm_dir, methods=["dpo:beta=0.1"], eval_at_steps=[2, 3, 8],
+                train_prefixes=16, train_pairs_per_prefix=1, batch_size=2, cache_reference_states=False,
+                checkpoint_every_steps=4)
+    run_pipeline(cfg, command="test")
+    assert sorted(f.name for f in (out / "eval" / "dpo_beta0.1").iterdir()) == [
+        "step-000002.json", "step-000003.json", "step-000008.json"]
+    pairs = [json.loads(line) for line in (out / "data" / "pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == len({p["prompt"] for p in pairs}) <= cfg.train_prefixes  # one pair per prefix
+    for prompt in {p["prompt"] for p in pairs}:  # the kept pair is the prefix's best against its worst
+        (pair,) = [p for p in pairs if p["prompt"] == prompt]
+        assert pair["chosen_score"] > pair["rejected_score"]
+    results = json.loads((out / "results.json").read_text())
+    assert [p["step"] for p in results["curves"][0]["points"]] == [0, 2, 3, 8]
+    assert not (tmp_path / "cache" / "reference_states").exists()  # no table without cache_reference_states
