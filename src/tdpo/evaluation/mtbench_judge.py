@@ -89,15 +89,17 @@ class MTBenchJudge:
         judge: the chat judge that sends the requests (and holds the cache).
         prompts: MT-bench's judge prompts by name.
         response_format: ``json-schema`` (constrain the verdicts, falling back to text) or ``none``.
+        retry_invalid: ask again where the cache holds a reply whose verdict cannot be read.
     """
 
     def __init__(self, judge: ChatCompletionsJudge, prompts: dict[str, JudgePrompt],
-                 response_format: str = "json-schema") -> None:
+                 response_format: str = "json-schema", retry_invalid: bool = False) -> None:
         if response_format not in RESPONSE_FORMATS:
             raise ValueError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}; got {response_format!r}")
         self.judge = judge
         self.prompts = prompts
         self.constrained = response_format == "json-schema"
+        self.retry_invalid = retry_invalid
         self.counts = VerdictCounts()
         self._lock = threading.Lock()
 
@@ -120,7 +122,8 @@ class MTBenchJudge:
             payload = self._payload(messages, mode, constrained)
             key = judgment_key(payload)
             cached = self.judge.cache.get(key)
-            if cached is not None:
+            parse = parse_rating if mode == "single" else parse_pair_verdict
+            if cached is not None and not (self.retry_invalid and parse(cached.reply)[1] == "invalid"):
                 with self._lock:
                     self.judge.cache_hits += 1
                 return cached.reply
