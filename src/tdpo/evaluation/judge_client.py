@@ -143,7 +143,8 @@ class JudgeClient:
             try:
                 completion = self._client.chat.completions.create(**payload, extra_headers=self._headers)
             except openai.OpenAIError as err:
-                raise JudgeRequestError(self.redact(self.describe(err))) from None
+                status = err.status_code if isinstance(err, openai.APIStatusError) else None
+                raise JudgeRequestError(self.redact(self.describe(err)), status=status) from None
             text = reply_text(completion)
             if text is not None:
                 return text

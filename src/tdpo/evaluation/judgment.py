@@ -24,7 +24,14 @@ _BARE_LINE = re.compile(r"^[\W_]*" + _NAME + r"[\W_]*$", re.IGNORECASE)
 
 
 class JudgeRequestError(RuntimeError):
-    """A judge request failed for good (a non-retryable HTTP error, or the retries ran out)."""
+    """A judge request failed for good (a non-retryable HTTP error, or the retries ran out).
+
+    ``status`` is the HTTP status code of the last reply, when there was one.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_verdict(reply: str) -> str | None:
