@@ -86,9 +86,13 @@ def test_server_refusing_response_format_falls_back_to_text(answers, tmp_path, c
     with FakeChatServer(body_judge=mtbench_judge, reject_response_format=True) as server:
         assert run(server, answers, out, "--max-workers", "1") == 0
     n = 4 * 2 * len(IDS)
-    assert len(server.requests) == n + 1  # the first, refused, then every request without response_format
-    assert "response_format" in server.requests[0]
-    assert all("response_format" not in body for body in server.requests[1:])
+    # the first asks in OpenAI's json_schema form, the second in llama.cpp's json_object form, both refused,
+    # then every request without response_format
+    assert len(server.requests) == n + 2
+    assert server.requests[0]["response_format"]["type"] == "json_schema"
+    assert server.requests[1]["response_format"]["type"] == "json_object"
+    assert "schema" in server.requests[1]["response_format"]
+    assert all("response_format" not in body for body in server.requests[2:])
     meta = json.loads((out / "mtbench.json").read_text())["meta"]
     assert meta["response_format_refused"] and meta["verdicts"]["text"] == n and meta["verdicts"]["json"] == 0
     check_tables(out)

@@ -83,11 +83,19 @@ def test_response_format_is_a_json_schema():
     assert single["type"] == pair["type"] == "json_schema"
     assert single["json_schema"]["schema"]["properties"]["rating"] == {"type": "integer", "minimum": 1, "maximum": 10}
     assert pair["json_schema"]["schema"]["properties"]["verdict"]["enum"] == ["A", "B", "C"]
+    # llama.cpp's form: a json_object with the same schema; the verdict is the schema's first property
+    llama = response_format("single", "json_object")
+    assert llama == {"type": "json_object", "schema": single["json_schema"]["schema"]}
+    assert list(llama["schema"]["properties"])[0] == "rating"
+    with pytest.raises(ValueError, match="style"):
+        response_format("single", "grammar")
 
 
 @pytest.mark.parametrize(("reply", "expected"), [
     ('{"explanation": "fine", "rating": 7}', (7.0, "json")),
     ('{"explanation": "fine", "rating": 11}', (None, "invalid")),
+    ('{"rating": 7, "explanation": "cut short by max_tok', (7.0, "json")),  # the verdict first, then cut
+    ('{"explanation": "cut short by max_tok', (None, "invalid")),
     ("Good answer. Rating: [[8]]", (8.0, "text")),
     ("Rating: [[6.5]]", (6.5, "text")),
     ("Rating: [7]", (7.0, "text")),
@@ -103,6 +111,7 @@ def test_parse_rating(reply, expected):
     ('{"explanation": "x", "verdict": "A"}', ("A", "json")),
     ('{"explanation": "x", "verdict": "C"}', ("tie", "json")),
     ('{"explanation": "x", "verdict": "D"}', (None, "invalid")),
+    ('{"verdict": "B", "explanation": "cut sh', ("B", "json")),
     ("B is better.\n[[B]]", ("B", "text")),
     ("[[C]]", ("tie", "text")),
     ("[[A]] no, [[B]]", (None, "invalid")),

@@ -158,10 +158,10 @@ class JudgeClient:
         gave_up = f" (gave up after {tries} tries)"
         if isinstance(err, openai.APIStatusError):
             status = err.status_code
-            if _retried(status):
-                return f"{self.url}: HTTP {status}{gave_up}"
             # redact the whole body before cutting it: a cut key would no longer match the redaction
             detail = self.redact(err.response.text).strip()[:MAX_ERROR_DETAIL]
+            if _retried(status):  # the server's reason too: a server may answer a refused field with a 500
+                return f"{self.url}: HTTP {status}{gave_up}" + (f": {detail}" if detail else "")
             return (f"{self.url} answered HTTP {status} ({err.response.reason_phrase})"
                     + (f": {detail}" if detail else ""))
         if isinstance(err, openai.APITimeoutError):

@@ -159,32 +159,48 @@ def pair_messages(prompts: dict[str, JudgePrompt], question: Question, first: tu
 
 RATING_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"explanation": {"type": "string"}, "rating": {"type": "integer", "minimum": 1, "maximum": 10}},
-    "required": ["explanation", "rating"],
+    "properties": {"rating": {"type": "integer", "minimum": 1, "maximum": 10}, "explanation": {"type": "string"}},
+    "required": ["rating", "explanation"],
     "additionalProperties": False,
 }
-"""The JSON schema of a constrained single-answer verdict (the explanation first, as MT-bench asks)."""
+"""The JSON schema of a constrained single-answer verdict. The verdict comes first, before the explanation
+MT-bench asks for, so that a reply cut short by ``max_tokens`` still holds it (a small local judge, held to
+the schema's grammar, can write an explanation until the limit)."""
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"explanation": {"type": "string"}, "verdict": {"type": "string", "enum": ["A", "B", "C"]}},
-    "required": ["explanation", "verdict"],
+    "properties": {"verdict": {"type": "string", "enum": ["A", "B", "C"]}, "explanation": {"type": "string"}},
+    "required": ["verdict", "explanation"],
     "additionalProperties": False,
 }
 """The JSON schema of a constrained pairwise verdict (``C``: a tie, as in MT-bench's ``[[C]]``)."""
 
 
-def response_format(mode: str) -> dict[str, Any]:
-    """The ``response_format`` field constraining the reply of ``mode`` (``single`` or ``pair``)."""
+#: The forms of ``response_format`` that carry a JSON schema, in the order they are tried: OpenAI's
+#: ``json_schema`` and the ``json_object`` with a ``schema`` of llama.cpp's servers (llama-cpp-python 0.3
+#: refuses the first).
+SCHEMA_STYLES = ("json_schema", "json_object")
+
+
+def response_format(mode: str, style: str = "json_schema") -> dict[str, Any]:
+    """The ``response_format`` field constraining the reply of ``mode`` (``single`` or ``pair``), in
+    ``style`` (one of :data:`SCHEMA_STYLES`)."""
     name, schema = ("mtbench_rating", RATING_SCHEMA) if mode == "single" else ("mtbench_verdict", VERDICT_SCHEMA)
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    if style != "json_schema":
+        raise ValueError(f"response_format style must be one of {', '.join(SCHEMA_STYLES)}; got {style!r}")
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 
 def _json_field(reply: str, name: str) -> Any:
-    """``reply``'s JSON object's field ``name``, or None when the reply is not such an object."""
+    """``reply``'s JSON object's field ``name``, or None when the reply is not such an object. A reply cut
+    short after its first field (``{"rating": 7, "explanation": "...`` with no end) still gives that field
+    when it is ``name``: the schema puts the verdict first for that reason."""
     try:
         value = json.loads(reply)
     except json.JSONDecodeError:
-        return None
+        cut = re.match(r'\s*\{\s*"' + re.escape(name) + r'"\s*:\s*(-?\d+(?:\.\d+)?|"[^"]*")\s*,', reply)
+        return json.loads(cut.group(1)) if cut else None
     return value.get(name) if isinstance(value, dict) else None
 
 

@@ -27,6 +27,7 @@ from tdpo.evaluation.cache import judgment_key
 from tdpo.evaluation.chat_judge import ChatCompletionsJudge
 from tdpo.evaluation.judgment import JudgeRequestError, PairJudgment, check_answers, combine_orders
 from tdpo.evaluation.mtbench import (
+    SCHEMA_STYLES,
     JudgePrompt,
     pair_messages,
     parse_pair_verdict,
@@ -98,17 +99,18 @@ class MTBenchJudge:
             raise ValueError(f"response format must be one of {', '.join(RESPONSE_FORMATS)}; got {response_format!r}")
         self.judge = judge
         self.prompts = prompts
-        self.constrained = response_format == "json-schema"
+        # the schema styles still to try, first the one in use; empty: text verdicts
+        self.styles = list(SCHEMA_STYLES) if response_format == "json-schema" else []
         self.retry_invalid = retry_invalid
         self.counts = VerdictCounts()
         self._lock = threading.Lock()
 
-    def _payload(self, messages: list[dict[str, str]], mode: str, constrained: bool) -> dict[str, Any]:
+    def _payload(self, messages: list[dict[str, str]], mode: str, style: str | None) -> dict[str, Any]:
         config = self.judge.config
         payload = {"model": config.model, "messages": messages, "temperature": config.temperature,
                    "max_tokens": config.max_tokens}
-        if constrained:
-            payload["response_format"] = response_format(mode)
+        if style is not None:
+            payload["response_format"] = response_format(mode, style)
         return payload
 
     def ask(self, messages: list[dict[str, str]], mode: str) -> str:
@@ -118,8 +120,8 @@ class MTBenchJudge:
             JudgeRequestError: the request failed for good.
         """
         while True:
-            constrained = self.constrained
-            payload = self._payload(messages, mode, constrained)
+            style = self.styles[0] if self.styles else None
+            payload = self._payload(messages, mode, style)
             key = judgment_key(payload)
             cached = self.judge.cache.get(key)
             parse = parse_rating if mode == "single" else parse_pair_verdict
@@ -130,13 +132,16 @@ class MTBenchJudge:
             try:
                 reply = self.judge.complete_payload(payload)
             except JudgeRequestError as err:
-                if constrained and err.status == 400 and "response_format" in str(err):
+                # a refusal names response_format: HTTP 400 (OpenAI), 422 or, from llama-cpp-python, 500
+                if style is not None and err.status in (400, 422, 500) and "response_format" in str(err):
                     with self._lock:
-                        if self.constrained:
-                            logger.warning("the judge server refused response_format (%s); asking for text "
-                                           "verdicts instead", err)
-                        self.constrained = False
-                        self.counts.response_format_refused = True
+                        if self.styles and self.styles[0] == style:
+                            self.styles.pop(0)
+                            then = (f"asking with response_format {self.styles[0]!r}" if self.styles
+                                    else "asking for text verdicts")
+                            logger.warning("the judge server refused response_format %r (%s); %s instead", style,
+                                           err, then)
+                        self.counts.response_format_refused = not self.styles
                     continue
                 raise
             self.judge.cache.put(key, None, reply, self.judge.config.model)
