@@ -180,7 +180,7 @@
 
   function drawLegend(mode) {
     const legend = document.getElementById("legend");
-    const s = SCALE[mode];
+    const s = Number(SCALE[mode].toPrecision(3));  // 0.7, not 0.7000000000000001
     const bar = el("span", "bar " + mode);
     const text = mode === "kl"
       ? [`0`, `per-token KL(π_ref‖π_θ) (nats), full colour at ${s}`, `${s}`]
