@@ -189,3 +189,18 @@ def assert_same_training(runs: dict[bool, Path]) -> tuple[list[dict], list[dict]
     pa, pb = final_parameters(runs[False]), final_parameters(runs[True])
     assert max(float((pa[k] - pb[k]).abs().max()) for k in pa) < 1e-5
     return a, b
+
+
+def call_at_train_step(monkeypatch, at_step: int, action) -> None:
+    """Make the trainer call ``action(run_dir)`` right after it logs the train row of ``at_step``."""
+    from tdpo.training.tracking import MetricsLogger
+
+    original = MetricsLogger.log
+
+    def log(self, split, step, metrics, **extra):
+        row = original(self, split, step, metrics, **extra)
+        if split == "train" and step == at_step:
+            action(self.run_dir)
+        return row
+
+    monkeypatch.setattr(MetricsLogger, "log", log)

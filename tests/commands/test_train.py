@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_fixtures import final_parameters, make_model_dir, single_thread  # noqa: F401
+from train_fixtures import call_at_train_step, final_parameters, make_model_dir, single_thread  # noqa: F401
 
 from tdpo.commands.train import main, split_items  # noqa: E402
 from tdpo.training.checkpoint import latest_checkpoint  # noqa: E402
@@ -301,20 +301,6 @@ def _train_args(tmp_path: Path, model: Path, *extra: str) -> list[str]:
             "logging.progress_bar=false", *extra]
 
 
-def _on_train_row(monkeypatch, at_step: int, action) -> None:
-    from tdpo.training.tracking import MetricsLogger
-
-    original = MetricsLogger.log
-
-    def log(self, split, step, metrics, **extra):
-        row = original(self, split, step, metrics, **extra)
-        if split == "train" and step == at_step:
-            action(self.run_dir)
-        return row
-
-    monkeypatch.setattr(MetricsLogger, "log", log)
-
-
 @pytest.mark.usefixtures("single_thread")
 def test_ctrl_c_while_extending_a_finished_run_says_interrupted_and_exits_non_zero(
         tmp_path, tiny_model, monkeypatch, capsys):
@@ -326,7 +312,7 @@ def test_ctrl_c_while_extending_a_finished_run_says_interrupted_and_exits_non_ze
     assert main(_train_args(tmp_path, tiny_model, "schedule.max_steps=4")) == 0
     assert "tdpo train: done" in capsys.readouterr().out
     with monkeypatch.context() as patch:
-        _on_train_row(patch, 5, lambda run_dir: os.kill(os.getpid(), signal.SIGINT))
+        call_at_train_step(patch, 5, lambda run_dir: os.kill(os.getpid(), signal.SIGINT))
         code = main(["--resume", *_train_args(tmp_path, tiny_model, "schedule.max_steps=7")])
     out, err = capsys.readouterr()
     assert code == 130 and "done" not in out
@@ -363,7 +349,7 @@ def test_deleting_the_run_folder_mid_run_stops_the_run(tmp_path, tiny_model, mon
     import shutil
 
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
-    _on_train_row(monkeypatch, 2, shutil.rmtree)
+    call_at_train_step(monkeypatch, 2, shutil.rmtree)
     assert main(_train_args(tmp_path, tiny_model, "schedule.max_steps=4")) == 1
     out, err = capsys.readouterr()
     run = tmp_path / "runs" / "run"

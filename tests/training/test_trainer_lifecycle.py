@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
+from train_fixtures import call_at_train_step, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo import api
 from tdpo.training import TrainingDivergedError, train
 from tdpo.training import checkpoint as ckpt
 from tdpo.training.run_lock import LOCK_FILE, RunFolderError, RunFolderInUseError, RunFolderLostError, RunLock
-from tdpo.training.tracking import MetricsLogger, read_metrics
+from tdpo.training.tracking import read_metrics
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -30,19 +30,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     return make_model_dir(tmp_path_factory.mktemp("lifecycle") / "tiny", seed=0)
-
-
-def _at_step(monkeypatch, at_step: int, action) -> None:
-    """Call ``action(run_dir)`` right after the train row of ``at_step`` is logged."""
-    original = MetricsLogger.log
-
-    def log(self, split, step, metrics, **extra):
-        row = original(self, split, step, metrics, **extra)
-        if split == "train" and step == at_step:
-            action(self.run_dir)
-        return row
-
-    monkeypatch.setattr(MetricsLogger, "log", log)
 
 
 def _signal(signum: int):
@@ -65,7 +52,7 @@ def test_an_interrupted_extension_of_a_finished_run_is_not_completed(model_dir, 
 
     longer = tiny_config(model_dir, tmp_path, "loss.name=dpo", "schedule.max_steps=7")
     with monkeypatch.context() as patch:
-        _at_step(patch, 5, _signal(signal.SIGINT))
+        call_at_train_step(patch, 5, _signal(signal.SIGINT))
         result = api.train(longer, resume=True, data=training_data(8))
     assert not result.completed and result.final_dir is None
     assert (result.status, result.stopped_by) == ("interrupted", "SIGINT")
@@ -90,7 +77,7 @@ def test_a_run_killed_while_extending_a_finished_run_is_not_completed(model_dir,
         raise KeyboardInterrupt  # stands for kill -9: nothing after it runs
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        _at_step(patch, 3, killed)
+        call_at_train_step(patch, 3, killed)
         api.train(longer, resume=True, data=training_data(8))
     result = api.result_of(cfg.run_dir())
     assert (result.completed, result.status, result.final_dir) == (False, "running", None)
@@ -114,7 +101,7 @@ def test_sigterm_saves_a_checkpoint_at_the_end_of_the_step_and_stops(model_dir, 
     before = signal.getsignal(signal.SIGTERM)
     cfg = tiny_config(model_dir, tmp_path, "loss.name=tdpo2", "schedule.max_steps=5")
     with monkeypatch.context() as patch:
-        _at_step(patch, 2, _signal(signal.SIGTERM))
+        call_at_train_step(patch, 2, _signal(signal.SIGTERM))
         result = api.train(cfg, data=training_data(8))
     assert (result.completed, result.status, result.stopped_by) == (False, "interrupted", "SIGTERM")
     assert result.checkpoint == ckpt.checkpoint_dir(cfg.run_dir(), 2) == ckpt.latest_checkpoint(cfg.run_dir())
@@ -146,7 +133,7 @@ def test_the_lock_is_gone_after_a_run_however_it_ends(model_dir, tmp_path, monke
     assert not (train(cfg, data=training_data(8)) / LOCK_FILE).exists()
     stopped = tiny_config(model_dir, tmp_path, "loss.name=dpo", "schedule.max_steps=3", "run_name=stopped")
     with monkeypatch.context() as patch:
-        _at_step(patch, 1, _signal(signal.SIGINT))
+        call_at_train_step(patch, 1, _signal(signal.SIGINT))
         assert not (train(stopped, data=training_data(8)) / LOCK_FILE).exists()
     wrecked = tiny_config(model_dir, tmp_path, "loss.name=dpo", "loss.beta=1e37", "run_name=wrecked")
     with pytest.raises(TrainingDivergedError):
@@ -165,7 +152,7 @@ def test_resume_after_a_kill_before_the_first_checkpoint_starts_again(model_dir,
         raise KeyboardInterrupt  # stands for kill -9 ...
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        _at_step(patch, 2, killed)
+        call_at_train_step(patch, 2, killed)
         train(cfg, data=training_data(8))
     dead = 2 ** 22 + 12345  # ... which leaves its lock behind, naming a process that is gone
     while True:
@@ -191,7 +178,7 @@ def test_resume_after_a_kill_before_the_first_checkpoint_starts_again(model_dir,
 def test_a_run_folder_deleted_mid_run_stops_the_run(model_dir, tmp_path, monkeypatch):
     cfg = tiny_config(model_dir, tmp_path, "loss.name=dpo", "schedule.max_steps=4", "checkpoint.every_steps=1")
     with monkeypatch.context() as patch, pytest.raises(RunFolderLostError) as err:
-        _at_step(patch, 2, shutil.rmtree)
+        call_at_train_step(patch, 2, shutil.rmtree)
         train(cfg, data=training_data(8))
     assert str(err.value).startswith(f"the run folder {cfg.run_dir()} was deleted while the run was using it: "
                                      "stopped at step 2")
