@@ -12,7 +12,8 @@ stale (the run was killed with ``kill -9``, or the machine went down) and is tak
 warning: the owner is gone when it was on this host and no process has its pid any more, or a process
 has its pid but started at another time (pids are reused, and a restarted container starts its
 processes at the same low pids). A lock from another host cannot be judged from here and is
-refused; the message says which file to delete.
+refused; the message says which file to delete. Take-overs are serialised by a ``flock`` on the run
+folder, so that of several processes finding one stale lock exactly one ends up holding the lock.
 
 While it runs, a run checks that its lock is still its own (:meth:`RunLock.problem`): a lock that is
 gone or replaced means the folder was deleted or taken over, and the run stops instead of writing
@@ -21,6 +22,7 @@ into a folder it no longer owns (:class:`RunFolderLostError`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -99,6 +101,23 @@ def _describe(owner: dict[str, Any]) -> str:
     return f"pid {owner.get('pid', '?')}" + (f" on host {host}" if host and host != socket.gethostname() else "")
 
 
+@contextlib.contextmanager
+def _folder_flock(folder: Path):
+    """An exclusive ``flock`` on ``folder`` (a directory) for the ``with`` block; none where ``fcntl`` is
+    missing (Windows), where take-overs are then not serialised."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
 class RunLock:
     """The lock of one run folder, held by this process between :meth:`acquire` and :meth:`release`.
 
@@ -158,22 +177,14 @@ class RunLock:
         return True
 
     def _take_over(self, stale: dict[str, Any]) -> None:
-        """Remove the stale lock ``stale`` (and nothing else: a lock another process took over in the
-        meantime is put back)."""
-        aside = self.path.with_name(f"{LOCK_FILE}.stale-{os.getpid()}-{secrets.token_hex(4)}")
-        try:
-            self.path.rename(aside)
-        except FileNotFoundError:
-            return
-        moved = _read_owner(aside)
-        if moved != stale:  # we moved a fresh lock of a quicker process: give it back
-            try:
-                os.link(aside, self.path)
-            except OSError:
-                pass
-            aside.unlink(missing_ok=True)
-            return
-        aside.unlink(missing_ok=True)
+        """Remove the stale lock ``stale``, and nothing else. Take-overs are serialised by an exclusive
+        ``flock`` on the run folder itself: under it, the lock file is read again and removed only if it is
+        still ``stale``. No process creates a lock while the stale one exists, and only a take-over removes
+        it, so a fresh lock is never removed; the racers then compete by ``O_EXCL`` alone."""
+        with _folder_flock(self.run_dir):
+            if _read_owner(self.path) != stale:  # released, or taken over by a quicker process
+                return
+            self.path.unlink(missing_ok=True)
         logger.warning("run folder %s: taking over the lock of %s, which no longer runs (%s)", self.run_dir,
                        _describe(stale), "the run was killed or its machine restarted")
 
