@@ -29,7 +29,7 @@ from torch import Tensor
 
 from tdpo.files import atomic_folder, cache_root
 from tdpo.hashing import tensors_sha256
-from tdpo.loss_registry import cache_problem
+from tdpo.loss.registry import cache_problem
 from tdpo.token_stats import TokenStats, sequence_stats
 from tdpo.training.distributed import padded_batches
 
