@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from tdpo.config.data import DataConfig
 from tdpo.data.cache import (
     CACHE_VERSION,
     cache_key,
@@ -38,7 +39,6 @@ from tdpo.data.cache import (
     write_cache,
 )
 from tdpo.data.collate import PreferenceCollator, SFTCollator, column_values
-from tdpo.data.config import DataConfig
 from tdpo.data.detect import SFT_SHAPES, detect_shape
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport
