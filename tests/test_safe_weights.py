@@ -12,7 +12,7 @@ import pytest
 import torch
 from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
-from tdpo.pretrained import ModelLoadError
+from tdpo.model_errors import ModelLoadError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -197,10 +197,10 @@ def test_model_failing_to_load_during_training_names_its_key_and_leaves_no_run_b
         tmp_path, tiny_model, monkeypatch, capsys):
     """Past the checks before training (skipped here), the loading functions' errors are one line too,
     and the failed start leaves nothing that makes the next start refuse the run folder."""
-    import tdpo.commands.train as command
+    import tdpo.training.preflight as preflight
 
     hub_offline(monkeypatch, tmp_path)
-    monkeypatch.setattr(command, "check_before_training", lambda cfg: None)
+    monkeypatch.setattr(preflight, "check_before_training", lambda cfg, **kwargs: None)
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
     args = [f"data.source={pairs_file(tmp_path)}", "data.test_size=2", f"output_dir={tmp_path / 'runs'}",
             "optim.batch_size=4", "optim.micro_batch_size=2", "logging.tensorboard=false", "logging.progress_bar=false"]
