@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 import tdpo
 from tdpo import api
 from tdpo.config.sections import OptimConfig
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 import torch
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.model_errors import ModelLoadError
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_fixtures import call_at_train_step, final_parameters, make_model_dir, single_thread  # noqa: F401
 
 from tdpo.commands.train import main, split_items  # noqa: E402
 from tdpo.training.checkpoint import latest_checkpoint  # noqa: E402
 from tdpo.training.tracking import read_metrics  # noqa: E402
+from tests.train_fixtures import call_at_train_step, final_parameters, make_model_dir, single_thread  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,19 +7,6 @@ import copy
 
 import pytest
 import torch
-from train_fixtures import (  # noqa: F401
-    OneProcess,
-    assert_same_step,
-    assert_same_training,
-    collate_pairs,
-    loss_metrics_grads,
-    make_model_dir,
-    make_pairs,
-    single_thread,
-    tiny_config,
-    train_live_and_cached,
-    training_data,
-)
 
 from tdpo.config import ConfigError, load_config
 from tdpo.models import load_policy
@@ -31,6 +18,19 @@ from tdpo.training.reference_cache import (
     cached_reference_logps,
     check_cacheable,
     compute_reference_logps,
+)
+from tests.train_fixtures import (  # noqa: F401
+    OneProcess,
+    assert_same_step,
+    assert_same_training,
+    collate_pairs,
+    loss_metrics_grads,
+    make_model_dir,
+    make_pairs,
+    single_thread,
+    tiny_config,
+    train_live_and_cached,
+    training_data,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")

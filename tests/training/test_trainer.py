@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training import TrainingDivergedError, train
 from tdpo.training import batch as batch_module
 from tdpo.training import checkpoint as ckpt
 from tdpo.training.tracking import MetricsLogger, read_metrics
+from tests.train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
