@@ -102,6 +102,7 @@ def test_padding_free_and_padded_runs_train_to_the_same_parameters(loss, model_d
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_to_the_parameters_of_the_eager_one(model_dir, tmp_path):
     runs = {}
     for compiled in ("true", "false"):
