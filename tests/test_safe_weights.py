@@ -64,6 +64,7 @@ def no_unpickling(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # a child process that imports torch: about 5 s
 def test_the_payload_is_live(malicious_dir, tmp_path):
     """The malicious file really runs code when unpickled without restriction (in a child process)."""
     folder, marker = malicious_dir
