@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import collate_pairs, make_model_dir, make_pairs
 
 from tdpo.config import load_config
 from tdpo.models import load_policy
 from tdpo.token_stats import OutputHead
 from tdpo.token_stats_model import PolicyAndReference, ReferenceOutputs, TokenStatsModel, body_hidden_states
+from tests.train_fixtures import collate_pairs, make_model_dir, make_pairs
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_fixtures import (  # noqa: F401
+
+from tdpo.config import ConfigError, load_config
+from tdpo.models import load_policy
+from tdpo.token_stats_model import TokenStatsModel, body_hidden_states
+from tdpo.training import Models, TrainingData, train
+from tdpo.training.reference_states import (
+    ReferenceStates,
+    cached_reference_states,
+    compute_reference_states,
+    table_gigabytes,
+)
+from tests.train_fixtures import (  # noqa: F401
     OneProcess,
     assert_same_step,
     assert_same_training,
@@ -18,17 +29,6 @@ from train_fixtures import (  # noqa: F401
     tiny_config,
     train_live_and_cached,
     training_data,
-)
-
-from tdpo.config import ConfigError, load_config
-from tdpo.models import load_policy
-from tdpo.token_stats_model import TokenStatsModel, body_hidden_states
-from tdpo.training import Models, TrainingData, train
-from tdpo.training.reference_states import (
-    ReferenceStates,
-    cached_reference_states,
-    compute_reference_states,
-    table_gigabytes,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")
