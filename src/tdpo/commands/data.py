@@ -197,9 +197,3 @@ def main(argv: list[str] | None = None) -> int:
     for row, name in enumerate(names):
         print("\n".join(format_example(tokenizer, batch, row, name)))
     return 0
-
-
-if __name__ == "__main__":
-    from tdpo.cli import main as tdpo_main
-
-    raise SystemExit(tdpo_main(["data", *sys.argv[1:]]))
