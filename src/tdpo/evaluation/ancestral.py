@@ -123,7 +123,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
     Returns:
         :class:`SampledBatch`.
     """
-    from tdpo.token_stats.sample_kl import _project
+    from tdpo.token_stats.projection import project
 
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
@@ -144,7 +144,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
     states: list[Tensor] = []
     for step in range(max_new_tokens):
         hidden = _last_hidden(out)[:, -1]
-        logits = _project(hidden, head)
+        logits = project(hidden, head.weight, head.logit_scale)
         if temperature != 1.0:
             logits = logits / temperature
         new = inverse_cdf_sample(logits, torch.rand(rows, dtype=torch.float64, device=device))

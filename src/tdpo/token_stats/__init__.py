@@ -53,6 +53,7 @@ from tdpo.token_stats.complement import log_one_minus_exp
 from tdpo.token_stats.details import TokenDetails, token_details_from_hidden
 from tdpo.token_stats.full import token_stats_from_logits
 from tdpo.token_stats.inputs import response_positions
+from tdpo.token_stats.projection import DEFAULT_CHUNK_SIZE
 from tdpo.token_stats.records import IGNORE_INDEX, OutputHead, SequenceStats, TokenStats
 from tdpo.token_stats.reduction import sequence_stats
 from tdpo.token_stats.sample_kl import (
@@ -62,6 +63,7 @@ from tdpo.token_stats.sample_kl import (
 )
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "IGNORE_INDEX",
     "OutputHead",
     "SampleDivergences",
