@@ -7,9 +7,9 @@ import pytest
 import torch
 from tiny_models import tiny_causal_lm
 
-from tdpo.heads import output_head
 from tdpo.token_stats import OutputHead, token_details_from_hidden
-from tdpo.token_stats_model import body_hidden_states
+from tdpo.token_stats.body import body_hidden_states
+from tdpo.token_stats.heads import output_head
 
 V = 259
 

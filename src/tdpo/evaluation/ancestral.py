@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from tdpo.evaluation.generation import left_pad
+from tdpo.token_stats.body import chunked_parts
 
 
 @dataclass
@@ -74,17 +75,6 @@ def inverse_cdf_sample(logits: Tensor, uniforms: Tensor, rows_per_block: int = R
     return tokens.clamp_(max=logits.shape[-1] - 1)
 
 
-def chunked_sampling_parts(model: Any) -> tuple[Any, Any] | None:
-    """``(body, output head)`` of a causal LM whose logits the chunked path reproduces, else None."""
-    from tdpo.heads import UnsupportedHeadError, output_head
-    from tdpo.token_stats_model import model_body
-
-    try:
-        return model_body(model), output_head(model)
-    except (UnsupportedHeadError, ValueError):
-        return None
-
-
 def _last_hidden(out: Any) -> Tensor:
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
@@ -112,7 +102,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
 
     Args:
         model: a causal LM with a separate body and plain output head
-            (:func:`chunked_sampling_parts` is not None), in eval mode; PEFT adapters apply.
+            (:func:`~tdpo.token_stats.body.chunked_parts` is not None), in eval mode; PEFT adapters apply.
         prompts: ``P`` non-empty token-id lists.
         max_new_tokens: most tokens per continuation (at least 1).
         eos_token_id: a row stops after this token (kept).
@@ -129,7 +119,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
         raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")
-    parts = chunked_sampling_parts(model)
+    parts = chunked_parts(model)
     if parts is None:
         raise ValueError(f"{type(model).__name__} has no separate body and plain output head to sample from")
     body, head = parts

@@ -68,7 +68,6 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from tdpo import objective
-from tdpo.heads import output_head
 from tdpo.loss_parameters import check_parameters
 from tdpo.token_stats import (
     OutputHead,
@@ -77,7 +76,8 @@ from tdpo.token_stats import (
     sequence_stats,
     token_stats_from_hidden,
 )
-from tdpo.token_stats_model import model_body
+from tdpo.token_stats.body import model_body
+from tdpo.token_stats.heads import output_head
 
 TRL_REQUIREMENT = ">=1.16,<1.17"
 """The TRL versions this module is tested with (the ``tdpo[trl]`` extra)."""

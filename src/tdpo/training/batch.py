@@ -11,7 +11,7 @@ import torch
 from tdpo.loss_registry import get_loss
 from tdpo.objective import compute_loss
 from tdpo.token_stats import SequenceStats, sequence_stats
-from tdpo.token_stats_model import PolicyAndReference
+from tdpo.token_stats.passes import PolicyAndReference
 
 if TYPE_CHECKING:
     from tdpo.config import TrainConfig
@@ -24,8 +24,8 @@ class Models(PolicyAndReference):
     """The prepared policy, how the reference is obtained, and cached reference log-probs.
 
     Attributes:
-        policy: the prepared :class:`~tdpo.token_stats_model.TokenStatsModel`.
-        reference: a separate :class:`~tdpo.token_stats_model.TokenStatsModel`, or None.
+        policy: the prepared :class:`~tdpo.token_stats.model.TokenStatsModel`.
+        reference: a separate :class:`~tdpo.token_stats.model.TokenStatsModel`, or None.
         lora_reference: the reference is the policy with its adapters disabled.
         cache: the train split's cached reference: log-probs
             (:class:`tdpo.training.reference_cache.ReferenceLogps`) or hidden states
