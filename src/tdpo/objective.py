@@ -25,6 +25,7 @@ from tdpo import losses
 from tdpo.loss_registry import LossSpec, cache_problem, check_parameters, get_loss
 from tdpo.metrics import preference_metrics
 from tdpo.token_stats import (
+    DEFAULT_CHUNK_SIZE,
     OutputHead,
     SequenceStats,
     sequence_stats,
@@ -184,7 +185,7 @@ def loss_from_hidden(
     alpha: float = 0.5,
     label_smoothing: float = 0.0,
     average_log_prob: bool = False,
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss and metrics of a concatenated chosen/rejected batch from final hidden states, chunked.
 

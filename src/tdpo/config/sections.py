@@ -17,6 +17,7 @@ from pydantic import Field, field_validator
 from tdpo.config_section import Bool, Float, Int, section
 from tdpo.data.config import DataConfig
 from tdpo.loss_registry import LOSSES
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 
 LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
 """The names of :data:`tdpo.loss_registry.LOSSES`."""
@@ -144,7 +145,7 @@ class LossConfig:
     a chunk at a time (exact, no ``[batch, seq, vocab]`` tensor). ``full``: the models' full logits
     (needed for heads with a bias or logit soft-capping)."""
 
-    chunk_size: Int = Field(1024, gt=0)
+    chunk_size: Int = Field(DEFAULT_CHUNK_SIZE, gt=0)
     """Response tokens projected onto the vocabulary at a time in the chunked path."""
 
 

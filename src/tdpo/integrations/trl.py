@@ -70,6 +70,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from tdpo import objective
 from tdpo.loss_parameters import check_parameters
 from tdpo.token_stats import (
+    DEFAULT_CHUNK_SIZE,
     OutputHead,
     TokenStats,
     response_positions,
@@ -160,7 +161,7 @@ class TDPOConfig(DPOConfig):
         metadata={"help": "TDPO2's weight of the sequential-KL margin D_l - sg(D_w) (>= 0)."},
     )
     tdpo_chunk_size: int = field(
-        default=1024,
+        default=DEFAULT_CHUNK_SIZE,
         metadata={"help": "Response positions projected onto the vocabulary at a time by the TDPO statistics."},
     )
 
