@@ -37,7 +37,7 @@ def peak_rss_bytes() -> int:
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from tdpo.objective import loss_from_hidden, loss_from_logits
+    from tdpo.loss import loss_from_hidden, loss_from_logits
 
     torch.manual_seed(0)
     s, t, h, v = 2 * args.pairs, args.seq, args.hidden, args.vocab

@@ -7,8 +7,8 @@ import dataclasses
 import inspect
 import textwrap
 
-from tdpo.config import TrainConfig, describe, field_docs, format_options
-from tdpo.loss_registry import LOSSES
+from tdpo.config import LossConfig, TrainConfig, describe, field_docs, format_options
+from tdpo.loss import LOSSES, PARAMS
 
 
 def docs_in_source(cls: type) -> dict[str, str]:
@@ -42,11 +42,27 @@ def test_every_field_is_listed_with_its_default_and_its_whole_documentation():
     keys = list(leaves())
     assert [key for key, _, _ in keys] == list(blocks)
     for key, cls, name in keys:
+        if cls is LossConfig and name in PARAMS:
+            continue  # generated from the loss registry: see the next test
         doc = docs_in_source(cls)[name]
         assert doc.strip(), key
         assert blocks[key][0].endswith(f"; default {getattr(cls(), name)!r})"), key
         for line in doc.splitlines():
             assert line.strip() in blocks[key][1:], (key, line)
+
+
+def test_loss_parameters_are_fields_documented_from_the_losses_that_declare_them():
+    text = format_options()
+    fields = [f.name for f in dataclasses.fields(LossConfig)]
+    assert fields[:5] == ["name", "beta", "alpha", "label_smoothing", "gamma"]
+    for name, param in PARAMS.items():
+        assert getattr(LossConfig(), name) == param.default
+        header = f"loss.{name} (float; default {param.default!r})"
+        assert header in text
+        block = text.split(header, 1)[1].split("\nloss.", 1)[0]
+        assert param.doc[1:] in " ".join(block.split())
+        users = [spec.name for spec in LOSSES.values() if any(p.name == name for p in spec.params)]
+        assert users and f"Read by: {', '.join(users)}." in " ".join(block.split())
 
 
 def test_types_are_named_in_words():
@@ -67,7 +83,7 @@ def test_loss_name_lists_each_loss_of_the_registry_with_its_description():
 
 
 def test_field_docs_of_a_section_and_of_a_standard_dataclass():
-    section = type(TrainConfig().loss)
+    section = type(TrainConfig().optim)
     assert field_docs(section) == docs_in_source(section)
 
     @dataclasses.dataclass

@@ -430,3 +430,16 @@ def test_the_model_card_of_trls_own_loss_types_is_trls(tmp_path):
     trainer.create_model_card(model_name="tiny")
     text = (tmp_path / "README.md").read_text()
     assert "This model was trained with DPO" in text and "rafailov2023direct" in text and "TDPO" not in text
+
+
+def test_the_config_adds_exactly_the_tdpo_losses_parameters_trl_lacks():
+    from dataclasses import fields
+
+    from tdpo.loss import LOSSES, PARAMS
+
+    added = {f.name for f in fields(TDPOConfig)} - {f.name for f in fields(DPOConfig)}
+    declared = {p.name for name in TDPO_LOSS_TYPES for p in LOSSES[name].params}
+    assert added == (declared - {f.name for f in fields(DPOConfig)}) | {"tdpo_chunk_size"}
+    assert added == {"alpha", "tdpo_chunk_size"}
+    alpha = next(f for f in fields(TDPOConfig) if f.name == "alpha")
+    assert alpha.default == PARAMS["alpha"].default and PARAMS["alpha"].doc in alpha.metadata["help"]

@@ -241,7 +241,7 @@ def _perturbed_pair(model_dir):
 
 
 def _tdpo2_backward(wrapper, reference, pairs) -> None:
-    from tdpo.objective import compute_loss
+    from tdpo.loss import compute_loss
     from tdpo.token_stats import sequence_stats
 
     batch = collate_pairs(pairs)

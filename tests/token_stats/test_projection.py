@@ -40,7 +40,7 @@ def test_every_chunk_size_default_is_the_one_constant():
     from tdpo.evaluation.policy_comparison import ComparisonSettings
     from tdpo.evaluation.preference_eval import pair_statistics
     from tdpo.imdb.evaluate import batch_divergences, completion_divergences
-    from tdpo.objective import loss_from_hidden
+    from tdpo.loss.objective import loss_from_hidden
     from tdpo.token_stats import (
         sample_divergences_from_hidden,
         sample_divergences_from_logits,

@@ -161,7 +161,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(variant, model_
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(model_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = batch_module.compute_loss
+    original = batch_module.evaluate_loss
 
     def poisoned(*args, **kwargs):
         loss, metrics = original(*args, **kwargs)
@@ -171,7 +171,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(model_dir, tm
             metrics = dict(metrics, loss=loss.detach())
         return loss, metrics
 
-    monkeypatch.setattr(batch_module, "compute_loss", poisoned)
+    monkeypatch.setattr(batch_module, "evaluate_loss", poisoned)
     cfg = tiny_config(model_dir, tmp_path, "loss.name=dpo", "optim.micro_batch_size=4", "schedule.max_steps=6",
                       "checkpoint.every_steps=2")
     with pytest.raises(TrainingDivergedError) as err:

@@ -115,7 +115,7 @@ def test_a_kill_while_final_is_written_then_resume_logs_one_final_evaluation(mod
 
 def test_a_nonfinite_gradient_is_never_applied_and_no_checkpoint_holds_one(model_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
-    original = batch_module.compute_loss
+    original = batch_module.evaluate_loss
 
     def nan_gradient_at_step_3(*args, **kwargs):
         loss, metrics = original(*args, **kwargs)
@@ -124,7 +124,7 @@ def test_a_nonfinite_gradient_is_never_applied_and_no_checkpoint_holds_one(model
             loss.register_hook(lambda grad: grad * float("nan"))
         return loss, metrics
 
-    monkeypatch.setattr(batch_module, "compute_loss", nan_gradient_at_step_3)
+    monkeypatch.setattr(batch_module, "evaluate_loss", nan_gradient_at_step_3)
     cfg = tiny_config(model_dir, tmp_path, "loss.name=tdpo2", "optim.micro_batch_size=4", "schedule.max_steps=6",
                       "checkpoint.every_steps=1")
     with pytest.raises(TrainingDivergedError) as err:
@@ -186,13 +186,13 @@ def test_a_wrecking_learning_rate_is_stopped_by_the_drift_per_token(model_dir, t
 
 
 def test_a_collapsed_gradient_is_stopped(model_dir, tmp_path, monkeypatch):
-    original = batch_module.compute_loss
+    original = batch_module.evaluate_loss
 
     def no_gradient(*args, **kwargs):
         loss, metrics = original(*args, **kwargs)
         return loss * 0.0, metrics  # the logged loss stays, the gradient is exactly zero
 
-    monkeypatch.setattr(batch_module, "compute_loss", no_gradient)
+    monkeypatch.setattr(batch_module, "evaluate_loss", no_gradient)
     cfg = tiny_config(model_dir, tmp_path, "loss.name=dpo", "schedule.max_steps=8", "divergence.patience=3")
     with pytest.raises(TrainingDivergedError, match="gradient norm has been exactly 0 for 3 steps.*at step 3"):
         train(cfg, data=training_data(8))

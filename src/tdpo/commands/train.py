@@ -82,7 +82,7 @@ def check_before_training(cfg: Any) -> None:
     """
     from tdpo.config import ConfigError
     from tdpo.data import check_source
-    from tdpo.loss_registry import get_loss
+    from tdpo.loss.registry import get_loss
     from tdpo.pretrained import check_model_source
 
     problem = output_dir_problem(cfg)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from tdpo.config.errors import ConfigError
 from tdpo.config.sections import TrainConfig
-from tdpo.loss_registry import cache_problem, parameter_problems
+from tdpo.loss.registry import cache_problem, get_loss, loss_values, parameter_problems
 
 
 def states_cache_problem(cfg: TrainConfig) -> str | None:
     """Why cached reference hidden states cannot serve this configuration, or None if they can."""
-    from tdpo.loss_registry import get_loss
-
     if not get_loss(cfg.loss.name).needs_reference:
         return f"loss {cfg.loss.name!r} uses no reference model, so there is nothing to cache"
     if cfg.loss.token_stats != "chunked":
@@ -22,10 +20,9 @@ def states_cache_problem(cfg: TrainConfig) -> str | None:
 
 def validate(cfg: TrainConfig) -> None:
     """Check what the field types and ranges alone do not: the loss parameters against
-    :data:`tdpo.loss_registry.PARAMETERS`, batch sizes against each other, the reference cache
+    :data:`tdpo.loss.PARAMS`, batch sizes against each other, the reference cache
     against the loss. Raise :class:`ConfigError` naming the key."""
-    for key, reason in parameter_problems(beta=cfg.loss.beta, alpha=cfg.loss.alpha,
-                                          label_smoothing=cfg.loss.label_smoothing):
+    for key, reason in parameter_problems(**loss_values(cfg.loss)):
         raise ConfigError(f"loss.{key}: {reason}")
     if cfg.optim.batch_size % cfg.optim.micro_batch_size:
         raise ConfigError(

@@ -9,7 +9,7 @@ from pydantic import ConfigDict, TypeAdapter
 
 from tdpo.config.schema import fields_of, is_section, type_name
 from tdpo.config.sections import TrainConfig
-from tdpo.loss_registry import LOSSES
+from tdpo.loss.registry import LOSSES
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -39,7 +39,7 @@ def describe(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, 
 
 def format_options() -> str:
     """Human-readable list of every option with its type, default and documentation; under
-    ``loss.name``, every loss with its description from :data:`tdpo.loss_registry.LOSSES`."""
+    ``loss.name``, every loss with its description from :data:`tdpo.loss.LOSSES`."""
     lines = []
     for key, tp, default, doc in describe():
         lines.append(f"{key} ({tp}; default {default!r})")

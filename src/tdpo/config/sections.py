@@ -2,8 +2,9 @@
 
 The string under each field is its documentation (``tdpo train --options`` prints it). Types and
 single-value ranges are declared here and checked by pydantic as a section is built or assigned;
-checks across fields and the loss parameters' ranges (from :mod:`tdpo.loss_registry`) are in
-:func:`tdpo.config.checks.validate`.
+checks across fields and the loss parameters' ranges (from :mod:`tdpo.loss.registry`) are in
+:func:`tdpo.config.checks.validate`. The loss section's hyper-parameter fields (``loss.beta`` ...) are not
+written here: :func:`_with_loss_parameters` adds one per parameter the losses declare.
 """
 
 from __future__ import annotations
@@ -16,11 +17,26 @@ from pydantic import Field, field_validator
 
 from tdpo.config_section import Bool, Float, Int, section
 from tdpo.data.config import DataConfig
-from tdpo.loss_registry import LOSSES
+from tdpo.loss.registry import LOSSES, PARAMS, readers
 from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 
 LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
-"""The names of :data:`tdpo.loss_registry.LOSSES`."""
+"""The names of :data:`tdpo.loss.LOSSES`."""
+
+
+def _with_loss_parameters(cls: type) -> type:
+    """Add to class ``cls`` one ``Float`` field per hyper-parameter of :data:`tdpo.loss.PARAMS`, after
+    its ``name`` field, with the parameter's default and, as documentation, its line and the losses
+    that read it (so a new loss's parameter becomes ``loss.<name>`` and ``--options`` documents it).
+    The range is checked by :func:`tdpo.config.checks.validate`."""
+    annotations = dict(cls.__annotations__)
+    head = {"name": annotations.pop("name")}
+    for name, param in PARAMS.items():
+        head[name] = "Float"
+        doc = f"{param.doc[:1].upper()}{param.doc[1:]}, {param.range_text}. Read by: {', '.join(readers(name))}."
+        setattr(cls, name, Field(param.default, description=doc))
+    cls.__annotations__ = {**head, **annotations}
+    return cls
 
 
 @section
@@ -121,21 +137,14 @@ class LoraConfig:
 
 
 @section
+@_with_loss_parameters
 class LossConfig:
-    """The objective and how its token statistics are computed."""
+    """The objective and how its token statistics are computed; after ``name``, one field per
+    hyper-parameter the losses declare (:data:`tdpo.loss.PARAMS`)."""
 
     name: LossName = "tdpo2"
-    """The objective to train with: a loss of :data:`tdpo.loss_registry.LOSSES`, each listed here with
+    """The objective to train with: a loss of :data:`tdpo.loss.LOSSES`, each listed here with
     what it computes."""
-
-    beta: Float = 0.1
-    """Inverse temperature beta of DPO/TDPO (IPO's tau)."""
-
-    alpha: Float = 0.5
-    """TDPO2's weight of the sequential-KL margin; ``unlikelihood``'s weight of the rejected tokens' term."""
-
-    label_smoothing: Float = 0.0
-    """Conservative DPO's label-noise epsilon in [0, 0.5) (``cdpo`` only)."""
 
     average_log_prob: Bool = False
     """Use per-token means of log-probs and KL instead of sums (the papers use sums)."""

@@ -3,7 +3,7 @@
 For every pair the policy and the reference are run on ``prompt + chosen`` and ``prompt + rejected``
 (one concatenated batch, as in training), giving per response, summed over its tokens (EOS included):
 the policy and reference log-probs, the sequential KL ``D = sum_t KL(pi_ref || pi_theta)`` and the policy's
-mean per-token entropy. Over the whole set this gives (see :func:`tdpo.metrics.preference_metrics`, whose
+mean per-token entropy. Over the whole set this gives (see :func:`tdpo.loss.metrics.preference_metrics`, whose
 definitions are shared with training):
 
 ``rewards/accuracies``
@@ -39,7 +39,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from tdpo.evaluation.intervals import wilson_interval
-from tdpo.metrics import preference_metrics
+from tdpo.loss.metrics import preference_metrics
+from tdpo.loss.params import BETA
 from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 
 
@@ -189,12 +190,11 @@ def summarize_pairs(pairs: PairStatistics, beta: float, confidence: float = 0.95
         confidence: coverage of the Wilson intervals of the two accuracies.
 
     Returns:
-        ``{metric: value}`` with the keys of :func:`tdpo.metrics.preference_metrics` plus ``num_pairs``,
+        ``{metric: value}`` with the keys of :func:`tdpo.loss.metrics.preference_metrics` plus ``num_pairs``,
         ``tokens/chosen``, ``tokens/rejected`` (mean response lengths) and the Wilson interval of each
         accuracy as ``rewards/accuracies_low``/``_high`` and ``tdpo_rewards/accuracies_low``/``_high``.
     """
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0; got {beta}")
+    BETA.check(beta)
     metrics = preference_metrics(
         pairs.chosen_logps, pairs.rejected_logps,
         pairs.chosen_reference_logps, pairs.rejected_reference_logps,
@@ -204,7 +204,7 @@ def summarize_pairs(pairs: PairStatistics, beta: float, confidence: float = 0.95
     )
     out = {name: float(value) for name, value in metrics.items()}
     n = pairs.num_pairs
-    # tdpo.metrics compares the rewards in float64, so these means are exact counts over n
+    # tdpo.loss.metrics compares the rewards in float64, so these means are exact counts over n
     # (and agree with per_pair_rows); the Wilson intervals use those counts.
     for key in ("rewards/accuracies", "tdpo_rewards/accuracies"):
         if key in out:

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tdpo.loss_registry import LOSSES, get_loss, parameter_problems
+from tdpo.loss import LOSSES, PARAMS, get_loss, parameter_problems
 
 #: The losses a method may use: every pairwise loss of the registry.
 PREFERENCE_LOSSES = tuple(name for name, spec in LOSSES.items() if spec.pairwise)
@@ -57,8 +57,8 @@ class Method:
     """
 
     loss: str
-    beta: float = 0.1
-    alpha: float = 0.5
+    beta: float = PARAMS["beta"].default
+    alpha: float = PARAMS["alpha"].default
     seed: int = 0
     lr: float | None = None
 
@@ -86,8 +86,9 @@ class Method:
     def setting(self) -> Method:
         """The run's setting: the same method with seed 0 (the runs of one setting form one curve group)
         and the parameters it does not read at their defaults."""
-        return Method(self.loss, self.beta if self.uses_beta else 0.1, self.alpha if self.uses_alpha else 0.5,
-                      lr=self.lr)
+        default = Method(self.loss)
+        return Method(self.loss, self.beta if self.uses_beta else default.beta,
+                      self.alpha if self.uses_alpha else default.alpha, lr=self.lr)
 
     @property
     def train_loss(self) -> str:
@@ -103,13 +104,13 @@ class Method:
     @property
     def uses_alpha(self) -> bool:
         """Whether the loss reads alpha (TDPO2, unlikelihood)."""
-        return not self.online and "alpha" in get_loss(self.train_loss).params
+        return not self.online and "alpha" in get_loss(self.train_loss).param_names
 
     @property
     def uses_beta(self) -> bool:
         """Whether the loss reads beta (every DPO/TDPO loss and RLOO's KL penalty; not unlikelihood or
         Preferred-FT)."""
-        return self.online or "beta" in get_loss(self.train_loss).params
+        return self.online or "beta" in get_loss(self.train_loss).param_names
 
 
 def parse_method(spec: str) -> Method:

@@ -72,7 +72,7 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     :meth:`~tdpo.imdb.experiment.ImdbConfig.run_checkpoint_every_steps` steps, the last one kept, so an
     interrupted experiment continues the run from it (:mod:`tdpo.imdb.resume`).
     """
-    from tdpo.loss_registry import get_loss
+    from tdpo.loss.registry import get_loss
 
     p = paths(cfg)
     held_out = p.pairs_eval.is_file() and cfg.evaluates_pairs(method)

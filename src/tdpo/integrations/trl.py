@@ -52,7 +52,7 @@ import difflib
 import functools
 import textwrap
 import types
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 import torch
@@ -67,8 +67,8 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "tdpo.integrations.trl needs TRL: pip install 'tdpo[trl]' (TRL >=1.16,<1.17)"
     ) from err
 
-from tdpo import objective
-from tdpo.loss_parameters import check_parameters
+from tdpo.loss.objective import evaluate_loss
+from tdpo.loss.registry import get_loss, resolve_params
 from tdpo.token_stats import (
     DEFAULT_CHUNK_SIZE,
     OutputHead,
@@ -135,31 +135,9 @@ _HEAD_KEYS = {"labels", "shift_labels", "num_items_in_batch", "logits_to_keep", 
 
 
 @dataclass
-class TDPOConfig(DPOConfig):
-    """TRL's ``DPOConfig`` with the TDPO loss types. Every ``DPOConfig`` field keeps its meaning.
+class _TDPOConfigBase(DPOConfig):
+    """What :class:`TDPOConfig` adds to ``DPOConfig`` besides the TDPO losses' own parameters."""
 
-    Parameters:
-        loss_type (`str` or `list[str]`, defaults to `["sigmoid"]`):
-            TRL's loss types plus ``"tdpo1"`` and ``"tdpo2"`` (Zeng et al., ICML 2024). With
-            ``delta = log pi_theta(y|x) - log pi_ref(y|x)`` and the sequential KL
-            ``D = sum_t KL(pi_ref(.|x, y_<t) || pi_theta(.|x, y_<t))`` of each response:
-            ``tdpo1`` is ``-log sigmoid(beta * ((delta_w - delta_l) - (D_l - D_w)))``,
-            ``tdpo2`` is ``-log sigmoid(beta * ((delta_w - delta_l) - alpha * (D_l - sg(D_w)))))``
-            with ``sg`` the stop-gradient. A TDPO loss type must be the only one.
-        beta (`float`, defaults to `0.1`):
-            As in DPO: the inverse temperature of the sigmoid (the TDPO paper uses 0.1).
-        alpha (`float`, defaults to `0.5`):
-            TDPO2's weight of the sequential-KL margin (>= 0; the paper's default 0.5). Ignored by
-            other loss types.
-        tdpo_chunk_size (`int`, defaults to `1024`):
-            Response positions projected onto the vocabulary at a time by the TDPO statistics: the
-            extra memory is ``O(tdpo_chunk_size * vocab)`` whatever the batch and sequence length.
-    """
-
-    alpha: float = field(
-        default=0.5,
-        metadata={"help": "TDPO2's weight of the sequential-KL margin D_l - sg(D_w) (>= 0)."},
-    )
     tdpo_chunk_size: int = field(
         default=DEFAULT_CHUNK_SIZE,
         metadata={"help": "Response positions projected onto the vocabulary at a time by the TDPO statistics."},
@@ -177,7 +155,8 @@ class TDPOConfig(DPOConfig):
         super().__post_init__()
         if not tdpo:
             return
-        check_parameters(beta=self.beta, alpha=self.alpha)
+        for param in get_loss(tdpo[0]).params:
+            param.check(getattr(self, param.name))
         if not isinstance(self.tdpo_chunk_size, int) or self.tdpo_chunk_size < 1:
             raise ValueError(f"tdpo_chunk_size must be a positive integer; got {self.tdpo_chunk_size!r}")
 
@@ -211,6 +190,42 @@ class TDPOConfig(DPOConfig):
         for name, (bad, why) in problems.items():
             if bad:
                 raise ValueError(f"{name}={getattr(self, name)!r} cannot be used with loss_type={loss_type!r}: {why}")
+
+
+
+def _tdpo_parameter_fields() -> list[tuple[str, type, Any]]:
+    """One dataclass field per hyper-parameter a TDPO loss declares that ``DPOConfig`` lacks (``alpha``;
+    ``beta`` is TRL's own), with the loss registry's default and documentation."""
+    own = {f.name for f in fields(DPOConfig)}
+    out: dict[str, tuple[str, type, Any]] = {}
+    for loss_type in TDPO_LOSS_TYPES:
+        for p in get_loss(loss_type).params:
+            if p.name not in own and p.name not in out:
+                out[p.name] = (p.name, float, field(default=p.default, metadata={"help": f"{p.doc} ({p.range_text})."}))
+    return list(out.values())
+
+
+TDPOConfig = make_dataclass("TDPOConfig", _tdpo_parameter_fields(), bases=(_TDPOConfigBase,),
+                            namespace={"__module__": __name__})
+TDPOConfig.__doc__ = """TRL's ``DPOConfig`` with the TDPO loss types. Every ``DPOConfig`` field keeps its meaning.
+
+    Parameters:
+        loss_type (`str` or `list[str]`, defaults to `["sigmoid"]`):
+            TRL's loss types plus ``"tdpo1"`` and ``"tdpo2"`` (Zeng et al., ICML 2024). With
+            ``delta = log pi_theta(y|x) - log pi_ref(y|x)`` and the sequential KL
+            ``D = sum_t KL(pi_ref(.|x, y_<t) || pi_theta(.|x, y_<t))`` of each response:
+            ``tdpo1`` is ``-log sigmoid(beta * ((delta_w - delta_l) - (D_l - D_w)))``,
+            ``tdpo2`` is ``-log sigmoid(beta * ((delta_w - delta_l) - alpha * (D_l - sg(D_w)))))``
+            with ``sg`` the stop-gradient. A TDPO loss type must be the only one.
+        beta (`float`, defaults to `0.1`):
+            As in DPO: the inverse temperature of the sigmoid (the TDPO paper uses 0.1).
+        alpha (`float`, defaults to `0.5`):
+            TDPO2's weight of the sequential-KL margin (>= 0; the paper's default 0.5). Ignored by
+            other loss types.
+        tdpo_chunk_size (`int`, defaults to `1024`):
+            Response positions projected onto the vocabulary at a time by the TDPO statistics: the
+            extra memory is ``O(tdpo_chunk_size * vocab)`` whatever the batch and sequence length.
+    """
 
 
 def _closest(word: str, names: tuple[str, ...]) -> list[str]:
@@ -322,6 +337,9 @@ class TDPOTrainer(DPOTrainer):
         self._tag_names = TDPO_TAGS
         self._name = tdpo_method_name(self._tdpo_loss, alpha=self.args.alpha, beta=self.args.beta)
         self._paper = TDPO_PAPER
+        # the loss's parameters, checked once by TDPOConfig; the others at their defaults
+        params = get_loss(self._tdpo_loss).params
+        self._tdpo_values = {**resolve_params({}), **{p.name: getattr(self.args, p.name) for p in params}}
         if self._is_vision_dataset:
             raise ValueError(f"loss_type={self._tdpo_loss!r} supports text models and datasets only; "
                              "this dataset has images")
@@ -389,8 +407,7 @@ class TDPOTrainer(DPOTrainer):
         policy_head = output_head(model)
         tokens = token_stats_from_hidden(policy_hidden, policy_head, reference_hidden, reference_head, labels,
                                          chunk_size=self.args.tdpo_chunk_size)
-        loss, metrics = objective.compute_loss(self._tdpo_loss, sequence_stats(tokens),
-                                               beta=self.args.beta, alpha=self.args.alpha)
+        loss, metrics = evaluate_loss(get_loss(self._tdpo_loss), sequence_stats(tokens), self._tdpo_values)
         self._log_trl_token_metrics(mode, tokens, labels, policy_hidden, policy_head)
         self._log_tdpo_metrics(mode, metrics, inputs)
         if return_outputs:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from tdpo.loss.params import BETA
 from tdpo.token_stats import DEFAULT_CHUNK_SIZE, TokenDetails, token_details_from_hidden
 from tdpo.token_view.entries import TokenTexts, pair_stats, row_entries, sample_stats
 
@@ -38,7 +39,7 @@ class ViewSettings:
         progress: show progress bars.
     """
 
-    beta: float = 0.1
+    beta: float = BETA.default
     top_k: int = 5
     batch_size: int = 4
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -49,8 +50,7 @@ class ViewSettings:
         for name in ("top_k", "batch_size", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be > 0; got {self.beta}")
+        BETA.check(self.beta)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """The loss of one micro-batch: the reference pass (or cached reference log-probs or hidden states),
-the policy pass, and :func:`tdpo.objective.compute_loss`."""
+the policy pass, and :func:`tdpo.loss.objective.evaluate_loss`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from tdpo.loss_registry import get_loss
-from tdpo.objective import compute_loss
+from tdpo.loss.objective import evaluate_loss
+from tdpo.loss.registry import get_loss, loss_values
 from tdpo.token_stats import SequenceStats, sequence_stats
 from tdpo.token_stats.passes import PolicyAndReference
 from tdpo.training.cached_reference import CachedReference, ReferenceCache
@@ -60,7 +60,7 @@ def batch_loss_and_stats(cfg: TrainConfig, models: PolicyAndReference, batch: Ba
             reference's head projects them).
 
     Returns:
-        ``(loss, metrics)`` from :func:`tdpo.objective.compute_loss`, and the batch's
+        ``(loss, metrics)`` from :func:`tdpo.loss.objective.evaluate_loss`, and the batch's
         :class:`~tdpo.token_stats.SequenceStats` (``[S]`` per row: chosen rows first for pairs).
     """
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
@@ -73,6 +73,5 @@ def batch_loss_and_stats(cfg: TrainConfig, models: PolicyAndReference, batch: Ba
     tokens = models.statistics(ids, mask, labels, with_reference=needs_reference and logps is None,
                                offload=offload, reference_hidden=cached.hidden)
     stats = sequence_stats(tokens, average=cfg.loss.average_log_prob)
-    loss, metrics = compute_loss(cfg.loss.name, stats, beta=cfg.loss.beta, alpha=cfg.loss.alpha,
-                                 label_smoothing=cfg.loss.label_smoothing, reference_logps=logps)
+    loss, metrics = evaluate_loss(get_loss(cfg.loss.name), stats, loss_values(cfg.loss), reference_logps=logps)
     return loss, metrics, stats

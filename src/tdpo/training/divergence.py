@@ -35,7 +35,7 @@ def token_drift(metrics: Mapping[str, float], *, averaged: bool = False) -> dict
     watches; a statistic whose inputs are missing from ``metrics`` is left out.
 
     Args:
-        metrics: the step's batch means, as :func:`tdpo.objective.compute_loss` names them:
+        metrics: the step's batch means, as :func:`tdpo.loss.compute_loss` names them:
             ``kl/chosen``, ``kl/rejected`` (sequential KL per row), ``logps/chosen``,
             ``logps_ref/chosen`` (per-row log-probs), ``tokens/chosen``, ``tokens/rejected``
             (response tokens per row); for ``sft`` ``nll_per_token``.

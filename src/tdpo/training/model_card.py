@@ -185,13 +185,13 @@ def card_front_matter(config: Mapping[str, Any], *, license_info: Mapping[str, s
 
 def _describe_loss(config: Mapping[str, Any]) -> str:
     """One sentence: the loss, what it computes and its parameter values."""
-    from tdpo.loss_registry import LOSSES
+    from tdpo.loss.registry import LOSSES
 
     loss = config["loss"]
     spec = LOSSES.get(loss["name"])
     if spec is None:
         return f"the `{loss['name']}` loss"
-    params = ", ".join(f"{p}={loss[p]}" for p in spec.params if p in loss)
+    params = ", ".join(f"{p}={loss[p]}" for p in spec.param_names if p in loss)
     return f"the `{spec.name}` loss ({spec.description}{'; ' + params if params else ''})"
 
 

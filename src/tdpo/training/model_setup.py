@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from tdpo.loss_registry import get_loss
+from tdpo.loss.registry import get_loss
 from tdpo.models import load_policy, load_reference
 from tdpo.token_stats.body import supports_packing
 from tdpo.token_stats.model import TokenStatsModel

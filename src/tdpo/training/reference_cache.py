@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from tdpo.files import cache_root
-from tdpo.loss_registry import cache_problem
+from tdpo.loss.registry import cache_problem
 from tdpo.token_stats import TokenStats, sequence_stats
 from tdpo.training.cached_reference import (
     CachedReference,

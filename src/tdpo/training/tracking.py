@@ -2,7 +2,7 @@
 
 Each row of ``metrics.jsonl`` is one JSON object: ``{"split": "train" | "eval", "step": ...,
 "examples": ..., <metric name>: <float>, ...}``. Metric names are those of
-:func:`tdpo.objective.compute_loss` (``loss``, ``rewards/accuracies``, ``kl/chosen`` ...) plus the
+:func:`tdpo.loss.compute_loss` (``loss``, ``rewards/accuracies``, ``kl/chosen`` ...) plus the
 trainer's own (``lr``, ``grad_norm``, ``examples_per_second``, ``epoch``).
 """
 

@@ -2,7 +2,7 @@
 
 :class:`Trainer` wires the pieces of :mod:`tdpo.training` together and owns no math: token
 statistics come from :class:`tdpo.token_stats.model.TokenStatsModel`, losses and metrics from
-:func:`tdpo.objective.compute_loss` (through :func:`tdpo.training.batch.batch_loss`). Its lifecycle
+:func:`tdpo.loss.compute_loss` (through :func:`tdpo.training.batch.batch_loss`). Its lifecycle
 reads top to bottom: :meth:`~Trainer.setup`, :meth:`~Trainer.resume`, then :meth:`~Trainer.fit`
 (:meth:`~Trainer.train_step`, :meth:`~Trainer.evaluate`, :meth:`~Trainer.save`) and
 :meth:`~Trainer.finish`.
@@ -428,7 +428,7 @@ class Trainer:
                                     good_until=self.monitor.drift_began - 2)
 
     def evaluate(self) -> None:
-        """Log every metric of :func:`~tdpo.objective.compute_loss` averaged over the held-out split, and
+        """Log every metric of :func:`~tdpo.loss.compute_loss` averaged over the held-out split, and
         the standard errors of the sequential-KL means clustered by prompt
         (:mod:`tdpo.training.pair_spread`: ``kl/chosen_se``, ``kl/rejected_se``, ``kl/margin_se``).
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import tdpo
-from tdpo.loss_registry import LOSSES
-from tdpo.objective import compute_loss, loss_from_hidden, loss_from_logits
+from tdpo.loss import LOSSES, compute_loss, loss_from_hidden, loss_from_logits
 from tdpo.token_stats import sequence_stats, token_stats_from_logits
 
 B, T, H, V = 3, 8, 6, 17
@@ -52,6 +51,11 @@ def float64_sequence_terms(hp, wp, hr, wr, labels, policy_mask=0.0, reference_ma
     return lp, lq, kl, ent
 
 
+def response_lengths(labels):
+    """Per row, the number of response tokens (labels other than -100 after the first position)."""
+    return (labels[:, 1:] != -100).sum(-1).double()
+
+
 def float64_log_complements(hp, wp, labels):
     """Per row, the sum over response tokens of log(1 - p(y_t)), in float64 from the softmax."""
     p = torch.softmax(hp.double() @ wp.double().T, -1)[:, :-1]
@@ -60,7 +64,7 @@ def float64_log_complements(hp, wp, labels):
     return (torch.log(1.0 - label_p) * (y != -100)).sum(-1)
 
 
-def expected_loss(name, lp, lq, kl, beta, alpha, eps, complements=None):
+def expected_loss(name, lp, lq, kl, beta, alpha, eps, complements=None, gamma=0.5, lengths=None):
     d = lp - lq
     dw, dl, kw, kll = d[:B], d[B:], kl[:B], kl[B:]
     ls = torch.nn.functional.logsigmoid
@@ -82,6 +86,11 @@ def expected_loss(name, lp, lq, kl, beta, alpha, eps, complements=None):
         return -ls(beta * ((dw - dl) - alpha * (kll - kw))).mean()
     if name == "fdpo_fkl":
         return -ls(beta * (torch.exp(-dl) - torch.exp(-dw))).mean()
+    if name == "robust_dpo":
+        return ((-(1 - eps) * ls(beta * (dw - dl)) + eps * ls(-beta * (dw - dl))) / (1 - 2 * eps)).mean()
+    if name == "simpo":
+        mean = lp / lengths
+        return -ls(beta * (mean[:B] - mean[B:]) - gamma).mean()
     raise AssertionError(name)
 
 
@@ -90,20 +99,22 @@ def expected_loss(name, lp, lq, kl, beta, alpha, eps, complements=None):
 def test_every_loss_matches_float64(name, path):
     hp, wp, hr, wr, labels = batch(0)
     hp = hp * 0.3  # keep exp(-Delta) of f-DPO moderate
-    beta, alpha, eps = 0.2, 0.3, 0.1
+    beta, alpha, eps, gamma = 0.2, 0.3, 0.1, 0.25
     if path == "logits":
         loss, metrics = loss_from_logits(hp @ wp.T, hr @ wr.T, labels, loss=name, beta=beta, alpha=alpha,
-                                         label_smoothing=eps)
+                                         label_smoothing=eps, gamma=gamma)
     else:
         loss, metrics = loss_from_hidden(hp, wp, hr, wr, labels, loss=name, beta=beta, alpha=alpha,
-                                         label_smoothing=eps, chunk_size=5)
+                                         label_smoothing=eps, gamma=gamma, chunk_size=5)
     lp, lq, kl, _ = float64_sequence_terms(hp, wp, hr, wr, labels)
-    want = expected_loss(name, lp, lq, kl, beta, alpha, eps, float64_log_complements(hp, wp, labels))
+    want = expected_loss(name, lp, lq, kl, beta, alpha, eps, float64_log_complements(hp, wp, labels), gamma=gamma,
+                         lengths=response_lengths(labels))
     torch.testing.assert_close(loss.double(), want, rtol=1e-4, atol=1e-5)
     assert metrics["loss"].item() == pytest.approx(loss.item())
 
 
-@pytest.mark.parametrize("name", ["dpo", "tdpo1", "tdpo2", "ipo", "fdpo_fkl", "unlikelihood"])
+@pytest.mark.parametrize("name", ["dpo", "tdpo1", "tdpo2", "ipo", "fdpo_fkl", "unlikelihood", "robust_dpo",
+                                  "simpo"])
 def test_loss_gradients_agree_between_paths_and_float64(name):
     hp, wp, hr, wr, labels = batch(1)
     hp = hp * 0.3
@@ -112,14 +123,17 @@ def test_loss_gradients_agree_between_paths_and_float64(name):
     lp, lq, kl, _ = float64_sequence_terms(hp64, wp64, hr, wr, labels)
     if name == "tdpo2":  # the stop-gradient, written independently
         kl = torch.cat([kl[:B].detach(), kl[B:]])
-    expected_loss(name, lp, lq, kl, beta, alpha, 0.0, float64_log_complements(hp64, wp64, labels)).backward()
+    expected_loss(name, lp, lq, kl, beta, alpha, 0.1, float64_log_complements(hp64, wp64, labels),
+                  lengths=response_lengths(labels)).backward()
 
     for path in ("logits", "hidden"):
         h, w = hp.clone().requires_grad_(), wp.clone().requires_grad_()
         if path == "logits":
-            loss, _ = loss_from_logits(h @ w.T, hr @ wr.T, labels, loss=name, beta=beta, alpha=alpha)
+            loss, _ = loss_from_logits(h @ w.T, hr @ wr.T, labels, loss=name, beta=beta, alpha=alpha,
+                                       label_smoothing=0.1)
         else:
-            loss, _ = loss_from_hidden(h, w, hr, wr, labels, loss=name, beta=beta, alpha=alpha, chunk_size=3)
+            loss, _ = loss_from_hidden(h, w, hr, wr, labels, loss=name, beta=beta, alpha=alpha, label_smoothing=0.1,
+                                       chunk_size=3)
         loss.backward()
         torch.testing.assert_close(h.grad.double(), hp64.grad, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(w.grad.double(), wp64.grad, rtol=1e-4, atol=1e-6)
@@ -284,3 +298,14 @@ def test_unlikelihood_needs_the_log_complements():
     by_hand = tdpo.SequenceStats(stats.policy_logps, None, None, stats.entropy, stats.num_tokens)
     with pytest.raises(ValueError, match="policy_log_complements"):
         compute_loss("unlikelihood", by_hand)
+
+
+def test_simpo_is_length_normalised_so_average_log_prob_changes_nothing():
+    hp, wp, _, _, labels = batch(3)
+    summed, _ = loss_from_hidden(hp, wp, None, None, labels, loss="simpo", beta=2.0, gamma=1.0, chunk_size=4)
+    averaged, _ = loss_from_hidden(hp, wp, None, None, labels, loss="simpo", beta=2.0, gamma=1.0, chunk_size=4,
+                                   average_log_prob=True)
+    lp = float64_sequence_terms(hp, wp, hp, wp, labels)[0] / response_lengths(labels)
+    want = -torch.nn.functional.logsigmoid(2.0 * (lp[:B] - lp[B:]) - 1.0).mean()
+    torch.testing.assert_close(summed.double(), want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(averaged, summed, rtol=1e-6, atol=1e-7)

@@ -1,11 +1,11 @@
-"""Tests of tdpo.metrics: the batch means logged for a preference step, against plain Python sums."""
+"""Tests of tdpo.loss.metrics: the batch means logged for a preference step, against plain Python sums."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from tdpo.metrics import preference_metrics
+from tdpo.loss.metrics import preference_metrics
 
 CHOSEN = [-10.0, -12.0, -7.0]
 REJECTED = [-11.0, -9.0, -7.5]

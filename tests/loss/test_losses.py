@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tdpo import losses
+from tdpo.loss import losses
 
 
 def sig(x: float) -> float:

@@ -13,7 +13,7 @@ Example::
     # or, never building a [batch, seq, vocab] tensor:
     loss, metrics = tdpo.loss_from_hidden(policy_hidden, policy_head_weight,
                                           reference_hidden, reference_head_weight, labels,
-                                          loss="tdpo2", beta=0.1, alpha=0.5, chunk_size=1024)
+                                          loss="tdpo2", beta=0.1, alpha=0.5)
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from tdpo import losses
-from tdpo.loss_registry import LossSpec, cache_problem, check_parameters, get_loss
-from tdpo.metrics import preference_metrics
+from tdpo.loss.losses import sft_loss
+from tdpo.loss.metrics import preference_metrics
+from tdpo.loss.registry import cache_problem, get_loss, resolve_params
+from tdpo.loss.spec import LossSpec, PairBatch
 from tdpo.token_stats import (
     DEFAULT_CHUNK_SIZE,
     OutputHead,
@@ -34,35 +35,36 @@ from tdpo.token_stats import (
 )
 
 
-def compute_loss(
-    name: str,
-    stats: SequenceStats,
-    *,
-    beta: float = 0.1,
-    alpha: float = 0.5,
-    label_smoothing: float = 0.0,
-    reference_logps: Tensor | None = None,
-) -> tuple[Tensor, dict[str, Tensor]]:
+def compute_loss(name: str, stats: SequenceStats, *, reference_logps: Tensor | None = None,
+                 **params: float) -> tuple[Tensor, dict[str, Tensor]]:
     """The batch loss of method ``name`` and its metrics.
 
     Args:
-        name: a loss of :data:`tdpo.loss_registry.LOSSES`.
+        name: a loss of :data:`tdpo.loss.LOSSES`.
         stats: :class:`SequenceStats` of 2B rows (chosen then rejected), or of B plain rows for
             ``sft``.
-        beta: inverse temperature of the DPO family and TDPO (> 0); IPO's tau.
-        alpha: TDPO2's weight of the KL margin; unlikelihood's weight of the rejected tokens' term (>= 0).
-        label_smoothing: conservative DPO's epsilon in [0, 0.5) (used by ``cdpo`` only).
         reference_logps: ``[2B]`` cached per-sequence reference log-probs that replace
             ``stats.reference_logps`` (DPO family only; TDPO needs the full distribution).
+        **params: hyper-parameters of :data:`tdpo.loss.PARAMS` (``beta``, ``alpha``,
+            ``label_smoothing``, ``gamma``), each checked against its range; the others take their
+            defaults. A loss reads those it declares; the metrics' implicit rewards use ``beta``.
 
     Returns:
         ``(loss, metrics)``: the scalar mean loss over pairs (over rows for ``sft``) and a dict of
-        detached 0-d tensors (see :func:`tdpo.metrics.preference_metrics`), ``loss`` included, and
+        detached 0-d tensors (see :func:`tdpo.loss.metrics.preference_metrics`), ``loss`` included, and
         for pairs ``tokens/chosen`` and ``tokens/rejected``, the mean number of response tokens per
         row (what turns the per-row sums into per-token values).
     """
     spec = get_loss(name)
-    check_parameters(beta=beta, alpha=alpha, label_smoothing=label_smoothing)
+    return evaluate_loss(spec, stats, resolve_params(params), reference_logps=reference_logps)
+
+
+def evaluate_loss(spec: LossSpec, stats: SequenceStats, values: dict[str, float], *,
+                  reference_logps: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`compute_loss` with the hyper-parameters already resolved and checked
+    (:func:`tdpo.loss.registry.resolve_params`, or a validated configuration's
+    :func:`~tdpo.loss.registry.loss_values`): what a training step calls, so that each value is checked
+    once, when it is given, not at every micro-batch."""
     if not spec.pairwise:
         return _sft_loss(stats)
     rows = stats.policy_logps.shape[0]
@@ -70,30 +72,40 @@ def compute_loss(
         raise ValueError(f"a preference batch has an even number of rows (chosen then rejected); got {rows}")
     b = rows // 2
     ref = _reference_logps(spec, stats, reference_logps)
-
+    batch = _pair_batch(spec, stats, ref, b)
+    loss = spec.per_pair(batch, values).mean()
     policy = stats.policy_logps
-    delta = policy if ref is None else policy - ref.to(policy.dtype)
-    chosen, rejected = delta[:b], delta[b:]
-    if spec.rejected_input == "log_complement":
-        rejected = _rejected_log_complements(spec, stats, b)
-    kl = stats.kl
-    kl_chosen, kl_rejected = (None, None) if kl is None else (kl[:b], kl[b:])
-    per_pair = spec.per_pair(chosen, rejected, kl_chosen, kl_rejected, beta, alpha, label_smoothing)
-    loss = per_pair.mean()
     metrics = preference_metrics(
         policy[:b], policy[b:],
         None if ref is None else ref[:b], None if ref is None else ref[b:],
-        kl_chosen, kl_rejected,
+        batch.chosen_kl, batch.rejected_kl,
         stats.entropy[:b], stats.entropy[b:],
-        beta,
+        values["beta"],
     )
-    if spec.rejected_input == "log_complement":
-        metrics["log_complement/rejected"] = rejected.detach().float().mean()
+    if batch.rejected_log_complements is not None:
+        metrics["log_complement/rejected"] = batch.rejected_log_complements.detach().float().mean()
     tokens = stats.num_tokens.detach().float()
     metrics["tokens/chosen"] = tokens[:b].mean()
     metrics["tokens/rejected"] = tokens[b:].mean()
     metrics["loss"] = loss.detach().float()
     return loss, metrics
+
+
+def _pair_batch(spec: LossSpec, stats: SequenceStats, ref: Tensor | None, b: int) -> PairBatch:
+    """The :class:`PairBatch` of the 2B rows of ``stats`` (chosen first): log-ratios against ``ref``
+    (the policy's log-probs without one), the sequential KLs if computed, and the rejected rows' log
+    complements if the loss reads them."""
+    policy = stats.policy_logps
+    delta = policy if ref is None else policy - ref.to(policy.dtype)
+    kl = stats.kl
+    tokens = stats.num_tokens
+    return PairBatch(
+        chosen_logratios=delta[:b], rejected_logratios=delta[b:], chosen_logps=policy[:b],
+        rejected_logps=policy[b:], chosen_tokens=tokens[:b], rejected_tokens=tokens[b:],
+        averaged=stats.averaged, chosen_kl=None if kl is None else kl[:b],
+        rejected_kl=None if kl is None else kl[b:],
+        rejected_log_complements=_rejected_log_complements(spec, stats, b) if spec.needs_log_complements else None,
+    )
 
 
 def _rejected_log_complements(spec: LossSpec, stats: SequenceStats, b: int) -> Tensor:
@@ -126,7 +138,7 @@ def _reference_logps(spec: LossSpec, stats: SequenceStats, cached: Tensor | None
 
 def _sft_loss(stats: SequenceStats) -> tuple[Tensor, dict[str, Tensor]]:
     """The mean NLL of ``[B]`` plain rows and its metrics (per-token NLL over all response tokens)."""
-    loss = losses.sft_loss(stats.policy_logps).mean()
+    loss = sft_loss(stats.policy_logps).mean()
     with torch.no_grad():
         tokens = stats.num_tokens.sum().clamp(min=1)
         token_logps = stats.policy_logps.detach().float()
@@ -148,29 +160,28 @@ def loss_from_logits(
     labels: Tensor,
     *,
     loss: str = "tdpo2",
-    beta: float = 0.1,
-    alpha: float = 0.5,
-    label_smoothing: float = 0.0,
     average_log_prob: bool = False,
+    **params: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss and metrics of a concatenated chosen/rejected batch from full logits.
 
     Args:
         policy_logits: ``[2B, T, V]`` policy logits (chosen rows first).
-        reference_logits: ``[2B, T, V]`` reference logits, or None for ``sft`` and
-            ``dpo_reference_free``.
+        reference_logits: ``[2B, T, V]`` reference logits, or None for a reference-free loss
+            (``sft``, ``dpo_reference_free``, ``unlikelihood``, ``simpo``).
         labels: ``[2B, T]`` with prompt and padding positions set to -100.
-        loss: a loss of :data:`tdpo.loss_registry.LOSSES`.
-        beta, alpha, label_smoothing: see :func:`compute_loss`.
+        loss: a loss of :data:`tdpo.loss.LOSSES`.
         average_log_prob: per-token means instead of sums.
+        **params: the loss's hyper-parameters (``beta=0.1``, ``alpha=0.5`` ...), see :func:`compute_loss`.
 
     Returns:
         ``(loss, metrics)`` as :func:`compute_loss`.
     """
-    get_loss(loss)
+    spec = get_loss(loss)
+    values = resolve_params(params)
     tokens = token_stats_from_logits(policy_logits, reference_logits, labels)
     stats = sequence_stats(tokens, average=average_log_prob)
-    return compute_loss(loss, stats, beta=beta, alpha=alpha, label_smoothing=label_smoothing)
+    return evaluate_loss(spec, stats, values)
 
 
 def loss_from_hidden(
@@ -181,28 +192,27 @@ def loss_from_hidden(
     labels: Tensor,
     *,
     loss: str = "tdpo2",
-    beta: float = 0.1,
-    alpha: float = 0.5,
-    label_smoothing: float = 0.0,
     average_log_prob: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    **params: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss and metrics of a concatenated chosen/rejected batch from final hidden states, chunked.
 
     Args:
         policy_hidden: ``[2B, T, H]`` the policy's final hidden states (chosen rows first).
         policy_head: the policy's :class:`~tdpo.token_stats.OutputHead` or ``[V, H]`` weight.
-        reference_hidden: ``[2B, T, H]`` or None for ``sft`` and ``dpo_reference_free``.
+        reference_hidden: ``[2B, T, H]`` or None for a reference-free loss.
         reference_head: the reference's head or weight, or None.
         labels: ``[2B, T]`` with prompt and padding positions set to -100.
-        loss, beta, alpha, label_smoothing, average_log_prob: see :func:`loss_from_logits`.
+        loss, average_log_prob, params: see :func:`loss_from_logits`.
         chunk_size: response tokens projected onto the vocabulary at a time.
 
     Returns:
         ``(loss, metrics)`` as :func:`compute_loss`.
     """
-    get_loss(loss)
+    spec = get_loss(loss)
+    values = resolve_params(params)
     tokens = token_stats_from_hidden(policy_hidden, policy_head, reference_hidden, reference_head,
                                      labels, chunk_size=chunk_size)
     stats = sequence_stats(tokens, average=average_log_prob)
-    return compute_loss(loss, stats, beta=beta, alpha=alpha, label_smoothing=label_smoothing)
+    return evaluate_loss(spec, stats, values)
