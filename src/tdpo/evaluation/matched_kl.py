@@ -252,6 +252,21 @@ def _interpolated(runs: list[KLCurve], weights: np.ndarray, grid: np.ndarray, or
     return out
 
 
+def _bootstrap(runs_a: list[KLCurve], runs_b: list[KLCurve], grid: np.ndarray, order: str, num_prefixes: int,
+               n_boot: int, seed: int) -> np.ndarray:
+    """``[B, G]`` replicates of a - b: one prefix resample for all runs, and a method's 2+ runs resampled."""
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(num_prefixes, np.full(num_prefixes, 1.0 / num_prefixes), size=n_boot) / num_prefixes
+    method_means = []
+    for runs in (runs_a, runs_b):
+        per_run = _interpolated(runs, weights, grid, order)  # [B, R, G]
+        if len(runs) > 1:
+            drawn = rng.integers(0, len(runs), size=(n_boot, len(runs)))
+            per_run = np.take_along_axis(per_run, drawn[:, :, None], axis=1)
+        method_means.append(per_run.mean(axis=1))
+    return method_means[0] - method_means[1]
+
+
 def matched_kl_difference(
     curve_a: Curve,
     curve_b: Curve,
@@ -299,16 +314,7 @@ def matched_kl_difference(
     reward_b = _interpolated(runs_b, uniform, grid, order)[0].mean(axis=0)
     difference = reward_a - reward_b
 
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(num_prefixes, np.full(num_prefixes, 1.0 / num_prefixes), size=n_boot) / num_prefixes
-    method_means = []
-    for runs in (runs_a, runs_b):
-        per_run = _interpolated(runs, weights, grid, order)  # [B, R, G]
-        if len(runs) > 1:
-            drawn = rng.integers(0, len(runs), size=(n_boot, len(runs)))
-            per_run = np.take_along_axis(per_run, drawn[:, :, None], axis=1)
-        method_means.append(per_run.mean(axis=1))
-    replicates = method_means[0] - method_means[1]
+    replicates = _bootstrap(runs_a, runs_b, grid, order, num_prefixes, n_boot, seed)
     lower, upper, coverage = _interval(replicates, level, min_coverage)
     lower[np.isnan(difference)] = np.nan
     upper[np.isnan(difference)] = np.nan

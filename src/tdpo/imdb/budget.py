@@ -26,9 +26,10 @@ evaluation 2.4 ms per token, sampling and scoring 2.5 ms per sampled token, a cu
 sampled token. They give the estimate printed before the experiment starts (107 minutes for that run).
 A mid-run checkpoint of SmolLM2-135M with its RMSprop state (1.08 GB) took 7.4 and 6.9 s to write with
 the trainer's code in one process at one thread (``benchmarks/checkpoint_save.py --saves 2``): 7.2 s each.
-:class:`Budget` then replaces the training and evaluation costs by the ones it measures (the median
-seconds of the training steps seen so far, the mean seconds of the curve points) and logs what is
-left.
+:class:`Budget` then scales every cost by how much slower or faster the machine ran the first phases
+(SFT and the pairs) than their estimate, replaces the training and evaluation costs by the ones it
+measures (the median seconds of the training steps seen so far, the mean seconds of the curve points),
+and logs what is left after each.
 """
 
 from __future__ import annotations
@@ -170,6 +171,25 @@ class Budget:
     runs_done: int = 0
     _step_seconds: list[float] = field(default_factory=list)
     _point_seconds: list[float] = field(default_factory=list)
+    _phases: list[tuple[float, float]] = field(default_factory=list)
+    _done: set[str] = field(default_factory=set)
+
+    def phase_measured(self, name: str, seconds: float) -> None:
+        """Phase ``name`` of :func:`estimate` (``SFT``, ``preference pairs``) took ``seconds``: scale every
+        cost not yet measured directly by how much slower (or faster) this machine ran the phases measured
+        so far than their estimate, and log the new time left. Phases that were already done (estimated or
+        measured under 5 s) say nothing about the machine and are skipped."""
+        self._done.add(name)
+        expected = estimate(self.work)[name]
+        if expected < 5 or seconds < 5:
+            return
+        self._phases.append((seconds, expected))
+        factor = sum(s for s, _ in self._phases) / sum(e for _, e in self._phases)
+        base = Costs()
+        self.costs = Costs(**{f: getattr(base, f) * factor for f in base.__dataclass_fields__})
+        logger.info("tdpo imdb: %s took %.0f s against %.0f s estimated: this machine runs at %.2fx the "
+                    "calibrated costs so far", name, seconds, expected, factor)
+        self.log_left()
 
     def step_measured(self, seconds: float) -> None:
         """A preference step took ``seconds``; from the second measured step on, the training cost is
@@ -195,21 +215,21 @@ class Budget:
         self.steps_done = self.runs_done * self.work.train_steps
 
     def left(self) -> dict[str, float]:
-        """Seconds of training, curve evaluation and checkpoints left (those of the runs not finished),
-        and their ``total``."""
+        """Seconds of the preference pairs (until :meth:`phase_measured` says they are done), training,
+        curve evaluation and checkpoints left (those of the runs not finished), and their ``total``."""
         w, c = self.work, self.costs
+        pairs = 0.0 if "preference pairs" in self._done else estimate(w, c)["preference pairs"]
         steps_left = max(w.runs * w.train_steps - self.steps_done, 0)
         runs_left = max(w.runs - self.runs_done, 0)
         pair_evals_left = w.pair_eval_tokens * runs_left / max(w.runs, 1)
         training = steps_left * w.step_tokens * c.train_token + pair_evals_left * c.pair_eval_token
         evaluation = max(w.points - self.points_done, 0) * w.point_tokens * c.eval_token
         checkpoints = w.checkpoints * runs_left / max(w.runs, 1) * c.checkpoint
-        return {"training": training, "curve evaluation": evaluation, "checkpoints": checkpoints,
-                "total": training + evaluation + checkpoints}
+        return {"preference pairs": pairs, "training": training, "curve evaluation": evaluation,
+                "checkpoints": checkpoints, "total": pairs + training + evaluation + checkpoints}
 
     def log_left(self, what: str = "left") -> None:
         """Log the time left."""
         left = self.left()
-        logger.info("tdpo imdb: about %.1f min %s (training %.1f, curve evaluation %.1f, checkpoints %.1f)",
-                    left["total"] / 60, what, left["training"] / 60, left["curve evaluation"] / 60,
-                    left["checkpoints"] / 60)
+        parts = ", ".join(f"{name} {sec / 60:.1f}" for name, sec in left.items() if name != "total" and sec > 0)
+        logger.info("tdpo imdb: about %.1f min %s (%s)", left["total"] / 60, what, parts)

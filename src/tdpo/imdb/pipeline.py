@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from tdpo.files import write_atomic
@@ -93,10 +94,11 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     timer = StepTimer()
     with timer.step("reward classifier"):
         reward = step_reward(cfg)
-    with timer.step("SFT"):
-        step_sft(cfg)
-    with timer.step("preference pairs"):
-        step_pairs(cfg, reward)
+    for name, step in (("SFT", lambda: step_sft(cfg)), ("preference pairs", lambda: step_pairs(cfg, reward))):
+        start = time.perf_counter()
+        with timer.step(name):
+            step()
+        budget.phase_measured(name, time.perf_counter() - start)
     step_train(cfg, reward, timer, budget)
     step_evaluate(cfg, reward, timer)
     with timer.step("token-level view"):

@@ -2,8 +2,10 @@
 
 Modules, one concern each (imports run from the trainer down):
 
+- :mod:`~tdpo.training.run`: :func:`train`, the entry point;
 - :mod:`~tdpo.training.trainer`: the :class:`Trainer` lifecycle (setup, resume, step, evaluate,
-  save) and :func:`train`;
+  save); :mod:`~tdpo.training.run_guard` its hold on the run folder, :mod:`~tdpo.training.held_out`
+  its held-out evaluation, :mod:`~tdpo.training.stopping` the error that stops a failing run;
 - :mod:`~tdpo.training.data`: :class:`TrainingData`, loading it from the config;
 - :mod:`~tdpo.training.data_fingerprint`: what ``--resume`` checks the data against;
 - :mod:`~tdpo.training.batch_plan`: which examples each step and process sees;
@@ -14,7 +16,8 @@ Modules, one concern each (imports run from the trainer down):
 - :mod:`~tdpo.training.optim`: the optimizer and the warm-up schedule;
 - :mod:`~tdpo.training.divergence`: telling a diverging run from a healthy one;
 - :mod:`~tdpo.training.tracking`: ``metrics.jsonl``, TensorBoard, Weights & Biases;
-- :mod:`~tdpo.training.checkpoint`, :mod:`~tdpo.training.trainer_state`: checkpoints, without pickle;
+- :mod:`~tdpo.training.checkpoint`, :mod:`~tdpo.training.trainer_state`, :mod:`~tdpo.training.state_checks`:
+  checkpoints, without pickle, checked as they are read;
 - :mod:`~tdpo.training.run_folder`: what a run writes, new run or resume, config changes on resume,
   the record of whether the run completed;
 - :mod:`~tdpo.training.run_lock`: one run at a time in a run folder;
@@ -27,7 +30,9 @@ Modules, one concern each (imports run from the trainer down):
 from tdpo.training.batch import Models, batch_loss
 from tdpo.training.batch_plan import BatchPlan
 from tdpo.training.data import TrainingData, load_training_data
-from tdpo.training.trainer import Trainer, TrainingDivergedError, train
+from tdpo.training.run import train
+from tdpo.training.stopping import TrainingDivergedError
+from tdpo.training.trainer import Trainer
 
 __all__ = ["BatchPlan", "Models", "Trainer", "TrainingData", "TrainingDivergedError", "batch_loss",
            "load_training_data", "train"]

@@ -36,16 +36,14 @@ from torch import nn
 
 from tdpo.files import replace_folder, temporary_folder
 from tdpo.training.model_card import write_model_card
-from tdpo.training.trainer_state import (
+from tdpo.training.state_checks import (
     TrainerStateError,
     check_finite_values,
     check_int,
     check_number,
-    load_policy_weights,
-    load_trainer_state,
     nonfinite_training_state,
-    save_trainer_state,
 )
+from tdpo.training.trainer_state import load_policy_weights, load_trainer_state, save_trainer_state
 
 STATE_FILE = "trainer_state.json"
 STATE_DIR = "trainer_state"

@@ -96,3 +96,23 @@ def accelerator_backend() -> str | None:
         return "nccl" if torch.cuda.is_available() else None
     device_type, _ = get_torch_accelerator_backend()
     return get_distributed_backend(device_type)
+
+
+_BACKENDS = {"DEEPSPEED": "DeepSpeed", "FSDP": "FSDP", "XLA": "XLA", "MEGATRON_LM": "Megatron-LM"}
+"""How the start line names accelerate's distributed types that are not plain data parallelism."""
+
+
+def process_summary(num_processes: int, distributed_type: str) -> str:
+    """The start line's words for how the run is spread: ``1 process``, ``2 processes, DDP``,
+    ``8 processes, FSDP``, ``4 processes, DeepSpeed``.
+
+    Args:
+        num_processes: the number of processes of the run.
+        distributed_type: the value of accelerate's ``DistributedType`` (``NO``, ``MULTI_CPU``,
+            ``MULTI_GPU``, ``FSDP``, ``DEEPSPEED``, ...); every ``MULTI_*`` type is DDP.
+    """
+    count = f"{num_processes} process" + ("" if num_processes == 1 else "es")
+    if distributed_type == "NO":
+        return count
+    backend = "DDP" if distributed_type.startswith("MULTI_") else _BACKENDS.get(distributed_type, distributed_type)
+    return f"{count}, {backend}"

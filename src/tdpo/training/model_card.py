@@ -233,6 +233,17 @@ def render_model_card(
         source = hub_dataset_id(source) or source
     lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip("\n"), "---", "",
              f"# {run_name}", ""]
+    lines += [_what(config, base, source, step, lora, merged), ""]
+    lines += _training_section(config, commands)
+    lines += _results_section(train_metrics, eval_metrics, step)
+    lines += _use_section(base, folder, lora, merged)
+    return "\n".join(lines)
+
+
+def _what(config: Mapping[str, Any], base: str, source: str | None, step: int | None, lora: bool,
+          merged: bool) -> str:
+    """The card's opening paragraph: the base model, the loss, the data, the steps, the LoRA adapter and
+    the reference model."""
     what = (f"`{base}` fine-tuned with [tdpo](https://github.com/tdpo/tdpo) using {_describe_loss(config)}"
             + (f", on `{source}`" if source else "")
             + (f", for {step} optimizer step(s)" if step is not None else "") + ".")
@@ -245,17 +256,25 @@ def render_model_card(
     ref = config.get("reference", {}).get("name_or_path")
     if config.get("loss", {}).get("name") != "sft":
         what += f" The reference model is {'`' + ref + '`' if ref else 'the initial policy'}."
-    lines += [what, ""]
+    return what
 
-    lines += ["## Training", ""]
+
+def _training_section(config: Mapping[str, Any], commands: Sequence[str]) -> list[str]:
+    """The card's lines under ``## Training``: the command lines and the resolved settings."""
+    lines = ["## Training", ""]
     if commands:
         lines += ["Command:" if len(commands) == 1 else "Commands (the run, then each resume):", "",
                   "```bash", *commands, "```", ""]
     else:
         lines += ["The command line was not recorded (the run was started from Python).", ""]
     lines += ["Resolved settings (`config.yaml` of the run):", "", "```yaml", compact_yaml(config), "```", ""]
+    return lines
 
-    lines += ["## Results", ""]
+
+def _results_section(train_metrics: Mapping[str, Any] | None, eval_metrics: Mapping[str, Any] | None,
+                     step: int | None) -> list[str]:
+    """The card's lines under ``## Results``: the last metrics of each split as a table."""
+    lines = ["## Results", ""]
     train, evaluation = dict(train_metrics or {}), dict(eval_metrics or {})
     if train or evaluation:
         at = f" at step {step}" if step is not None else ""
@@ -263,9 +282,13 @@ def render_model_card(
                   "in the run folder for the whole run):", "", *_metrics_table(train, evaluation), ""]
     else:
         lines += ["No metrics were logged.", ""]
+    return lines
 
+
+def _use_section(base: str, folder: str, lora: bool, merged: bool) -> list[str]:
+    """The card's lines under ``## Use``: loading the model (or the adapter on its base) with transformers."""
     quoted = json.dumps(folder)
-    lines += ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", ""]
+    lines = ["## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", ""]
     if not lora or merged:
         lines += [f"model = AutoModelForCausalLM.from_pretrained({quoted})",
                   f"tokenizer = AutoTokenizer.from_pretrained({quoted})"]
@@ -278,7 +301,7 @@ def render_model_card(
                   f"tokenizer = AutoTokenizer.from_pretrained({quoted})"]
     lines += ["```", "", f"Once uploaded (`hf upload <user>/<repo> {folder}`), load it by its repository id "
               f"instead of `{folder}`.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_model_card(folder: str | Path, text: str) -> Path:

@@ -58,45 +58,57 @@ def resume_folder(cfg: TrainConfig, resume: bool | str | Path | None, overwrite:
     run_dir = cfg.run_dir()
     existing = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
     if resume is False or resume is None:
-        if existing and not overwrite:
-            latest = ckpt.latest_checkpoint(run_dir)
-            held = f"checkpoints (latest {latest.name})" if latest else " and ".join(existing[:2])
-            if latest is not None:
-                how = "pass --resume to continue it, --overwrite to replace it"
-            elif "final" in existing:
-                how = "it has no checkpoint to continue from: pass --overwrite to replace it"
-            else:
-                how = ("it stopped before its first checkpoint: pass --resume to start it again from step 0, "
-                       "--overwrite to replace it")
-            raise FileExistsError(f"run folder {run_dir} already holds a run ({held}); {how}, or choose another "
-                                  "run_name")
-        if existing and is_main_process:
-            _delete(run_dir, existing)
+        _start_new_run(run_dir, existing, overwrite, is_main_process)
         return None
     if resume is True:
-        found = ckpt.latest_checkpoint(run_dir)
-        if found is not None:
-            return found
-        if not existing:
-            raise FileNotFoundError(f"--resume: there is no run in {run_dir} to continue; start it without --resume")
-        if "final" in existing:
-            raise FileNotFoundError(
-                f"--resume: no complete checkpoint under {run_dir / ckpt.CHECKPOINTS} to continue from (final/ "
-                "holds no optimizer state); --overwrite trains the run again from step 0")
-        config = run_dir / "config.yaml"
-        if config.is_file():
-            import yaml
-
-            _refuse_changes(yaml.safe_load(config.read_text()) or {}, cfg, str(config))
-        if is_main_process:
-            logger.warning("--resume: %s holds no complete checkpoint (the run stopped before its first save): "
-                           "starting it again from step 0, replacing its logs and metrics", run_dir)
-            _delete(run_dir, existing)
-        return None
+        return _latest_or_restart(cfg, run_dir, existing, is_main_process)
     folder = Path(resume)
     if not ckpt.is_complete(folder):
         raise FileNotFoundError(f"--resume {folder}: not a complete checkpoint ({ckpt.STATE_FILE} missing)")
     return folder
+
+
+def _start_new_run(run_dir: Path, existing: list[str], overwrite: bool, is_main_process: bool) -> None:
+    """Refuse a new run in a folder holding the outputs ``existing`` of another (saying how to go on),
+    unless ``overwrite``: then the main process deletes them."""
+    if existing and not overwrite:
+        latest = ckpt.latest_checkpoint(run_dir)
+        held = f"checkpoints (latest {latest.name})" if latest else " and ".join(existing[:2])
+        if latest is not None:
+            how = "pass --resume to continue it, --overwrite to replace it"
+        elif "final" in existing:
+            how = "it has no checkpoint to continue from: pass --overwrite to replace it"
+        else:
+            how = ("it stopped before its first checkpoint: pass --resume to start it again from step 0, "
+                   "--overwrite to replace it")
+        raise FileExistsError(f"run folder {run_dir} already holds a run ({held}); {how}, or choose another "
+                              "run_name")
+    if existing and is_main_process:
+        _delete(run_dir, existing)
+
+
+def _latest_or_restart(cfg: TrainConfig, run_dir: Path, existing: list[str], is_main_process: bool) -> Path | None:
+    """``--resume`` without a folder: the run folder's latest checkpoint, or None to start again from step 0
+    a run that stopped before its first checkpoint (its outputs ``existing`` deleted by the main process)."""
+    found = ckpt.latest_checkpoint(run_dir)
+    if found is not None:
+        return found
+    if not existing:
+        raise FileNotFoundError(f"--resume: there is no run in {run_dir} to continue; start it without --resume")
+    if "final" in existing:
+        raise FileNotFoundError(
+            f"--resume: no complete checkpoint under {run_dir / ckpt.CHECKPOINTS} to continue from (final/ "
+            "holds no optimizer state); --overwrite trains the run again from step 0")
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        _refuse_changes(yaml.safe_load(config.read_text()) or {}, cfg, str(config))
+    if is_main_process:
+        logger.warning("--resume: %s holds no complete checkpoint (the run stopped before its first save): "
+                       "starting it again from step 0, replacing its logs and metrics", run_dir)
+        _delete(run_dir, existing)
+    return None
 
 
 def _delete(run_dir: Path, names: Sequence[str]) -> None:

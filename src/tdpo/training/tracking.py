@@ -98,3 +98,36 @@ class MetricsLogger:
             self._tb.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+class StepProgress:
+    """The training progress bar (tqdm): one tick per optimizer step with the step's loss, reward
+    accuracy, KL margin, chosen KL and examples per second.
+
+    Args:
+        name: the bar's label (the loss's name).
+        total: the run's steps.
+        initial: the steps already done (a resumed run).
+        batch_size: examples per step (for examples per second).
+    """
+
+    SHOWN = {"loss": "loss", "rewards/accuracies": "acc", "kl/margin": "kl_margin", "kl/chosen": "kl_w"}
+    """The step metrics shown, by their short names."""
+
+    def __init__(self, name: str, total: int, initial: int, batch_size: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.batch_size = batch_size
+        self.bar = tqdm(total=total, initial=initial, desc=name, unit="step", dynamic_ncols=True)
+
+    def update(self, step_metrics: dict[str, float], seconds: float) -> None:
+        """Tick for a step that took ``seconds`` and gave ``step_metrics``."""
+        postfix = {short: f"{step_metrics[name]:.4g}" for name, short in self.SHOWN.items() if name in step_metrics}
+        postfix["ex/s"] = f"{self.batch_size / max(seconds, 1e-9):.3g}"
+        self.bar.update(1)
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        """Close the bar (again is harmless)."""
+        self.bar.close()
+

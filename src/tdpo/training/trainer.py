@@ -47,10 +47,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tdpo.config import TrainConfig, config_to_dict, save_config
+from tdpo.config import TrainConfig, config_to_dict
 from tdpo.models import load_tokenizer
 from tdpo.training import checkpoint as ckpt
-from tdpo.training.batch import batch_loss, batch_loss_and_stats
+from tdpo.training.batch import batch_loss
 from tdpo.training.batch_plan import BatchPlan, check_batch_sizes, example_lengths
 from tdpo.training.data import TrainingData, load_training_data
 from tdpo.training.data_fingerprint import STATE_KEY as DATA_KEY
@@ -59,25 +59,18 @@ from tdpo.training.distributed import (
     InterruptFlag,
     MetricSums,
     any_process,
-    padded_batches,
     to_device,
     weight_norm,
 )
 from tdpo.training.divergence import DivergenceMonitor, nonfinite_reason
-from tdpo.training.launch import accelerator_backend, launch_warning, use_cpu_processes
+from tdpo.training.held_out import held_out_metrics
+from tdpo.training.launch import accelerator_backend, launch_warning, process_summary, use_cpu_processes
 from tdpo.training.model_card import base_model_license, last_metrics, render_model_card
 from tdpo.training.model_setup import build_models
-from tdpo.training.pair_spread import PairSpread
-from tdpo.training.run_folder import (
-    check_resume_config,
-    launch_command,
-    read_commands,
-    record_command,
-    resume_folder,
-    write_status,
-)
-from tdpo.training.run_lock import RunFolderError, RunFolderLostError, RunLock
-from tdpo.training.tracking import MetricsLogger, read_metrics
+from tdpo.training.run_folder import check_resume_config, read_commands, resume_folder
+from tdpo.training.run_guard import RunGuard
+from tdpo.training.stopping import TrainingDivergedError, stop_error
+from tdpo.training.tracking import MetricsLogger, StepProgress, read_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,66 +82,10 @@ in eval mode and gradients are off for the call; the run's random state is resto
 callback changes nothing the run computes. Not called for the steps a resumed run had already done."""
 
 
-_BACKENDS = {"DEEPSPEED": "DeepSpeed", "FSDP": "FSDP", "XLA": "XLA", "MEGATRON_LM": "Megatron-LM"}
-"""How the start line names accelerate's distributed types that are not plain data parallelism."""
-
-
-def process_summary(num_processes: int, distributed_type: str) -> str:
-    """The start line's words for how the run is spread: ``1 process``, ``2 processes, DDP``,
-    ``8 processes, FSDP``, ``4 processes, DeepSpeed``.
-
-    Args:
-        num_processes: the number of processes of the run.
-        distributed_type: the value of accelerate's ``DistributedType`` (``NO``, ``MULTI_CPU``,
-            ``MULTI_GPU``, ``FSDP``, ``DEEPSPEED``, ...); every ``MULTI_*`` type is DDP.
-    """
-    count = f"{num_processes} process" + ("" if num_processes == 1 else "es")
-    if distributed_type == "NO":
-        return count
-    backend = "DDP" if distributed_type.startswith("MULTI_") else _BACKENDS.get(distributed_type, distributed_type)
-    return f"{count}, {backend}"
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss or gradient became NaN or infinite (the run stopped without applying the update), or
-    the run diverged (see :mod:`tdpo.training.divergence`)."""
-
-
-def train(cfg: TrainConfig, *, resume: bool | str | Path = False, data: TrainingData | None = None,
-          overwrite: bool = False, on_step: StepCallback | None = None) -> Path:
-    """Train the policy described by ``cfg``; return the run folder.
-
-    Args:
-        cfg: the resolved :class:`~tdpo.config.TrainConfig`.
-        resume: False for a new run; True to continue from the run folder's latest checkpoint; or
-            the path of a checkpoint folder. The config must not change the training against the
-            run's (:func:`~tdpo.training.run_folder.check_resume_config`).
-        data: the tokenized data, or None to load ``cfg.data`` with :mod:`tdpo.data`.
-        overwrite: a new run replaces what an earlier run wrote into its folder (refused otherwise).
-        on_step: called after every optimizer step with the step and the policy (:data:`StepCallback`).
-
-    Returns:
-        The run folder: ``config.yaml``, ``metrics.jsonl`` (rows with ``split`` train/eval),
-        ``tensorboard/``, ``command.txt`` (the tdpo command lines, when run from one), ``checkpoints/step-*``,
-        the final policy in ``final/`` with its model card ``README.md``, and ``run_status.json``, which
-        says whether the run completed or was interrupted (by Ctrl-C or SIGTERM, after saving a checkpoint).
-
-    Raises:
-        TrainingDivergedError: the loss or gradient norm became NaN or infinite (no update applied),
-            or the run diverged; the last checkpoint is left intact and holds only finite values.
-        FileExistsError: a new run in a folder that holds one, without ``overwrite``.
-        ConfigError: resuming with a config that changes the training.
-        RunFolderError: the run folder cannot be written (the message names ``output_dir`` and the
-            path), is in use by another run (:class:`~tdpo.training.run_lock.RunFolderInUseError`), or
-            was deleted or taken over during the run (:class:`~tdpo.training.run_lock.RunFolderLostError`).
-    """
-    return Trainer(cfg, resume=resume, data=data, overwrite=overwrite, on_step=on_step).run()
-
-
 class Trainer:
     """One training run. :meth:`run` is the whole lifecycle; each step of it is a method below.
 
-    Args: those of :func:`train`.
+    Args: those of :func:`tdpo.training.run.train`.
     """
 
     def __init__(self, cfg: TrainConfig, *, resume: bool | str | Path = False,
@@ -163,8 +100,8 @@ class Trainer:
         self.step = 0  # optimizer steps done
         self.last_eval_step: int | None = None
         self.metrics: MetricsLogger | None = None  # main process only
-        self.progress = None  # the progress bar (main process only)
-        self.lock: RunLock | None = None  # the run folder's lock (main process only)
+        self.progress: StepProgress | None = None  # main process only
+        self.guard: RunGuard | None = None  # the run folder's lock and writes (set up with the accelerator)
         self.stopped_by: str | None = None  # the signal that interrupted the run
 
     def run(self) -> Path:
@@ -176,7 +113,7 @@ class Trainer:
                 self.resume(resume_from)
             elif self.cfg.divergence.check:
                 self.monitor.check_weights(weight_norm(self.accelerator, self.models.policy))
-            self.write_run_folder(resume_from)
+            self.metrics = self.guard.start(self.data, self.step, self.total_steps, resume_from)
             with self._closing(), InterruptFlag() as interrupt:
                 if self.cfg.eval.at_start and self.step == 0:
                     self.evaluate()
@@ -185,9 +122,8 @@ class Trainer:
                 self.finish(interrupted)
             self.accelerator.wait_for_everyone()
         finally:
-            if self.lock is not None:
-                self.lock.release()
-                self.lock = None
+            if self.guard is not None:
+                self.guard.release()
         return self.run_dir
 
     # ----------------------------------------------------------------------------------------------
@@ -209,8 +145,9 @@ class Trainer:
         accum_steps = max(cfg.optim.batch_size // (cfg.optim.micro_batch_size * launch.num_processes), 1)
         accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum_steps if self.deepspeed else 1)
         self.accelerator = accelerator
-        self.lock_run_folder()
-        with self._writing():
+        self.guard = RunGuard(cfg, self.run_dir, accelerator)
+        self.guard.acquire()
+        with self.guard.writing():
             resume_from = resume_folder(cfg, self._resume, self._overwrite, accelerator.is_main_process)
         if resume_from is not None:
             check_resume_config(cfg, resume_from)
@@ -253,76 +190,6 @@ class Trainer:
         if self.accelerator.is_main_process:
             logger.info("resumed from %s at step %d", folder, self.step)
 
-    def lock_run_folder(self) -> None:
-        """Take the run folder's lock (the main process, for every process), creating the folder.
-
-        Raises:
-            RunFolderInUseError: another run holds it (on every process).
-            RunFolderError: the folder cannot be written; the message names ``output_dir``.
-        """
-        error: RunFolderError | None = None
-        if self.accelerator.is_main_process:
-            try:
-                with self._writing():
-                    self.lock = RunLock(self.run_dir).acquire()
-            except RunFolderError as err:
-                error = err
-        if any_process(self.accelerator, error is not None):
-            raise error or RunFolderError(f"run folder {self.run_dir}: the main process could not lock it")
-
-    def check_run_folder(self) -> None:
-        """Stop (on every process) when the run folder's lock is no longer this run's: the folder was
-        deleted or another run took it over. Writing on would leave a broken folder that looks finished.
-
-        Raises:
-            RunFolderLostError: naming the folder and the step.
-        """
-        problem = self.lock.problem() if self.lock is not None else None
-        if any_process(self.accelerator, problem is not None):
-            self.lock = None  # not ours to release any more
-            raise RunFolderLostError(
-                f"{problem or f'the run folder {self.run_dir} was lost (see the main process)'}: stopped at step "
-                f"{self.step}, nothing more written; start the run again (or --resume, if its checkpoints are there)")
-
-    @contextlib.contextmanager
-    def _writing(self):
-        """Turn a file-system error while writing the run folder into a :class:`RunFolderError` naming
-        ``output_dir`` and the path (a read-only or full disk, missing permissions)."""
-        try:
-            yield
-        except RunFolderError:
-            raise
-        except OSError as err:
-            if err.errno is None:  # tdpo's own messages (FileExistsError of resume_folder, ...)
-                raise
-            path = err.filename or self.run_dir
-            raise RunFolderError(f"output_dir {self.cfg.output_dir!r}: cannot write {path} ({err.strerror or err})") \
-                from None
-
-    def write_run_folder(self, resume_from: Path | None) -> None:
-        """Set-up succeeded: only now does the run folder get written (config, data report, metrics,
-        ``run_status.json`` saying the run is running)."""
-        if not self.accelerator.is_main_process:
-            return
-        with self._writing():
-            self._write_run_folder(resume_from)
-
-    def _write_run_folder(self, resume_from: Path | None) -> None:
-        cfg, data = self.cfg, self.data
-        write_status(self.run_dir, "running", step=self.step, total_steps=self.total_steps, checkpoint=resume_from)
-        save_config(cfg, self.run_dir / "config.yaml")
-        record_command(self.run_dir, launch_command(), resumed=resume_from is not None)
-        if data.report is not None:
-            saved = data.report.save(self.run_dir)
-            if data.report.num_invalid:
-                kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(data.report.invalid.items()))
-                logger.info("skipped %d invalid record(s) (%s); see %s", data.report.num_invalid, kinds,
-                            saved)
-        self.metrics = MetricsLogger(self.run_dir, tensorboard=cfg.logging.tensorboard,
-                                     wandb=cfg.logging.wandb, wandb_project=cfg.logging.wandb_project,
-                                     config=config_to_dict(cfg), resume=resume_from is not None,
-                                     resume_step=self.step)
-
     # ----------------------------------------------------------------------------------------------
     # The loop
 
@@ -330,10 +197,7 @@ class Trainer:
         """Train from the current step to the last; return whether Ctrl-C stopped it early."""
         cfg, batch_size = self.cfg, self.cfg.optim.batch_size
         if self.accelerator.is_main_process and cfg.logging.progress_bar:
-            from tqdm.auto import tqdm
-
-            self.progress = tqdm(total=self.total_steps, initial=self.step, desc=f"{cfg.loss.name}",
-                                 unit="step", dynamic_ncols=True)
+            self.progress = StepProgress(cfg.loss.name, self.total_steps, self.step, batch_size)
         window, window_start = MetricSums(), time.perf_counter()
         eval_every = cfg.eval.every_examples
         while self.step < self.total_steps:
@@ -346,9 +210,10 @@ class Trainer:
                 means["examples_per_second"] = window.count * batch_size / max(elapsed, 1e-9)
                 self.log("train", means)
                 window, window_start = MetricSums(), time.perf_counter()
-            self._show_progress(step_metrics, step_start)
+            if self.progress is not None:
+                self.progress.update(step_metrics, time.perf_counter() - step_start)
             self.after_step()
-            self.check_run_folder()
+            self.guard.check(self.step)
             examples = self.step * batch_size
             if eval_every and examples // eval_every > (examples - batch_size) // eval_every \
                     and self.step < self.total_steps:
@@ -428,28 +293,12 @@ class Trainer:
                                     good_until=self.monitor.drift_began - 2)
 
     def evaluate(self) -> None:
-        """Log every metric of :func:`~tdpo.loss.compute_loss` averaged over the held-out split, and
-        the standard errors of the sequential-KL means clustered by prompt
-        (:mod:`tdpo.training.pair_spread`: ``kl/chosen_se``, ``kl/rejected_se``, ``kl/margin_se``).
-
-        The split is shared out over processes; all run the same number of forwards (FSDP needs it),
-        padding with repeated examples of weight 0.
-        """
-        cfg, data = self.cfg, self.data
-        if data.eval is None or len(data.eval) == 0:
+        """Log the held-out split's metrics (:func:`~tdpo.training.held_out.held_out_metrics`), if there
+        is one, at this step."""
+        metrics = held_out_metrics(self.cfg, self.models, self.data, self.accelerator)
+        if metrics is None:
             return
-        n = len(data.eval) if cfg.eval.max_examples is None else min(len(data.eval), cfg.eval.max_examples)
-        examples = data.eval if n == len(data.eval) else [data.eval[i] for i in range(n)]
-        sums, spread = MetricSums(), PairSpread()
-        self.models.policy.eval()
-        with torch.no_grad():
-            micro = cfg.eval.micro_batch_size or cfg.optim.micro_batch_size
-            for indices, batch in padded_batches(examples, data.collate, micro, self.accelerator):
-                _, metrics, stats = batch_loss_and_stats(cfg, self.models, batch, self.models.eval_cache)
-                sums.add(metrics, len(indices))
-                spread.add(batch, stats, len(indices))
-        self.models.policy.train()
-        self.log("eval", {**sums.means(self.accelerator), **spread.standard_errors(self.accelerator)})
+        self.log("eval", metrics)
         self.last_eval_step = self.step
 
     def log(self, split: str, metrics: dict[str, float]) -> None:
@@ -458,23 +307,13 @@ class Trainer:
             self.metrics.log(split, self.step, metrics, examples=self.step * self.cfg.optim.batch_size,
                              epoch=self.step / max(self.plan.steps_per_epoch, 1))
 
-    def _show_progress(self, step_metrics: dict[str, float], step_start: float) -> None:
-        if self.progress is None:
-            return
-        shown = {"loss": "loss", "rewards/accuracies": "acc", "kl/margin": "kl_margin", "kl/chosen": "kl_w"}
-        postfix = {short: f"{step_metrics[name]:.4g}" for name, short in shown.items()
-                   if name in step_metrics}
-        postfix["ex/s"] = f"{self.cfg.optim.batch_size / max(time.perf_counter() - step_start, 1e-9):.3g}"
-        self.progress.update(1)
-        self.progress.set_postfix(postfix, refresh=False)
-
     # ----------------------------------------------------------------------------------------------
     # Saving and stopping
 
     def save(self, folder: Path, final: bool = False) -> None:
         """Write a checkpoint (``final``: the policy only, LoRA merged) and prune the older ones; first
-        check that the run folder is still this run's (:meth:`check_run_folder`)."""
-        self.check_run_folder()
+        check that the run folder is still this run's (:meth:`RunGuard.check`)."""
+        self.guard.check(self.step)
         cfg, step = self.cfg, self.step
         epoch, position = divmod(step, self.plan.steps_per_epoch)
         state = {"step": step, "examples": step * cfg.optim.batch_size, "epoch": epoch,
@@ -489,7 +328,7 @@ class Trainer:
             except Exception as err:  # documentation only: never lose the final model to it
                 logger.warning("final/README.md (the model card) not written: %s", err)
         try:
-            with self._writing():
+            with self.guard.writing():
                 ckpt.save_checkpoint(self.accelerator, self.models.policy, self.tokenizer, folder, state,
                                      optimizer=None if final else self.optimizer,
                                      scheduler=None if final else self.scheduler,
@@ -527,40 +366,20 @@ class Trainer:
         main = self.accelerator.is_main_process
         if interrupted:
             self.save(last)
+            self.guard.status("interrupted", step=self.step, total_steps=self.total_steps, checkpoint=last,
+                              signal=self.stopped_by)
             if main:
-                with self._writing():
-                    write_status(self.run_dir, "interrupted", step=self.step, total_steps=self.total_steps,
-                                 checkpoint=last, signal=self.stopped_by)
                 logger.info("saved %s; continue with --resume", last)
             return
         if self.last_eval_step != self.step:  # not evaluated yet (a resume from the last checkpoint was)
             self.evaluate()
         self.save(last)
         self.save(self.run_dir / "final", final=True)
-        if main:
-            with self._writing():
-                write_status(self.run_dir, "completed", step=self.step, total_steps=self.total_steps, checkpoint=last)
+        self.guard.status("completed", step=self.step, total_steps=self.total_steps, checkpoint=last)
 
-    def _stopped(self, reason: str, applied: bool, diverged: bool = False,
-                 good_until: int | None = None) -> TrainingDivergedError:
-        """The error that stops the run at this step, naming the last good checkpoint (the latest, or
-        the latest of step ``good_until`` or earlier) and what to try."""
-        saved = ckpt.list_checkpoints(self.run_dir)
-        none = "none saved yet"
-        if good_until is not None:
-            good = [p for p in saved if int(p.name.removeprefix("step-")) <= good_until]
-            if len(good) < len(saved):
-                none = f"none kept from before the drift began ({saved[len(good)].name} and later hold its weights)"
-            saved = good
-        last = saved[-1] if saved else None
-        done = self.step - 1 if applied else self.step  # steps completed before the one that failed
-        what = "the run stopped" if applied else "the run stopped without applying this update"
-        batch_size = self.cfg.optim.batch_size
-        return TrainingDivergedError(
-            f"{reason} at step {done + 1} (examples {done * batch_size}-{(done + 1) * batch_size}"
-            f"); {what}. Last good checkpoint: {last or none}.\n"
-            "  Try a lower optim.lr, a longer schedule.warmup_steps or optim.max_grad_norm"
-            + ("; divergence.check=false turns this check off" if diverged else ""))
+    def _stopped(self, reason: str, **how: bool | int | None) -> TrainingDivergedError:
+        """The error stopping the run at this step (:func:`~tdpo.training.stopping.stop_error`)."""
+        return stop_error(self.run_dir, reason, self.step, self.cfg.optim.batch_size, **how)  # type: ignore[arg-type]
 
     @contextlib.contextmanager
     def _closing(self):
