@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 import tdpo
 from tdpo import api
 from tdpo.config.sections import OptimConfig
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,6 @@ def test_train_takes_a_config_not_a_path(tmp_path):
 
 @pytest.mark.parametrize("completed", [True, False])
 def test_tdpo_train_command_calls_the_same_function(completed, tmp_path, monkeypatch, capsys):
-    import tdpo.commands.train as command
     from tdpo.cli import main
 
     calls = []
@@ -105,7 +104,6 @@ def test_tdpo_train_command_calls_the_same_function(completed, tmp_path, monkeyp
         calls.append((cfg, resume, overwrite, kwargs))
         return api.TrainResult(run_dir=cfg.run_dir(), completed=completed)
 
-    monkeypatch.setattr(command, "check_before_training", lambda cfg: None)
     monkeypatch.setattr(api, "train", fake_train)
     status = main(["train", f"output_dir={tmp_path}", "run_name=cli", "loss.alpha=0.3", "--overwrite"])
     assert status == (0 if completed else 130)
@@ -114,3 +112,57 @@ def test_tdpo_train_command_calls_the_same_function(completed, tmp_path, monkeyp
     assert (resume, overwrite, kwargs) == (False, True, {})
     done = f"tdpo train: done; final policy in {tmp_path / 'cli' / 'final'}"
     assert (done in capsys.readouterr().out) == completed
+
+
+def _refused_settings(case: str, tmp_path: Path, model_dir: Path, monkeypatch) -> dict[str, str]:
+    """The overrides of a run that the checks before training refuse (``case`` says why)."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"w{i}", "chosen": f" w{i + 1}", "rejected": f" w{i + 2}"}) + "\n"
+                             for i in range(4, 12)))
+    settings = {"model.name_or_path": str(model_dir), "data.source": str(pairs), "output_dir": str(tmp_path / "runs"),
+                "logging.progress_bar": "false"}
+    if case == "data file missing":
+        settings["data.source"] = str(tmp_path / "missing.jsonl")
+    elif case == "output_dir a file":
+        (tmp_path / "afile").write_text("not a folder\n")
+        settings["output_dir"] = str(tmp_path / "afile")
+    elif case in ("model folder missing", "tokenizer folder missing"):
+        settings["model.tokenizer" if case.startswith("tokenizer") else "model.name_or_path"] = str(tmp_path / "none")
+    elif case == "pickled weights only":
+        pickled = tmp_path / "pickled"
+        pickled.mkdir()
+        (pickled / "pytorch_model.bin").write_bytes(b"")
+        settings["model.name_or_path"] = str(pickled)
+    elif case == "package missing":
+        import importlib.util
+
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+        settings["logging.wandb"] = "true"
+    return settings
+
+
+@pytest.mark.parametrize("case", ["data file missing", "output_dir a file", "model folder missing",
+                                  "tokenizer folder missing", "pickled weights only", "package missing"])
+def test_train_refuses_what_the_command_refuses_with_the_same_error(case, model_dir, tmp_path, monkeypatch, capsys):
+    """tdpo.train runs the checks tdpo train runs: the same error, before anything is loaded or written."""
+    from tdpo.commands.train import main
+
+    overrides = [f"{key}={value}" for key, value in _refused_settings(case, tmp_path, model_dir, monkeypatch).items()]
+    assert main(overrides) == 2
+    shown = capsys.readouterr().err
+    cfg = tdpo.load_config(None, overrides)
+    with pytest.raises((tdpo.ConfigError, OSError, ValueError, RuntimeError)) as info:
+        tdpo.train(cfg)
+    assert shown == f"tdpo train: error: {info.value}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_with_data_given_does_not_check_the_data_source(model_dir, tmp_path):
+    """With the data given, config.data is not read, so only its source goes unchecked: the model still is."""
+    cfg = tiny_config(tmp_path / "no-model", tmp_path / "runs", f"data.source={tmp_path / 'missing.jsonl'}")
+    with pytest.raises(OSError, match=r"^model\.name_or_path: no such folder"):
+        tdpo.train(cfg, data=training_data(8))
+    with pytest.raises(FileNotFoundError, match=r"^data\.source: no such file"):
+        tdpo.train(cfg)
+    assert not (tmp_path / "runs").exists()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_fixtures import make_model_dir
 
 from tdpo.config import load_config
 from tdpo.models import load_policy, load_reference
+from tests.train_fixtures import make_model_dir
 
 
 @pytest.fixture(scope="module")

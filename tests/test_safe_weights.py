@@ -10,9 +10,9 @@ import sys
 
 import pytest
 import torch
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
-from tdpo.pretrained import ModelLoadError
+from tdpo.model_errors import ModelLoadError
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -64,6 +64,7 @@ def no_unpickling(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # a child process that imports torch: about 5 s
 def test_the_payload_is_live(malicious_dir, tmp_path):
     """The malicious file really runs code when unpickled without restriction (in a child process)."""
     folder, marker = malicious_dir

@@ -1,5 +1,5 @@
 """Tiny test models shared by every test folder: one small Llama configuration, random causal LMs
-built from it, and a byte-level tokenizer. (tests/conftest.py puts this folder on ``sys.path``.)"""
+built from it, and a byte-level tokenizer (imported as ``tests.tiny_models``)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import tiny_llama_config
 
 from tdpo.config import TrainConfig, load_config
+from tests.tiny_models import tiny_llama_config
 
 VOCAB = 48
 IGNORE = -100

@@ -122,6 +122,11 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, overwrite: 
           data: TrainingData | None = None, on_step: StepCallback | None = None) -> TrainResult:
     """Train the run described by ``config``, as ``tdpo train`` does; return its folder and final metrics.
 
+    First the checks ``tdpo train`` runs (:func:`tdpo.training.preflight.check_before_training`): the run
+    folder can be made, the data source exists (not checked when ``data`` is given), the model, tokenizer
+    and reference can load, and the packages the options need are installed; nothing is loaded or
+    written before they pass.
+
     Args:
         config: a :class:`tdpo.TrainConfig`, e.g. from :func:`tdpo.load_config`.
         resume: False for a new run; True to continue from the run folder's latest checkpoint; or the
@@ -138,19 +143,25 @@ def train(config: TrainConfig, *, resume: bool | str | Path = False, overwrite: 
 
     Raises:
         TypeError: ``config`` is not a :class:`TrainConfig` (a path or a mapping: use :func:`tdpo.load_config`).
+        tdpo.ConfigError: ``output_dir`` (or the run folder) is a file or cannot be written; an option needs
+            a package that is not installed; resuming with a config that changes the training.
+        FileNotFoundError, ValueError, tdpo.data.HubDatasetError: the data source is missing or unreadable
+            (offline: a hub dataset not in the local cache).
+        tdpo.model_errors.ModelLoadError: a model, tokenizer or reference source cannot load.
         tdpo.training.TrainingDivergedError: the loss or gradient norm became NaN or infinite, or the
             run diverged; the last checkpoint is intact.
         FileExistsError: a new run in a folder that holds one, without ``overwrite``.
-        tdpo.config.ConfigError: resuming with a config that changes the training.
         tdpo.training.run_lock.RunFolderError: the run folder cannot be written, is in use by another
             run, or was deleted during the run.
     """
     from tdpo.config import TrainConfig
     from tdpo.training import train as run_training
+    from tdpo.training.preflight import check_before_training
 
     if not isinstance(config, TrainConfig):
         hint = " (read it with tdpo.load_config(path, overrides))" if isinstance(config, str | Path | Mapping) else ""
         raise TypeError(f"train() takes a tdpo.TrainConfig, got {type(config).__name__}{hint}")
+    check_before_training(config, data_from_config=data is None)
     run_dir = run_training(config, resume=resume, data=data, overwrite=overwrite, on_step=on_step)
     return result_of(run_dir)
 

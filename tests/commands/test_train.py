@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_fixtures import call_at_train_step, final_parameters, make_model_dir, single_thread  # noqa: F401
 
 from tdpo.commands.train import main, split_items  # noqa: E402
 from tdpo.training.checkpoint import latest_checkpoint  # noqa: E402
 from tdpo.training.tracking import read_metrics  # noqa: E402
+from tests.train_fixtures import call_at_train_step, final_parameters, make_model_dir, single_thread  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -197,10 +197,10 @@ def test_model_failing_to_load_during_training_names_its_key_and_leaves_no_run_b
         tmp_path, tiny_model, monkeypatch, capsys):
     """Past the checks before training (skipped here), the loading functions' errors are one line too,
     and the failed start leaves nothing that makes the next start refuse the run folder."""
-    import tdpo.commands.train as command
+    import tdpo.training.preflight as preflight
 
     hub_offline(monkeypatch, tmp_path)
-    monkeypatch.setattr(command, "check_before_training", lambda cfg: None)
+    monkeypatch.setattr(preflight, "check_before_training", lambda cfg, **kwargs: None)
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
     args = [f"data.source={pairs_file(tmp_path)}", "data.test_size=2", f"output_dir={tmp_path / 'runs'}",
             "optim.batch_size=4", "optim.micro_batch_size=2", "logging.tensorboard=false", "logging.progress_bar=false"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import datasets
 import pytest
 
+from tdpo.config.data import DataConfig
 from tdpo.data import load_preference_data
 from tdpo.data.cache import cache_key, cache_path, default_cache_dir, read_cache, write_cache
-from tdpo.data.config import DataConfig
 from tdpo.data.report import DataReport
 from tdpo.data.sources import source_identity
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tdpo.data.config import SHAPES
+from tdpo.config.data import SHAPES
 from tdpo.data.detect import PREFERENCE_SHAPES, SFT_SHAPES, detect_shape
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tdpo.data.config import DataConfig
+from tdpo.config.data import DataConfig
 from tdpo.data.records import InvalidRecord
 from tdpo.data.shapes import (
     ParseContext,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config
 from transformers import LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+from tests.tiny_models import byte_tokenizer, tiny_causal_lm, tiny_llama_config
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_causal_lm
 
 from tdpo.evaluation.ancestral import SampledBatch, inverse_cdf_sample, sample_batch
+from tests.tiny_models import tiny_causal_lm
 
 EOS, PAD = 2, 0
 

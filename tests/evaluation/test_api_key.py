@@ -10,9 +10,9 @@ import random
 from urllib.parse import quote
 
 import pytest
-from key_leaks import leaks
 
 from tdpo.evaluation.api_key import key_problems, read_api_key, redact_key
+from tests.evaluation.key_leaks import leaks
 
 KEY = "sk-0123456789abcdefXYZ"  # 22 characters
 ENV = "TDPO_TEST_KEY_VAR"

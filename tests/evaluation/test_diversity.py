@@ -39,7 +39,7 @@ def test_policy_diversity_matches_float64(policy, tokenizer, token_stats):
 
 
 def test_sharper_policy_is_less_diverse(tokenizer):
-    from tiny_models import tiny_causal_lm
+    from tests.tiny_models import tiny_causal_lm
 
     prompts = [tokenizer(t)["input_ids"] for t in ["a", "b", "c"]]
     sampling = SamplingConfig(max_new_tokens=8, seed=0)
@@ -92,7 +92,7 @@ def ancestral_by_hand(model, prompt, seed, temperature, max_new, eos=2):
 def test_diversity_samples_are_ancestral_samples_of_the_policy(tokenizer, temperature):
     """The responses the entropy is measured on are plain ancestral samples of the policy (no top-k, top-p or
     other warping): token for token those of a hand-written sampler with the same seed."""
-    from tiny_models import tiny_causal_lm
+    from tests.tiny_models import tiny_causal_lm
 
     model = tiny_causal_lm(0, len(tokenizer), scale=3.0)
     prompt = tokenizer("Tell me")["input_ids"]

@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from tiny_models import tiny_causal_lm
 from transformers import DynamicCache, StaticCache
 
 from tdpo.evaluation.generation import (
@@ -22,6 +21,7 @@ from tdpo.evaluation.generation import (
     render_prompt,
 )
 from tdpo.evaluation.questions import Question
+from tests.tiny_models import tiny_causal_lm
 
 
 def greedy_reference(model, prompt, eos, max_new):

@@ -9,8 +9,6 @@ import os
 import time
 
 import pytest
-from fake_chat_server import KEY_FORMS, KEY_PARTS, FakeChatServer
-from key_leaks import leaks
 
 from tdpo.evaluation.cache import JudgmentCache
 from tdpo.evaluation.judges import (
@@ -20,6 +18,8 @@ from tdpo.evaluation.judges import (
     parse_verdict,
 )
 from tdpo.evaluation.questions import Question
+from tests.evaluation.fake_chat_server import KEY_FORMS, KEY_PARTS, FakeChatServer
+from tests.evaluation.key_leaks import leaks
 
 KEY_ENV = "TDPO_TEST_JUDGE_KEY"
 SECRET = "sk-test-do-not-leak-7f3a"

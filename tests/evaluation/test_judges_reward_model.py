@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import torch
-from tiny_models import tiny_llama_config
 from transformers import LlamaForSequenceClassification
 
 from tdpo.evaluation.judges import RewardModelJudge, conversation_text
 from tdpo.evaluation.questions import Question
+from tests.tiny_models import tiny_llama_config
 
 
 def questions_and_answers():

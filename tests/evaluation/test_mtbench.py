@@ -8,7 +8,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from mtbench_package import require_mtbench_package
 
 from tdpo.evaluation.judgment import PairJudgment
 from tdpo.evaluation.mtbench import (
@@ -22,6 +21,7 @@ from tdpo.evaluation.mtbench import (
 )
 from tdpo.evaluation.mtbench_judge import SingleScore, is_inconsistent
 from tdpo.evaluation.mtbench_report import inconsistent_counts, score_table
+from tests.evaluation.mtbench_package import require_mtbench_package
 
 
 @pytest.fixture(scope="module")

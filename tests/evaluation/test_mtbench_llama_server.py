@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mtbench_package import require_mtbench_package  # noqa: E402
-
-from tdpo.commands.judge import main  # noqa: E402
-from tdpo.pretrained import gguf_source  # noqa: E402
+from tdpo.commands.judge import main
+from tdpo.pretrained import gguf_source
+from tests.evaluation.mtbench_package import require_mtbench_package
 
 pytestmark = pytest.mark.slow
 

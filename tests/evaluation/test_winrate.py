@@ -10,7 +10,6 @@ import re
 from collections import Counter
 
 import pytest
-from test_intervals import score_test_interval
 
 from tdpo.evaluation.judgment import PairJudgment
 from tdpo.evaluation.winrate import (
@@ -20,6 +19,7 @@ from tdpo.evaluation.winrate import (
     write_per_question_csv,
     write_summary_json,
 )
+from tests.evaluation.test_intervals import score_test_interval
 
 
 def random_judgments(seed: int = 0, n: int = 60):

@@ -82,7 +82,7 @@ def tokenizer(tokenizer_dir):
 
 def tiny_llama_config(tokenizer, **kwargs):
     """The shared tiny Llama over the test tokenizer (its EOS and pad ids, no BOS)."""
-    from tiny_models import tiny_llama_config as shared_config
+    from tests.tiny_models import tiny_llama_config as shared_config
 
     return shared_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=None, **kwargs)

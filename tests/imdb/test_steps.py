@@ -8,9 +8,9 @@ import signal
 from types import SimpleNamespace
 
 import pytest
-from train_fixtures import make_model_dir, single_thread, tiny_config  # noqa: F401
 
 from tdpo.imdb import steps
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config  # noqa: F401
 
 
 @pytest.mark.usefixtures("single_thread")

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 pytest.importorskip("trl", reason="the tdpo[trl] extra is not installed")
 
 from datasets import Dataset  # noqa: E402
-from tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 import tdpo  # noqa: E402
 from tdpo.integrations.trl import TDPO_LOSS_TYPES, TRL_LOSS_TYPES, TDPOConfig, TDPOTrainer  # noqa: E402
+from tests.tiny_models import byte_tokenizer, tiny_causal_lm  # noqa: E402
 
 BETA, ALPHA = 0.1, 0.5
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import collate_pairs, make_model_dir, make_pairs
 
 from tdpo.config import load_config
 from tdpo.models import load_policy
@@ -19,6 +18,7 @@ from tdpo.token_stats import OutputHead
 from tdpo.token_stats.body import body_hidden_states
 from tdpo.token_stats.model import ReferenceOutputs, TokenStatsModel
 from tdpo.token_stats.passes import PolicyAndReference
+from tests.train_fixtures import collate_pairs, make_model_dir, make_pairs
 
 
 @pytest.fixture(scope="module")

@@ -258,10 +258,9 @@ def test_estimators_on_policy_samples_agree_with_the_exact_kl():
 # --- a real model layout ---------------------------------------------------------------------------
 
 def test_tiny_transformers_model_hidden_states_and_head():
-    from tiny_models import tiny_causal_lm
-
     from tdpo.token_stats.body import body_hidden_states
     from tdpo.token_stats.heads import output_head
+    from tests.tiny_models import tiny_causal_lm
 
     vocab = 61
     policy, reference = tiny_causal_lm(0, vocab, scale=20.0), tiny_causal_lm(1, vocab, scale=20.0)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import byte_tokenizer, tiny_causal_lm
+
+from tests.tiny_models import byte_tokenizer, tiny_causal_lm
 
 WORDS = "the a cat dog sat ran fast slow happy sad movie film good bad great awful café".split()
 

@@ -8,10 +8,10 @@ import math
 import re
 
 import pytest
-from tiny_models import byte_tokenizer
 
 from tdpo.token_view import render_page, write_page
 from tdpo.token_view.entries import TokenTexts, number
+from tests.tiny_models import byte_tokenizer
 
 
 def page_data(prompt: str) -> dict:

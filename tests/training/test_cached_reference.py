@@ -8,12 +8,12 @@ import logging
 
 import pytest
 import torch
-from train_fixtures import OneProcess, make_pairs
 
 from tdpo.config import load_config
 from tdpo.training.cached_reference import CachedReference, ReferenceCache, cache_key, load_or_compute
 from tdpo.training.reference_cache import ReferenceLogps
 from tdpo.training.reference_states import ReferenceStates
+from tests.train_fixtures import OneProcess, make_pairs
 
 
 def test_both_caches_answer_a_batch_through_the_one_interface():

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 from accelerate import Accelerator
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training import checkpoint as ckpt
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 
 def _fake_checkpoint(run, step, complete=True):

@@ -11,7 +11,6 @@ import os
 
 import datasets
 import pytest
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training import checkpoint as ckpt
 from tdpo.training import train
@@ -21,6 +20,7 @@ from tdpo.training.data_fingerprint import (
     data_changes,
     records_sha256,
 )
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 WORDS = [f"w{i}" for i in range(4, 44)]
 

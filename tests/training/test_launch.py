@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training.launch import launch_warning, requested_processes, use_cpu_processes
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 # what torchrun (and accelerate's torchrun launcher) sets in rank 1 of 2
 TORCHRUN = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",

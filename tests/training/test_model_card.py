@@ -11,7 +11,6 @@ import sys
 import pytest
 import torch
 import yaml
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.config import config_to_dict, load_config
 from tdpo.training import checkpoint as ckpt
@@ -24,6 +23,7 @@ from tdpo.training.model_card import (
 )
 from tdpo.training.run_folder import COMMAND_FILE, launch_command, read_commands, record_command
 from tdpo.training.tracking import read_metrics
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 
 def _split_card(text: str) -> tuple[dict, str]:

@@ -8,10 +8,10 @@ import math
 
 import pytest
 import torch
-from train_fixtures import collate_pairs, make_model_dir, make_pairs, single_thread, tiny_config  # noqa: F401
 
 from tdpo.token_stats import SequenceStats
 from tdpo.training.pair_spread import PairSpread
+from tests.train_fixtures import collate_pairs, make_model_dir, make_pairs, single_thread, tiny_config  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training.launch import process_summary
+from tests.train_fixtures import make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 
 @pytest.mark.parametrize(("n", "kind", "words"), [

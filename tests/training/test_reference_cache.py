@@ -7,19 +7,6 @@ import copy
 
 import pytest
 import torch
-from train_fixtures import (  # noqa: F401
-    OneProcess,
-    assert_same_step,
-    assert_same_training,
-    collate_pairs,
-    loss_metrics_grads,
-    make_model_dir,
-    make_pairs,
-    single_thread,
-    tiny_config,
-    train_live_and_cached,
-    training_data,
-)
 
 from tdpo.config import ConfigError, load_config
 from tdpo.models import load_policy
@@ -31,6 +18,19 @@ from tdpo.training.reference_cache import (
     cached_reference_logps,
     check_cacheable,
     compute_reference_logps,
+)
+from tests.train_fixtures import (  # noqa: F401
+    OneProcess,
+    assert_same_step,
+    assert_same_training,
+    collate_pairs,
+    loss_metrics_grads,
+    make_model_dir,
+    make_pairs,
+    single_thread,
+    tiny_config,
+    train_live_and_cached,
+    training_data,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -99,12 +99,14 @@ def test_cached_logps_give_the_live_losses_and_gradients(loss, lora, model_dir, 
     cached_step = loss_metrics_grads(cfg, Models(wrapper, None, lora, table, None), wrapper, batch, table)
     assert_same_step(live_step, cached_step, ("rewards/chosen", "rewards/rejected", "rewards/accuracies"))
 
+@pytest.mark.slow
 def test_training_with_the_cache_equals_training_with_the_reference(model_dir, tmp_path):
     assert_same_training(train_live_and_cached(model_dir, tmp_path, "dpo", "cache_logps"))
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(files) == 2  # train and eval tables
 
 
+@pytest.mark.slow
 def test_the_cache_is_reused_and_keyed_by_the_data(model_dir, tmp_path, monkeypatch):
     cfg = tiny_config(model_dir, tmp_path, "loss.name=dpo", "reference.cache_logps=true",
                       f"reference.cache_dir={tmp_path / 'cache'}", "schedule.max_steps=1")

@@ -6,19 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_fixtures import (  # noqa: F401
-    OneProcess,
-    assert_same_step,
-    assert_same_training,
-    collate_pairs,
-    loss_metrics_grads,
-    make_model_dir,
-    make_pairs,
-    single_thread,
-    tiny_config,
-    train_live_and_cached,
-    training_data,
-)
 
 from tdpo.config import ConfigError, load_config
 from tdpo.models import load_policy
@@ -30,6 +17,19 @@ from tdpo.training.reference_states import (
     cached_reference_states,
     compute_reference_states,
     table_gigabytes,
+)
+from tests.train_fixtures import (  # noqa: F401
+    OneProcess,
+    assert_same_step,
+    assert_same_training,
+    collate_pairs,
+    loss_metrics_grads,
+    make_model_dir,
+    make_pairs,
+    single_thread,
+    tiny_config,
+    train_live_and_cached,
+    training_data,
 )
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training import TrainingDivergedError, train
 from tdpo.training import batch as batch_module
 from tdpo.training import checkpoint as ckpt
 from tdpo.training.tracking import MetricsLogger, read_metrics
+from tests.train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -102,6 +102,7 @@ def test_padding_free_and_padded_runs_train_to_the_same_parameters(loss, model_d
     assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_to_the_parameters_of_the_eager_one(model_dir, tmp_path):
     runs = {}
     for compiled in ("true", "false"):

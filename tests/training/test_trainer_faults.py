@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.config import ConfigError
 from tdpo.training import TrainingDivergedError, train
 from tdpo.training import batch as batch_module
 from tdpo.training import checkpoint as ckpt
 from tdpo.training.tracking import read_metrics
+from tests.train_fixtures import final_parameters, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 WORKER = Path(__file__).parent / "train_fault_worker.py"

@@ -7,10 +7,17 @@ import contextlib
 
 import pytest
 import torch
-from tiny_models import tiny_llama_config
-from train_fixtures import VOCAB, final_parameters, make_tokenizer, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo.training import train
+from tests.tiny_models import tiny_llama_config
+from tests.train_fixtures import (  # noqa: F401
+    VOCAB,
+    final_parameters,
+    make_tokenizer,
+    single_thread,
+    tiny_config,
+    training_data,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

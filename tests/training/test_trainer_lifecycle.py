@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import call_at_train_step, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 from tdpo import api
 from tdpo.training import TrainingDivergedError, train
 from tdpo.training import checkpoint as ckpt
 from tdpo.training.run_lock import LOCK_FILE, RunFolderError, RunFolderInUseError, RunFolderLostError, RunLock
 from tdpo.training.tracking import read_metrics
+from tests.train_fixtures import call_at_train_step, make_model_dir, single_thread, tiny_config, training_data  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

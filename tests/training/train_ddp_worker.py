@@ -15,11 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train_fixtures import tiny_config, training_data  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.train_fixtures
 
 from tdpo.training import train  # noqa: E402
+from tests.train_fixtures import tiny_config, training_data  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

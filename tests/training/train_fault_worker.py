@@ -15,16 +15,16 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: tests.train_fixtures
 
 import torch  # noqa: E402
-from train_fixtures import tiny_config, training_data  # noqa: E402
 
 from tdpo.training import checkpoint as ckpt  # noqa: E402
 from tdpo.training import (
     train,  # noqa: E402
     trainer_state,  # noqa: E402
 )
+from tests.train_fixtures import tiny_config, training_data  # noqa: E402
 
 
 def _instrument(kill: str) -> None:

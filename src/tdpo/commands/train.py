@@ -13,8 +13,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,58 +45,6 @@ def split_items(items: list[str]) -> tuple[str | None, list[str]]:
     if items and "=" not in items[0]:
         return items[0], items[1:]
     return None, list(items)
-
-
-def output_dir_problem(cfg: Any) -> str | None:
-    """Why the run folder cannot be made, or None: ``output_dir`` (or a folder above it, or the run
-    folder itself) is a file, or the nearest existing folder cannot be written."""
-    out = Path(cfg.output_dir)
-    run_dir = cfg.run_dir()
-    for path in (out, *out.parents):
-        if path.is_dir():
-            break
-        if path.exists():
-            if path == out:
-                return f"output_dir {cfg.output_dir!r} is a file, not a folder"
-            return f"output_dir {cfg.output_dir!r}: {path} is a file, not a folder"
-    if run_dir.exists() and not run_dir.is_dir():
-        return f"the run folder {run_dir} (output_dir/run_name) is a file, not a folder"
-    existing = next((p for p in (run_dir, *run_dir.parents) if p.is_dir()), None)
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        return f"output_dir {cfg.output_dir!r}: cannot write into {existing} (permission denied)"
-    return None
-
-
-def check_before_training(cfg: Any) -> None:
-    """Check, before anything is loaded or written, what can be checked cheaply: the run folder can be
-    made, local data files exist (offline, a hub dataset is in the local cache), and the local model
-    folders exist (offline, hub models are in the local cache). Each error names the key.
-
-    Raises:
-        ConfigError: ``output_dir`` (or the run folder) is a file or cannot be written; an option needs a
-            package that is not installed (``logging.wandb``, ``logging.tensorboard``, ``lora.enabled``).
-        FileNotFoundError, ValueError, HubDatasetError: the data source (see :func:`tdpo.data.check_source`).
-        ModelLoadError: a model or tokenizer source (see :func:`tdpo.pretrained.check_model_source`).
-    """
-    from tdpo.config import ConfigError
-    from tdpo.data import check_source
-    from tdpo.loss.registry import get_loss
-    from tdpo.pretrained import check_model_source
-
-    problem = output_dir_problem(cfg)
-    if problem:
-        raise ConfigError(problem)
-    check_source(cfg.data)
-    if cfg.model.tokenizer:
-        check_model_source(cfg.model.tokenizer, key="model.tokenizer", what="tokenizer", revision=cfg.model.revision)
-    check_model_source(cfg.model.name_or_path, key="model.name_or_path", revision=cfg.model.revision)
-    if cfg.reference.name_or_path and get_loss(cfg.loss.name).needs_reference and not cfg.reference.cache_logps:
-        check_model_source(cfg.reference.name_or_path, key="reference.name_or_path")
-    for key, on, package in (("logging.wandb", cfg.logging.wandb, "wandb"),
-                             ("logging.tensorboard", cfg.logging.tensorboard, "tensorboard"),
-                             ("lora.enabled", cfg.lora.enabled, "peft")):
-        if on and importlib.util.find_spec(package) is None:
-            raise ConfigError(f"{key}: true needs the {package} package: pip install {package} (or set {key}=false)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,21 +90,17 @@ number, as a shell reports a process the signal ended."""
 
 
 def _run_training(cfg: Any, resume: bool | Path, overwrite: bool) -> int:
-    """Check, then train; the exit status: 0 completed, 1 stopped (diverged, or the run folder was
-    deleted or taken over during the run), 2 a set-up error (also: the run folder is in use by another
-    run or cannot be written), 130 interrupted by Ctrl-C, 143 by SIGTERM."""
+    """Check, then train (both in :func:`tdpo.train`); the exit status: 0 completed, 1 stopped (diverged,
+    or the run folder was deleted or taken over during the run), 2 a set-up error (also: a check before
+    training failed, the run folder is in use by another run or cannot be written), 130 interrupted by
+    Ctrl-C, 143 by SIGTERM."""
     from tdpo import api
     from tdpo.data import HubDatasetError
-    from tdpo.pretrained import ModelLoadError
+    from tdpo.model_errors import ModelLoadError
     from tdpo.training import TrainingDivergedError
     from tdpo.training.run_lock import RunFolderError, RunFolderLostError
 
     setup_errors = (ModelLoadError, HubDatasetError, FileExistsError, FileNotFoundError, ValueError, RunFolderError)
-    try:
-        check_before_training(cfg)
-    except setup_errors as err:
-        print(f"tdpo train: error: {err}", file=sys.stderr)
-        return 2
     try:  # the trainer's progress messages reach the terminal through tdpo.cli.messages_to_stderr
         result = api.train(cfg, resume=resume, overwrite=overwrite)  # the same function as tdpo.train
     except (TrainingDivergedError, RunFolderLostError) as err:

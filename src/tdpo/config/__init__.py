@@ -14,12 +14,14 @@ Pydantic checks keys, types and ranges; :func:`validate` checks across fields. E
 :class:`ConfigError` naming the key (and the file). The resolved config is written into the run
 folder as ``config.yaml`` (see :func:`save_config`).
 
-Modules: ``sections`` (the schema), ``parsing`` (YAML and overrides), ``loading`` (file + overrides
-to a config and back), ``checks`` (checks across fields), ``errors`` (one-line errors naming the key),
-``schema`` (reading the schema), ``options`` (the documentation), ``resume`` (what a resume may change).
+Modules: ``sections`` (the schema), ``data`` (its data section), ``section`` (what a section is made
+of), ``parsing`` (YAML and overrides), ``loading`` (file + overrides to a config and back), ``checks``
+(checks across fields), ``errors`` (one-line errors naming the key), ``schema`` (reading the schema),
+``options`` (the documentation), ``resume`` (what a resume may change).
 """
 
 from tdpo.config.checks import validate
+from tdpo.config.data import DataConfig
 from tdpo.config.errors import ConfigError
 from tdpo.config.loading import config_from_dict, config_to_dict, load_config, save_config
 from tdpo.config.options import describe, field_docs, format_options
@@ -39,7 +41,6 @@ from tdpo.config.sections import (
     ScheduleConfig,
     TrainConfig,
 )
-from tdpo.data.config import DataConfig
 
 __all__ = [
     "RESUMABLE_CHANGES",

@@ -9,8 +9,8 @@ Typical use::
     batch = collate([train[i] for i in range(8)])  # input_ids/attention_mask/labels [16, T], index [8]
 """
 
+from tdpo.config.data import DataConfig
 from tdpo.data.collate import IGNORE_INDEX, PreferenceCollator, SFTCollator, column_values
-from tdpo.data.config import DataConfig
 from tdpo.data.loader import LoadedData, check_source, load_preference_data, load_sft_data
 from tdpo.data.records import INVALID_KINDS, InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord
 from tdpo.data.report import DataReport

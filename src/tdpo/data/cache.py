@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tdpo.data.config import DataConfig
+from tdpo.config.data import DataConfig
 from tdpo.data.report import DataReport
 from tdpo.data.sources import is_local, source_identity
 from tdpo.files import cache_root, publish_once

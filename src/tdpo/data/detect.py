@@ -1,7 +1,7 @@
 """Which record shape a source has, told from its column names and a sample row.
 
 The shapes themselves are described in :mod:`tdpo.data.shapes`; ``data.shape`` lists them all
-(:data:`tdpo.data.config.SHAPES`, where ``"auto"`` asks for :func:`detect_shape`).
+(:data:`tdpo.config.data.SHAPES`, where ``"auto"`` asks for :func:`detect_shape`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tdpo.data.config import SHAPES
+from tdpo.config.data import SHAPES
 from tdpo.data.hh import looks_like_hh
 
 SFT_SHAPES = ("text", "prompt_completion", "messages")

@@ -29,6 +29,7 @@ from tdpo.data.hub import dataset_rows
 from tdpo.data.readers import Row
 from tdpo.data.records import InvalidRecordCounter
 from tdpo.hashing import folder_sha256
+from tdpo.hub import first_line
 
 __all__ = [
     "DATA_FILE_SUFFIXES",
@@ -119,8 +120,6 @@ def folder_source(path: str, key: str = "data.source") -> FolderSource:
 def _load(source: FolderSource) -> Any:
     """The ``datasets.Dataset`` (saved ``Dataset``) or ``datasets.DatasetDict`` in the folder."""
     import datasets
-
-    from tdpo.pretrained import first_line
 
     try:
         if source.kind == DATA_FILES:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tdpo.data.readers import Row, checked_row
 from tdpo.data.records import InvalidRecordCounter
+from tdpo.hub import first_line, hub_offline, hub_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,6 @@ def load_hub_split(
 def hub_dataset_error(name: str, err: BaseException, *, subset: str | None = None, split: str | None = None,
                       data_dir: str | None = None) -> HubDatasetError:
     """A :class:`HubDatasetError` saying in one line why hub dataset ``name`` could not be loaded."""
-    from tdpo.pretrained import first_line, hub_unreachable
-
     asked = ", ".join(f"{k}={v!r}" for k, v in (("subset", subset), ("split", split), ("data_dir", data_dir))
                       if v is not None)
     where = f"data.source {name!r}" + (f" ({asked})" if asked else "")
@@ -122,8 +121,6 @@ def check_hub_source(name: str, *, subset: str | None = None, data_dir: str | No
     """Offline (``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1``), fail fast when hub dataset ``name`` is
     not in the local cache: raise :class:`HubDatasetError` before anything else is loaded. Online, or
     for any other problem, do nothing (loading the data reports it)."""
-    from tdpo.pretrained import hub_offline, hub_unreachable
-
     if hub_offline() is None:
         return
     import datasets

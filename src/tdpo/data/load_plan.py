@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from tdpo.data.config import DataConfig
+from tdpo.config.data import DataConfig
 from tdpo.data.sources import (
     HUB_PRESETS,
     check_hub_source,

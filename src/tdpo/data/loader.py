@@ -24,6 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from tdpo.config.data import DataConfig
 from tdpo.data.cache import (
     CACHE_VERSION,
     cache_key,
@@ -36,7 +37,6 @@ from tdpo.data.cache import (
     write_cache,
 )
 from tdpo.data.collate import PreferenceCollator, SFTCollator, column_values
-from tdpo.data.config import DataConfig
 from tdpo.data.load_plan import check_source, plan_load
 from tdpo.data.reading import ParsedRecords, read_records
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter

@@ -19,6 +19,7 @@ from typing import Any
 
 from tdpo.data.fields import has_undecodable
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter
+from tdpo.hub import first_line
 
 Row = dict[str, Any]
 
@@ -220,8 +221,6 @@ def read_parquet(path: str | Path, counter: InvalidRecordCounter) -> Iterator[tu
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from tdpo.pretrained import first_line
 
     try:
         parquet = pq.ParquetFile(path)

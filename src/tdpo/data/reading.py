@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from tdpo.data.config import DataConfig
+from tdpo.config.data import DataConfig
 from tdpo.data.detect import SFT_SHAPES, detect_shape
 from tdpo.data.load_plan import is_folder
 from tdpo.data.records import InvalidRecord, InvalidRecordCounter, PreferenceRecord, SFTRecord

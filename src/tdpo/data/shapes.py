@@ -1,6 +1,6 @@
 """Turning raw rows of every supported shape into :class:`PreferenceRecord` / :class:`SFTRecord`.
 
-Shapes (see :class:`~tdpo.data.config.DataConfig.shape`; :mod:`tdpo.data.detect` tells them apart):
+Shapes (see :class:`~tdpo.config.data.DataConfig.shape`; :mod:`tdpo.data.detect` tells them apart):
 
 * ``prompt_chosen_rejected``: explicit ``prompt``, ``chosen``, ``rejected`` strings, or chat messages.
 * ``implicit_prompt``: ``chosen`` and ``rejected`` strings only; the prompt is their shared beginning,
@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tdpo.data.config import DataConfig
+from tdpo.config.data import DataConfig
 from tdpo.data.detect import PREFERENCE_SHAPES, SFT_SHAPES, detect_shape
 from tdpo.data.fields import RowFields, check_distinct, check_messages, check_text, has_undecodable, number
 from tdpo.data.hh import split_hh_pair

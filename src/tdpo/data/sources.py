@@ -38,6 +38,7 @@ from tdpo.data.readers import (
     read_parquet,
 )
 from tdpo.hashing import file_sha256
+from tdpo.hub import looks_like_path
 
 __all__ = [
     "ALIASES",
@@ -73,8 +74,6 @@ __all__ = [
 def is_local(source: str) -> bool:
     """True when ``source`` names a local file or folder: it exists, ends with a data-file suffix, or can
     only be a path (absolute, ``./``, ``~``, more than one ``/``; hub names are ``name`` or ``owner/name``)."""
-    from tdpo.pretrained import looks_like_path
-
     return Path(source).suffix.lower() in SUFFIX_FORMATS or looks_like_path(source)
 
 

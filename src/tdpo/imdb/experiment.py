@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from tdpo.config_section import Bool, Float, Int, section
+from tdpo.config.section import Bool, Float, Int, section
 from tdpo.files import write_atomic
 from tdpo.imdb.methods import ONLINE_RL_METHOD, Method, parse_method
 from tdpo.imdb.primary import check_primary

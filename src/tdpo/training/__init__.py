@@ -6,6 +6,8 @@ Modules, one concern each (imports run from the trainer down):
 - :mod:`~tdpo.training.trainer`: the :class:`Trainer` lifecycle (setup, resume, step, evaluate,
   save); :mod:`~tdpo.training.run_guard` its hold on the run folder, :mod:`~tdpo.training.held_out`
   its held-out evaluation, :mod:`~tdpo.training.stopping` the error that stops a failing run;
+- :mod:`~tdpo.training.preflight`: the checks before a run (run folder, data and model sources,
+  optional packages), run by :func:`tdpo.train`;
 - :mod:`~tdpo.training.data`: :class:`TrainingData`, loading it from the config;
 - :mod:`~tdpo.training.data_fingerprint`: what ``--resume`` checks the data against;
 - :mod:`~tdpo.training.batch_plan`: which examples each step and process sees;

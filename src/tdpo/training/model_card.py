@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from tdpo.files import write_atomic
+from tdpo.hub import looks_like_path
 
 CARD_FILE = "README.md"
 BUILTIN_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -87,8 +88,6 @@ def base_model_license(name_or_path: str, revision: str | None = None) -> dict[s
         from tdpo.models import resolve_model_path
 
         name_or_path = resolve_model_path(name_or_path)
-    from tdpo.pretrained import looks_like_path
-
     if looks_like_path(name_or_path):
         folder = Path(name_or_path).expanduser()
         return _license_in_folder(folder) if folder.is_dir() else {}

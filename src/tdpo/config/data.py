@@ -1,4 +1,5 @@
-"""The data section of a training configuration."""
+"""The data section of a training configuration: where the data comes from and how it is tokenized
+(read by :mod:`tdpo.data`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from tdpo.config_section import Bool, Float, Int, section
+from tdpo.config.section import Bool, Float, Int, section
 
 SHAPES = (
     "auto",

@@ -1,12 +1,11 @@
 """What a configuration section is made of: a pydantic dataclass with tdpo's settings, and the
 scalar types of its fields.
 
-Every section of the training configuration (:mod:`tdpo.config.sections`) and the data section
-(:class:`tdpo.data.config.DataConfig`) is declared with :func:`section`. Pydantic then checks and
-converts values (an int where a float is expected, a number where a string is), rejects unknown
-keys, refuses infinities and NaN, re-checks a field when it is assigned, and reads the string under
-each field as its documentation. This module sits outside :mod:`tdpo.config` so that the data
-section can use it without importing the training configuration, which imports the data section.
+Every section of the training configuration (:mod:`tdpo.config.sections`, the data section
+:mod:`tdpo.config.data`) and the IMDb experiment's settings are declared with :func:`section`.
+Pydantic then checks and converts values (an int where a float is expected, a number where a string
+is), rejects unknown keys, refuses infinities and NaN, re-checks a field when it is assigned, and reads
+the string under each field as its documentation.
 """
 
 from __future__ import annotations
