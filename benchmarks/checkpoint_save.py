@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
 
     from tdpo.models import load_causal_lm, load_tokenizer
-    from tdpo.token_stats_model import TokenStatsModel
+    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training.checkpoint import checkpoint_dir, save_checkpoint
     from tdpo.training.optim import build_scheduler
 

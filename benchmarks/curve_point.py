@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits()
     prompts = review_prefixes(splits.test, tokenizer, args.prefixes, seed=0)
     reward = builtin_reward_model(splits, verbose=False)
-    own_parts = sampling.chunked_sampling_parts
+    own_parts = sampling.chunked_parts
 
     def point(path: str):
         # the old path: the sampler falls back to generate when it finds no body and head of its own
-        sampling.chunked_sampling_parts = own_parts if path == "new" else (lambda model: None)
+        sampling.chunked_parts = own_parts if path == "new" else (lambda model: None)
         try:
             start = time.perf_counter()
             result = evaluate_policy(policy, reference, tokenizer, reward, prompts, num_samples=args.samples,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                                      kl_batch_size=args.batch, seed=1, progress=False)
             return time.perf_counter() - start, result
         finally:
-            sampling.chunked_sampling_parts = own_parts
+            sampling.chunked_parts = own_parts
 
     names = {"old": "generate + policy pass", "new": "ancestral + kept states (default)"}
     times: dict[str, list[float]] = {"old": [], "new": []}
@@ -183,7 +183,7 @@ def kl_pass_layouts(policy, reference, tokenizer, prompts, args, threads: int, r
     the KLs are printed."""
 
     from tdpo.imdb import sampling
-    from tdpo.imdb.evaluate import completion_divergences
+    from tdpo.imdb.evaluate import KL_CHUNK_SIZE, completion_divergences
 
     rows, states = sampling.sample_completions_with_hidden(
         policy, tokenizer, prompts, num_samples=args.samples, max_new_tokens=args.new_tokens,
@@ -196,7 +196,7 @@ def kl_pass_layouts(policy, reference, tokenizer, prompts, args, threads: int, r
         for pack in ((False, True) if round_ % 2 == 0 else (True, False)):
             start = time.perf_counter()
             results[pack] = completion_divergences(policy, reference, tokenizer, samples, batch_size=args.batch,
-                                                   policy_states=kept, pack=pack)
+                                                   chunk_size=KL_CHUNK_SIZE, policy_states=kept, pack=pack)
             seconds[pack].append(time.perf_counter() - start)
     packed, padded = statistics.median(seconds[True]), statistics.median(seconds[False])
     diff = {f: float((getattr(results[True], f) - getattr(results[False], f)).abs().max())

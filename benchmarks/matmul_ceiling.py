@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     from tdpo.config import load_config
     from tdpo.models import load_policy
     from tdpo.threads import physical_cores
-    from tdpo.token_stats_model import TokenStatsModel, supports_packing
+    from tdpo.token_stats.body import supports_packing
+    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 

@@ -46,7 +46,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     from tdpo.config import load_config
     from tdpo.models import load_policy
-    from tdpo.token_stats_model import TokenStatsModel, supports_packing
+    from tdpo.token_stats.body import supports_packing
+    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 
@@ -91,7 +92,8 @@ def alternating_worker(args: argparse.Namespace) -> dict:
 
     from tdpo.config import load_config
     from tdpo.models import load_policy
-    from tdpo.token_stats_model import TokenStatsModel, supports_packing
+    from tdpo.token_stats.body import supports_packing
+    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 

@@ -252,8 +252,11 @@ def test_bad_arguments_raise_clear_errors():
         token_stats_from_hidden(hp, wp[:, :-1], hr, wr, labels)
     with pytest.raises(ValueError, match="reference head has vocabulary"):
         token_stats_from_hidden(hp, wp, hr, wr[:-1], labels)
-    with pytest.raises(ValueError, match="chunk_size"):
-        token_stats_from_hidden(hp, wp, hr, wr, labels, chunk_size=0)
+    for bad_chunk in (0, True, 2.0):  # the one chunk-size rule of sampling and evaluation too: no bool
+        with pytest.raises(ValueError, match="chunk_size"):
+            token_stats_from_hidden(hp, wp, hr, wr, labels, chunk_size=bad_chunk)
+    with pytest.raises(ValueError, match="reference head weight must be"):
+        token_stats_from_hidden(hp, wp, hr, wr[0], labels)
     with pytest.raises(ValueError, match="both reference_hidden and reference_head"):
         token_stats_from_hidden(hp, wp, hr, None, labels)
     with pytest.raises(ValueError, match="reference_logits has last dim"):

@@ -69,7 +69,7 @@ def test_divergences_match_an_unpadded_float64_computation(path, pack, tiny_lm_p
 
         monkeypatch.setattr(evaluate_module, name, counted)
     if path == "full":  # as for a model whose head the chunked path cannot reproduce
-        monkeypatch.setattr(evaluate_module, "_chunked_parts", lambda model: None)
+        monkeypatch.setattr(evaluate_module, "chunked_parts", lambda model: None)
     div = completion_divergences(policy, reference, tokenizer, completions, batch_size=4, chunk_size=3, pack=pack)
     assert calls == ({"hidden": 2, "logits": 0} if path == "chunked" else {"hidden": 0, "logits": 2})  # 6 rows, 4 a batch
     assert len(packed_batches) == (2 if path == "chunked" and pack else 0)
@@ -129,18 +129,18 @@ def test_common_random_numbers_across_models_and_repeats(tiny_lm_pair, tokenizer
 def test_evaluation_reuses_the_samplers_states_and_matches_float64(tiny_lm_pair, tokenizer, monkeypatch):
     """The policy's half of the statistics comes from the sampler's kept hidden states: one body pass
     per KL batch (the reference's), and the same KLs as the independent computation."""
-    import tdpo.token_stats_model as token_stats_model
+    import tdpo.token_stats.body as body_module
 
     policy, reference = tiny_lm_pair
     passes = []
-    original = token_stats_model.body_hidden_states
+    original = body_module.body_hidden_states
 
     def spy(model, input_ids, attention_mask, *a, **k):
         if input_ids.numel() > 12:  # not supports_packing's own check on 5 + 3 tokens
             passes.append((model, attention_mask is None))
         return original(model, input_ids, attention_mask, *a, **k)
 
-    monkeypatch.setattr(token_stats_model, "body_hidden_states", spy)
+    monkeypatch.setattr(body_module, "body_hidden_states", spy)
     result = evaluate_policy(policy, reference, tokenizer, LengthReward(), PROMPTS, num_samples=2, max_new_tokens=7,
                              batch_size=4, kl_batch_size=4, seed=3, progress=False)
     # 6 samples in KL batches of 4: the reference's pass on packed rows, never the policy's

@@ -10,11 +10,11 @@ import torch
 
 from tdpo.config import ConfigError, load_config
 from tdpo.models import load_policy
-from tdpo.token_stats_model import TokenStatsModel
+from tdpo.token_stats.model import TokenStatsModel
 from tdpo.training import Models, TrainingData, train
+from tdpo.training.cached_reference import cache_key
 from tdpo.training.reference_cache import (
     ReferenceLogps,
-    cache_key,
     cached_reference_logps,
     check_cacheable,
     compute_reference_logps,

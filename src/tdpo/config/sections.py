@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from tdpo.config.data import DataConfig
 from tdpo.config.section import Bool, Float, Int, section
 from tdpo.loss.registry import LOSSES, PARAMS, readers
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 
 LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
 """The names of :data:`tdpo.loss.LOSSES`."""
@@ -153,7 +154,7 @@ class LossConfig:
     a chunk at a time (exact, no ``[batch, seq, vocab]`` tensor). ``full``: the models' full logits
     (needed for heads with a bias or logit soft-capping)."""
 
-    chunk_size: Int = Field(1024, gt=0)
+    chunk_size: Int = Field(DEFAULT_CHUNK_SIZE, gt=0)
     """Response tokens projected onto the vocabulary at a time in the chunked path."""
 
 

@@ -28,6 +28,9 @@ import torch
 from torch import Tensor
 
 from tdpo.evaluation.generation import left_pad
+from tdpo.token_stats.body import chunked_parts
+from tdpo.token_stats.projection import project
+from tdpo.token_stats.records import OutputHead
 
 
 @dataclass
@@ -74,17 +77,6 @@ def inverse_cdf_sample(logits: Tensor, uniforms: Tensor, rows_per_block: int = R
     return tokens.clamp_(max=logits.shape[-1] - 1)
 
 
-def chunked_sampling_parts(model: Any) -> tuple[Any, Any] | None:
-    """``(body, output head)`` of a causal LM whose logits the chunked path reproduces, else None."""
-    from tdpo.heads import UnsupportedHeadError, output_head
-    from tdpo.token_stats_model import model_body
-
-    try:
-        return model_body(model), output_head(model)
-    except (UnsupportedHeadError, ValueError):
-        return None
-
-
 def _last_hidden(out: Any) -> Tensor:
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
@@ -112,7 +104,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
 
     Args:
         model: a causal LM with a separate body and plain output head
-            (:func:`chunked_sampling_parts` is not None), in eval mode; PEFT adapters apply.
+            (:func:`~tdpo.token_stats.body.chunked_parts` is not None), in eval mode; PEFT adapters apply.
         prompts: ``P`` non-empty token-id lists.
         max_new_tokens: most tokens per continuation (at least 1).
         eos_token_id: a row stops after this token (kept).
@@ -123,16 +115,11 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
     Returns:
         :class:`SampledBatch`.
     """
-    from tdpo.token_stats.sample_kl import _project
-
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0; got {temperature}")
-    parts = chunked_sampling_parts(model)
-    if parts is None:
-        raise ValueError(f"{type(model).__name__} has no separate body and plain output head to sample from")
-    body, head = parts
+    body, head = _sampling_parts(model)
     cache_keyword = _cache_keyword(body)
     device = next(model.parameters()).device
     input_ids, mask = (t.to(device) for t in left_pad(prompts, pad_token_id))
@@ -144,7 +131,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
     states: list[Tensor] = []
     for step in range(max_new_tokens):
         hidden = _last_hidden(out)[:, -1]
-        logits = _project(hidden, head)
+        logits = project(hidden, head.weight, head.logit_scale)
         if temperature != 1.0:
             logits = logits / temperature
         new = inverse_cdf_sample(logits, torch.rand(rows, dtype=torch.float64, device=device))
@@ -159,12 +146,27 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
         positions = positions[:, -1:] + 1
         out = body(input_ids=new[:, None], attention_mask=mask, position_ids=positions,
                    use_cache=True, **{cache_keyword: _returned_cache(out)})
+    return _sampled(tokens, states if keep_hidden else None, eos_token_id)
+
+
+def _sampling_parts(model: Any) -> tuple[Any, OutputHead]:
+    """``(body, output head)`` of ``model`` (:func:`~tdpo.token_stats.body.chunked_parts`); a ValueError
+    when it has none."""
+    parts = chunked_parts(model)
+    if parts is None:
+        raise ValueError(f"{type(model).__name__} has no separate body and plain output head to sample from")
+    return parts
+
+
+def _sampled(tokens: list[Tensor], states: list[Tensor] | None, eos_token_id: int) -> SampledBatch:
+    """The :class:`SampledBatch` of the steps' ``[P]`` tokens (and ``[P, H]`` states, or None): each row
+    cut after its EOS."""
     drawn = torch.stack(tokens, dim=1).tolist()
     continuations = []
     for row in drawn:
         continuations.append(row[: row.index(eos_token_id) + 1] if eos_token_id in row else row)
     hidden_rows = None
-    if keep_hidden:
+    if states is not None:
         stacked = torch.stack(states, dim=1)  # [P, steps, H]
         hidden_rows = [stacked[i, : len(c)] for i, c in enumerate(continuations)]
     return SampledBatch(continuations, hidden_rows)

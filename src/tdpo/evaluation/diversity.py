@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from tdpo.evaluation.generation import SamplingConfig, generate_continuations
-from tdpo.token_stats import IGNORE_INDEX
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE, IGNORE_INDEX
 
 
 @dataclass
@@ -73,7 +73,7 @@ def response_entropy(
     pad_token_id: int,
     batch_size: int = 8,
     token_stats: str = "chunked",
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = False,
 ) -> EntropyResult:
     """Mean per-token entropy of ``model`` at the response positions of ``prompt + response`` rows.
@@ -88,7 +88,7 @@ def response_entropy(
         chunk_size: response tokens projected onto the vocabulary at a time (chunked path).
         progress: show a progress bar.
     """
-    from tdpo.token_stats_model import TokenStatsModel
+    from tdpo.token_stats.model import TokenStatsModel
 
     if not prompts:
         raise ValueError("no responses to measure")
@@ -133,7 +133,7 @@ def policy_diversity(
     pad_token_id: int,
     sampling: SamplingConfig | None = None,
     token_stats: str = "chunked",
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = False,
 ) -> tuple[EntropyResult, list[list[int]]]:
     """Sample one response per prompt from ``model`` and measure its entropy over them.

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE
+
 TABLE_ROWS = [
     ("rewards/accuracies", "DPO reward accuracy", "pct"),
     ("tdpo_rewards/accuracies", "TDPO reward accuracy", "pct"),
@@ -53,7 +55,7 @@ class ComparisonSettings:
     batch_size: int = 4
     dtype: str = "float32"
     token_stats: str = "chunked"
-    chunk_size: int = 1024
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     diversity_prompts: int = 64
     max_new_tokens: int = 128
     temperature: float = 1.0

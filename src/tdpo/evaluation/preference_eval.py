@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from tdpo.evaluation.intervals import wilson_interval
 from tdpo.loss.metrics import preference_metrics
 from tdpo.loss.params import BETA
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 
 
 @dataclass
@@ -87,7 +88,7 @@ def pair_statistics(
     batches: Iterable[dict[str, Tensor]],
     *,
     token_stats: str = "chunked",
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     reference_disable_adapters: bool = False,
     progress: bool = False,
     total: int | None = None,
@@ -111,7 +112,8 @@ def pair_statistics(
         :class:`PairStatistics` over all pairs, in batch order.
     """
     from tdpo.token_stats import sequence_stats
-    from tdpo.token_stats_model import PolicyAndReference, TokenStatsModel
+    from tdpo.token_stats.model import TokenStatsModel
+    from tdpo.token_stats.passes import PolicyAndReference
 
     device = next(policy.parameters()).device
     lora_reference = reference is not None and reference_disable_adapters

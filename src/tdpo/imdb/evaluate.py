@@ -42,7 +42,17 @@ from tdpo.evaluation.diversity import pack_sequences
 from tdpo.files import write_atomic
 from tdpo.imdb.sampling import Completion, sample_completions_with_hidden, sampling_plan
 from tdpo.imdb.sentiment import RewardModel
-from tdpo.token_stats import SampleDivergences, sample_divergences_from_hidden, sample_divergences_from_logits
+from tdpo.token_stats import (
+    DEFAULT_CHUNK_SIZE,
+    SampleDivergences,
+    sample_divergences_from_hidden,
+    sample_divergences_from_logits,
+)
+from tdpo.token_stats.body import chunked_parts
+
+KL_CHUNK_SIZE = 256
+"""Response positions per chunk of :func:`evaluate_policy`'s KL pass: a quarter of
+:data:`~tdpo.token_stats.DEFAULT_CHUNK_SIZE`, for a smaller memory peak beside a training run."""
 
 #: The per-sample numbers of an :class:`EvalResult` (and of a saved evaluation's samples).
 SAMPLE_FIELDS = ("reward", "reverse_kl", "log_ratio", "forward_kl", "entropy", "num_tokens")
@@ -119,18 +129,6 @@ def _batch(tokenizer: Any, completions: Sequence[Completion]) -> dict[str, torch
     return pack_sequences(prompts, [c.completion_ids for c in completions], pad_token_id(tokenizer))
 
 
-def _chunked_parts(model: Any) -> tuple[Any, Any] | None:
-    """``(model, its output head)`` when the chunked path can reproduce the model's logits, else None."""
-    from tdpo.heads import UnsupportedHeadError, output_head
-    from tdpo.token_stats_model import model_body
-
-    try:
-        model_body(model)
-        return model, output_head(model)
-    except (UnsupportedHeadError, ValueError):
-        return None
-
-
 def place_states(states: Sequence[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
     """The ``[S, T, H]`` hidden-state tensor of a right-padded batch from each row's states along its
     response: row ``s``'s ``[n_s, H]`` states go to the ``n_s`` positions whose logits score its
@@ -160,7 +158,7 @@ def packed_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: to
     (:func:`tdpo.data.packing.pack_rows`: no compute on padding) and put back in the padded layout,
     zeros on padding; the padded forward pass when ``model`` cannot keep packed sequences apart."""
     from tdpo.data.packing import pack_rows
-    from tdpo.token_stats_model import body_hidden_states, supports_packing
+    from tdpo.token_stats.body import body_hidden_states, supports_packing
 
     if model not in _PACKS:  # a property of the architecture: checked once per model
         _PACKS[model] = supports_packing(model)
@@ -176,7 +174,8 @@ def packed_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: to
 
 @torch.no_grad()
 def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch.Tensor], *,
-                      chunk_size: int = 256, policy_states: Sequence[torch.Tensor] | None = None,
+                      chunk_size: int = DEFAULT_CHUNK_SIZE,
+                      policy_states: Sequence[torch.Tensor] | None = None,
                       pack: bool = True) -> SampleDivergences:
     """Per-sample divergences of one right-padded batch (see the module docs).
 
@@ -195,12 +194,12 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
     Returns:
         :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors.
     """
-    from tdpo.token_stats_model import body_hidden_states, full_logits
+    from tdpo.token_stats.body import body_hidden_states, full_logits
 
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     same = reference is None or reference is policy
-    policy_parts = _chunked_parts(policy)
-    reference_parts = policy_parts if same else _chunked_parts(reference)
+    policy_parts = chunked_parts(policy)
+    reference_parts = policy_parts if same else chunked_parts(reference)
     if policy_parts is not None and reference_parts is not None:
         if policy_states is not None:
             hidden = place_states(policy_states, labels)
@@ -221,7 +220,7 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
 
 @torch.no_grad()
 def completion_divergences(policy: Any, reference: Any | None, tokenizer: Any, completions: Sequence[Completion], *,
-                           batch_size: int = 32, chunk_size: int = 256, progress: bool = False,
+                           batch_size: int = 32, chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False,
                            policy_states: Sequence[torch.Tensor] | None = None, pack: bool = True
                            ) -> SampleDivergences:
     """:func:`batch_divergences` of completions, ``batch_size`` sequences per forward pass.
@@ -292,7 +291,7 @@ def evaluate_policy(policy: Any, reference: Any, tokenizer: Any, reward: RewardM
     rewards = reward.score([c.prompt + c.text for c in samples])
     states = None if hidden is None else [h for row in hidden for h in row]
     div = completion_divergences(policy, reference, tokenizer, samples, batch_size=kl_batch_size or batch_size,
-                                 policy_states=states)
+                                 chunk_size=KL_CHUNK_SIZE, policy_states=states)
     return EvalResult(
         rewards=rewards.tolist(),
         reverse_kl=div.reverse_kl.tolist(),

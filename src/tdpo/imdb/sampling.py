@@ -26,9 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from tdpo.data.tokenize import pad_token_id
-from tdpo.evaluation.ancestral import chunked_sampling_parts, sample_batch
+from tdpo.evaluation.ancestral import sample_batch
 from tdpo.evaluation.generation import SamplingConfig, generate_batch, generation_config
 from tdpo.imdb.prefixes import split_decode
+from tdpo.token_stats.body import chunked_parts
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def sample_completions_with_hidden(
         raise ValueError("num_samples, max_new_tokens and batch_size must be >= 1")
     model.eval()
     pad_id, eos_id = pad_token_id(tokenizer), int(tokenizer.eos_token_id)
-    own_sampler = chunked_sampling_parts(model) is not None
+    own_sampler = chunked_parts(model) is not None
     config = generation_config(
         SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size), eos_id, pad_id
     )

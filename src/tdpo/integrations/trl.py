@@ -58,7 +58,6 @@ from typing import Any
 import torch
 from accelerate.utils import is_peft_model
 
-from tdpo.heads import output_head
 from tdpo.integrations.trl_config import (  # the TRL check runs there
     TDPO_LOSS_TYPES,
     TDPO_PAPER,
@@ -79,7 +78,8 @@ from tdpo.token_stats import (
     sequence_stats,
     token_stats_from_hidden,
 )
-from tdpo.token_stats_model import model_body
+from tdpo.token_stats.body import model_body
+from tdpo.token_stats.heads import output_head
 
 # TRL's collated keys that are not model inputs
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}

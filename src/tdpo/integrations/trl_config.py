@@ -24,6 +24,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from tdpo.loss.registry import get_loss
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 
 TRL_REQUIREMENT = ">=1.16,<1.17"
 """The TRL versions this module is tested with (the ``tdpo[trl]`` extra)."""
@@ -76,7 +77,7 @@ class _TDPOConfigBase(DPOConfig):
     """What :class:`TDPOConfig` adds to ``DPOConfig`` besides the TDPO losses' own parameters."""
 
     tdpo_chunk_size: int = field(
-        default=1024,
+        default=DEFAULT_CHUNK_SIZE,
         metadata={"help": "Response positions projected onto the vocabulary at a time by the TDPO statistics."},
     )
 

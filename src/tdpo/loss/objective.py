@@ -26,6 +26,7 @@ from tdpo.loss.metrics import preference_metrics
 from tdpo.loss.registry import cache_problem, get_loss, resolve_params
 from tdpo.loss.spec import LossSpec, PairBatch
 from tdpo.token_stats import (
+    DEFAULT_CHUNK_SIZE,
     OutputHead,
     SequenceStats,
     sequence_stats,
@@ -192,7 +193,7 @@ def loss_from_hidden(
     *,
     loss: str = "tdpo2",
     average_log_prob: bool = False,
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
     **params: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Loss and metrics of a concatenated chosen/rejected batch from final hidden states, chunked.

@@ -41,11 +41,20 @@ Modules: :mod:`~tdpo.token_stats.records` (the result types and the output head)
 :mod:`~tdpo.token_stats.inputs` (input checks, response positions),
 :mod:`~tdpo.token_stats.divergence` (KL and entropy), :mod:`~tdpo.token_stats.complement` (a token's
 ``log(1 - p)`` from its log-probability, unlikelihood training's term), :mod:`~tdpo.token_stats.full`,
-:mod:`~tdpo.token_stats.chunked` and :mod:`~tdpo.token_stats.reduction`, and, for evaluation only,
-:mod:`~tdpo.token_stats.sample_kl` (per-sample reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's
-own samples, by the chain rule and by the log-ratio, with the forward sum alongside) and
-:mod:`~tdpo.token_stats.details` (every response token's log-probs, forward KL and both models' top-k,
-for ``tdpo inspect``); this package re-exports their public names.
+:mod:`~tdpo.token_stats.chunked`, :mod:`~tdpo.token_stats.projection` (the one head projection and
+chunk-size rule of every chunked computation, and :data:`DEFAULT_CHUNK_SIZE`) and
+:mod:`~tdpo.token_stats.reduction`, and, for evaluation only, :mod:`~tdpo.token_stats.sample_kl`
+(per-sample reverse KL ``D_KL(pi_theta || pi_ref)`` on the policy's own samples, by the chain rule and by
+the log-ratio, with the forward sum alongside) and :mod:`~tdpo.token_stats.details` (every response
+token's log-probs, forward KL and both models' top-k, for ``tdpo inspect``); this package re-exports
+their public names. All of them are pure math on tensors: none imports a model, data or files.
+
+The model-facing modules take a Hugging Face causal LM and are imported by their own paths (this package
+does not import them): :mod:`~tdpo.token_stats.model` (:class:`~tdpo.token_stats.model.TokenStatsModel`,
+the causal LM whose forward returns token statistics), :mod:`~tdpo.token_stats.passes`
+(:class:`~tdpo.token_stats.passes.PolicyAndReference`, the reference pass then the policy pass),
+:mod:`~tdpo.token_stats.body` (final hidden states, full logits, whether the chunked path can serve a
+model, whether it keeps packed rows apart) and :mod:`~tdpo.token_stats.heads` (a model's output head).
 """
 
 from tdpo.token_stats.chunked import token_stats_from_hidden
@@ -53,6 +62,7 @@ from tdpo.token_stats.complement import log_one_minus_exp
 from tdpo.token_stats.details import TokenDetails, token_details_from_hidden
 from tdpo.token_stats.full import token_stats_from_logits
 from tdpo.token_stats.inputs import response_positions
+from tdpo.token_stats.projection import DEFAULT_CHUNK_SIZE
 from tdpo.token_stats.records import IGNORE_INDEX, OutputHead, SequenceStats, TokenStats
 from tdpo.token_stats.reduction import sequence_stats
 from tdpo.token_stats.sample_kl import (
@@ -62,6 +72,7 @@ from tdpo.token_stats.sample_kl import (
 )
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "IGNORE_INDEX",
     "OutputHead",
     "SampleDivergences",

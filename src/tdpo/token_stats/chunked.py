@@ -13,15 +13,8 @@ from torch import Tensor
 
 from tdpo.token_stats.divergence import entropy, kl_values
 from tdpo.token_stats.inputs import check_labels, check_pair, response_positions
+from tdpo.token_stats.projection import DEFAULT_CHUNK_SIZE, as_head, check_chunk_size, project
 from tdpo.token_stats.records import OutputHead, TokenStats
-
-
-def _project(hidden: Tensor, weight: Tensor, scale: float) -> Tensor:
-    """``[C, H] x [V, H] -> [C, V]`` float32 logits."""
-    logits = hidden.float() @ weight.float().t()
-    if scale != 1.0:
-        logits = logits * scale
-    return logits
 
 
 class _ChunkedTokenStats(torch.autograd.Function):
@@ -53,7 +46,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
             for start in range(0, n, chunk_size):
                 stop = min(start + chunk_size, n)
                 idx = targets[start:stop, None]
-                policy_logits = _project(policy_hidden[start:stop], policy_weight, policy_scale)
+                policy_logits = project(policy_hidden[start:stop], policy_weight, policy_scale)
                 policy_argmax[start:stop] = policy_logits.argmax(-1)
                 policy_logp = torch.log_softmax(policy_logits, dim=-1)
                 del policy_logits
@@ -61,7 +54,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 policy_entropy[start:stop] = entropy(policy_logp)
                 if has_ref:
                     ref_logp = torch.log_softmax(
-                        _project(reference_hidden[start:stop], reference_weight, reference_scale), dim=-1)
+                        project(reference_hidden[start:stop], reference_weight, reference_scale), dim=-1)
                     ref_logps[start:stop] = ref_logp.gather(-1, idx).squeeze(-1)
                     kl[start:stop] = kl_values(ref_logp, ref_logp.exp(), policy_logp)
         ctx.save_for_backward(policy_hidden, policy_weight, reference_hidden, reference_weight, targets)
@@ -88,9 +81,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
         for start in range(0, n, ctx.chunk_size):
             stop = min(start + ctx.chunk_size, n)
             hidden32 = policy_hidden[start:stop].float()
-            logits = hidden32 @ weight32.t()
-            if policy_scale != 1.0:
-                logits.mul_(policy_scale)
+            logits = project(hidden32, weight32, policy_scale)
             grad = torch.softmax(logits, dim=-1)  # p
             del logits
             g_logp = grad_logps[start:stop].float() if grad_logps is not None else None
@@ -106,7 +97,7 @@ class _ChunkedTokenStats(torch.autograd.Function):
                 grad.scatter_add_(-1, targets[start:stop, None], g_logp[:, None])
             if g_kl is not None:
                 ref_p = torch.softmax(
-                    _project(reference_hidden[start:stop], reference_weight, reference_scale), dim=-1)
+                    project(reference_hidden[start:stop], reference_weight, reference_scale), dim=-1)
                 grad.sub_(ref_p.mul_(g_kl[:, None]))
                 del ref_p
             if policy_scale != 1.0:
@@ -127,16 +118,12 @@ class _ChunkedTokenStats(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None, None, None, None
 
 
-def _as_head(head: OutputHead | Tensor) -> OutputHead:
-    return head if isinstance(head, OutputHead) else OutputHead(head)
-
-
 def _reference_inputs(
     reference_hidden: Tensor, reference_head: OutputHead | Tensor, labels: Tensor, vocab: int,
     rows: Tensor, cols: Tensor,
 ) -> tuple[Tensor, Tensor, float]:
     """The reference's response rows ``[N, H]``, head weight ``[V, H]`` (both detached) and logit scale."""
-    reference_head = _as_head(reference_head)
+    reference_head = as_head(reference_head, "reference")
     if reference_head.weight.shape[0] != vocab:
         raise ValueError(
             f"the reference head has vocabulary {reference_head.weight.shape[0]} but the policy's has {vocab}"
@@ -151,7 +138,7 @@ def token_stats_from_hidden(
     reference_hidden: Tensor | None,
     reference_head: OutputHead | Tensor | None,
     labels: Tensor,
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> TokenStats:
     """Token statistics from final hidden states and head weights, in chunks (exact).
 
@@ -173,12 +160,9 @@ def token_stats_from_hidden(
         :class:`TokenStats` over the ``N`` response tokens, equal to
         :func:`~tdpo.token_stats.token_stats_from_logits` on the projected logits.
     """
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-    policy_head = _as_head(policy_head)
+    check_chunk_size(chunk_size)
+    policy_head = as_head(policy_head, "policy")
     weight = policy_head.weight
-    if weight.dim() != 2:
-        raise ValueError(f"the policy head weight must be [vocab, hidden]; got shape {tuple(weight.shape)}")
     check_pair("policy_hidden", policy_hidden, labels, last_dim=weight.shape[1])
     vocab = weight.shape[0]
     check_labels(labels, vocab)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from tdpo.token_stats.divergence import kl_values
 from tdpo.token_stats.inputs import check_labels, check_pair, response_positions
+from tdpo.token_stats.projection import DEFAULT_CHUNK_SIZE, as_head, check_chunk_size, project
 from tdpo.token_stats.records import OutputHead
 
 
@@ -56,27 +57,23 @@ class TokenDetails:
         return self.policy_logps - self.reference_logps
 
 
-def _head(head: OutputHead | Tensor) -> OutputHead:
-    return head if isinstance(head, OutputHead) else OutputHead(head)
-
-
 def _log_probs(hidden: Tensor, head: OutputHead) -> Tensor:
     """``[C, H]`` hidden states -> ``[C, V]`` float32 log-probabilities of ``scale * hidden @ W.T``."""
-    logits = hidden.float() @ head.weight.float().t()
-    if head.logit_scale != 1.0:
-        logits = logits * head.logit_scale
-    return torch.log_softmax(logits, dim=-1)
+    return torch.log_softmax(project(hidden, head.weight, head.logit_scale), dim=-1)
+
+
+def _heads(policy_head: OutputHead | Tensor, reference_head: OutputHead | Tensor, top_k: int,
+           chunk_size: int) -> tuple[OutputHead, OutputHead]:
+    """Both heads as :class:`OutputHead`; raise ``ValueError`` naming a bad ``top_k``, chunk size or head."""
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer; got {top_k!r}")
+    check_chunk_size(chunk_size)
+    return as_head(policy_head, "policy"), as_head(reference_head, "reference")
 
 
 def _check(policy_hidden: Tensor, policy_head: OutputHead, reference_hidden: Tensor, reference_head: OutputHead,
-           labels: Tensor, top_k: int, chunk_size: int) -> None:
+           labels: Tensor, top_k: int) -> None:
     """Raise ``ValueError`` naming the bad argument."""
-    for name, value in (("top_k", top_k), ("chunk_size", chunk_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    for name, head in (("policy", policy_head), ("reference", reference_head)):
-        if head.weight.dim() != 2:
-            raise ValueError(f"the {name} head weight must be [vocab, hidden]; got shape {tuple(head.weight.shape)}")
     vocab = policy_head.weight.shape[0]
     if reference_head.weight.shape[0] != vocab:
         raise ValueError(f"the reference head has vocabulary {reference_head.weight.shape[0]} but the policy's has "
@@ -97,7 +94,7 @@ def token_details_from_hidden(
     labels: Tensor,
     *,
     top_k: int = 5,
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> TokenDetails:
     """Per-token log-probs, log-ratio, forward KL and both models' top-k, a chunk of positions at a time.
 
@@ -114,8 +111,8 @@ def token_details_from_hidden(
         :class:`TokenDetails` over the ``N`` response tokens in row-major order. Only ``[chunk_size, V]``
         blocks are ever formed.
     """
-    policy_head, reference_head = _head(policy_head), _head(reference_head)
-    _check(policy_hidden, policy_head, reference_hidden, reference_head, labels, top_k, chunk_size)
+    policy_head, reference_head = _heads(policy_head, reference_head, top_k, chunk_size)
+    _check(policy_hidden, policy_head, reference_hidden, reference_head, labels, top_k)
     rows, cols, targets = response_positions(labels)
     policy_rows = policy_hidden[rows, cols]
     device = policy_rows.device

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from tdpo.token_stats.divergence import entropy, kl_values
 from tdpo.token_stats.inputs import check_labels, check_pair, response_positions
+from tdpo.token_stats.projection import DEFAULT_CHUNK_SIZE, as_head, check_chunk_size, project
 from tdpo.token_stats.records import OutputHead
 
 
@@ -130,25 +131,6 @@ def _kl_entropy(logp: Tensor, logq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return reverse, forward, entropy_
 
 
-def _check_chunk_size(chunk_size: int) -> None:
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
-
-
-def _head(name: str, head: OutputHead | Tensor) -> OutputHead:
-    head = head if isinstance(head, OutputHead) else OutputHead(head)
-    if head.weight.dim() != 2:
-        raise ValueError(f"the {name} head weight must be [vocab, hidden]; got shape {tuple(head.weight.shape)}")
-    return head
-
-
-def _project(hidden: Tensor, head: OutputHead) -> Tensor:
-    """``[C, H]`` hidden states -> ``[C, V]`` float32 logits ``logit_scale * hidden @ weight.T``."""
-    logits = hidden.float() @ head.weight.float().t()
-    scale = float(head.logit_scale)
-    return logits * scale if scale != 1.0 else logits
-
-
 @torch.no_grad()
 def sample_divergences_from_hidden(
     policy_hidden: Tensor,
@@ -156,7 +138,7 @@ def sample_divergences_from_hidden(
     reference_hidden: Tensor,
     reference_head: OutputHead | Tensor,
     labels: Tensor,
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SampleDivergences:
     """Per-sample reverse KL (two estimators), forward KL, log-probs and entropy, in chunks.
 
@@ -176,9 +158,9 @@ def sample_divergences_from_hidden(
         :class:`SampleDivergences` with ``[S]`` float32 tensors, equal to
         :func:`sample_divergences_from_logits` on the projected logits.
     """
-    _check_chunk_size(chunk_size)
-    policy_head = _head("policy", policy_head)
-    reference_head = _head("reference", reference_head)
+    check_chunk_size(chunk_size)
+    policy_head = as_head(policy_head, "policy")
+    reference_head = as_head(reference_head, "reference")
     vocab = policy_head.weight.shape[0]
     if reference_head.weight.shape[0] != vocab:
         raise ValueError(
@@ -191,7 +173,8 @@ def sample_divergences_from_hidden(
 
     def chunk_logits(start: int, stop: int) -> tuple[Tensor, Tensor]:
         r, c = rows[start:stop], cols[start:stop]
-        return _project(policy_hidden[r, c], policy_head), _project(reference_hidden[r, c], reference_head)
+        return (project(policy_hidden[r, c], policy_head.weight, policy_head.logit_scale),
+                project(reference_hidden[r, c], reference_head.weight, reference_head.logit_scale))
 
     return _divergences(chunk_logits, rows, targets, labels.shape[0], chunk_size, policy_hidden.device)
 
@@ -201,7 +184,7 @@ def sample_divergences_from_logits(
     policy_logits: Tensor,
     reference_logits: Tensor,
     labels: Tensor,
-    chunk_size: int = 1024,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SampleDivergences:
     """Per-sample reverse KL (two estimators), forward KL, log-probs and entropy from full logits.
 
@@ -216,7 +199,7 @@ def sample_divergences_from_logits(
     Returns:
         :class:`SampleDivergences` with ``[S]`` float32 tensors.
     """
-    _check_chunk_size(chunk_size)
+    check_chunk_size(chunk_size)
     check_pair("policy_logits", policy_logits, labels)
     vocab = policy_logits.shape[-1]
     check_pair("reference_logits", reference_logits, labels, last_dim=vocab)

@@ -4,7 +4,7 @@
 for every policy); :func:`view_samples` first samples a response to every prompt from each policy
 (seeded, with :func:`tdpo.evaluation.generation.generate_continuations`) and scores the policy's own
 samples. Both load the reference once and one policy at a time, run each batch through both models'
-bodies (:func:`tdpo.token_stats_model.body_hidden_states`) and hand the final hidden states and output
+bodies (:func:`tdpo.token_stats.body.body_hidden_states`) and hand the final hidden states and output
 heads to :func:`tdpo.token_stats.token_details_from_hidden`, which projects a chunk of positions at a
 time: no ``[batch, seq, vocab]`` tensor is built. They return the page's data (a JSON-ready dict, see
 :mod:`tdpo.token_view`), which :func:`tdpo.token_view.page.write_page` writes.
@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tdpo.loss.params import BETA
-from tdpo.token_stats import TokenDetails, token_details_from_hidden
+from tdpo.token_stats import DEFAULT_CHUNK_SIZE, TokenDetails, token_details_from_hidden
 from tdpo.token_view.entries import TokenTexts, pair_stats, row_entries, sample_stats
 
 
@@ -42,7 +42,7 @@ class ViewSettings:
     beta: float = BETA.default
     top_k: int = 5
     batch_size: int = 4
-    chunk_size: int = 1024
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     dtype: str = "float32"
     progress: bool = True
 
@@ -68,12 +68,12 @@ def _eval_mode(*models: Any) -> Iterator[None]:
 
 
 def score_batch(policy: Any, reference: Any, batch: dict[str, torch.Tensor], *, top_k: int = 5,
-                chunk_size: int = 1024) -> TokenDetails:
+                chunk_size: int = DEFAULT_CHUNK_SIZE) -> TokenDetails:
     """Both models' per-token details of a right-padded batch (``input_ids``, ``attention_mask``,
     ``labels`` ``[S, T]``, labels -100 on prompt and padding), from their final hidden states ``[S, T, H]``
     and output heads, in eval mode and without gradients."""
-    from tdpo.heads import output_head
-    from tdpo.token_stats_model import body_hidden_states, model_body
+    from tdpo.token_stats.body import body_hidden_states, model_body
+    from tdpo.token_stats.heads import output_head
 
     for role, model in (("policy", policy), ("reference", reference)):
         try:

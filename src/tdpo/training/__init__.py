@@ -23,6 +23,8 @@ Modules, one concern each (imports run from the trainer down):
 - :mod:`~tdpo.training.run_folder`: what a run writes, new run or resume, config changes on resume,
   the record of whether the run completed;
 - :mod:`~tdpo.training.run_lock`: one run at a time in a run folder;
+- :mod:`~tdpo.training.cached_reference`: what both reference caches share (the
+  :class:`~tdpo.training.cached_reference.ReferenceCache` interface, their files, one load-or-compute);
 - :mod:`~tdpo.training.reference_cache`: cached reference log-probs for the DPO family;
 - :mod:`~tdpo.training.reference_states`: cached reference hidden states for TDPO.
 """

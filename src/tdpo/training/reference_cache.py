@@ -17,8 +17,6 @@ is rejected with an error that says so.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,10 +25,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from tdpo.files import atomic_folder, cache_root
-from tdpo.hashing import tensors_sha256
+from tdpo.files import cache_root
 from tdpo.loss.registry import cache_problem
 from tdpo.token_stats import TokenStats, sequence_stats
+from tdpo.training.cached_reference import (
+    CachedReference,
+    ReferenceCache,
+    cache_key,
+    load_checked_tensors,
+    load_or_compute,
+    save_checked_tensors,
+)
 from tdpo.training.distributed import padded_batches
 
 if TYPE_CHECKING:
@@ -45,8 +50,8 @@ TABLE_FILE = "reference_logps.safetensors"
 INFO_FILE = "info.json"
 
 
-class ReferenceLogps:
-    """Per-pair reference log-probs of one split.
+class ReferenceLogps(ReferenceCache):
+    """Per-pair reference log-probs of one split (a :class:`~tdpo.training.cached_reference.ReferenceCache`).
 
     Args:
         table: ``[N, 2]`` float32, column 0 the chosen response's log-prob, column 1 the rejected's
@@ -70,49 +75,17 @@ class ReferenceLogps:
         rows = self.table[index.cpu()]
         return torch.cat([rows[:, 0], rows[:, 1]])
 
+    def for_batch(self, index: Tensor, attention_mask: Tensor) -> CachedReference:
+        """:meth:`lookup` of the pairs ``index`` ``[B]`` as the batch's :class:`CachedReference` (its
+        ``logps``: no reference pass); ``attention_mask`` ``[2B, T]`` is not needed."""
+        return CachedReference(logps=self.lookup(index))
+
 
 def check_cacheable(loss_name: str) -> None:
     """Raise a ValueError explaining why cached reference log-probs cannot serve ``loss_name``."""
     problem = cache_problem(loss_name)
     if problem is not None:
         raise ValueError(f"reference.cache_logps cannot be used: {problem}")
-
-
-def _dataset_fingerprint(dataset: Any) -> str:
-    fingerprint = getattr(dataset, "_fingerprint", None)
-    if fingerprint:
-        return str(fingerprint)
-    digest = hashlib.sha256()
-    for i in range(len(dataset)):
-        digest.update(json.dumps(dataset[i], sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def _model_identity(name_or_path: str) -> dict[str, Any]:
-    identity: dict[str, Any] = {"name": name_or_path}
-    path = Path(name_or_path)
-    if path.is_dir():
-        identity["files"] = sorted(
-            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
-        )
-    return identity
-
-
-def cache_key(cfg: TrainConfig, split: str, dataset: Any) -> str:
-    """A hash of everything the cached numbers depend on: the reference model (or the policy's
-    initial weights with LoRA), its dtype, the token-statistics path, averaging, and the data."""
-    reference = cfg.reference.name_or_path or cfg.model.name_or_path
-    blob = {
-        "reference": _model_identity(reference),
-        "revision": cfg.model.revision if cfg.reference.name_or_path is None else None,
-        "dtype": cfg.reference.dtype or cfg.model.dtype,
-        "token_stats": cfg.loss.token_stats,
-        "average": cfg.loss.average_log_prob,
-        "split": split,
-        "data": _dataset_fingerprint(dataset),
-        "n": len(dataset),
-    }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def default_cache_root(cfg: TrainConfig) -> Path:
@@ -192,50 +165,6 @@ def _table_of_rows(rows: list[Tensor], n: int, accelerator) -> Tensor:
     return table
 
 
-def save_checked_tensors(tensors: dict[str, Tensor], folder: Path, tensors_file: str, info_file: str,
-                         info: dict[str, Any]) -> None:
-    """Write ``tensors`` (safetensors) and ``info`` plus their ``sha256``
-    (:func:`tdpo.hashing.tensors_sha256`, JSON) into ``folder`` atomically (a temporary folder, then
-    renamed into place, replacing what was there)."""
-    from safetensors.torch import save_file
-
-    tensors = {name: tensor.contiguous() for name, tensor in tensors.items()}
-    with atomic_folder(folder) as tmp:
-        save_file(tensors, str(tmp / tensors_file))
-        (tmp / info_file).write_text(json.dumps({**info, "sha256": tensors_sha256(tensors)}, indent=2,
-                                                sort_keys=True))
-
-
-def load_checked_tensors(file: Path, info_file: Path, names: Sequence[str], what: str, *,
-                         warn: bool = True) -> dict[str, Tensor] | None:
-    """The tensors ``names`` of the cache ``file`` if they match the ``sha256`` that ``info_file`` holds;
-    None when there is no such cache, or (with a warning naming the folder when ``warn``) when it is
-    unreadable, lacks a tensor or its checksum, or its tensors changed since they were written: the
-    caller computes them again and writes them anew."""
-    from safetensors.torch import load_file
-
-    if not file.is_file() or not info_file.is_file():
-        return None
-    try:
-        expected = json.loads(info_file.read_text()).get("sha256")
-        tensors = load_file(str(file))
-    except Exception as err:  # truncated, not safetensors, not JSON: a cache, so compute it again
-        problem = f"cannot be read ({type(err).__name__}: {err})"
-    else:
-        missing = [name for name in names if name not in tensors]
-        if missing:
-            problem = f"has no tensor {missing[0]!r}"
-        elif expected is None:
-            problem = f"has no checksum in {info_file.name} (written by an older tdpo)"
-        elif tensors_sha256({name: tensors[name] for name in names}) != expected:
-            problem = f"does not match the SHA-256 in {info_file.name}: it changed or was damaged since it was written"
-        else:
-            return tensors
-    if warn:
-        logger.warning("the cached %s in %s %s; computing them again", what, file.parent, problem)
-    return None
-
-
 def save_table(table: Tensor, folder: Path, info: dict[str, Any]) -> Path:
     """Write the ``[N, 2]`` table and its ``info`` (with the SHA-256 of the table) into ``folder``
     atomically."""
@@ -254,10 +183,6 @@ def load_table(folder: Path, *, warn: bool = True) -> Tensor | None:
 Tables = tuple[ReferenceLogps, ReferenceLogps | None]
 
 
-def _splits(train: Sequence[Any], eval: Sequence[Any] | None):
-    return (("train", train), ("eval", eval))
-
-
 def find_cached_reference_logps(cfg: TrainConfig, train: Sequence[Any],
                                 eval: Sequence[Any] | None) -> Tables | None:
     """The cached ``(train, eval)`` tables if both splits (``eval`` may be None) are already cached,
@@ -265,7 +190,7 @@ def find_cached_reference_logps(cfg: TrainConfig, train: Sequence[Any],
     check_cacheable(cfg.loss.name)
     root = default_cache_root(cfg)
     tables: list[ReferenceLogps | None] = []
-    for split, dataset in _splits(train, eval):
+    for split, dataset in (("train", train), ("eval", eval)):
         if dataset is None or len(dataset) == 0:
             tables.append(None)
             continue
@@ -278,13 +203,14 @@ def find_cached_reference_logps(cfg: TrainConfig, train: Sequence[Any],
 
 def cached_reference_logps(cfg: TrainConfig, accelerator: Any, reference_stats: ReferenceStats,
                            train: Sequence[Any], eval: Sequence[Any] | None, collate: Any) -> Tables:
-    """Load or compute the cached reference log-probs of the training and eval splits.
+    """Load or compute the cached reference log-probs of the training and eval splits
+    (:func:`~tdpo.training.cached_reference.load_or_compute`).
 
     Args:
         cfg: the :class:`tdpo.config.TrainConfig`.
         accelerator: the run's accelerator.
         reference_stats: the reference's own token statistics of a batch (see
-            :meth:`tdpo.token_stats_model.PolicyAndReference.reference_stats`).
+            :meth:`tdpo.token_stats.passes.PolicyAndReference.reference_stats`).
         train, eval: the tokenized pairs of each split (``eval`` may be None); collate: list of
             pairs -> batch dict.
 
@@ -292,29 +218,26 @@ def cached_reference_logps(cfg: TrainConfig, accelerator: Any, reference_stats: 
         ``(train, eval)`` tables (``eval`` None without an eval split).
     """
     check_cacheable(cfg.loss.name)
-    root = default_cache_root(cfg)
     micro = cfg.eval.micro_batch_size or cfg.optim.micro_batch_size
-    tables = []
-    for split, dataset in _splits(train, eval):
-        if dataset is None or len(dataset) == 0:
-            tables.append(None)
-            continue
-        folder = root / cache_key(cfg, split, dataset)
+
+    def load(folder: Path) -> ReferenceLogps | None:
         table = load_table(folder)
-        if table is None or table.shape[0] != len(dataset):
-            table = compute_reference_logps(reference_stats, dataset, collate, accelerator,
-                                            micro_batch_size=micro, average=cfg.loss.average_log_prob,
-                                            desc=f"reference log-probs ({split})",
-                                            show_progress=cfg.logging.progress_bar)
-            if accelerator.is_main_process:
-                info = {"split": split, "pairs": len(dataset),
-                        "reference": cfg.reference.name_or_path or cfg.model.name_or_path,
-                        "average_log_prob": cfg.loss.average_log_prob}
-                save_table(table, folder, info)
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                logger.info("cached reference log-probs of %d %s pairs in %s", len(dataset), split, folder)
-        elif accelerator.is_main_process:
-            logger.info("using cached reference log-probs from %s", folder)
-        tables.append(ReferenceLogps(table))
-    return tables[0], tables[1]
+        return None if table is None else ReferenceLogps(table)
+
+    def compute(split: str, dataset: Sequence[Any], folder: Path) -> ReferenceLogps:
+        table = compute_reference_logps(reference_stats, dataset, collate, accelerator,
+                                        micro_batch_size=micro, average=cfg.loss.average_log_prob,
+                                        desc=f"reference log-probs ({split})",
+                                        show_progress=cfg.logging.progress_bar)
+        if accelerator.is_main_process:
+            info = {"split": split, "pairs": len(dataset),
+                    "reference": cfg.reference.name_or_path or cfg.model.name_or_path,
+                    "average_log_prob": cfg.loss.average_log_prob}
+            save_table(table, folder, info)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            logger.info("cached reference log-probs of %d %s pairs in %s", len(dataset), split, folder)
+        return ReferenceLogps(table)
+
+    return load_or_compute(cfg, accelerator, default_cache_root(cfg), train, eval, load=load, compute=compute,
+                           what="reference log-probs", log=logger)

@@ -31,7 +31,13 @@ import torch
 from torch import Tensor
 
 from tdpo.files import cache_root
-from tdpo.training.reference_cache import cache_key, load_checked_tensors, save_checked_tensors
+from tdpo.training.cached_reference import (
+    CachedReference,
+    ReferenceCache,
+    load_checked_tensors,
+    load_or_compute,
+    save_checked_tensors,
+)
 
 if TYPE_CHECKING:
     from tdpo.config import TrainConfig
@@ -45,8 +51,9 @@ ReferenceHidden = Callable[[Tensor, Tensor], Tensor]
 right-padded batch (no gradients)."""
 
 
-class ReferenceStates:
-    """The reference's final hidden states of every pair of one split.
+class ReferenceStates(ReferenceCache):
+    """The reference's final hidden states of every pair of one split (a
+    :class:`~tdpo.training.cached_reference.ReferenceCache`).
 
     Args:
         states: ``[total, H]`` float32, every sequence's states one after another.
@@ -102,6 +109,11 @@ class ReferenceStates:
         out = self.states.new_zeros(rows, width, self.hidden_size)
         out[valid] = self.states[flat]
         return out.to(attention_mask.device)
+
+    def for_batch(self, index: Tensor, attention_mask: Tensor) -> CachedReference:
+        """:meth:`lookup` as the batch's :class:`CachedReference` (its ``hidden``: the reference's head
+        projects them instead of a reference pass)."""
+        return CachedReference(hidden=self.lookup(index, attention_mask))
 
 
 def states_root(cfg: TrainConfig) -> Path:
@@ -186,7 +198,8 @@ def save_states(states: Tensor, spans: Tensor, folder: Path, info: dict[str, Any
 def cached_reference_states(cfg: TrainConfig, accelerator: Any, reference_hidden: ReferenceHidden,
                             hidden_size: int, train: Sequence[Any], eval: Sequence[Any] | None,
                             collate: Any) -> tuple[ReferenceStates, ReferenceStates | None]:
-    """Load or compute the reference states of the training and eval splits.
+    """Load or compute the reference states of the training and eval splits
+    (:func:`~tdpo.training.cached_reference.load_or_compute`).
 
     Args:
         cfg: the :class:`tdpo.config.TrainConfig`.
@@ -202,20 +215,9 @@ def cached_reference_states(cfg: TrainConfig, accelerator: Any, reference_hidden
     Raises:
         ValueError: a split's table would exceed ``reference.cache_states_max_gb``.
     """
-    root = states_root(cfg)
     micro = cfg.eval.micro_batch_size or cfg.optim.micro_batch_size
-    tables: list[ReferenceStates | None] = []
-    for split, dataset in (("train", train), ("eval", eval)):
-        if dataset is None or len(dataset) == 0:
-            tables.append(None)
-            continue
-        folder = root / cache_key(cfg, split, dataset)
-        table = load_states(folder)
-        if table is not None and len(table) == len(dataset):
-            if accelerator.is_main_process:
-                logger.info("using cached reference states from %s", folder)
-            tables.append(table)
-            continue
+
+    def compute(split: str, dataset: Sequence[Any], folder: Path) -> ReferenceStates:
         size = table_gigabytes(dataset, collate, hidden_size)
         if size > cfg.reference.cache_states_max_gb:
             raise ValueError(
@@ -232,5 +234,7 @@ def cached_reference_states(cfg: TrainConfig, accelerator: Any, reference_hidden
             logger.info("cached the reference states of %d %s pairs (%.2f GB) in %s", len(dataset), split, size,
                         folder)
         accelerator.wait_for_everyone()
-        tables.append(ReferenceStates(states, spans, source=str(folder)))
-    return tables[0], tables[1]
+        return ReferenceStates(states, spans, source=str(folder))
+
+    return load_or_compute(cfg, accelerator, states_root(cfg), train, eval, load=load_states, compute=compute,
+                           what="reference states", log=logger)

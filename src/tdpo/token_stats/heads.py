@@ -1,15 +1,19 @@
 """The output head of a Hugging Face causal LM, as the chunked token statistics need it.
 
 The chunked path computes ``logits = logit_scale * hidden @ weight.T`` itself from the model's final
-hidden states, so it must reproduce the model's own head exactly. Heads with a bias or logit
-soft-capping are refused with an error that says so; use the full-logits path for those models.
+hidden states, so it must reproduce the model's own head exactly. Heads with a bias or logit soft-capping
+are refused with an error that says so; use the full-logits path for those models.
+
+Model-facing (it reads a transformers model); the pure statistics take the
+:class:`~tdpo.token_stats.records.OutputHead` it returns and never import this module.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from tdpo.token_stats import OutputHead
+from tdpo.models import unwrap_peft
+from tdpo.token_stats.records import OutputHead
 
 # Config attributes that scale the logits multiplicatively, by convention of the model family.
 _SCALE_ATTRIBUTES = ("logit_scale",)  # Cohere: logits * logit_scale
@@ -23,8 +27,6 @@ class UnsupportedHeadError(ValueError):
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The underlying transformers model of a DDP (or FSDP) and PEFT wrapper."""
-    from tdpo.models import unwrap_peft  # tdpo.models imports this module
-
     while isinstance(getattr(model, "module", None), nn.Module):  # DDP
         model = model.module
     return unwrap_peft(model)

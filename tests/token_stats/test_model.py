@@ -1,5 +1,6 @@
-"""Tests of tdpo.token_stats_model: body hidden states, the TokenStatsModel wrapper (chunked == full, its
-named uses), LoRA reference = adapters disabled, the one reference-then-policy pass, and FSDP2."""
+"""Tests of tdpo.token_stats.model, .body and .passes: body hidden states, the TokenStatsModel wrapper
+(chunked == full, its named uses), LoRA reference = adapters disabled, the one reference-then-policy pass,
+and FSDP2."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import torch
 from tdpo.config import load_config
 from tdpo.models import load_policy
 from tdpo.token_stats import OutputHead
-from tdpo.token_stats_model import PolicyAndReference, ReferenceOutputs, TokenStatsModel, body_hidden_states
+from tdpo.token_stats.body import body_hidden_states
+from tdpo.token_stats.model import ReferenceOutputs, TokenStatsModel
+from tdpo.token_stats.passes import PolicyAndReference
 from tests.train_fixtures import collate_pairs, make_model_dir, make_pairs
 
 
@@ -324,7 +327,7 @@ def test_padding_free_pass_equals_the_padded_pass_in_loss_and_gradients(path, re
 
 
 def test_packing_probe_accepts_llama_and_refuses_a_model_that_ignores_positions(model_dir):
-    from tdpo.token_stats_model import supports_packing
+    from tdpo.token_stats.body import supports_packing
 
     policy, _ = load_policy(_cfg(model_dir).model)
     policy.train()
