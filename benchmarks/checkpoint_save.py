@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from accelerate import Accelerator
 
+    from tdpo.model.stats import TokenStatsModel
     from tdpo.models import load_causal_lm, load_tokenizer
-    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training.checkpoint import checkpoint_dir, save_checkpoint
     from tdpo.training.optim import build_scheduler
 

@@ -151,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tdpo.config import load_config
+    from tdpo.model.body import supports_packing
+    from tdpo.model.stats import TokenStatsModel
     from tdpo.models import load_policy
     from tdpo.threads import physical_cores
-    from tdpo.token_stats.body import supports_packing
-    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 

@@ -45,9 +45,9 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from tdpo.config import load_config
+    from tdpo.model.body import supports_packing
+    from tdpo.model.stats import TokenStatsModel
     from tdpo.models import load_policy
-    from tdpo.token_stats.body import supports_packing
-    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 
@@ -91,9 +91,9 @@ def alternating_worker(args: argparse.Namespace) -> dict:
     import torch
 
     from tdpo.config import load_config
+    from tdpo.model.body import supports_packing
+    from tdpo.model.stats import TokenStatsModel
     from tdpo.models import load_policy
-    from tdpo.token_stats.body import supports_packing
-    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.training import Models, batch_loss
     from tdpo.training.optim import build_optimizer
 
@@ -163,7 +163,7 @@ def make_batch(args: argparse.Namespace, vocab: int) -> dict:
 def batch_layout(batch: dict, padding_free: bool) -> dict:
     """Real tokens, and the positions the model runs on: ``computed_tokens`` for this run's layout,
     ``padded_positions`` and ``packed_positions`` for both."""
-    from tdpo.data.packing import pack_rows
+    from tdpo.model.packing import pack_rows
 
     real = int(batch["attention_mask"].sum())
     padded = batch["attention_mask"].numel()

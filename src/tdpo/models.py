@@ -3,7 +3,7 @@
 :func:`load_tokenizer`, :func:`load_policy`, :func:`load_reference` load any Hugging Face causal LM by
 hub id or local folder (``builtin`` is the offline SmolLM2-135M-Instruct), with the dtype, gradient
 checkpointing, LoRA (PEFT) and ``trust_remote_code`` (off unless asked) of the config. The module
-training and evaluation run forward through is :class:`tdpo.token_stats.model.TokenStatsModel`.
+training and evaluation run forward through is :class:`tdpo.model.stats.TokenStatsModel`.
 """
 
 from __future__ import annotations

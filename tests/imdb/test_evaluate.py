@@ -52,12 +52,12 @@ def test_divergences_match_an_unpadded_float64_computation(path, pack, tiny_lm_p
                                                            monkeypatch):
     """Both layouts of the reference's pass (rows packed without padding, the default, and padded) and
     the full-logits path against one unpadded sequence at a time in float64."""
-    import tdpo.data.packing
+    import tdpo.model.packing
 
     policy, reference = tiny_lm_pair
     packed_batches = []
-    original_pack = tdpo.data.packing.pack_rows
-    monkeypatch.setattr(tdpo.data.packing, "pack_rows",
+    original_pack = tdpo.model.packing.pack_rows
+    monkeypatch.setattr(tdpo.model.packing, "pack_rows",
                         lambda *a, **k: packed_batches.append(1) or original_pack(*a, **k))
     calls = {"hidden": 0, "logits": 0}
     for name, key in (("sample_divergences_from_hidden", "hidden"), ("sample_divergences_from_logits", "logits")):
@@ -129,7 +129,7 @@ def test_common_random_numbers_across_models_and_repeats(tiny_lm_pair, tokenizer
 def test_evaluation_reuses_the_samplers_states_and_matches_float64(tiny_lm_pair, tokenizer, monkeypatch):
     """The policy's half of the statistics comes from the sampler's kept hidden states: one body pass
     per KL batch (the reference's), and the same KLs as the independent computation."""
-    import tdpo.token_stats.body as body_module
+    import tdpo.model.body as body_module
 
     policy, reference = tiny_lm_pair
     passes = []

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tdpo.model.body import body_hidden_states
+from tdpo.model.heads import output_head
 from tdpo.token_stats import OutputHead, token_details_from_hidden
-from tdpo.token_stats.body import body_hidden_states
-from tdpo.token_stats.heads import output_head
 from tests.tiny_models import tiny_causal_lm
 
 V = 259

@@ -41,13 +41,13 @@ def test_every_chunk_size_default_is_the_one_constant():
     from tdpo.evaluation.preference_eval import pair_statistics
     from tdpo.imdb.evaluate import batch_divergences, completion_divergences
     from tdpo.loss.objective import loss_from_hidden
+    from tdpo.model.stats import TokenStatsModel
     from tdpo.token_stats import (
         sample_divergences_from_hidden,
         sample_divergences_from_logits,
         token_details_from_hidden,
         token_stats_from_hidden,
     )
-    from tdpo.token_stats.model import TokenStatsModel
     from tdpo.token_view.compute import ViewSettings, score_batch
 
     assert DEFAULT_CHUNK_SIZE == 1024

@@ -258,8 +258,8 @@ def test_estimators_on_policy_samples_agree_with_the_exact_kl():
 # --- a real model layout ---------------------------------------------------------------------------
 
 def test_tiny_transformers_model_hidden_states_and_head():
-    from tdpo.token_stats.body import body_hidden_states
-    from tdpo.token_stats.heads import output_head
+    from tdpo.model.body import body_hidden_states
+    from tdpo.model.heads import output_head
     from tests.tiny_models import tiny_causal_lm
 
     vocab = 61

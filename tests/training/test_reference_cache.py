@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tdpo.config import ConfigError, load_config
+from tdpo.model.stats import TokenStatsModel
 from tdpo.models import load_policy
-from tdpo.token_stats.model import TokenStatsModel
 from tdpo.training import Models, TrainingData, train
 from tdpo.training.cached_reference import cache_key
 from tdpo.training.reference_cache import (

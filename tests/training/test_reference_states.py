@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from tdpo.config import ConfigError, load_config
+from tdpo.model.body import body_hidden_states
+from tdpo.model.stats import TokenStatsModel
 from tdpo.models import load_policy
-from tdpo.token_stats.body import body_hidden_states
-from tdpo.token_stats.model import TokenStatsModel
 from tdpo.training import Models, TrainingData, train
 from tdpo.training.reference_states import (
     ReferenceStates,

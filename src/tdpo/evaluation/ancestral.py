@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from tdpo.evaluation.generation import left_pad
-from tdpo.token_stats.body import chunked_parts
+from tdpo.model.body import chunked_parts
 from tdpo.token_stats.projection import project
 from tdpo.token_stats.records import OutputHead
 
@@ -104,7 +104,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
 
     Args:
         model: a causal LM with a separate body and plain output head
-            (:func:`~tdpo.token_stats.body.chunked_parts` is not None), in eval mode; PEFT adapters apply.
+            (:func:`~tdpo.model.body.chunked_parts` is not None), in eval mode; PEFT adapters apply.
         prompts: ``P`` non-empty token-id lists.
         max_new_tokens: most tokens per continuation (at least 1).
         eos_token_id: a row stops after this token (kept).
@@ -150,7 +150,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens
 
 
 def _sampling_parts(model: Any) -> tuple[Any, OutputHead]:
-    """``(body, output head)`` of ``model`` (:func:`~tdpo.token_stats.body.chunked_parts`); a ValueError
+    """``(body, output head)`` of ``model`` (:func:`~tdpo.model.body.chunked_parts`); a ValueError
     when it has none."""
     parts = chunked_parts(model)
     if parts is None:

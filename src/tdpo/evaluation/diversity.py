@@ -88,7 +88,7 @@ def response_entropy(
         chunk_size: response tokens projected onto the vocabulary at a time (chunked path).
         progress: show a progress bar.
     """
-    from tdpo.token_stats.model import TokenStatsModel
+    from tdpo.model.stats import TokenStatsModel
 
     if not prompts:
         raise ValueError("no responses to measure")

@@ -111,9 +111,9 @@ def pair_statistics(
     Returns:
         :class:`PairStatistics` over all pairs, in batch order.
     """
+    from tdpo.model.passes import PolicyAndReference
+    from tdpo.model.stats import TokenStatsModel
     from tdpo.token_stats import sequence_stats
-    from tdpo.token_stats.model import TokenStatsModel
-    from tdpo.token_stats.passes import PolicyAndReference
 
     device = next(policy.parameters()).device
     lora_reference = reference is not None and reference_disable_adapters

@@ -42,13 +42,13 @@ from tdpo.evaluation.diversity import pack_sequences
 from tdpo.files import write_atomic
 from tdpo.imdb.sampling import Completion, sample_completions_with_hidden, sampling_plan
 from tdpo.imdb.sentiment import RewardModel
+from tdpo.model.body import chunked_parts
 from tdpo.token_stats import (
     DEFAULT_CHUNK_SIZE,
     SampleDivergences,
     sample_divergences_from_hidden,
     sample_divergences_from_logits,
 )
-from tdpo.token_stats.body import chunked_parts
 
 KL_CHUNK_SIZE = 256
 """Response positions per chunk of :func:`evaluate_policy`'s KL pass: a quarter of
@@ -155,10 +155,10 @@ _PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def packed_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """``[S, T, H]`` final hidden states of a right-padded batch, computed on its rows packed end to end
-    (:func:`tdpo.data.packing.pack_rows`: no compute on padding) and put back in the padded layout,
+    (:func:`tdpo.model.packing.pack_rows`: no compute on padding) and put back in the padded layout,
     zeros on padding; the padded forward pass when ``model`` cannot keep packed sequences apart."""
-    from tdpo.data.packing import pack_rows
-    from tdpo.token_stats.body import body_hidden_states, supports_packing
+    from tdpo.model.body import body_hidden_states, supports_packing
+    from tdpo.model.packing import pack_rows
 
     if model not in _PACKS:  # a property of the architecture: checked once per model
         _PACKS[model] = supports_packing(model)
@@ -194,7 +194,7 @@ def batch_divergences(policy: Any, reference: Any | None, batch: dict[str, torch
     Returns:
         :class:`~tdpo.token_stats.SampleDivergences` of ``[S]`` float32 tensors.
     """
-    from tdpo.token_stats.body import body_hidden_states, full_logits
+    from tdpo.model.body import body_hidden_states, full_logits
 
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     same = reference is None or reference is policy

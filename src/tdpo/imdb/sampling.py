@@ -29,7 +29,7 @@ from tdpo.data.tokenize import pad_token_id
 from tdpo.evaluation.ancestral import sample_batch
 from tdpo.evaluation.generation import SamplingConfig, generate_batch, generation_config
 from tdpo.imdb.prefixes import split_decode
-from tdpo.token_stats.body import chunked_parts
+from tdpo.model.body import chunked_parts
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ from tdpo.integrations.trl_config import (  # the TRL check runs there
 )
 from tdpo.loss.objective import evaluate_loss
 from tdpo.loss.registry import get_loss, resolve_params
+from tdpo.model.body import model_body
+from tdpo.model.heads import output_head
 from tdpo.token_stats import (
     OutputHead,
     TokenStats,
@@ -78,8 +80,6 @@ from tdpo.token_stats import (
     sequence_stats,
     token_stats_from_hidden,
 )
-from tdpo.token_stats.body import model_body
-from tdpo.token_stats.heads import output_head
 
 # TRL's collated keys that are not model inputs
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}

@@ -49,12 +49,8 @@ the log-ratio, with the forward sum alongside) and :mod:`~tdpo.token_stats.detai
 token's log-probs, forward KL and both models' top-k, for ``tdpo inspect``); this package re-exports
 their public names. All of them are pure math on tensors: none imports a model, data or files.
 
-The model-facing modules take a Hugging Face causal LM and are imported by their own paths (this package
-does not import them): :mod:`~tdpo.token_stats.model` (:class:`~tdpo.token_stats.model.TokenStatsModel`,
-the causal LM whose forward returns token statistics), :mod:`~tdpo.token_stats.passes`
-(:class:`~tdpo.token_stats.passes.PolicyAndReference`, the reference pass then the policy pass),
-:mod:`~tdpo.token_stats.body` (final hidden states, full logits, whether the chunked path can serve a
-model, whether it keeps packed rows apart) and :mod:`~tdpo.token_stats.heads` (a model's output head).
+The model-facing side (a Hugging Face causal LM whose forward returns these statistics, its body and
+output head, padding-free rows) is the :mod:`tdpo.model` package, which builds on this one.
 """
 
 from tdpo.token_stats.chunked import token_stats_from_hidden

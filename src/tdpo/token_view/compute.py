@@ -4,7 +4,7 @@
 for every policy); :func:`view_samples` first samples a response to every prompt from each policy
 (seeded, with :func:`tdpo.evaluation.generation.generate_continuations`) and scores the policy's own
 samples. Both load the reference once and one policy at a time, run each batch through both models'
-bodies (:func:`tdpo.token_stats.body.body_hidden_states`) and hand the final hidden states and output
+bodies (:func:`tdpo.model.body.body_hidden_states`) and hand the final hidden states and output
 heads to :func:`tdpo.token_stats.token_details_from_hidden`, which projects a chunk of positions at a
 time: no ``[batch, seq, vocab]`` tensor is built. They return the page's data (a JSON-ready dict, see
 :mod:`tdpo.token_view`), which :func:`tdpo.token_view.page.write_page` writes.
@@ -72,8 +72,8 @@ def score_batch(policy: Any, reference: Any, batch: dict[str, torch.Tensor], *, 
     """Both models' per-token details of a right-padded batch (``input_ids``, ``attention_mask``,
     ``labels`` ``[S, T]``, labels -100 on prompt and padding), from their final hidden states ``[S, T, H]``
     and output heads, in eval mode and without gradients."""
-    from tdpo.token_stats.body import body_hidden_states, model_body
-    from tdpo.token_stats.heads import output_head
+    from tdpo.model.body import body_hidden_states, model_body
+    from tdpo.model.heads import output_head
 
     for role, model in (("policy", policy), ("reference", reference)):
         try:

@@ -10,8 +10,8 @@ import torch
 
 from tdpo.loss.objective import evaluate_loss
 from tdpo.loss.registry import get_loss, loss_values
+from tdpo.model.passes import PolicyAndReference
 from tdpo.token_stats import SequenceStats, sequence_stats
-from tdpo.token_stats.passes import PolicyAndReference
 from tdpo.training.cached_reference import CachedReference, ReferenceCache
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ class Models(PolicyAndReference):
     """The prepared policy, how the reference is obtained, and the cached reference of each split.
 
     Attributes:
-        policy: the prepared :class:`~tdpo.token_stats.model.TokenStatsModel`.
-        reference: a separate :class:`~tdpo.token_stats.model.TokenStatsModel`, or None.
+        policy: the prepared :class:`~tdpo.model.stats.TokenStatsModel`.
+        reference: a separate :class:`~tdpo.model.stats.TokenStatsModel`, or None.
         lora_reference: the reference is the policy with its adapters disabled.
         cache: the train split's cached reference (a :class:`~tdpo.training.cached_reference.ReferenceCache`:
             log-probs, :class:`tdpo.training.reference_cache.ReferenceLogps`, or hidden states,

@@ -205,7 +205,7 @@ def save_checkpoint(
 
     Args:
         accelerator: the run's ``accelerate.Accelerator``.
-        wrapper: the prepared :class:`tdpo.token_stats.model.TokenStatsModel`.
+        wrapper: the prepared :class:`tdpo.model.stats.TokenStatsModel`.
         tokenizer: saved beside the policy.
         folder: the final checkpoint folder (replaced if it exists).
         state: JSON-serialisable trainer progress (step, data position, ...).

@@ -8,9 +8,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from tdpo.loss.registry import get_loss
+from tdpo.model.body import supports_packing
+from tdpo.model.stats import TokenStatsModel
 from tdpo.models import load_policy, load_reference
-from tdpo.token_stats.body import supports_packing
-from tdpo.token_stats.model import TokenStatsModel
 from tdpo.training.batch import Models
 from tdpo.training.data import TrainingData
 from tdpo.training.optim import build_optimizer, build_scheduler
@@ -89,7 +89,7 @@ def _cache_states(cfg: TrainConfig, accelerator: Any, models: Models, data: Trai
 def compile_model(wrapper: TokenStatsModel) -> None:
     """``torch.compile`` (dynamic shapes) the part of the model the token statistics run: the body on
     the chunked path (the chunked head statistics stay eager), the whole model on the full path."""
-    from tdpo.token_stats.body import model_body
+    from tdpo.model.body import model_body
 
     target = model_body(wrapper.model) if wrapper.token_stats == "chunked" else wrapper.model
     target.compile(dynamic=True)
@@ -101,7 +101,7 @@ def _prepare(cfg: TrainConfig, accelerator: Any, wrapper: Any, reference: TokenS
 
     if (accelerator.distributed_type == DistributedType.DEEPSPEED and cfg.loss.token_stats == "chunked"
             and accelerator.state.deepspeed_plugin.zero_stage == 3):
-        from tdpo.token_stats.model import register_head_for_zero3
+        from tdpo.model.stats import register_head_for_zero3
 
         register_head_for_zero3(accelerator.unwrap_model(wrapper))
     if reference is None:

@@ -210,7 +210,7 @@ def cached_reference_logps(cfg: TrainConfig, accelerator: Any, reference_stats: 
         cfg: the :class:`tdpo.config.TrainConfig`.
         accelerator: the run's accelerator.
         reference_stats: the reference's own token statistics of a batch (see
-            :meth:`tdpo.token_stats.passes.PolicyAndReference.reference_stats`).
+            :meth:`tdpo.model.passes.PolicyAndReference.reference_stats`).
         train, eval: the tokenized pairs of each split (``eval`` may be None); collate: list of
             pairs -> batch dict.
 

@@ -1,7 +1,7 @@
 """The training loop: SFT, the DPO family and TDPO on one engine, from one CPU process to many GPUs.
 
 :class:`Trainer` wires the pieces of :mod:`tdpo.training` together and owns no math: token
-statistics come from :class:`tdpo.token_stats.model.TokenStatsModel`, losses and metrics from
+statistics come from :class:`tdpo.model.stats.TokenStatsModel`, losses and metrics from
 :func:`tdpo.loss.compute_loss` (through :func:`tdpo.training.batch.batch_loss`). Its lifecycle
 reads top to bottom: :meth:`~Trainer.setup`, :meth:`~Trainer.resume`, then :meth:`~Trainer.fit`
 (:meth:`~Trainer.train_step`, :meth:`~Trainer.evaluate`, :meth:`~Trainer.save`) and

@@ -6,8 +6,8 @@ import pytest
 import torch
 import transformers
 
+from tdpo.model.heads import UnsupportedHeadError, output_head
 from tdpo.token_stats import sequence_stats, token_stats_from_hidden, token_stats_from_logits
-from tdpo.token_stats.heads import UnsupportedHeadError, output_head
 
 SMALL = dict(vocab_size=61, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
              num_key_value_heads=2, intermediate_size=32)

@@ -13,8 +13,8 @@ Model-facing (it wraps a Hugging Face causal LM); the pure statistics never impo
   all go through ``forward`` with a ``mode``.
 - :class:`ReferenceOutputs` is what a reference pass hands to the policy pass.
 
-The body's forward passes are :mod:`~tdpo.token_stats.body`'s; the one "reference pass, then policy
-pass" over these modules is :class:`tdpo.token_stats.passes.PolicyAndReference`.
+The body's forward passes are :mod:`~tdpo.model.body`'s; the one "reference pass, then policy
+pass" over these modules is :class:`tdpo.model.passes.PolicyAndReference`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from tdpo.model.body import body_hidden_states, full_logits
+from tdpo.model.heads import output_head
 from tdpo.models import is_peft_model, unwrap_peft
-from tdpo.token_stats.body import body_hidden_states, full_logits
 from tdpo.token_stats.chunked import token_stats_from_hidden
 from tdpo.token_stats.full import token_stats_from_logits
-from tdpo.token_stats.heads import output_head
 from tdpo.token_stats.projection import DEFAULT_CHUNK_SIZE
 from tdpo.token_stats.records import OutputHead, TokenStats
 
@@ -67,7 +67,7 @@ class TokenStatsModel(nn.Module):
     The trainer hands this module (not the bare causal LM) to ``accelerate.prepare``, so that the
     distributed wrapper's forward covers every use of every parameter, the output head included.
     Call the named methods on an unwrapped model; on a distributed wrapper call it with the same
-    ``mode`` (as :class:`~tdpo.token_stats.passes.PolicyAndReference` does).
+    ``mode`` (as :class:`~tdpo.model.passes.PolicyAndReference` does).
 
     Args:
         model: the causal LM (optionally PEFT-wrapped).
@@ -117,7 +117,7 @@ class TokenStatsModel(nn.Module):
                     disable_adapters=disable_adapters)
 
     # Each method also takes ``position_ids`` through ``forward``: packed rows
-    # (:func:`tdpo.data.packing.pack_rows`) pass ``attention_mask=None`` and their position ids.
+    # (:func:`tdpo.model.packing.pack_rows`) pass ``attention_mask=None`` and their position ids.
 
     # -- the entry point the distributed wrapper runs -------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Packing right-padded rows end to end (tdpo.data.packing), checked against the rows themselves."""
+"""Packing right-padded rows end to end (tdpo.model.packing), checked against the rows themselves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from tdpo.data.packing import first_fit_decreasing, pack_rows, row_lengths
+from tdpo.model.packing import first_fit_decreasing, pack_rows, row_lengths
 
 
 def _padded(rows: list[tuple[list[int], list[int]]]):
@@ -90,7 +90,7 @@ def test_width_and_padding_errors_name_the_problem():
 
 
 def test_the_chosen_width_trades_unused_tails_against_attention_over_wide_rows():
-    from tdpo.data.packing import choose_width
+    from tdpo.model.packing import choose_width
 
     # four rows of 10 and one of 40: as wide as the longest, two rows of 40 hold everything
     assert choose_width([40, 10, 10, 10, 10]) == 40

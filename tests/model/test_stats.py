@@ -1,4 +1,4 @@
-"""Tests of tdpo.token_stats.model, .body and .passes: body hidden states, the TokenStatsModel wrapper
+"""Tests of tdpo.model.stats, .body and .passes: body hidden states, the TokenStatsModel wrapper
 (chunked == full, its named uses), LoRA reference = adapters disabled, the one reference-then-policy pass,
 and FSDP2."""
 
@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from tdpo.config import load_config
+from tdpo.model.body import body_hidden_states
+from tdpo.model.passes import PolicyAndReference
+from tdpo.model.stats import ReferenceOutputs, TokenStatsModel
 from tdpo.models import load_policy
 from tdpo.token_stats import OutputHead
-from tdpo.token_stats.body import body_hidden_states
-from tdpo.token_stats.model import ReferenceOutputs, TokenStatsModel
-from tdpo.token_stats.passes import PolicyAndReference
 from tests.train_fixtures import collate_pairs, make_model_dir, make_pairs
 
 
@@ -327,7 +327,7 @@ def test_padding_free_pass_equals_the_padded_pass_in_loss_and_gradients(path, re
 
 
 def test_packing_probe_accepts_llama_and_refuses_a_model_that_ignores_positions(model_dir):
-    from tdpo.token_stats.body import supports_packing
+    from tdpo.model.body import supports_packing
 
     policy, _ = load_policy(_cfg(model_dir).model)
     policy.train()

@@ -1,7 +1,7 @@
 """The one "reference pass, then policy pass" of training, the reference caches and evaluation.
 
 Model-facing: :class:`PolicyAndReference` calls the modules it holds (a
-:class:`~tdpo.token_stats.model.TokenStatsModel` or the distributed wrapper ``accelerate`` made of one),
+:class:`~tdpo.model.stats.TokenStatsModel` or the distributed wrapper ``accelerate`` made of one),
 so every computation runs under the wrapper's hooks. It also serves the reference caches of
 :mod:`tdpo.training` (the reference's own statistics or final hidden states of a batch, and a pass
 against cached hidden states) and runs both passes on packed rows when asked.
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tdpo.token_stats.model import POLICY, REFERENCE_OUTPUTS, REFERENCE_STATS, ReferenceOutputs
+from tdpo.model.stats import POLICY, REFERENCE_OUTPUTS, REFERENCE_STATS, ReferenceOutputs
 from tdpo.token_stats.records import IGNORE_INDEX, OutputHead, TokenStats
 
 
@@ -26,16 +26,16 @@ class PolicyAndReference:
     """The policy, and where its reference comes from: the one "reference pass, then policy pass".
 
     Attributes:
-        policy: a :class:`~tdpo.token_stats.model.TokenStatsModel`, or the distributed wrapper
+        policy: a :class:`~tdpo.model.stats.TokenStatsModel`, or the distributed wrapper
             ``accelerate`` made of one.
-        reference: a separate :class:`~tdpo.token_stats.model.TokenStatsModel` (or its wrapper), or
+        reference: a separate :class:`~tdpo.model.stats.TokenStatsModel` (or its wrapper), or
             None.
         lora_reference: the reference is the policy itself with its LoRA adapters disabled.
         reference_device: run the reference there (its outputs come back to the batch's device);
             None: the batch's device.
         padding_free: run both passes on the batch's rows packed end to end
-            (:func:`tdpo.data.packing.pack_rows`: no compute on padding, same statistics); only for
-            models that pass :func:`~tdpo.token_stats.body.supports_packing`.
+            (:func:`tdpo.model.packing.pack_rows`: no compute on padding, same statistics); only for
+            models that pass :func:`~tdpo.model.body.supports_packing`.
     """
 
     policy: nn.Module
@@ -63,7 +63,7 @@ class PolicyAndReference:
         """The model inputs of a padded batch (packed when ``padding_free``) and the packing, or None."""
         if not self.padding_free:
             return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}, None
-        from tdpo.data.packing import pack_rows
+        from tdpo.model.packing import pack_rows
 
         if labels is None:
             labels = torch.full_like(input_ids, IGNORE_INDEX)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tdpo.model.heads import output_head
 from tdpo.models import unwrap_peft
-from tdpo.token_stats.heads import output_head
 from tdpo.token_stats.records import OutputHead
 
 
@@ -46,7 +46,7 @@ def model_body_or_none(model: nn.Module) -> nn.Module | None:
 
 def chunked_parts(model: nn.Module) -> tuple[nn.Module, OutputHead] | None:
     """``(body, output head)`` of a causal LM whose logits the chunked path reproduces exactly, else None
-    (no separate body, or a head :func:`~tdpo.token_stats.heads.output_head` refuses)."""
+    (no separate body, or a head :func:`~tdpo.model.heads.output_head` refuses)."""
     try:  # UnsupportedHeadError is a ValueError
         return model_body(model), output_head(model)
     except ValueError:
@@ -67,7 +67,7 @@ def body_hidden_states(model: nn.Module, input_ids: Tensor, attention_mask: Tens
         input_ids: ``[S, T]`` token ids.
         attention_mask: ``[S, T]`` 1 for real tokens, 0 for padding; None for packed rows.
         position_ids: ``[S, T]`` positions restarting at 0 at every packed sequence
-            (:func:`tdpo.data.packing.pack_rows`, with ``attention_mask`` None), or None.
+            (:func:`tdpo.model.packing.pack_rows`, with ``attention_mask`` None), or None.
 
     Returns:
         ``[S, T, H]`` hidden states after the final norm, in the model's dtype.
