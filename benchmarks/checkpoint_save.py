@@ -1,6 +1,6 @@
 """One resumable step checkpoint of the built-in model (SmolLM2-135M, float32) with its RMSprop state,
 written by the trainer's own code (:func:`tdpo.training.checkpoint.save_checkpoint`): its seconds and
-size on disk. The IMDb budget's cost of a mid-run checkpoint (:mod:`tdpo.imdb.budget`) comes from it.
+size on disk. The IMDb budget's cost of a mid-run checkpoint (:mod:`tdpo.experiments.imdb.budget`) comes from it.
 
     OMP_NUM_THREADS=1 python benchmarks/checkpoint_save.py            # one save into a temporary folder
     OMP_NUM_THREADS=1 python benchmarks/checkpoint_save.py --saves 3  # the time of each of 3 saves

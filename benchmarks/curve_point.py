@@ -1,7 +1,7 @@
 """One point of the IMDb reward-KL curve, before and after tdpo's own sampler (issues 11 and 12).
 
 A curve point samples the held-out prefixes from the policy, scores the samples' reward and computes
-their KL statistics against the reference (:func:`tdpo.imdb.evaluate.evaluate_policy`). Two paths are
+their KL statistics against the reference (:func:`tdpo.experiments.imdb.evaluate.evaluate_policy`). Two paths are
 timed in turn in ONE process (paired rounds, order alternated):
 
 * ``generate + policy pass``: transformers' ``generate`` (``torch.multinomial``), then the KL
@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tdpo.imdb import sampling
-    from tdpo.imdb.corpus import load_splits
-    from tdpo.imdb.evaluate import evaluate_policy
-    from tdpo.imdb.prefixes import review_prefixes
-    from tdpo.imdb.sentiment import builtin_reward_model
+    from tdpo.experiments.imdb import sampling
+    from tdpo.experiments.imdb.corpus import load_splits
+    from tdpo.experiments.imdb.evaluate import evaluate_policy
+    from tdpo.experiments.imdb.prefixes import review_prefixes
+    from tdpo.experiments.imdb.sentiment import builtin_reward_model
     from tdpo.models import load_causal_lm, load_tokenizer
     from tdpo.threads import configure_threads
 
@@ -182,8 +182,8 @@ def kl_pass_layouts(policy, reference, tokenizer, prompts, args, threads: int, r
     padding (the default) against padded rows, alternated over ``rounds``; the largest differences of
     the KLs are printed."""
 
-    from tdpo.imdb import sampling
-    from tdpo.imdb.evaluate import KL_CHUNK_SIZE, completion_divergences
+    from tdpo.experiments.imdb import sampling
+    from tdpo.experiments.imdb.evaluate import KL_CHUNK_SIZE, completion_divergences
 
     rows, states = sampling.sample_completions_with_hidden(
         policy, tokenizer, prompts, num_samples=args.samples, max_new_tokens=args.new_tokens,

@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         left_pad,
         length_buckets,
     )
-    from tdpo.imdb.corpus import load_splits
-    from tdpo.imdb.prefixes import review_prefixes
-    from tdpo.imdb.sampling import encode_prompt
-    from tdpo.imdb.sentiment import builtin_reward_model
+    from tdpo.experiments.imdb.corpus import load_splits
+    from tdpo.experiments.imdb.prefixes import review_prefixes
+    from tdpo.experiments.imdb.sampling import encode_prompt
+    from tdpo.experiments.imdb.sentiment import builtin_reward_model
     from tdpo.models import load_causal_lm, load_tokenizer
 
     torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 
 Simulates null experiments shaped like the frontier's (two arms of R seeds on P shared prefixes, curves of
 reward = 0.5 + 0.1 KL + prefix effect + seed effect + noise) and counts how often
-:func:`tdpo.evaluation.primary_contrast.primary_contrast`'s interval contains 0. Pure numpy; prints one
+:func:`tdpo.experiments.imdb.stats.primary_contrast.primary_contrast`'s interval contains 0. Pure numpy; prints one
 row per setting.
 
     python benchmarks/primary_coverage.py --experiments 200
@@ -14,8 +14,8 @@ import argparse
 
 import numpy as np
 
-from tdpo.evaluation.matched_kl import KLCurve
-from tdpo.evaluation.primary_contrast import primary_contrast
+from tdpo.experiments.imdb.stats.matched_kl import KLCurve
+from tdpo.experiments.imdb.stats.primary_contrast import primary_contrast
 
 SCHEDULE = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
 

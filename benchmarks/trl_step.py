@@ -39,7 +39,7 @@ def _pairs(tokenizer, n: int, seed: int = 1) -> dict[str, list[str]]:
     """``n`` prompt/chosen/rejected texts cut from IMDb reviews at random token counts."""
     import torch
 
-    from tdpo.imdb.corpus import load_splits
+    from tdpo.experiments.imdb.corpus import load_splits
 
     texts = [review.text for review in load_splits().train[: 4 * n]]
     reviews = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]

@@ -54,8 +54,8 @@ def logging_command(monkeypatch):
     module = types.ModuleType("tdpo_test_log_command")
 
     def command_main(argv):
-        logging.getLogger("tdpo.imdb.steps").info("a tdpo status message")
-        logging.getLogger("tdpo.imdb.steps").debug("a tdpo debug message")
+        logging.getLogger("tdpo.experiments.imdb.steps").info("a tdpo status message")
+        logging.getLogger("tdpo.experiments.imdb.steps").debug("a tdpo debug message")
         logging.getLogger("tdpo.shown_elsewhere").info("shown by its own handler")
         logging.getLogger("otherlib").info("another library's info")
         logging.getLogger("otherlib").warning("another library's warning")

@@ -133,8 +133,8 @@ def _load(site: str, folder):
     import argparse
 
     from tdpo.commands.judge import _judge_with_reward_model
-    from tdpo.imdb.sentiment import HFSentimentReward
-    from tdpo.imdb.steps import _load_lm
+    from tdpo.experiments.imdb.sentiment import HFSentimentReward
+    from tdpo.experiments.imdb.steps import _load_lm
     from tdpo.models import load_causal_lm, load_policy, load_reference
 
     cfg = tiny_config(folder, folder.parent / "runs", f"reference.name_or_path={folder}")

@@ -1,4 +1,4 @@
-"""Tests of tdpo.config.section: the pydantic settings and scalar types of configuration sections."""
+"""Tests of tdpo.config.base: the pydantic settings and scalar types of configuration sections."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from tdpo.config.section import Bool, Float, Int, section
+from tdpo.config.base import Bool, Float, Int, section
 
 
 @section

@@ -39,7 +39,7 @@ def test_every_chunk_size_default_is_the_one_constant():
     from tdpo.evaluation.diversity import policy_diversity, response_entropy
     from tdpo.evaluation.policy_comparison import ComparisonSettings
     from tdpo.evaluation.preference_eval import pair_statistics
-    from tdpo.imdb.evaluate import batch_divergences, completion_divergences
+    from tdpo.experiments.imdb.evaluate import batch_divergences, completion_divergences
     from tdpo.loss.objective import loss_from_hidden
     from tdpo.model.stats import TokenStatsModel
     from tdpo.token_stats import (

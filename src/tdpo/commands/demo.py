@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/demo", help="the run folder (default: runs/demo)")
     parser.add_argument("--seed", type=int, default=0, help="seed of prefixes, sampling and training")
     ns = parser.parse_args(argv)
-    from tdpo.imdb.pipeline import results_summary, run_pipeline
-    from tdpo.imdb.presets import demo_config
+    from tdpo.experiments.imdb.pipeline import results_summary, run_pipeline
+    from tdpo.experiments.imdb.presets import demo_config
 
     cfg = demo_config(ns.out, seed=ns.seed)
     command = "tdpo demo " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

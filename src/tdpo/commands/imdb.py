@@ -25,15 +25,15 @@ import sys
 import typing
 
 if typing.TYPE_CHECKING:
-    from tdpo.imdb.experiment import ImdbConfig
+    from tdpo.experiments.imdb.experiment import ImdbConfig
 
 STEPS = ("sft", "pairs", "train", "evaluate", "report", "run", "frontier", "estimate")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per :class:`~tdpo.imdb.experiment.ImdbConfig` field, documented by the field."""
+    """One ``--option`` per :class:`~tdpo.experiments.imdb.experiment.ImdbConfig` field, documented by the field."""
     from tdpo.config import field_docs
-    from tdpo.imdb.experiment import ImdbConfig
+    from tdpo.experiments.imdb.experiment import ImdbConfig
 
     docs = field_docs(ImdbConfig)
     hints = typing.get_type_hints(ImdbConfig)
@@ -63,8 +63,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(ns: argparse.Namespace, preset: str):
     """The preset's config with every option given on the command line replacing its value."""
-    from tdpo.imdb.experiment import ImdbConfig
-    from tdpo.imdb.presets import PRESETS
+    from tdpo.experiments.imdb.experiment import ImdbConfig
+    from tdpo.experiments.imdb.presets import PRESETS
 
     given = {f.name: getattr(ns, f.name) for f in dataclasses.fields(ImdbConfig) if getattr(ns, f.name) is not None}
     return PRESETS[preset](**given)
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``tdpo imdb STEP [options]``; returns the exit status."""
     ns = build_parser().parse_args(argv)
-    from tdpo.imdb import pipeline
+    from tdpo.experiments.imdb import pipeline
 
     preset = ns.preset or ("frontier" if ns.step == "frontier" else "default")
     try:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_step(step: str, cfg: ImdbConfig, command: str) -> int:
     """Run ``step`` (any of :data:`STEPS` but ``estimate``) with settings ``cfg``; returns the exit status."""
-    from tdpo.imdb import pipeline
+    from tdpo.experiments.imdb import pipeline
 
     if step in ("run", "frontier"):
         report = pipeline.run_pipeline(cfg, command=command)

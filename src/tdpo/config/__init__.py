@@ -20,9 +20,10 @@ of), ``parsing`` (YAML and overrides), ``loading`` (file + overrides to a config
 ``options`` (the documentation), ``resume`` (what a resume may change).
 """
 
+from tdpo.config.base import Bool, Float, Int, section
 from tdpo.config.checks import validate
 from tdpo.config.data import DataConfig
-from tdpo.config.errors import ConfigError
+from tdpo.config.errors import ConfigError, explain
 from tdpo.config.loading import config_from_dict, config_to_dict, load_config, save_config
 from tdpo.config.options import describe, field_docs, format_options
 from tdpo.config.parsing import parse_override, yaml_load
@@ -43,6 +44,11 @@ from tdpo.config.sections import (
 )
 
 __all__ = [
+    "Bool",
+    "Float",
+    "Int",
+    "explain",
+    "section",
     "RESUMABLE_CHANGES",
     "CheckpointConfig",
     "ConfigError",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from tdpo.config.section import Bool, Float, Int, section
+from tdpo.config.base import Bool, Float, Int, section
 
 SHAPES = (
     "auto",

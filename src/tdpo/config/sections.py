@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from tdpo.config.base import Bool, Float, Int, section
 from tdpo.config.data import DataConfig
-from tdpo.config.section import Bool, Float, Int, section
 from tdpo.loss.registry import LOSSES, PARAMS, readers
 from tdpo.token_stats import DEFAULT_CHUNK_SIZE
 

@@ -4,8 +4,8 @@
   and log-probs on a preference test set; :mod:`tdpo.evaluation.policy_comparison` several checkpoints
   side by side (``tdpo eval``);
 * :mod:`tdpo.evaluation.diversity`: the mean per-token entropy of a policy over its own samples;
-* :mod:`tdpo.evaluation.best_of_n`: best-of-N sampling's reward (unbiased, from M scored samples per
-  prefix) and its analytical KL, a baseline point of the reward-KL frontier;
+* :mod:`tdpo.evaluation.ancestral`: the cached ancestral sampler (inverse-transform sampling from the
+  chunked head, the policy's states kept), which also gives each sample's reverse and forward KL;
 * :mod:`tdpo.evaluation.generation`: answers of a Hugging Face model to question files;
 * :mod:`tdpo.evaluation.questions`: MT-bench question and answer files, plain prompt lists;
 * :mod:`tdpo.evaluation.judges`: pairwise judges (``tdpo judge``), gathered from

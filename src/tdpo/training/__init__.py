@@ -31,10 +31,12 @@ Modules, one concern each (imports run from the trainer down):
 
 from tdpo.training.batch import Models, batch_loss
 from tdpo.training.batch_plan import BatchPlan
+from tdpo.training.checkpoint import latest_checkpoint, read_state
 from tdpo.training.data import TrainingData, load_training_data
 from tdpo.training.run import train
+from tdpo.training.run_folder import check_resume_config
 from tdpo.training.stopping import TrainingDivergedError
-from tdpo.training.trainer import Trainer
+from tdpo.training.trainer import StepCallback, Trainer
 
-__all__ = ["BatchPlan", "Models", "Trainer", "TrainingData", "TrainingDivergedError", "batch_loss",
-           "load_training_data", "train"]
+__all__ = ["BatchPlan", "Models", "StepCallback", "Trainer", "TrainingData", "TrainingDivergedError", "batch_loss",
+           "check_resume_config", "latest_checkpoint", "load_training_data", "read_state", "train"]
