@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from tdpo.files import cache_root, publish_once
 
@@ -113,7 +114,6 @@ def convert_gguf(folder: str | Path, gguf_file: str, out_dir: str | Path, *, ato
 
     folder, out_dir = Path(folder), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from tdpo.safe_weights import from_pretrained
 
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     # a GGUF file is parsed, not unpickled; what is written and read back below is safetensors
@@ -136,6 +136,22 @@ def convert_gguf(folder: str | Path, gguf_file: str, out_dir: str | Path, *, ato
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
 
+    err = _check_converted(gguf_model, tokenizer, out_dir, gguf_file, atol)
+    (out_dir / MARKER_FILE).write_text(
+        json.dumps({"source": str(folder / gguf_file), "max_logit_error": err}, indent=2) + "\n"
+    )
+    return out_dir
+
+
+def _check_converted(gguf_model: Any, tokenizer: Any, out_dir: Path, gguf_file: str, atol: float) -> float:
+    """Reload the converted folder ``out_dir`` and check it against the GGUF-loaded model: no
+    ``quantization_config`` left, the tokenizer's special tokens, chat template and encoding kept, the
+    logits ``[1, T, V]`` on a short text within ``atol``; return the largest logit difference."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tdpo.safe_weights import from_pretrained
+
     saved_config = json.loads((out_dir / "config.json").read_text())
     if "quantization_config" in saved_config:
         raise RuntimeError(f"{out_dir / 'config.json'} still has a quantization_config")
@@ -154,7 +170,4 @@ def convert_gguf(folder: str | Path, gguf_file: str, out_dir: str | Path, *, ato
     err = (expected - got).abs().max().item()
     if err > atol:
         raise RuntimeError(f"converting {gguf_file}: converted logits differ from the GGUF model's by {err:.2e}")
-    (out_dir / MARKER_FILE).write_text(
-        json.dumps({"source": str(folder / gguf_file), "max_logit_error": err}, indent=2) + "\n"
-    )
-    return out_dir
+    return err
