@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tdpo.commands import imdb as imdb_command
+from tdpo.config import ConfigError
 from tdpo.experiments.imdb.experiment import ImdbConfig, make_config, parse_method
 from tdpo.experiments.imdb.presets import demo_config, frontier_config
 
@@ -17,16 +18,20 @@ from tdpo.experiments.imdb.presets import demo_config, frontier_config
     ({"sft_max_length": 16}, "sft_max_length: must be > 16, got 16"),
     ({"samples_per_prefix": 1}, "samples_per_prefix: must be >= 2, got 1"),
     ({"keep_checkpoints": "yes"}, "keep_checkpoints: 'yes' is not a boolean"),
-    ({"batch_size": 6}, r"batch_size \(6\) must be a multiple of micro_batch_size"),
-    ({"methods": ["dpo:beta=-1"]}, "beta must be a finite number > 0"),
-    ({"methods": ["dpo:seed=-1"]}, "seed must be >= 0"),
-    ({"methods": ["dpo:seed=0.5"]}, "seed must be a whole number"),
-    ({"methods": ["dpo", "dpo:beta=0.1"]}, r"a run is listed twice \(dpo_beta0.1\)"),
+    ({"batch_size": 6}, r"batch_size \(6\) must be a multiple of micro_batch_size \(4\)"),
+    ({"sft_batch_size": 12}, r"sft_batch_size \(12\) must be a multiple of 8"),
+    ({"sft_examples": 4}, r"sft_examples \(4\) must be at least sft_batch_size \(16\)"),
+    ({"methods": []}, "methods: give at least one method"),
+    ({"methods": ["dpo:beta=-1"]}, "methods: method 'dpo:beta=-1': beta must be a finite number > 0"),
+    ({"methods": ["dpo:seed=-1"]}, "methods: method 'dpo:seed=-1': seed must be >= 0"),
+    ({"methods": ["dpo:seed=0.5"]}, "methods: .*seed must be a whole number"),
+    ({"methods": ["dpo", "dpo:beta=0.1"]}, r"methods: a run is listed twice \(dpo_beta0.1\)"),
     ({"train_steps": 4, "eval_points": 5}, r"eval_points \(5\) must be at most train_steps \(4\)"),
-    ({"pair_eval_methods": ["ppo"]}, "unknown loss 'ppo'"),
+    ({"pair_eval_methods": ["ppo"]}, "pair_eval_methods: method 'ppo': unknown loss 'ppo'"),
+    ({"best_of_n": [0, 2]}, r"best_of_n: every N must be at least 1; got \[0\]"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_field(changes, message):
-    with pytest.raises(ValueError, match=message) as err:
+    with pytest.raises(ConfigError, match=f"^{message}") as err:
         make_config(ImdbConfig(), **changes)
     assert "\n" not in str(err.value)
 
@@ -144,7 +149,7 @@ PRIMARY = {"methods": ["dpo:beta=0.1", "dpo:beta=0.1,seed=1", "tdpo2:beta=0.1,al
     ({"eval_pairs_per_prefix": 0}, "eval_pairs_per_prefix: must be >= 1, got 0"),
 ])
 def test_the_primary_contrast_is_two_trained_settings_and_a_window(changes, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         make_config(ImdbConfig(), **{**PRIMARY, **changes})
 
 
@@ -198,7 +203,10 @@ def test_saved_settings_load_back_and_unknown_keys_name_the_file(tmp_path):
     assert ImdbConfig.load(path) == cfg
     data = json.loads(path.read_text())
     path.write_text(json.dumps({**data, "train_stepz": 3}))
-    with pytest.raises(ValueError, match=r"settings\.json: unknown setting\(s\) \['train_stepz'\]"):
+    with pytest.raises(ConfigError, match=r"settings\.json: unknown setting\(s\) \['train_stepz'\]"):
+        ImdbConfig.load(path)
+    path.write_text(json.dumps({**data, "batch_size": 6}))
+    with pytest.raises(ConfigError, match=r"settings\.json: batch_size \(6\) must be a multiple of micro_batch_size"):
         ImdbConfig.load(path)
 
 

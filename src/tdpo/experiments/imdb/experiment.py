@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from tdpo.config import Bool, Float, Int, section
+from tdpo.config import Bool, ConfigError, Float, Int, explain, section
+from tdpo.experiments.imdb import checks
 from tdpo.experiments.imdb.methods import ONLINE_RL_METHOD, Method, parse_method
-from tdpo.experiments.imdb.primary import check_primary
 from tdpo.files import write_atomic
 
 
@@ -247,53 +247,11 @@ class ImdbConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def validate(self) -> ImdbConfig:
-        """Check what single-field ranges (checked by pydantic on construction) cannot; raise
-        ``ValueError`` naming the field."""
-        if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size")
-        if self.sft_steps and self.sft_batch_size % min(self.sft_batch_size, 8):
-            raise ValueError("sft_batch_size must be a multiple of 8 (or at most 8)")
-        if self.sft_steps and self.sft_examples < self.sft_batch_size:
-            raise ValueError("sft_examples must be at least sft_batch_size")
-        if not self.methods:
-            raise ValueError("methods: give at least one method")
-        if self.eval_at_steps is not None:
-            steps = self.eval_at_steps
-            if not steps or any(b <= a for a, b in zip(steps, steps[1:])) or steps[0] < 1 or steps[-1] != self.train_steps:
-                raise ValueError(f"eval_at_steps: give ascending steps from 1, the last train_steps ({self.train_steps}); "
-                                 f"got {steps}")
-        elif self.eval_points > self.train_steps:
-            raise ValueError(f"eval_points ({self.eval_points}) must be at most train_steps ({self.train_steps})")
-        for spec in self.pair_eval_methods or []:
-            if parse_method(spec).online:
-                raise ValueError(f"pair_eval_methods: {spec!r} is online RL, trained outside tdpo's trainer; it "
-                                 "does not evaluate the held-out pairs")
-        if any(m.online for m in self.method_list()) and (2 * self.batch_size) % self.online_rl_generations:
-            raise ValueError(f"online_rl_generations ({self.online_rl_generations}) must divide the completions of "
-                             f"an RLOO step, 2 * batch_size = {2 * self.batch_size}")
-        self._validate_best_of_n()
-        check_primary(self)
-        names = [m.name for m in self.method_list()]
-        if len(set(names)) < len(names):
-            raise ValueError(f"methods: a run is listed twice ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))})")
+        """``self``, checked for what single-field ranges (checked by pydantic on construction) cannot
+        (:func:`tdpo.experiments.imdb.checks.validate`); a :class:`~tdpo.config.ConfigError` naming the
+        setting otherwise."""
+        checks.validate(self)
         return self
-
-    def _validate_best_of_n(self) -> None:
-        """Every N of ``best_of_n`` at least 1 and, when best-of-N is on, at most ``best_of_n_samples``."""
-        low = [n for n in self.best_of_n if n < 1]
-        if low:
-            raise ValueError(f"best_of_n: every N must be at least 1; got {low}")
-        if not self.best_of_n_samples:
-            return
-        if not self.best_of_n:
-            raise ValueError("best_of_n: give at least one N, or best_of_n_samples 0 to turn best-of-N off")
-        high = [n for n in self.best_of_n if n > self.best_of_n_samples]
-        if high:
-            raise ValueError(
-                f"best_of_n: N = {', '.join(map(str, high))} needs more samples per held-out prefix than "
-                f"best_of_n_samples = {self.best_of_n_samples}; every N must be at most best_of_n_samples "
-                f"(e.g. --best-of-n-samples {max(high)}, or --best-of-n with smaller N)"
-            )
 
     def save(self, path: str | Path) -> Path:
         """Write the settings as JSON."""
@@ -307,8 +265,11 @@ class ImdbConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {sorted(unknown)}")
-        return make_config(cls(), **data)
+            raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
+        try:
+            return make_config(cls(), **data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
 
 
 #: The fields the SFT model depends on (SFT's warm-up is ``min(warmup_steps, sft_steps)``).
@@ -323,10 +284,9 @@ _EVAL_FIELDS = ("eval_prefixes", "eval_samples")
 
 
 def make_config(base: ImdbConfig, **changes: Any) -> ImdbConfig:
-    """``base`` with ``changes`` applied, checked; a ``ValueError`` naming the first bad field."""
-    from tdpo.config import explain
-
+    """``base`` with ``changes`` applied, checked; a :class:`~tdpo.config.ConfigError` naming the first bad
+    setting."""
     try:
         return dataclasses.replace(base, **changes).validate()
     except ValidationError as err:
-        raise ValueError(explain(err)) from None
+        raise ConfigError(explain(err)) from None

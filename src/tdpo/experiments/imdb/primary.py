@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tdpo.config import ConfigError
 from tdpo.experiments.imdb.methods import Method, parse_method
 from tdpo.experiments.imdb.stats.matched_kl import NOT_COVERED, KLCurve
 from tdpo.experiments.imdb.stats.primary_contrast import MDE_FACTOR, primary_contrast
@@ -32,32 +33,32 @@ def primary_arms(cfg: ImdbConfig) -> tuple[list[Method], list[Method]]:
 
 
 def check_primary(cfg: ImdbConfig, min_seeds: int = 1) -> None:
-    """Raise ``ValueError`` naming the setting unless ``primary_contrast`` and ``primary_kl_window`` are
+    """Raise :class:`~tdpo.config.ConfigError` naming the setting unless ``primary_contrast`` and ``primary_kl_window`` are
     given together: two different settings without a seed, each with at least ``min_seeds`` runs in
     ``methods``, and a window ``0 <= lo < hi``."""
     contrast, window = cfg.primary_contrast, cfg.primary_kl_window
     if (contrast is None) != (window is None):
-        raise ValueError("primary_contrast and primary_kl_window: give both (a pre-registered contrast is two "
+        raise ConfigError("primary_contrast and primary_kl_window: give both (a pre-registered contrast is two "
                          "settings and a KL window) or neither")
     if contrast is None or window is None:
         return
     if len(contrast) != 2:
-        raise ValueError(f"primary_contrast: give two settings, arm a then arm b; got {contrast}")
+        raise ConfigError(f"primary_contrast: give two settings, arm a then arm b; got {contrast}")
     for spec in contrast:
         if "seed" in spec.partition(":")[2]:
-            raise ValueError(f"primary_contrast: {spec!r} names a seed; an arm is a setting, its runs every seed "
+            raise ConfigError(f"primary_contrast: {spec!r} names a seed; an arm is a setting, its runs every seed "
                              "of it in methods")
     if parse_method(contrast[0]).setting == parse_method(contrast[1]).setting:
-        raise ValueError(f"primary_contrast: both arms are the same setting ({contrast[0]!r})")
+        raise ConfigError(f"primary_contrast: both arms are the same setting ({contrast[0]!r})")
     for spec, runs in zip(contrast, primary_arms(cfg), strict=True):
         if not runs:
-            raise ValueError(f"primary_contrast: {spec!r} is not trained: add it to methods")
+            raise ConfigError(f"primary_contrast: {spec!r} is not trained: add it to methods")
         if len(runs) < min_seeds:
             extra = f"{spec}{',' if ':' in spec else ':'}seed={max(m.seed for m in runs) + 1}"
-            raise ValueError(f"primary_contrast: {spec!r} has {len(runs)} run(s) in methods; it needs at least "
+            raise ConfigError(f"primary_contrast: {spec!r} has {len(runs)} run(s) in methods; it needs at least "
                              f"{min_seeds} training seeds (add e.g. {extra!r})")
     if len(window) != 2 or not 0 <= window[0] < window[1]:
-        raise ValueError(f"primary_kl_window: give two KLs 0 <= lo < hi in nats; got {window}")
+        raise ConfigError(f"primary_kl_window: give two KLs 0 <= lo < hi in nats; got {window}")
 
 
 #: The least training seeds of each arm of the frontier preset's primary contrast.
