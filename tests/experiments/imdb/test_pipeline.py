@@ -186,6 +186,18 @@ def test_an_interrupted_frontier_resumes_without_redoing_finished_work(tmp_path,
     results = json.loads((out / "results.json").read_text())
     assert [[p["step"] for p in c["points"]] for c in results["curves"]] == [[0, 1, 2, 3, 4]] * 2
     assert report.is_file()
+    # timings.json adds up both invocations, the interrupted TDPO2 run's time included
+    ledger = [json.loads(line) for line in (out / "timings_ledger.jsonl").read_text().splitlines()]
+    first, second = sorted({r["invocation"] for r in ledger}, key=[r["invocation"] for r in ledger].index)
+    steps_of = {inv: [r["step"] for r in ledger if r["invocation"] == inv] for inv in (first, second)}
+    assert steps_of[first][0] == "reward classifier" and steps_of[first][-1] == "total"
+    assert "train TDPO2 (beta=0.1, alpha=0.5)" in steps_of[first] and "SFT" in steps_of[first]
+    totals = {inv: next(r["seconds"] for r in ledger if r["invocation"] == inv and r["step"] == "total")
+              for inv in (first, second)}
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["total"] >= totals[first] + sum(r["seconds"] for r in ledger
+                                                   if r["invocation"] == second and r["step"] != "total")
+    assert timings["SFT"] == pytest.approx(sum(r["seconds"] for r in ledger if r["step"] == "SFT"))
 
     # once finished, a rerun evaluates and trains nothing
     evaluations.clear()

@@ -63,7 +63,9 @@ class ExperimentPaths:
     inspect: Path
     """The token-level view of held-out pairs (HTML)."""
     timings: Path
-    """Seconds per step (JSON)."""
+    """Seconds per step (JSON), added up over every invocation that worked on the experiment."""
+    timings_ledger: Path
+    """Each invocation's step times as they ended (JSON lines, :mod:`tdpo.experiments.imdb.timer`)."""
 
     def final_model(self, run_name: str) -> Path:
         """The trained model of run ``run_name``."""
@@ -83,6 +85,7 @@ def paths(cfg: ImdbConfig) -> ExperimentPaths:
         pairs=data / "pairs.jsonl", pairs_eval=data / "pairs_eval.jsonl", pairs_stats=data / "pairs_stats.json",
         runs=out / "runs", eval=out / "eval", results=out / "results.json", plots=out / "plots",
         report=out / "report.md", inspect=out / "inspect.html", timings=out / "timings.json",
+        timings_ledger=out / "timings_ledger.jsonl",
     )
 
 

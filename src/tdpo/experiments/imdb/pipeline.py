@@ -54,7 +54,7 @@ from tdpo.experiments.imdb.steps import (
     step_train,
     train_method,
 )
-from tdpo.experiments.imdb.timer import StepTimer
+from tdpo.experiments.imdb.timer import StepTimer, ledger_invocations, ledger_totals
 from tdpo.files import write_atomic
 
 __all__ = [
@@ -91,7 +91,23 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     logger.info("tdpo imdb: %d run(s), %d to train; estimated time (uncalibrated): %s", len(methods), len(todo),
                 describe(estimate(work), work))
     budget = Budget(cfg, work)
-    timer = StepTimer()
+    timer = StepTimer(ledger=p.timings_ledger)
+    try:
+        report = _run_steps(cfg, timer, budget)
+    finally:
+        timer.close()
+    logger.info("%s", timer.summary())
+    runs = ledger_invocations(p.timings_ledger)
+    if runs > 1:
+        logger.info("tdpo imdb: the experiment took %.1f min over %d invocations (%s)",
+                    ledger_totals(p.timings_ledger)["total"] / 60, runs, p.timings_ledger)
+    return report
+
+
+def _run_steps(cfg: ImdbConfig, timer: StepTimer, budget: Budget) -> Path:
+    """Every step of the experiment, timed by ``timer``; ``timings.json`` holds the times of every
+    invocation added up; return the report."""
+    p = paths(cfg)
     with timer.step("reward classifier"):
         reward = step_reward(cfg)
     for name, step in (("SFT", lambda: step_sft(cfg)), ("preference pairs", lambda: step_pairs(cfg, reward))):
@@ -103,11 +119,9 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     step_evaluate(cfg, reward, timer)
     with timer.step("token-level view"):
         step_inspect(cfg)
-    write_atomic(p.timings, json.dumps(timer.to_dict(), indent=2) + "\n")
     with timer.step("plots and report"):
-        report = step_report(cfg, timer.to_dict())
-    write_atomic(p.timings, json.dumps(timer.to_dict(), indent=2) + "\n")
-    logger.info("%s", timer.summary())
+        report = step_report(cfg, ledger_totals(p.timings_ledger, running=timer))
+    write_atomic(p.timings, json.dumps(ledger_totals(p.timings_ledger, running=timer), indent=2) + "\n")
     return report
 
 

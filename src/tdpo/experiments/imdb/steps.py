@@ -278,10 +278,12 @@ def step_train(cfg: ImdbConfig, reward: Any = None, timer: StepTimer | None = No
         logger.info("tdpo imdb: --- train %s (%d steps, curve points at steps %s) ---", method.label,
                     cfg.train_steps, ", ".join(map(str, points_to_do(cfg, method))) or "none left")
         start, evaluated = time.perf_counter(), evaluator.seconds
-        runs[method.name] = train_method(cfg, method, on_step=evaluator.callback(method), reward=evaluator.reward)
-        spent = evaluator.seconds - evaluated
-        timer.add(f"train {method.label}", time.perf_counter() - start - spent)
-        timer.add("curve evaluation", spent)
+        try:
+            runs[method.name] = train_method(cfg, method, on_step=evaluator.callback(method), reward=evaluator.reward)
+        finally:  # an interrupted run's time counts too (timings_ledger.jsonl)
+            spent = evaluator.seconds - evaluated
+            timer.add(f"train {method.label}", time.perf_counter() - start - spent)
+            timer.add("curve evaluation", spent)
         budget.run_finished()
         logger.info("tdpo imdb: %s trained in %.0f s (+ %.0f s of curve evaluation)", method.label,
                     time.perf_counter() - start - spent, spent)
