@@ -27,7 +27,9 @@ sizes before it starts (:mod:`tdpo.experiments.imdb.budget`), the time left as i
 time went at the end. It resumes an interrupted experiment: the SFT model and the pairs made with the
 same settings are kept, finished runs and saved curve points are not done again, and a run interrupted
 in the middle continues from its last checkpoint (:mod:`tdpo.experiments.imdb.resume`; trained again from the SFT
-model when its checkpoint was made with other settings). Progress messages are logged (logger
+model when its checkpoint was made with other settings). Each invocation appends its step times to
+``timings_ledger.jsonl``, and ``timings.json`` adds up every invocation's, so an experiment finished
+over several sittings reports the time it took in all. Progress messages are logged (logger
 ``tdpo.experiments.imdb``); the command line shows them on standard error.
 """
 
