@@ -18,8 +18,26 @@ def test_parse_method():
     assert parse_method("DPO").name == "dpo_beta0.1"
     with pytest.raises(ValueError, match="unknown loss 'ppo'"):
         parse_method("ppo:beta=0.1")
-    with pytest.raises(ValueError, match="gamma=2"):
+    with pytest.raises(ValueError, match=r"dpo does not read gamma \(its parameters: beta\)"):
         parse_method("dpo:gamma=2")
+    with pytest.raises(ValueError, match="expected KEY=VALUE with KEY one of beta, alpha, .*gamma.*, lr, seed, got 'foo=2'"):
+        parse_method("dpo:foo=2")
+
+
+def test_a_method_takes_every_parameter_its_loss_reads():
+    simpo = parse_method("simpo:beta=2,gamma=1")
+    assert simpo.extra == (("gamma", 1.0),) and simpo.name == "simpo_beta2_gamma1"
+    assert simpo.label == "SimPO (beta=2, gamma=1)" and simpo.setting == parse_method("simpo:gamma=1,beta=2,seed=3").setting
+    assert parse_method("simpo").name == "simpo_beta0.1_gamma0.5"  # the registry's default, written out
+    assert parse_method("cdpo:label_smoothing=0.1").name == "cdpo_beta0.1_label_smoothing0.1"
+    # the names of the runs the presets train do not change
+    assert [parse_method(s).name for s in ("dpo:beta=0.1", "tdpo2:beta=0.1,alpha=0.7,seed=1", "unlikelihood:alpha=1",
+                                          "preferred_ft", "rloo:beta=0.05")] == [
+        "dpo_beta0.1", "tdpo2_beta0.1_alpha0.7_seed1", "unlikelihood_alpha1", "preferred_ft", "rloo_beta0.05"]
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        parse_method("simpo:gamma=-1")
+    with pytest.raises(ValueError, match=r"label_smoothing must be a finite number in \[0, 0.5\)"):
+        parse_method("robust_dpo:label_smoothing=0.7")
 
 
 def test_config_from_command_line():

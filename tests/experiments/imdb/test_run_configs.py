@@ -63,6 +63,7 @@ def test_method_run_matches_its_command_line(tmp_path, held_out):
 @pytest.mark.parametrize("spec, loss, run_name", [
     ("preferred_ft", ["loss.name=sft"], "preferred_ft"),
     ("unlikelihood:alpha=0.1", ["loss.name=unlikelihood", "loss.alpha=0.1"], "unlikelihood_alpha0.1"),
+    ("simpo:beta=2,gamma=1", ["loss.name=simpo", "loss.beta=2", "loss.gamma=1"], "simpo_beta2_gamma1"),
 ])
 def test_baseline_runs_match_their_command_lines(tmp_path, spec, loss, run_name):
     """Preferred-FT is ``sft`` on the pairs file (the SFT loader takes prompt + chosen); unlikelihood

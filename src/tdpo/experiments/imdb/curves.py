@@ -46,9 +46,10 @@ def run_info(method: Method | None, model_path: str | None = None) -> dict[str, 
     if method is None:
         return {"name": SFT_NAME, "label": "SFT", "loss": "sft", "beta": None, "alpha": None, "seed": 0,
                 "setting": SFT_NAME, "model_path": model_path}
-    return {"name": method.name, "label": method.label, "loss": method.loss, "beta": method.beta,
+    info = {"name": method.name, "label": method.label, "loss": method.loss, "beta": method.beta,
             "alpha": method.alpha if method.uses_alpha else None, "seed": method.seed, "lr": method.lr,
             "setting": method.setting.name, "model_path": model_path}
+    return {**info, "params": dict(method.extra)} if method.extra else info
 
 
 def read_point(path: Path, settings: dict[str, Any] | None = None) -> dict[str, Any] | None:

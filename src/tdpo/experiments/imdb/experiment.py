@@ -88,7 +88,8 @@ class ImdbConfig:
     methods: list[str] = field(
         default_factory=lambda: ["dpo:beta=0.1", "tdpo1:beta=0.1", "tdpo2:beta=0.1,alpha=0.5"]
     )
-    """Methods trained from the SFT model: ``LOSS[:beta=B][,alpha=A]``."""
+    """Methods trained from the SFT model: ``LOSS[:beta=B][,alpha=A][,lr=L][,seed=N]``, plus any other
+    parameter the loss reads (``simpo:beta=2,gamma=1``; :mod:`tdpo.experiments.imdb.methods`)."""
 
     train_steps: Int = Field(30, ge=1)
     """Optimizer steps of each preference run."""

@@ -1,12 +1,14 @@
 """The runs of the IMDb experiment: a method written as ``LOSS`` or ``LOSS:key=value,...`` and parsed.
 
-A run is written as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta``, ``alpha``, ``lr`` and ``seed``, e.g.
+A run is written as ``LOSS`` or ``LOSS:key=value,...`` with keys ``beta``, ``alpha``, ``lr``, ``seed`` and
+the loss's other parameters in the registry (``simpo:beta=2,gamma=1``, ``cdpo:label_smoothing=0.1``), e.g.
 ``dpo:beta=0.1``, ``tdpo2:beta=0.1,alpha=0.5`` or ``dpo:beta=0.1,seed=1`` (the same setting trained
 again in another data order, from the same SFT model on the same pairs). ``LOSS`` is any pairwise loss
 of the registry (``unlikelihood:alpha=0.1`` included) or ``preferred_ft``: the DPO paper's Preferred-FT
 baseline, the ``sft`` loss on the chosen response of every training pair, or ``rloo``: the online RL
 baseline, TRL's RLOO trainer with the reward classifier as its reward and ``beta`` its KL penalty
-(:mod:`tdpo.experiments.imdb.online_rl`, the ``tdpo[trl]`` extra). A key the method does not read is ignored.
+(:mod:`tdpo.experiments.imdb.online_rl`, the ``tdpo[trl]`` extra). ``beta`` or ``alpha`` given to a method
+that does not read it is ignored; another loss parameter the method does not read is an error.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ ONLINE_RL_METHOD = "rloo:beta=0.05"
 METHOD_KINDS = (*PREFERENCE_LOSSES, *FINE_TUNING_METHODS, *ONLINE_RL_METHODS)
 
 #: Display names of the kinds that are not written in capitals (``dpo`` -> ``DPO``).
-_DISPLAY = {"preferred_ft": "Preferred-FT", "unlikelihood": "Unlikelihood"}
+_DISPLAY = {"preferred_ft": "Preferred-FT", "unlikelihood": "Unlikelihood", "simpo": "SimPO", "robust_dpo": "Robust DPO"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Method:
             first run of the setting; the SFT model, the pairs and the evaluation are the same).
         lr: the run's learning rate, or None for the experiment's ``lr`` (the TDPO paper trains TDPO at
             five times DPO's rate).
+        extra: the loss's other parameters (``(("gamma", 1.0),)`` for SimPO), every one it reads
+            besides beta and alpha, in the registry's order, defaults filled in.
     """
 
     loss: str
@@ -61,6 +65,7 @@ class Method:
     alpha: float = PARAMS["alpha"].default
     seed: int = 0
     lr: float | None = None
+    extra: tuple[tuple[str, float], ...] = ()
 
     @property
     def name(self) -> str:
@@ -68,6 +73,7 @@ class Method:
         ``unlikelihood_alpha0.1``, ``preferred_ft``: the parameters the method reads."""
         out = self.loss + (f"_beta{self.beta:g}" if self.uses_beta else "")
         out = out + f"_alpha{self.alpha:g}" if self.uses_alpha else out
+        out += "".join(f"_{key}{value:g}" for key, value in self.extra)
         out = out + f"_lr{self.lr:g}" if self.lr is not None else out
         return out + f"_seed{self.seed}" if self.seed else out
 
@@ -77,6 +83,7 @@ class Method:
         ``Preferred-FT``."""
         parts = [f"beta={self.beta:g}"] if self.uses_beta else []
         parts += [f"alpha={self.alpha:g}"] if self.uses_alpha else []
+        parts += [f"{key}={value:g}" for key, value in self.extra]
         parts += [f"lr={self.lr:g}"] if self.lr is not None else []
         parts += [f"seed {self.seed}"] if self.seed else []
         display = _DISPLAY.get(self.loss, self.loss.upper())
@@ -88,7 +95,7 @@ class Method:
         and the parameters it does not read at their defaults."""
         default = Method(self.loss)
         return Method(self.loss, self.beta if self.uses_beta else default.beta,
-                      self.alpha if self.uses_alpha else default.alpha, lr=self.lr)
+                      self.alpha if self.uses_alpha else default.alpha, lr=self.lr, extra=self.extra)
 
     @property
     def train_loss(self) -> str:
@@ -113,9 +120,14 @@ class Method:
         return self.online or "beta" in get_loss(self.train_loss).param_names
 
 
+#: The keys a method may give besides the loss parameters of the registry.
+_RUN_KEYS = ("lr", "seed")
+
+
 def parse_method(spec: str) -> Method:
-    """Parse ``LOSS[:beta=B][,alpha=A][,lr=L][,seed=N]`` (``LOSS`` one of :data:`METHOD_KINDS`); errors
-    name the bad part."""
+    """Parse ``LOSS[:beta=B][,alpha=A][,lr=L][,seed=N][,PARAM=V]`` (``LOSS`` one of :data:`METHOD_KINDS`,
+    ``PARAM`` a parameter the loss reads in the registry; beta and alpha are ignored by a loss that does
+    not read them); errors name the bad part."""
     loss, _, rest = spec.partition(":")
     loss = loss.strip().lower()
     if loss not in METHOD_KINDS:
@@ -124,8 +136,8 @@ def parse_method(spec: str) -> Method:
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = part.partition("=")
         key = key.strip()
-        if not eq or key not in ("beta", "alpha", "lr", "seed"):
-            raise ValueError(f"method {spec!r}: expected beta=NUMBER, alpha=NUMBER, lr=NUMBER or seed=N, "
+        if not eq or key not in (*PARAMS, *_RUN_KEYS):
+            raise ValueError(f"method {spec!r}: expected KEY=VALUE with KEY one of {', '.join((*PARAMS, *_RUN_KEYS))}, "
                              f"got {part!r}")
         try:
             values[key] = int(value) if key == "seed" else float(value)
@@ -136,7 +148,13 @@ def parse_method(spec: str) -> Method:
         raise ValueError(f"method {spec!r}: seed must be >= 0, got {values['seed']}")
     if "lr" in values and not (values["lr"] > 0 and math.isfinite(values["lr"])):
         raise ValueError(f"method {spec!r}: lr must be a positive number, got {values['lr']}")
-    method = Method(loss, **values)
-    for key, reason in parameter_problems(beta=method.beta, alpha=method.alpha):
+    reads = () if loss in ONLINE_RL_METHODS else get_loss(FINE_TUNING_METHODS.get(loss, loss)).param_names
+    unread = [key for key in values if key not in (*reads, "beta", "alpha", *_RUN_KEYS)]
+    if unread:
+        raise ValueError(f"method {spec!r}: {loss} does not read {', '.join(unread)} (its parameters: "
+                         f"{', '.join(reads) or 'none'})")
+    extra = tuple((key, values.pop(key, PARAMS[key].default)) for key in reads if key not in ("beta", "alpha"))
+    method = Method(loss, **{k: v for k, v in values.items() if k in ("beta", "alpha", *_RUN_KEYS)}, extra=extra)
+    for key, reason in parameter_problems(beta=method.beta, alpha=method.alpha, **dict(extra)):
         raise ValueError(f"method {spec!r}: {key} {reason}")
     return method

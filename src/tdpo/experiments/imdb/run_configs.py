@@ -83,7 +83,7 @@ def method_run_config(cfg: ImdbConfig, method: Method, sft_model: str) -> Any:
     test = str(p.pairs_eval) if held_out else "none"
     every = None if test == "none" else cfg.pair_eval_every_steps() * cfg.batch_size
     return _run(cfg, method.name, {
-        "loss": {"name": method.train_loss, "beta": method.beta, "alpha": method.alpha},
+        "loss": {"name": method.train_loss, "beta": method.beta, "alpha": method.alpha, **dict(method.extra)},
         "model": {"name_or_path": sft_model},
         "data": {"source": str(p.pairs), "shape": "prompt_chosen_rejected", "test_split": test, "test_size": 0,
                  "max_prompt_length": MAX_PROMPT_LENGTH,
