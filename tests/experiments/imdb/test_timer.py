@@ -69,9 +69,10 @@ def test_the_ledger_adds_up_invocations_interrupted_and_killed_ones_included(tmp
 def test_a_bad_ledger_line_names_the_file_and_line(tmp_path):
     import pytest
 
-    from tdpo.experiments.imdb.timer import ledger_totals
+    from tdpo.experiments.imdb.timer import ledger_invocations, ledger_totals
 
     ledger = tmp_path / "timings_ledger.jsonl"
     ledger.write_text('{"invocation": "a", "step": "SFT", "seconds": 1}\n{"step": "SFT"}\n')
-    with pytest.raises(ValueError, match=r"timings_ledger\.jsonl, line 2: not a timing record"):
-        ledger_totals(ledger)
+    for read in (ledger_totals, ledger_invocations):
+        with pytest.raises(ValueError, match=r"timings_ledger\.jsonl, line 2: not a timing record"):
+            read(ledger)

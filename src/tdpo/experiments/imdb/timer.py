@@ -89,18 +89,9 @@ def ledger_totals(ledger: str | Path, running: StepTimer | None = None) -> dict[
     ``total``: the invocations' totals added up. An invocation killed before :meth:`StepTimer.close`
     counts its recorded steps; the ``running`` timer's invocation counts its :meth:`StepTimer.total`
     so far. Shaped like :meth:`StepTimer.to_dict`; empty for a missing ledger and no running timer."""
-    path = Path(ledger)
     steps: dict[str, float] = {}
     per_invocation: dict[str, dict[str, float]] = {}
-    lines = path.read_text().splitlines() if path.is_file() else []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            invocation, name, seconds = str(row["invocation"]), str(row["step"]), float(row["seconds"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}, line {number}: not a timing record ({err})") from None
+    for invocation, name, seconds in read_ledger(ledger):
         mine = per_invocation.setdefault(invocation, {})
         mine[name] = mine.get(name, 0.0) + seconds
         if name != "total":
@@ -115,7 +106,21 @@ def ledger_totals(ledger: str | Path, running: StepTimer | None = None) -> dict[
 
 def ledger_invocations(ledger: str | Path) -> int:
     """How many invocations ``ledger`` records (0 for a missing ledger)."""
+    return len({invocation for invocation, _, _ in read_ledger(ledger)})
+
+
+def read_ledger(ledger: str | Path) -> list[tuple[str, str, float]]:
+    """The ``(invocation, step, seconds)`` records of ``ledger`` in order (none for a missing file); a
+    line that is not one is a ``ValueError`` naming the file and line."""
     path = Path(ledger)
-    if not path.is_file():
-        return 0
-    return len({json.loads(line)["invocation"] for line in path.read_text().splitlines() if line.strip()})
+    lines = path.read_text().splitlines() if path.is_file() else []
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            records.append((str(row["invocation"]), str(row["step"]), float(row["seconds"])))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}, line {number}: not a timing record ({err})") from None
+    return records
