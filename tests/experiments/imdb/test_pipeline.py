@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tdpo.experiments.imdb.experiment import ImdbConfig, parse_method
+from tdpo.experiments.imdb.experiment import ImdbConfig, make_config, parse_method
 from tdpo.experiments.imdb.pipeline import results_summary, run_pipeline
 from tdpo.experiments.imdb.presets import demo_config
 
@@ -164,7 +164,7 @@ class Interrupted(Exception):
 
 @pytest.mark.slow
 def test_an_interrupted_frontier_resumes_without_redoing_finished_work(tmp_path, monkeypatch, reviews_csv,
-                                                                      tiny_lm_dir):
+                                                                      tiny_lm_dir, caplog):
     from tdpo.experiments.imdb import curves, steps
 
     monkeypatch.setenv("TDPO_CACHE", str(tmp_path / "cache"))
@@ -193,10 +193,19 @@ def test_an_interrupted_frontier_resumes_without_redoing_finished_work(tmp_path,
     kept = {f: f.stat().st_mtime_ns for f in (out / "data" / "pairs.jsonl", out / "runs" / "sft" / "final",
                                              out / "runs" / "dpo_beta0.1" / "metrics.jsonl")}
 
+    # the pairs are kept for these settings only
+    assert steps.saved_pairs(cfg)["settings"] == json.loads(json.dumps(cfg.pair_settings()))
+    assert steps.saved_pairs(make_config(cfg, max_new_tokens=cfg.max_new_tokens + 1)) is None
+
     evaluations.clear(), trained.clear()
     monkeypatch.setattr(curves, "evaluate_policy", lambda *a, **k: evaluations.append(k["desc"]) or evaluate_policy(
         *a, **k))
-    report = run_pipeline(cfg, command="test")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tdpo"):
+        report = run_pipeline(cfg, command="test")
+    # the first estimate leaves out what is done: the SFT model and the pairs
+    estimate_line = next(r.getMessage() for r in caplog.records if "estimated time (uncalibrated)" in r.getMessage())
+    assert "1 to train" in estimate_line and "preference pairs" not in estimate_line and "SFT" not in estimate_line
     assert trained == ["tdpo2_beta0.1_alpha0.5"]  # DPO finished: not trained again
     assert evaluations == [f"evaluating TDPO2 (beta=0.1, alpha=0.5) at step {s}" for s in (2, 3, 4)]
     assert {f: f.stat().st_mtime_ns for f in saved} == saved  # saved points are not written again

@@ -47,6 +47,7 @@ from tdpo.experiments.imdb.experiment import ImdbConfig
 from tdpo.experiments.imdb.inspect_page import step_inspect
 from tdpo.experiments.imdb.layout import SFT_NAME, paths, prepare_out_dir, sft_model_path
 from tdpo.experiments.imdb.steps import (
+    saved_pairs,
     step_best_of_n,
     step_evaluate,
     step_pairs,
@@ -89,7 +90,7 @@ def run_pipeline(cfg: ImdbConfig, *, command: str | None = None) -> Path:
     methods = cfg.method_list()
     todo = [m for m in methods if not run_finished(cfg, m)]
     work = work_of(cfg, runs=todo, points=points_left(cfg, todo), sft=not p.final_model(SFT_NAME).is_dir(),
-                   best_of_n=saved_best_of_n(cfg) is None)
+                   pairs=saved_pairs(cfg) is None, best_of_n=saved_best_of_n(cfg) is None)
     logger.info("tdpo imdb: %d run(s), %d to train; estimated time (uncalibrated): %s", len(methods), len(todo),
                 describe(estimate(work), work))
     budget = Budget(cfg, work)

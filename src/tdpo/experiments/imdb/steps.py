@@ -162,6 +162,19 @@ def step_sft(cfg: ImdbConfig) -> str:
     return str(run_dir / "final")
 
 
+def saved_pairs(cfg: ImdbConfig) -> dict | None:
+    """The pair statistics :func:`step_pairs` saved with ``cfg``'s pair settings (its pair files in
+    place), or None when the pairs are still to be made."""
+    p = paths(cfg)
+    if not (p.pairs.is_file() and p.pairs_stats.is_file()):
+        return None
+    saved = json.loads(p.pairs_stats.read_text())
+    settings = json.loads(json.dumps(cfg.pair_settings()))
+    if saved.get("settings") != settings or not (p.pairs_eval.is_file() or not cfg.eval_pair_prefixes):
+        return None
+    return saved
+
+
 def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
     """Sample ``samples_per_prefix`` completions of training prefixes from the SFT model, score them
     and write all pairs (and the held-out evaluation pairs); return the pair statistics.
@@ -173,12 +186,11 @@ def step_pairs(cfg: ImdbConfig, reward: Any = None) -> dict:
     from tdpo.experiments.imdb.prefixes import review_prefixes
 
     p = paths(cfg)
+    saved = saved_pairs(cfg)
+    if saved is not None:
+        logger.info("tdpo imdb: preference pairs already at %s with these settings; kept", p.pairs)
+        return saved
     settings = json.loads(json.dumps(cfg.pair_settings()))
-    if p.pairs.is_file() and p.pairs_stats.is_file():
-        saved = json.loads(p.pairs_stats.read_text())
-        if saved.get("settings") == settings and (p.pairs_eval.is_file() or not cfg.eval_pair_prefixes):
-            logger.info("tdpo imdb: preference pairs already at %s with these settings; kept", p.pairs)
-            return saved
     reward = reward if reward is not None else step_reward(cfg)
     sft = sft_model_path(cfg)
     tokenizer, model, splits = _load_tokenizer(sft), _load_lm(sft), _splits(cfg)
