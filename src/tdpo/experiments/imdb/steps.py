@@ -164,11 +164,19 @@ def step_sft(cfg: ImdbConfig) -> str:
 
 def saved_pairs(cfg: ImdbConfig) -> dict | None:
     """The pair statistics :func:`step_pairs` saved with ``cfg``'s pair settings (its pair files in
-    place), or None when the pairs are still to be made."""
+    place), or None when the pairs are still to be made (a statistics file that cannot be read is
+    logged by name and the pairs are made again)."""
     p = paths(cfg)
     if not (p.pairs.is_file() and p.pairs_stats.is_file()):
         return None
-    saved = json.loads(p.pairs_stats.read_text())
+    try:
+        saved = json.loads(p.pairs_stats.read_text())
+    except (OSError, ValueError) as err:
+        logger.warning("tdpo imdb: %s cannot be read (%s); the pairs will be made again", p.pairs_stats, err)
+        return None
+    if not isinstance(saved, dict):
+        logger.warning("tdpo imdb: %s holds no pair statistics; the pairs will be made again", p.pairs_stats)
+        return None
     settings = json.loads(json.dumps(cfg.pair_settings()))
     if saved.get("settings") != settings or not (p.pairs_eval.is_file() or not cfg.eval_pair_prefixes):
         return None
