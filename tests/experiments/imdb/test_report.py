@@ -124,10 +124,13 @@ def test_a_primary_window_a_run_does_not_cover_gives_no_verdict():
 
 
 def test_report_has_tables_figures_curve_points_samples_and_timings(tmp_path):
-    cfg = ImdbConfig(out_dir=str(tmp_path), report_samples=1, train_steps=4, eval_points=2)
+    cfg = ImdbConfig(out_dir=str(tmp_path), report_samples=2, train_steps=4, eval_points=2)
     for i, m in enumerate(RESULTS["models"]):
-        samples = [{"prompt": "This film", "completion": f" was take {i} | ok", "reward": 0.1 * i},
-                   {"prompt": "I", "completion": " hated it", "reward": 0.2}]
+        samples = [{"prefix": 0, "sample": 0, "prompt": "This film", "completion": f" was take {i} | ok",
+                    "reward": 0.1 * i},
+                   {"prefix": 0, "sample": 1, "prompt": "This film", "completion": " sample two", "reward": 0.3},
+                   {"prefix": 1, "sample": 0, "prompt": "I", "completion": " hated it", "reward": 0.2},
+                   {"prefix": 1, "sample": 1, "prompt": "I", "completion": " liked it", "reward": 0.9}]
         folder = tmp_path / "eval" / m["name"]
         folder.mkdir(parents=True)
         (folder / f"step-{m['step']:06d}.json").write_text(json.dumps({"summary": {}, "samples": samples}))
@@ -146,7 +149,9 @@ def test_report_has_tables_figures_curve_points_samples_and_timings(tmp_path):
     assert "| TDPO2 (beta=0.1, alpha=0.5) | 2 | 0.6000 ± 0.0100 | 1.000 | 1.050 | 0.500 | 3.000 |" in text
     assert "Above the SFT" not in text  # no comparison that is not made from an interval
     assert "**Prefix 1:** `This film`" in text and "| SFT |  was take 0 \\| ok | 0.000 |" in text
-    assert "Prefix 2" not in text
+    # one completion (sample 0) of each prefix: the second prefix, not the first prefix's second sample
+    assert "**Prefix 2:** `I`" in text and "| SFT |  hated it | 0.200 |" in text
+    assert " sample two" not in text and " liked it" not in text and "Prefix 3" not in text
     assert "| train DPO | 90.0 | 75.0 % |" in text and "| total | 120.0 (2.0 min) | |" in text
 
 

@@ -258,13 +258,14 @@ def curve_lines(results: dict) -> list[str]:
 
 
 def sample_sections(eval_dir: Path, results: dict, count: int) -> list[str]:
-    """Completions of the first ``count`` held-out prefixes by every model at its last curve point, with
-    their rewards."""
+    """The first completion (sample 0) of each of the first ``count`` held-out prefixes by every model at
+    its last curve point, with their rewards."""
     loaded = []
     for m in results["models"]:
         path = eval_dir / m["name"] / f"step-{m['step']:06d}.json"
         if path.is_file():
-            loaded.append((m["label"], json.loads(path.read_text())["samples"]))
+            samples = json.loads(path.read_text())["samples"]
+            loaded.append((m["label"], [s for s in samples if s.get("sample", 0) == 0]))
     if not loaded or count == 0:
         return []
     lines = ["## Sample completions before (SFT) and after training", ""]
