@@ -2,7 +2,8 @@
 at every step, on the IMDb frontier's pairs (issues 12 and 16).
 
 Two TDPO2 runs of ``--steps`` steps are trained in turn in one process from the built-in model on the
-committed frontier's 1,535 preference pairs (``results/imdb_frontier/data/pairs.jsonl``; 8 pairs per
+previous committed frontier's 1,535 preference pairs (``benchmarks/data/imdb_pairs_1535.jsonl``, kept
+from the 2026-11-27 frontier in ``results/imdb_frontier/data/`` that the issue-25 run replaced; 8 pairs per
 step, RMSprop, float32): one with the reference's forward pass at every step, one with the reference's
 states computed once before training and looked up after. The script prints the median step time of
 each (steps 3 on, from the runs' ``metrics.jsonl``), the one-off cost of computing the table, the
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = ROOT / "results" / "imdb_frontier" / "data" / "pairs.jsonl"
+PAIRS = ROOT / "benchmarks" / "data" / "imdb_pairs_1535.jsonl"
 
 
 def main(argv: list[str] | None = None) -> int:
