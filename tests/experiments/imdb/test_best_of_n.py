@@ -17,6 +17,7 @@ from tdpo.experiments.imdb.best_of_n import (
     best_of_n_path,
     best_of_n_results,
     refresh_summary,
+    sample_rewards,
     saved_best_of_n,
     write_best_of_n,
 )
@@ -56,6 +57,29 @@ def test_command_line_options():
     assert (cfg.best_of_n_samples, cfg.best_of_n) == (4, [1, 2, 4])
     with pytest.raises(ValueError, match="best_of_n: N = 16"):
         config_from_args(build_parser().parse_args(["run", "--best-of-n-samples", "8"]), "default")
+
+
+def test_sampling_shows_progress_and_scores_prompt_plus_completion(tmp_path, monkeypatch):
+    import types
+
+    import tdpo.experiments.imdb.sampling as sampling
+
+    calls = []
+
+    def fake_sample(model, tokenizer, prompts, *, num_samples, **kwargs):
+        calls.append(kwargs)
+        return [[types.SimpleNamespace(prompt=p, text=" " + "x" * j) for j in range(num_samples)] for p in prompts]
+
+    class LengthReward:
+        def score(self, texts):
+            return np.array([float(len(t)) for t in texts])
+
+    monkeypatch.setattr(sampling, "sample_completions", fake_sample)
+    cfg = make_config(ImdbConfig(out_dir=str(tmp_path)), best_of_n_samples=3, best_of_n=[1, 3], seed=2)
+    rewards = sample_rewards(cfg, None, None, LengthReward(), ["ab", "abcd"])
+    assert rewards.tolist() == [[3.0, 4.0, 5.0], [5.0, 6.0, 7.0]]  # len(prompt + completion j), row by prompt
+    # minutes of sampling on a CPU: the bar is shown (it was off, and best-of-N ran silently)
+    assert calls[0]["progress"] is True and calls[0]["seed"] == 2 + BEST_OF_N_SEED_OFFSET
 
 
 def test_saved_numbers_are_best_of_n_of_the_saved_rewards(tmp_path):

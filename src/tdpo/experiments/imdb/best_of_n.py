@@ -111,7 +111,7 @@ def sample_rewards(cfg: ImdbConfig, model: Any, tokenizer: Any, reward: Any, pro
 
     completions = sample_completions(
         model, tokenizer, prompts, num_samples=cfg.best_of_n_samples, max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.sample_batch_size, seed=cfg.seed + BEST_OF_N_SEED_OFFSET, progress=False,
+        batch_size=cfg.sample_batch_size, seed=cfg.seed + BEST_OF_N_SEED_OFFSET, progress=True,
         desc="best-of-N samples of the SFT model",
     )
     flat = [c.prompt + c.text for row in completions for c in row]
